@@ -1,0 +1,44 @@
+/**
+ * Admin HTTP on the main thread: `/healthz`, `/metrics` (Prometheus text), `/stats` (JSON).
+ * Never touches client sockets.
+ */
+import http from 'node:http';
+import type { Registry } from 'prom-client';
+
+export interface AdminHandlers {
+  healthy(): { ok: boolean; detail: Record<string, unknown> };
+  stats(): Record<string, unknown>;
+  metrics: Registry;
+}
+
+export function createAdminServer(handlers: AdminHandlers): http.Server {
+  return http.createServer((req, res) => {
+    const path = (req.url ?? '/').split('?', 1)[0];
+    if (req.method !== 'GET') {
+      res.writeHead(405, { allow: 'GET' }).end();
+      return;
+    }
+    switch (path) {
+      case '/healthz': {
+        const { ok, detail } = handlers.healthy();
+        sendJson(res, ok ? 200 : 503, { status: ok ? 'ok' : 'unavailable', ...detail });
+        return;
+      }
+      case '/stats':
+        sendJson(res, 200, handlers.stats());
+        return;
+      case '/metrics':
+        handlers.metrics.metrics().then(
+          (text) => res.writeHead(200, { 'content-type': handlers.metrics.contentType }).end(text),
+          (error: Error) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`metrics failed: ${error.message}\n`),
+        );
+        return;
+      default:
+        sendJson(res, 404, { error: 'not found', paths: ['/healthz', '/metrics', '/stats'] });
+    }
+  });
+}
+
+export function sendJson(res: http.ServerResponse, status: number, body: unknown): void {
+  res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+}

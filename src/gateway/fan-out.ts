@@ -1,0 +1,107 @@
+/**
+ * Main thread hot path: one message from the MPC in, one copy into the ring of every worker that
+ * has a subscriber under its root. Never blocks: a full ring drops the message for that worker only.
+ */
+import { performance } from 'node:perf_hooks';
+import { RingWriter } from '../protocol/ring.js';
+import { BodyRejects, extractTopic, rootOf, topicError } from '../protocol/topic.js';
+import type { GatewayConfig } from './config.js';
+
+/** Why a message from the MPC was not fanned out (label values of tormq_publish_drops_total). */
+export const PUBLISH_DROP_REASONS = [
+  'bad_frames', // not exactly [root, body]
+  'oversized', // body over maxMessageBytes
+  'not_json',
+  'no_topic', // no string "topic"
+  'invalid_topic',
+  'root_mismatch', // root frame is not the topic's first segment
+  'unrouted', // no worker has the root (ZeroMQ prefix match like "ehrx" for "ehr", or just unsubscribed)
+] as const;
+export type PublishDropReason = (typeof PUBLISH_DROP_REASONS)[number];
+
+/** The main thread's view of one worker's ring. */
+export interface RingSlot {
+  readonly index: number;
+  readonly ring: RingWriter;
+  /** Messages dropped because this worker's ring was full. */
+  ringDrops: number;
+}
+
+export class FanOut {
+  /** Messages received from the MPC, valid or not. */
+  messagesIn = 0;
+  /** Ring writes (message x worker). */
+  ringWrites = 0;
+  readonly drops: Record<PublishDropReason, number> = Object.fromEntries(PUBLISH_DROP_REASONS.map((r) => [r, 0])) as Record<PublishDropReason, number>;
+  private readonly routes = new Map<string, RingSlot[]>();
+  private readonly timeOrigin = performance.timeOrigin;
+
+  constructor(private readonly config: GatewayConfig) {}
+
+  /** Routes `root` to `slot`. Returns true when the root was not routed before (subscribe upstream). */
+  addRoute(root: string, slot: RingSlot): boolean {
+    const slots = this.routes.get(root);
+    if (slots === undefined) {
+      this.routes.set(root, [slot]);
+      return true;
+    }
+    if (!slots.includes(slot)) slots.push(slot);
+    return false;
+  }
+
+  /** Stops routing `root` to `slot`. Returns true when no worker wants the root any more (unsubscribe). */
+  removeRoute(root: string, slot: RingSlot): boolean {
+    const slots = this.routes.get(root);
+    if (slots === undefined) return false;
+    const i = slots.indexOf(slot);
+    if (i !== -1) slots.splice(i, 1);
+    if (slots.length > 0) return false;
+    this.routes.delete(root);
+    return true;
+  }
+
+  /** Roots currently routed anywhere. */
+  roots(): string[] {
+    return [...this.routes.keys()];
+  }
+
+  /** One message from the MPC. */
+  ingest(frames: Buffer[]): void {
+    this.messagesIn++;
+    if (frames.length !== 2) return this.drop('bad_frames');
+    const rootFrame = frames[0]!;
+    const body = frames[1]!;
+    if (body.length > this.config.maxMessageBytes) return this.drop('oversized');
+    const topic = extractTopic(body);
+    if (topic === BodyRejects.NOT_JSON) return this.drop('not_json');
+    if (topic === BodyRejects.NO_TOPIC) return this.drop('no_topic');
+    if (topicError(topic, this.config.maxTopicLength) !== null) return this.drop('invalid_topic');
+    const root = rootOf(topic);
+    if (rootFrame.length !== Buffer.byteLength(root) || rootFrame.toString('utf8') !== root) return this.drop('root_mismatch');
+    const slots = this.routes.get(root);
+    if (slots === undefined) return this.drop('unrouted');
+    // The original gateway parsed every body; so does tormq by default, so no client gets broken JSON.
+    if (this.config.validateJson && !isJson(body)) return this.drop('not_json');
+    const topicBytes = Buffer.from(topic, 'utf8');
+    const receivedAt = this.timeOrigin + performance.now();
+    for (let i = 0; i < slots.length; i++) {
+      const slot = slots[i]!;
+      if (slot.ring.tryWrite(topicBytes, body, receivedAt)) this.ringWrites++;
+      else slot.ringDrops++;
+      slot.ring.notify();
+    }
+  }
+
+  private drop(reason: PublishDropReason): void {
+    this.drops[reason]++;
+  }
+}
+
+function isJson(body: Buffer): boolean {
+  try {
+    JSON.parse(body.toString('utf8'));
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,114 @@
+/**
+ * Prometheus metrics, read at scrape time from where the numbers already live: the workers'
+ * shared-memory counters, FanOut's and Upstream's fields. Nothing on the hot path touches prom-client.
+ */
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import type { FanOut } from './fan-out.js';
+import { PUBLISH_DROP_REASONS } from './fan-out.js';
+import { LATENCY_BOUNDS, WorkerStat } from './thread-protocol.js';
+import type { Upstream } from './upstream.js';
+import type { WorkerPool, WorkerSlot } from './worker-pool.js';
+
+type StatIndex = (typeof WorkerStat)[keyof typeof WorkerStat];
+
+export function createMetrics(pool: WorkerPool, fanOut: FanOut, upstream: Upstream): Registry {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'tormq_process_' });
+
+  const perWorker = (
+    Kind: typeof Counter | typeof Gauge,
+    name: string,
+    help: string,
+    value: (slot: WorkerSlot) => number,
+  ) =>
+    new Kind({
+      name,
+      help,
+      labelNames: ['worker'],
+      registers: [registry],
+      collect(this: Counter | Gauge) {
+        this.reset();
+        for (const slot of pool.slots) (this as Gauge).inc({ worker: String(slot.index) }, value(slot));
+      },
+    });
+  const stat = (index: StatIndex) => (slot: WorkerSlot) => slot.stats[index]!;
+
+  perWorker(Gauge, 'tormq_connections', 'Open WebSocket connections', stat(WorkerStat.CONNECTIONS));
+  perWorker(Gauge, 'tormq_subscriptions', 'Subscriptions held by connections', stat(WorkerStat.SUBSCRIPTIONS));
+  perWorker(Counter, 'tormq_worker_messages_total', 'Messages a worker read from its ring', stat(WorkerStat.RECORDS));
+  perWorker(Counter, 'tormq_deliveries_total', 'Messages written to client connections', stat(WorkerStat.DELIVERIES));
+  perWorker(Counter, 'tormq_ring_drops_total', 'Messages dropped for a worker because its ring was full', (s) => s.ringDrops);
+  perWorker(Gauge, 'tormq_ring_used_bytes', 'Bytes waiting in the worker ring (sampled after each batch)', stat(WorkerStat.RING_USED_BYTES));
+  perWorker(Counter, 'tormq_slow_client_drops_total', 'Messages skipped for clients over the outbound limit (policy drop)', stat(WorkerStat.SLOW_DROPS));
+  perWorker(Counter, 'tormq_slow_client_disconnects_total', 'Clients closed with 4008 (policy close)', stat(WorkerStat.SLOW_CLOSES));
+  perWorker(Counter, 'tormq_bad_frames_total', 'Client frames rejected (bad JSON, unknown event, invalid topic, ...)', stat(WorkerStat.BAD_FRAMES));
+  perWorker(Counter, 'tormq_oversize_frames_total', 'Connections closed with 1009 for a frame over maxFrameBytes', stat(WorkerStat.OVERSIZE_CLOSES));
+  perWorker(Counter, 'tormq_heartbeat_terminations_total', 'Connections terminated for missing a heartbeat pong', stat(WorkerStat.HEARTBEAT_TERMINATIONS));
+  perWorker(Counter, 'tormq_connections_accepted_total', 'WebSocket connections accepted', stat(WorkerStat.CONNECTIONS_ACCEPTED));
+  perWorker(Counter, 'tormq_connections_rejected_total', 'Upgrades refused (connection cap, wrong path, draining)', stat(WorkerStat.CONNECTIONS_REJECTED));
+  perWorker(Gauge, 'tormq_event_loop_lag_seconds', 'Worker event-loop delay, p99 over the last second', (s) => s.stats[WorkerStat.EVENT_LOOP_LAG_MS]! / 1000);
+  perWorker(Gauge, 'tormq_worker_up', '1 when the worker thread is running', (s) => (s.up ? 1 : 0));
+  perWorker(Counter, 'tormq_worker_restarts_total', 'Worker threads replaced after dying', (s) => s.restarts);
+
+  new Counter({
+    name: 'tormq_messages_in_total',
+    help: 'Messages received from the MPC, valid or not',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(fanOut.messagesIn);
+    },
+  });
+  new Counter({
+    name: 'tormq_publish_drops_total',
+    help: 'Messages from the MPC not fanned out, by reason',
+    labelNames: ['reason'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const reason of PUBLISH_DROP_REASONS) this.inc({ reason }, fanOut.drops[reason]);
+    },
+  });
+  new Gauge({
+    name: 'tormq_mpc_up',
+    help: '1 when the link to the MPC is connected',
+    labelNames: ['endpoint'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const link of upstream.links()) this.set({ endpoint: link.endpoint }, link.up ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'tormq_upstream_roots',
+    help: 'Roots the gateway subscribes to at the MPC',
+    registers: [registry],
+    collect() {
+      this.set(fanOut.roots().length);
+    },
+  });
+
+  // The latency histogram's buckets are filled by the workers in shared memory: expose them as-is.
+  registry.registerMetric({
+    name: 'tormq_delivery_latency_seconds',
+    help: 'In-gateway latency: received from the MPC to written to the client socket',
+    type: 'histogram',
+    get() {
+      const values: Array<{ labels: Record<string, string | number>; value: number; metricName: string }> = [];
+      for (const slot of pool.slots) {
+        const worker = String(slot.index);
+        let cumulative = 0;
+        LATENCY_BOUNDS.forEach((le, i) => {
+          cumulative += slot.stats[WorkerStat.LATENCY_BUCKETS + i]!;
+          values.push({ labels: { worker, le }, value: cumulative, metricName: 'tormq_delivery_latency_seconds_bucket' });
+        });
+        values.push({ labels: { worker, le: '+Inf' }, value: slot.stats[WorkerStat.LATENCY_COUNT]!, metricName: 'tormq_delivery_latency_seconds_bucket' });
+        values.push({ labels: { worker }, value: slot.stats[WorkerStat.LATENCY_SUM_SECONDS]!, metricName: 'tormq_delivery_latency_seconds_sum' });
+        values.push({ labels: { worker }, value: slot.stats[WorkerStat.LATENCY_COUNT]!, metricName: 'tormq_delivery_latency_seconds_count' });
+      }
+      return { name: 'tormq_delivery_latency_seconds', help: 'In-gateway latency: received from the MPC to written to the client socket', type: 'histogram', values, aggregator: 'sum' };
+    },
+  } as unknown as Parameters<Registry['registerMetric']>[0]);
+
+  return registry;
+}

@@ -1,0 +1,86 @@
+/**
+ * The gateway's one ZeroMQ SUB, connected to every MPC. It subscribes to exactly the roots some worker
+ * needs (FanOut decides), and tracks whether each MPC link is up for /healthz. ZeroMQ reconnects by
+ * itself and re-sends the subscriptions when an MPC comes back.
+ */
+import { Subscriber } from 'zeromq';
+import type { Logger } from '../log.js';
+
+export class Upstream {
+  private readonly socket = new Subscriber({ reconnectInterval: 100, reconnectMaxInterval: 2000, linger: 0 });
+  private readonly connected = new Set<string>();
+  private readonly endpoints: string[];
+  private closed = false;
+  reconnects = 0;
+
+  constructor(
+    endpoints: readonly string[],
+    private readonly log: Logger,
+  ) {
+    this.endpoints = endpoints.map((e) => `tcp://${e}`);
+  }
+
+  /** Connects and feeds every received message to `onMessage` until `close`. */
+  start(onMessage: (frames: Buffer[]) => void): Promise<void> {
+    void this.watchLinks();
+    for (const endpoint of this.endpoints) this.socket.connect(endpoint);
+    return this.receive(onMessage);
+  }
+
+  subscribe(root: string): void {
+    this.socket.subscribe(root);
+  }
+
+  unsubscribe(root: string): void {
+    this.socket.unsubscribe(root);
+  }
+
+  /** Every MPC link is connected. */
+  isUp(): boolean {
+    return this.connected.size === this.endpoints.length;
+  }
+
+  links(): Array<{ endpoint: string; up: boolean }> {
+    return this.endpoints.map((endpoint) => ({ endpoint, up: this.connected.has(endpoint) }));
+  }
+
+  close(): void {
+    this.closed = true;
+    this.socket.close();
+  }
+
+  private async receive(onMessage: (frames: Buffer[]) => void): Promise<void> {
+    try {
+      for await (const frames of this.socket) onMessage(frames);
+    } catch (error) {
+      if (!this.closed) throw error;
+    }
+  }
+
+  private async watchLinks(): Promise<void> {
+    try {
+      for await (const event of this.socket.events) {
+        if (event.type === 'connect') {
+          const endpoint = normalise(event.address, this.endpoints);
+          this.connected.add(endpoint);
+          this.log.info({ mpc: endpoint }, 'MPC link up');
+        } else if (event.type === 'disconnect') {
+          const endpoint = normalise(event.address, this.endpoints);
+          if (this.connected.delete(endpoint)) this.reconnects++;
+          this.log.warn({ mpc: endpoint }, 'MPC link down; reconnecting');
+        }
+      }
+    } catch {
+      // Observer ends with the socket.
+    }
+  }
+}
+
+/** Events name the resolved address; map it back onto the configured endpoint. */
+function normalise(address: string, endpoints: string[]): string {
+  return endpoints.includes(address) ? address : (endpoints.find((e) => portOf(e) === portOf(address)) ?? address);
+}
+
+function portOf(endpoint: string): string {
+  return endpoint.slice(endpoint.lastIndexOf(':') + 1);
+}

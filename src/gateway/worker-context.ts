@@ -1,0 +1,17 @@
+import type { Logger } from '../log.js';
+import type { FrameLimits } from '../protocol/client-frames.js';
+import type { GatewayConfig } from './config.js';
+import type { Session } from './session.js';
+import type { TopicTrie } from './trie.js';
+
+/** What a worker's sessions and its delivery loop share. One per worker thread. */
+export interface WorkerContext {
+  readonly config: GatewayConfig;
+  readonly frameLimits: FrameLimits;
+  /** This worker's shared-memory counters (`WorkerStat` indices). */
+  readonly stats: Float64Array;
+  readonly trie: TopicTrie<Session>;
+  /** Sessions corked during the current delivery batch; uncorked and emptied at its end. */
+  readonly corked: Session[];
+  readonly log: Logger;
+}

@@ -1,0 +1,166 @@
+/**
+ * Spawns the worker threads, restarts one that dies, and relays their root changes. Each slot keeps
+ * its ring and stats memory across restarts, so counters stay monotonic for Prometheus.
+ */
+import { MessageChannel, Worker } from 'node:worker_threads';
+import * as Comlink from 'comlink/dist/esm/comlink.mjs';
+import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
+import type { Logger } from '../log.js';
+import { RingWriter, createRingBuffer } from '../protocol/ring.js';
+import type { GatewayConfig } from './config.js';
+import type { RingSlot } from './fan-out.js';
+import {
+  GATEWAY_SHARED_LENGTH,
+  WORKER_STATS_LENGTH,
+  WorkerStat,
+  type WorkerControl,
+  type WorkerData,
+  type WorkerEvent,
+} from './thread-protocol.js';
+
+export interface WorkerSlot extends RingSlot {
+  readonly ringBuffer: SharedArrayBuffer;
+  readonly statsBuffer: SharedArrayBuffer;
+  readonly stats: Float64Array;
+  worker: Worker | null;
+  control: Comlink.Remote<WorkerControl> | null;
+  /** Roots this worker currently has subscribers under (from its events). */
+  readonly roots: Set<string>;
+  up: boolean;
+  restarts: number;
+}
+
+export interface PoolEvents {
+  rootAdded(slot: WorkerSlot, root: string): void;
+  rootRemoved(slot: WorkerSlot, root: string): void;
+  /** The worker died; its roots were already reported removed. */
+  workerDown(slot: WorkerSlot, reason: string): void;
+}
+
+const RESTART_BACKOFF_MS = [100, 250, 500, 1000, 2000, 5000];
+
+export class WorkerPool {
+  readonly slots: WorkerSlot[] = [];
+  readonly sharedBuffer = new SharedArrayBuffer(GATEWAY_SHARED_LENGTH * 4);
+  /** The bound WebSocket port (known after `start`). */
+  port = 0;
+  private stopping = false;
+
+  constructor(
+    private readonly config: GatewayConfig,
+    private readonly log: Logger,
+    private readonly events: PoolEvents,
+  ) {}
+
+  /** Starts the workers one after another: the first binds the port (maybe 0), the rest join it. */
+  async start(): Promise<void> {
+    for (let index = 0; index < this.config.workers; index++) {
+      const ringBuffer = createRingBuffer(this.config.ringBytes);
+      const statsBuffer = new SharedArrayBuffer(WORKER_STATS_LENGTH * 8);
+      const slot: WorkerSlot = {
+        index,
+        ringBuffer,
+        ring: new RingWriter(ringBuffer),
+        ringDrops: 0,
+        statsBuffer,
+        stats: new Float64Array(statsBuffer),
+        worker: null,
+        control: null,
+        roots: new Set(),
+        up: false,
+        restarts: 0,
+      };
+      this.slots.push(slot);
+      const port = await this.spawn(slot, index === 0 ? this.config.port : this.port);
+      if (index === 0) this.port = port;
+    }
+  }
+
+  allUp(): boolean {
+    return this.slots.length > 0 && this.slots.every((s) => s.up);
+  }
+
+  /** Drains every worker (close clients with 1001 over `windowMs`), then ends the threads. */
+  async drain(windowMs: number): Promise<void> {
+    this.stopping = true;
+    await Promise.allSettled(this.slots.map((slot) => slot.control?.drain(windowMs)));
+    await Promise.allSettled(this.slots.map((slot) => slot.worker?.terminate()));
+  }
+
+  private spawn(slot: WorkerSlot, port: number): Promise<number> {
+    const { port1, port2 } = new MessageChannel();
+    const data: WorkerData = {
+      index: slot.index,
+      config: this.config,
+      port,
+      ring: slot.ringBuffer,
+      stats: slot.statsBuffer,
+      shared: this.sharedBuffer,
+      controlPort: port2,
+    };
+    const worker = new Worker(new URL('./worker.js', import.meta.url), {
+      workerData: data,
+      transferList: [port2],
+      name: `tormq-worker-${slot.index}`,
+    });
+    slot.worker = worker;
+    slot.control = Comlink.wrap<WorkerControl>(nodeEndpoint(port1 as unknown as Parameters<typeof nodeEndpoint>[0]));
+
+    return new Promise((resolve, reject) => {
+      let listening = false;
+      worker.on('message', (event: WorkerEvent) => {
+        switch (event.type) {
+          case 'listening':
+            listening = true;
+            slot.up = true;
+            this.log.info({ worker: slot.index, port: event.port, threadId: worker.threadId }, 'worker listening');
+            resolve(event.port);
+            break;
+          case 'root-added':
+            slot.roots.add(event.root);
+            this.events.rootAdded(slot, event.root);
+            break;
+          case 'root-removed':
+            slot.roots.delete(event.root);
+            this.events.rootRemoved(slot, event.root);
+            break;
+          case 'fatal':
+            this.log.error({ worker: slot.index, code: event.error.code, err: event.error.message }, 'worker reported a fatal error');
+            break;
+        }
+      });
+      worker.on('error', (error) => {
+        this.log.error({ worker: slot.index, err: error }, 'worker error');
+        if (!listening) reject(error);
+      });
+      worker.on('exit', (code) => {
+        port1.close();
+        this.onExit(slot, worker, code);
+        if (!listening) reject(new Error(`worker ${slot.index} exited with code ${code} before listening`));
+      });
+    });
+  }
+
+  private onExit(slot: WorkerSlot, worker: Worker, code: number): void {
+    if (slot.worker !== worker) return;
+    slot.up = false;
+    slot.worker = null;
+    slot.control = null;
+    for (const root of [...slot.roots]) {
+      slot.roots.delete(root);
+      this.events.rootRemoved(slot, root);
+    }
+    // Gauges belong to the dead thread; counters carry on in the replacement.
+    slot.stats[WorkerStat.CONNECTIONS] = 0;
+    slot.stats[WorkerStat.SUBSCRIPTIONS] = 0;
+    if (this.stopping) return;
+    this.events.workerDown(slot, `exit code ${code}`);
+    const delay = RESTART_BACKOFF_MS[Math.min(slot.restarts, RESTART_BACKOFF_MS.length - 1)]!;
+    slot.restarts++;
+    this.log.warn({ worker: slot.index, code, restartInMs: delay }, 'worker died; restarting');
+    setTimeout(() => {
+      if (this.stopping) return;
+      this.spawn(slot, this.port).catch((error: unknown) => this.log.error({ worker: slot.index, err: error }, 'worker restart failed'));
+    }, delay).unref();
+  }
+}

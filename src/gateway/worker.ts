@@ -1,0 +1,178 @@
+/**
+ * Worker thread entry: owns a listening socket on the shared port (SO_REUSEPORT), the connections it
+ * accepts, its own topic trie, and the reading end of its ring. Reports root changes to the main
+ * thread, which subscribes upstream accordingly.
+ */
+import http from 'node:http';
+import type { Duplex } from 'node:stream';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { parentPort, workerData as rawWorkerData } from 'node:worker_threads';
+import { WebSocketServer, type WebSocket } from 'ws';
+import * as Comlink from 'comlink/dist/esm/comlink.mjs';
+import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
+import { ErrorCodes, TormqError } from '../errors.js';
+import { createLogger } from '../log.js';
+import { CloseCodes } from '../protocol/close-codes.js';
+import { RingReader } from '../protocol/ring.js';
+import { demoPage } from './demo-page.js';
+import { Delivery } from './delivery.js';
+import { listenReusePort } from './listener.js';
+import { Session } from './session.js';
+import { GatewayShared, WorkerStat, type WorkerControl, type WorkerData, type WorkerEvent } from './thread-protocol.js';
+import { TopicTrie } from './trie.js';
+import type { WorkerContext } from './worker-context.js';
+
+const workerData = rawWorkerData as WorkerData;
+const { config, index } = workerData;
+const port = parentPort!;
+const log = createLogger('tormq-gateway', config.logLevel, { worker: index });
+const post = (event: WorkerEvent) => port.postMessage(event);
+
+const stats = new Float64Array(workerData.stats);
+const shared = new Int32Array(workerData.shared);
+const ctx: WorkerContext = {
+  config,
+  frameLimits: { maxTopicLength: config.maxTopicLength, maxTopicsPerFrame: config.maxSubscriptions },
+  stats,
+  trie: new TopicTrie<Session>({
+    onRootAdded: (root) => post({ type: 'root-added', root }),
+    onRootRemoved: (root) => post({ type: 'root-removed', root }),
+  }),
+  corked: [],
+  log,
+};
+const sessions = new Set<Session>();
+const delivery = new Delivery(ctx, new RingReader(workerData.ring));
+let draining = false;
+
+// --- HTTP and upgrades -------------------------------------------------------------------------
+
+const page = config.demoPage ? demoPage(config.path) : '';
+const server = http.createServer((req, res) => {
+  const path = (req.url ?? '/').split('?', 1)[0];
+  if (path === config.path) {
+    res.writeHead(426, { 'content-type': 'text/plain', upgrade: 'websocket' }).end('WebSocket upgrade required\n');
+  } else if (config.demoPage && path === '/' && req.method === 'GET') {
+    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(page);
+  } else {
+    res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+  }
+});
+
+const wss = new WebSocketServer({
+  noServer: true,
+  maxPayload: config.maxFrameBytes,
+  perMessageDeflate: false,
+  clientTracking: false,
+});
+
+server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+  const path = (req.url ?? '/').split('?', 1)[0];
+  if (path !== config.path || draining) {
+    refuse(socket, draining ? 503 : 404, draining ? 'Service Unavailable' : 'Not Found');
+    return;
+  }
+  // Reserve a slot in the gateway-wide count before the handshake; released when the socket closes,
+  // whether or not the upgrade completes, so a failed handshake never leaks a slot.
+  const open = Atomics.add(shared, GatewayShared.CONNECTIONS, 1) + 1;
+  socket.once('close', () => Atomics.sub(shared, GatewayShared.CONNECTIONS, 1));
+  if (config.maxConnections > 0 && open > config.maxConnections) {
+    refuse(socket, 503, 'Service Unavailable');
+    return;
+  }
+  wss.handleUpgrade(req, socket, head, (ws) => onConnection(ws));
+});
+
+function refuse(socket: Duplex, status: number, reason: string): void {
+  stats[WorkerStat.CONNECTIONS_REJECTED]++;
+  socket.end(`HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+}
+
+function onConnection(ws: WebSocket): void {
+  const session = new Session(ws, ctx);
+  sessions.add(session);
+  stats[WorkerStat.CONNECTIONS_ACCEPTED]++;
+  stats[WorkerStat.CONNECTIONS] = sessions.size;
+  ws.on('message', (data: Buffer, isBinary: boolean) => {
+    if (isBinary) session.onBinary();
+    else session.onText(data.toString('utf8'));
+  });
+  ws.on('pong', () => {
+    session.alive = true;
+  });
+  ws.on('error', (error: Error & { code?: string }) => {
+    // ws closes the connection itself (1009 for oversized frames, 1002 for protocol errors).
+    if (error.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') stats[WorkerStat.OVERSIZE_CLOSES]++;
+    else stats[WorkerStat.BAD_FRAMES]++;
+    log.debug({ err: error.message, code: error.code }, 'client protocol error');
+  });
+  ws.on('close', () => {
+    session.dispose();
+    sessions.delete(session);
+    stats[WorkerStat.CONNECTIONS] = sessions.size;
+  });
+}
+
+// --- Heartbeats and event-loop lag ---------------------------------------------------------------
+
+if (config.heartbeatMs > 0) {
+  setInterval(() => {
+    for (const session of sessions) {
+      if (!session.alive) {
+        stats[WorkerStat.HEARTBEAT_TERMINATIONS]++;
+        session.ws.terminate();
+        continue;
+      }
+      session.alive = false;
+      session.ws.ping();
+    }
+  }, config.heartbeatMs).unref();
+}
+
+const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+loopDelay.enable();
+setInterval(() => {
+  stats[WorkerStat.EVENT_LOOP_LAG_MS] = loopDelay.percentile(99) / 1e6;
+  loopDelay.reset();
+}, 1000).unref();
+
+// --- Control plane ---------------------------------------------------------------------------------
+
+const control: WorkerControl = {
+  async drain(windowMs: number): Promise<void> {
+    draining = true;
+    delivery.stop();
+    server.close();
+    await closeAll(CloseCodes.GOING_AWAY, 'gateway shutting down', windowMs);
+  },
+  roots: () => ctx.trie.roots(),
+};
+Comlink.expose(control, nodeEndpoint(workerData.controlPort as unknown as Parameters<typeof nodeEndpoint>[0]));
+
+/** Closes every session, spread evenly over `windowMs` so clients do not all reconnect at once. */
+async function closeAll(code: number, reason: string, windowMs: number): Promise<void> {
+  const all = [...sessions];
+  const ticks = Math.max(1, Math.floor(windowMs / 50));
+  const perTick = Math.ceil(all.length / ticks);
+  for (let i = 0; i < all.length; i += perTick) {
+    for (const session of all.slice(i, i + perTick)) session.ws.close(code, reason);
+    if (i + perTick < all.length) await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  // Clients get a moment to answer the close handshake; then whatever is left is cut.
+  const deadline = Date.now() + 2000;
+  while (sessions.size > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+  for (const session of sessions) session.ws.terminate();
+}
+
+// A worker that fails tells its clients to reconnect (1011) before the thread ends; the main thread
+// replaces it. The other workers, their listeners and connections are untouched.
+process.on('uncaughtException', (error) => {
+  log.error({ err: error }, 'worker failed');
+  post({ type: 'fatal', error: new TormqError(ErrorCodes.WORKER_FAILED, String(error?.message ?? error)).toRecord() });
+  for (const session of sessions) session.ws.close(CloseCodes.INTERNAL_ERROR, 'worker failed, reconnect');
+  setTimeout(() => process.exit(1), 100);
+});
+
+const boundPort = await listenReusePort(server, workerData.port, config.host);
+delivery.start();
+post({ type: 'listening', port: boundPort });

@@ -1,0 +1,171 @@
+/**
+ * Publisher SDK: publishes `[root, body]` to the MPC exactly as the original Python SDK does, so
+ * gateways cannot tell the two apart.
+ *
+ * @example
+ * ```ts
+ * import { Publisher } from 'tormq';
+ * const publisher = new Publisher('127.0.0.1', 5559);
+ * await publisher.ready({ topic: 'ehr:api', timeoutMs: 5000 }); // a gateway wants this root
+ * await publisher.send('ehr:api', { hello: 'world' });
+ * await publisher.close();
+ * ```
+ */
+import { XPublisher } from 'zeromq';
+import { ErrorCodes, TormqError } from '../errors.js';
+import { rootOf, topicError } from '../protocol/topic.js';
+
+export interface PublisherOptions {
+  /** Most sends waiting for the socket; over it `send` rejects with ERR_PUBLISHER_QUEUE_FULL. Default 10000. */
+  maxQueue?: number;
+  /** ZeroMQ send high-water mark (messages buffered per connection). Default 10000. */
+  sendHighWaterMark?: number;
+}
+
+export interface ReadyOptions {
+  /** Resolve only once a subscriber wants this topic's root. Default: any subscription at all. */
+  topic?: string;
+  /** Reject with ERR_READY_TIMEOUT after this many ms. Default 10000. */
+  timeoutMs?: number;
+}
+
+/**
+ * The body the original SDK sends: `json.dumps({"topic": t, "data": d}, ensure_ascii=False)`, i.e.
+ * `{"topic": "ehr:api", "data": "hello"}` with Python's `": "` and `", "` at the top level.
+ */
+export function encodeBody(topic: string, data: unknown): string {
+  const json = JSON.stringify(data);
+  if (json === undefined) throw new TypeError('data must be JSON-serialisable');
+  return `{"topic": ${JSON.stringify(topic)}, "data": ${json}}`;
+}
+
+export class Publisher {
+  readonly endpoint: string;
+  private readonly socket: XPublisher;
+  private readonly maxQueue: number;
+  private readonly queue: Array<{ frames: [string, string]; resolve: () => void; reject: (e: Error) => void }> = [];
+  private pumping = false;
+  private closed = false;
+  /** Prefixes subscribed upstream (ZeroMQ subscriptions: byte prefixes of the root frame). */
+  private readonly subscriptions = new Map<string, number>();
+  private readonly waiters = new Set<() => void>();
+
+  /**
+   * Connects a ZeroMQ publisher to an MPC's publisher port (XSUB). Connecting is asynchronous: use
+   * `ready()` to know a subscriber is there before the first `send`, instead of sleeping.
+   */
+  constructor(host = '127.0.0.1', port = 5559, options: PublisherOptions = {}) {
+    if (typeof host !== 'string' || host.length === 0) throw new TypeError('host must be a non-empty string');
+    if (!Number.isInteger(port) || port < 1 || port > 65535) throw new RangeError('port must be an integer from 1 to 65535');
+    const maxQueue = options.maxQueue ?? 10_000;
+    if (!Number.isInteger(maxQueue) || maxQueue < 1) throw new RangeError('options.maxQueue must be a positive integer');
+    const sendHighWaterMark = options.sendHighWaterMark ?? 10_000;
+    if (!Number.isInteger(sendHighWaterMark) || sendHighWaterMark < 0) {
+      throw new RangeError('options.sendHighWaterMark must be a non-negative integer');
+    }
+    this.maxQueue = maxQueue;
+    this.endpoint = `tcp://${host.includes(':') ? `[${host}]` : host}:${port}`;
+    this.socket = new XPublisher({ sendHighWaterMark, linger: 1000 });
+    this.socket.connect(this.endpoint);
+    void this.watchSubscriptions();
+  }
+
+  /**
+   * Publishes `data` on `topic` as `[root, {"topic": topic, "data": data}]`. Resolves when handed to
+   * ZeroMQ. Like any ZeroMQ publisher, a message for a root no one subscribes to is dropped.
+   */
+  send(topic: string, data: unknown): Promise<void> {
+    const problem = topicError(topic);
+    if (problem !== null) return Promise.reject(new TypeError(problem));
+    let body: string;
+    try {
+      body = encodeBody(topic, data);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.sendRaw(rootOf(topic), body);
+  }
+
+  /** Sends pre-encoded frames `[root, body]` (for bridges that already hold a body). */
+  sendRaw(root: string, body: string): Promise<void> {
+    if (this.closed) return Promise.reject(new TormqError(ErrorCodes.PUBLISHER_CLOSED, 'publisher is closed'));
+    if (this.queue.length >= this.maxQueue) {
+      return Promise.reject(new TormqError(ErrorCodes.PUBLISHER_QUEUE_FULL, `more than ${this.maxQueue} sends are waiting`));
+    }
+    return new Promise((resolve, reject) => {
+      this.queue.push({ frames: [root, body], resolve, reject });
+      if (!this.pumping) void this.pump();
+    });
+  }
+
+  /** `true` when some subscriber upstream wants `topic`'s root. */
+  hasSubscribers(topic: string): boolean {
+    const root = rootOf(topic);
+    for (const prefix of this.subscriptions.keys()) if (root.startsWith(prefix)) return true;
+    return false;
+  }
+
+  /**
+   * Resolves once a subscriber (a gateway with a client on that root, through the MPC) is connected:
+   * the slow-joiner guard the original SDK approximated with `time.sleep(0.2)`.
+   */
+  ready(options: ReadyOptions = {}): Promise<void> {
+    const timeoutMs = options.timeoutMs ?? 10_000;
+    const satisfied = () => (options.topic === undefined ? this.subscriptions.size > 0 : this.hasSubscribers(options.topic));
+    if (satisfied()) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        if (!satisfied()) return;
+        clearTimeout(timer);
+        this.waiters.delete(check);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        this.waiters.delete(check);
+        reject(new TormqError(ErrorCodes.READY_TIMEOUT, `no subscriber${options.topic ? ` for "${options.topic}"` : ''} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.waiters.add(check);
+    });
+  }
+
+  /** Sends what is queued (up to the socket's linger), then closes. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    while (this.pumping) await new Promise((resolve) => setTimeout(resolve, 1));
+    this.socket.close();
+  }
+
+  private async pump(): Promise<void> {
+    this.pumping = true;
+    try {
+      // zeromq.js allows one send in flight per socket: sends are serialised here, in order.
+      for (let item = this.queue.shift(); item !== undefined; item = this.queue.shift()) {
+        try {
+          await this.socket.send(item.frames);
+          item.resolve();
+        } catch (error) {
+          item.reject(error as Error);
+        }
+      }
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  private async watchSubscriptions(): Promise<void> {
+    try {
+      for await (const [message] of this.socket) {
+        if (message === undefined || message.length === 0) continue;
+        const prefix = message.toString('utf8', 1);
+        const count = this.subscriptions.get(prefix) ?? 0;
+        if (message[0] === 1) this.subscriptions.set(prefix, count + 1);
+        else if (count <= 1) this.subscriptions.delete(prefix);
+        else this.subscriptions.set(prefix, count - 1);
+        for (const waiter of this.waiters) waiter();
+      }
+    } catch {
+      // The socket was closed: nothing more to watch.
+    }
+  }
+}

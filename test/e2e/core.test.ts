@@ -1,0 +1,174 @@
+/**
+ * End to end with real processes: tormq-mpc and tormq-gateway --workers 2, the tormq SDK and a
+ * Python publisher doing exactly what the original SDK does, and real WebSocket clients.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Publisher, encodeBody } from '../../src/index.js';
+import { startGatewayProcess, startMpcProcess, type GatewayProcess, type MpcProcess } from '../helpers/processes.js';
+import { publishFromPython } from '../helpers/python-publisher.js';
+import { TestClient } from '../helpers/ws-client.js';
+
+describe('tormq end to end (MPC + gateway with 2 workers)', () => {
+  let mpc: MpcProcess;
+  let gateway: GatewayProcess;
+  let publisher: Publisher;
+  const clients: TestClient[] = [];
+
+  const connect = async () => {
+    const client = await TestClient.connect(gateway.url);
+    clients.push(client);
+    return client;
+  };
+
+  before(async () => {
+    mpc = await startMpcProcess();
+    gateway = await startGatewayProcess(mpc.gatewayPort);
+    publisher = new Publisher('127.0.0.1', mpc.publisherPort);
+  });
+
+  after(async () => {
+    await Promise.all(clients.map((c) => c.close()));
+    await publisher?.close();
+    await gateway?.stop();
+    await mpc?.stop();
+  });
+
+  test('delivers by the original prefix semantics, at most once per connection, bytes exact', async () => {
+    const onEhr = await connect();
+    const onApi = await connect();
+    const onApi1 = await connect();
+    const onEhrx = await connect();
+    const onBoth = await connect();
+    await onEhr.subscribe('ehr');
+    await onApi.subscribe('ehr:api');
+    await onApi1.subscribe('ehr:api:1');
+    await onEhrx.subscribe('ehrx');
+    await onBoth.subscribe('ehr:api', 'ehr:api:1');
+    await publisher.ready({ topic: 'ehr', timeoutMs: 5000 });
+    await publisher.ready({ topic: 'ehrx', timeoutMs: 5000 });
+
+    await publisher.send('ehr', 'to the root');
+    await publisher.send('ehr:api:1', { deep: true });
+    await publisher.send('ehrx', 'not under ehr');
+    await publisher.send('ehr:api', 'héllo wörld ✓ 日本語 🚀');
+    // A final marker for everyone lets us assert on the complete, ordered sequence.
+    await publisher.send('ehr', 'end');
+    await publisher.send('ehrx', 'end');
+
+    const ends = [onEhr, onApi, onApi1, onEhrx, onBoth].map((c) => c.waitFor((m) => m.includes('"end"')));
+    await Promise.all(ends);
+
+    const body = (topic: string, data: unknown) => encodeBody(topic, data);
+    assert.deepEqual(onEhr.bodies(), [body('ehr', 'to the root'), body('ehr', 'end')]);
+    assert.deepEqual(onApi.bodies(), [body('ehr', 'to the root'), body('ehr:api', 'héllo wörld ✓ 日本語 🚀'), body('ehr', 'end')]);
+    // ehr:api:1 lies under both ehr and ehr:api, so it gets messages published on either.
+    assert.deepEqual(onApi1.bodies(), [
+      body('ehr', 'to the root'),
+      body('ehr:api:1', { deep: true }),
+      body('ehr:api', 'héllo wörld ✓ 日本語 🚀'),
+      body('ehr', 'end'),
+    ]);
+    assert.deepEqual(onEhrx.bodies(), [body('ehrx', 'not under ehr'), body('ehrx', 'end')]);
+    // Two matching subscriptions, each message once.
+    assert.deepEqual(onBoth.bodies(), [
+      body('ehr', 'to the root'),
+      body('ehr:api:1', { deep: true }),
+      body('ehr:api', 'héllo wörld ✓ 日本語 🚀'),
+      body('ehr', 'end'),
+    ]);
+    assert.equal(body('ehr:api', 'héllo wörld ✓ 日本語 🚀'), '{"topic": "ehr:api", "data": "héllo wörld ✓ 日本語 🚀"}');
+  });
+
+  test('connections are spread over both workers', async () => {
+    const many = await Promise.all(Array.from({ length: 16 }, () => connect()));
+    const stats = await gateway.stats();
+    assert.equal(stats.workers.length, 2);
+    assert.ok(stats.connections >= many.length, `connections ${stats.connections}`);
+    for (const worker of stats.workers) assert.ok(worker.connections > 0, `worker ${worker.index} has no connections: ${JSON.stringify(stats.workers)}`);
+    await Promise.all(many.map((c) => c.close()));
+  });
+
+  test('a Python publisher (the original SDK wire format) is delivered byte for byte', async () => {
+    const probe = await connect();
+    await probe.subscribe('pyprobe');
+    const reader = await connect();
+    await reader.subscribe('py:data:1'); // under py:data, so it gets messages on both
+    const messages = [
+      { topic: 'py:data', data: 'hello' },
+      { topic: 'py:data:1', data: { nested: [1, 2, { x: 'ünïcødé ✓' }], n: 1.5 } },
+      { topic: 'py:data', data: '日本語 🚀' },
+    ];
+    const result = await publishFromPython(mpc.publisherPort, 'pyprobe', probe, messages);
+    assert.equal(result.sent, 3);
+    await reader.waitForCount(4); // the subscribe ack, then three bodies
+    // Python's json.dumps(..., ensure_ascii=False): ", " and ": " separators everywhere.
+    assert.deepEqual(reader.bodies(), [
+      '{"topic": "py:data", "data": "hello"}',
+      '{"topic": "py:data:1", "data": {"nested": [1, 2, {"x": "ünïcødé ✓"}], "n": 1.5}}',
+      '{"topic": "py:data", "data": "日本語 🚀"}',
+    ]);
+  });
+
+  test('roots without subscribers never reach the gateway', async () => {
+    const client = await connect();
+    await client.subscribe('marker');
+    await publisher.ready({ topic: 'marker', timeoutMs: 5000 });
+    const before = (await gateway.stats()).messagesIn;
+    for (let i = 0; i < 50; i++) await publisher.send(`nobody:${i}`, i);
+    await publisher.send('marker', 'after');
+    await client.waitFor((m) => m.includes('"after"'));
+    const stats = await gateway.stats();
+    assert.equal(stats.messagesIn - before, 1, 'only the marker crossed the MPC');
+    assert.ok(!stats.roots.includes('nobody'));
+  });
+
+  test('replace, add and unsubscribe follow the protocol table', async () => {
+    const client = await connect();
+    assert.deepEqual(await client.request({ event: 'subscribe', topics: ['t1', 't2'] }), { event: 'ack', id: 1 });
+    assert.equal((await client.request({ event: 'subscribe', topic: 't3' })).event, 'ack'); // replaces t1, t2
+    assert.equal((await client.request({ event: 'subscribe', topics: ['t4'] })).event, 'ack'); // adds
+    assert.equal((await client.request({ event: 'unsubscribe', topic: 't4' })).event, 'ack');
+    await publisher.ready({ topic: 't3', timeoutMs: 5000 });
+    for (const t of ['t1', 't2', 't4', 't3']) await publisher.send(t, t);
+    await client.waitFor((m) => m.includes('"data": "t3"'));
+    assert.deepEqual(client.bodies(), [encodeBody('t3', 't3')]);
+
+    assert.equal((await client.request({ event: 'unsubscribe' })).event, 'ack'); // drops all
+    const stats = await gateway.stats();
+    assert.ok(!stats.roots.includes('t3'), 'the last subscriber left: the root is unsubscribed upstream');
+  });
+
+  test('ping, ids, and bad frames: answered only when they carry an id', async () => {
+    const client = await connect();
+    client.send({ event: 'ping' });
+    await client.waitFor((m) => m === '{"event":"pong"}');
+    client.send('not json');
+    client.send('[1,2]');
+    client.send({ event: 'dance' });
+    client.send({ event: 'subscribe', topic: 'a::b' });
+    const error = await client.request({ event: 'subscribe', topic: 'bad::topic' });
+    assert.equal(error.event, 'error');
+    assert.equal(error.code, 'ERR_INVALID_TOPIC');
+    assert.equal((await client.request({ event: 'fly' })).code, 'ERR_UNKNOWN_EVENT');
+    // Nothing came back for the four id-less bad frames: only pong and the two errors.
+    assert.equal(client.messages.length, 3, JSON.stringify(client.messages));
+    const stats = await gateway.stats();
+    assert.ok(stats.workers.reduce((n, w) => n + w.badFrames, 0) >= 6);
+  });
+
+  test('admin: /healthz, /metrics, /stats', async () => {
+    const health = await gateway.admin('/healthz');
+    assert.equal(health.status, 200);
+    assert.equal(((await health.json()) as { status: string }).status, 'ok');
+    const metrics = await (await gateway.admin('/metrics')).text();
+    assert.match(metrics, /^tormq_messages_in_total \d+/m);
+    assert.match(metrics, /^tormq_connections\{worker="0"\} \d+/m);
+    assert.match(metrics, /^tormq_delivery_latency_seconds_bucket\{worker="1",le="\+Inf"\} \d+/m);
+    const stats = await gateway.stats();
+    assert.equal(typeof stats.connections, 'number');
+    assert.ok(stats.messagesIn > 0);
+    assert.equal(stats.workers.length, 2);
+    assert.equal((await gateway.admin('/nope')).status, 404);
+  });
+});

@@ -1,0 +1,132 @@
+/**
+ * Starts the real `tormq-mpc` and `tormq-gateway` executables (compiled CLIs) on 127.0.0.1 with
+ * port 0, and waits for their "ready" log lines: no fixed sleeps.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
+import { createInterface } from 'node:readline';
+
+const CLI_DIR = fileURLToPath(new URL('../../src/cli/', import.meta.url));
+
+export interface Started {
+  child: ChildProcess;
+  /** Every JSON log line printed so far. */
+  logs: Array<Record<string, unknown>>;
+  stderr: string[];
+  /** Resolves with the first log line matching `predicate` (past or future). */
+  waitForLog(predicate: (line: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
+  /** SIGTERM (or `signal`) by PID and wait for the exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+  exited: Promise<number | null>;
+}
+
+export function startCli(cli: 'mpc' | 'gateway', args: string[]): Started {
+  const child = spawn(process.execPath, [`${CLI_DIR}${cli}.js`, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const logs: Array<Record<string, unknown>> = [];
+  const stderr: string[] = [];
+  const watchers = new Set<() => void>();
+  createInterface({ input: child.stdout! }).on('line', (line) => {
+    try {
+      logs.push(JSON.parse(line) as Record<string, unknown>);
+    } catch {
+      logs.push({ raw: line });
+    }
+    for (const w of watchers) w();
+  });
+  createInterface({ input: child.stderr! }).on('line', (line) => {
+    stderr.push(line);
+    for (const w of watchers) w();
+  });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => {
+    resolve(code);
+    for (const w of watchers) w();
+  }));
+  return {
+    child,
+    logs,
+    stderr,
+    exited,
+    waitForLog(predicate, timeoutMs = 15_000) {
+      return new Promise((resolve, reject) => {
+        const check = () => {
+          const found = logs.find(predicate);
+          if (found) {
+            cleanup();
+            resolve(found);
+          } else if (child.exitCode !== null || child.signalCode !== null) {
+            cleanup();
+            reject(new Error(`${cli} exited (${child.exitCode ?? child.signalCode}) before the expected log line; stderr: ${stderr.join('\n')}`));
+          }
+        };
+        const timer = setTimeout(() => {
+          cleanup();
+          reject(new Error(`${cli}: no matching log line within ${timeoutMs} ms; stderr: ${stderr.join('\n')}`));
+        }, timeoutMs);
+        const cleanup = () => {
+          clearTimeout(timer);
+          watchers.delete(check);
+        };
+        watchers.add(check);
+        check();
+      });
+    },
+    async stop(signal = 'SIGTERM') {
+      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+      child.kill(signal);
+      return exited;
+    },
+  };
+}
+
+export interface MpcProcess extends Started {
+  publisherPort: number;
+  gatewayPort: number;
+}
+
+export async function startMpcProcess(args: string[] = ['-s', '0', '-p', '0']): Promise<MpcProcess> {
+  const started = startCli('mpc', args);
+  const ready = await started.waitForLog((l) => l.msg === 'mpc ready');
+  return Object.assign(started, { publisherPort: ready.publisherPort as number, gatewayPort: ready.gatewayPort as number });
+}
+
+export interface GatewayProcess extends Started {
+  port: number;
+  adminPort: number;
+  url: string;
+  admin(path: string): Promise<Response>;
+  stats(): Promise<GatewayStats>;
+}
+
+export interface GatewayStats {
+  connections: number;
+  messagesIn: number;
+  deliveries: number;
+  publishDrops: Record<string, number>;
+  roots: string[];
+  workers: Array<{ index: number; up: boolean; connections: number; subscriptions: number; deliveries: number; ringDrops: number; restarts: number; roots: string[] } & Record<string, number>>;
+}
+
+export async function startGatewayProcess(mpcPort: number, extra: string[] = []): Promise<GatewayProcess> {
+  const started = startCli('gateway', ['-r', `127.0.0.1:${mpcPort}`, '-p', '0', '--admin-port', '0', '--workers', '2', '--log-level', 'info', ...extra]);
+  const ready = await started.waitForLog((l) => l.msg === 'gateway ready');
+  // Ready means listening; the MPC link comes up asynchronously.
+  await started.waitForLog((l) => l.msg === 'MPC link up');
+  const port = ready.port as number;
+  const adminPort = ready.adminPort as number;
+  const admin = (path: string) => fetch(`http://127.0.0.1:${adminPort}${path}`);
+  return Object.assign(started, {
+    port,
+    adminPort,
+    url: `ws://127.0.0.1:${port}/ws`,
+    admin,
+    stats: async () => (await (await admin('/stats')).json()) as GatewayStats,
+  });
+}
+
+/** Stops every started process, clients first is the caller's job. */
+export async function stopAll(...processes: Array<Started | undefined>): Promise<void> {
+  for (const p of processes) if (p) await p.stop();
+}
+
+export { once };
