@@ -12,20 +12,26 @@ import { Publisher } from '../sdk/publisher.js';
 import { die, ExitCodes, intFlag, parseFlags } from './common.js';
 
 const PROGRAM = 'tormq-demo';
-const USAGE = `Usage: npm start -- [--port 8000] [--workers N] [--duration SECONDS]
+const USAGE = `Usage: npm start -- [--port 8000] [--admin-port 9100] [--mpc-ports 5559,5560] [--workers N] [--duration SECONDS]
 
-Starts tormq-mpc (5559/5560), tormq-gateway (WebSocket --port, admin 9100), a publisher sending on
-"demo" every second, and a client printing what it receives. --duration 0 (default) runs until Ctrl-C.
+Starts tormq-mpc, tormq-gateway, a publisher sending on "demo" every second, and a client printing
+what it receives. Port 0 picks free ports. --duration 0 (default) runs until Ctrl-C.
 `;
 const flags = parseFlags(PROGRAM, {
   port: { type: 'string' },
+  'admin-port': { type: 'string' },
+  'mpc-ports': { type: 'string' },
   workers: { type: 'string' },
   duration: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 }, USAGE);
-const port = intFlag(flags.port) ?? 8000;
+const wsPort = intFlag(flags.port) ?? 8000;
+const adminPort = intFlag(flags['admin-port']) ?? 9100;
+const [subPort, pubPort] = (flags['mpc-ports'] ?? '5559,5560').split(',').map((p) => intFlag(p));
 const duration = intFlag(flags.duration) ?? 0;
-if (!Number.isInteger(port) || !Number.isInteger(duration) || duration < 0) die(PROGRAM, 'port and duration must be whole numbers', ExitCodes.USAGE);
+for (const value of [wsPort, adminPort, subPort, pubPort, duration]) {
+  if (!Number.isInteger(value) || (value as number) < 0) die(PROGRAM, `ports and duration must be whole numbers\n\n${USAGE}`, ExitCodes.USAGE);
+}
 
 const children: ChildProcess[] = [];
 function start(cli: string, args: string[], readyMsg: string): Promise<Record<string, unknown>> {
@@ -64,16 +70,17 @@ process.on('SIGINT', () => void shutdown(ExitCodes.OK));
 process.on('SIGTERM', () => void shutdown(ExitCodes.OK));
 
 try {
-  await start('mpc', ['-s', '5559', '-p', '5560'], 'mpc ready');
-  const gatewayArgs = ['-r', '127.0.0.1:5560', '-p', String(port), '--admin-port', '9100', '--drain-ms', '500'];
+  const mpc = await start('mpc', ['-s', String(subPort), '-p', String(pubPort)], 'mpc ready');
+  const gatewayArgs = ['-r', `127.0.0.1:${mpc.gatewayPort}`, '-p', String(wsPort), '--admin-port', String(adminPort), '--drain-ms', '500'];
   if (flags.workers !== undefined) gatewayArgs.push('--workers', flags.workers);
-  await start('gateway', gatewayArgs, 'gateway ready');
+  const gateway = await start('gateway', gatewayArgs, 'gateway ready');
+  const port = gateway.port as number;
 
   client = new WebSocket(`ws://127.0.0.1:${port}/ws`);
   client.on('open', () => client!.send(JSON.stringify({ event: 'subscribe', topic: 'demo' })));
   client.on('message', (data) => process.stdout.write(`[demo client] received ${data.toString()}\n`));
 
-  publisher = new Publisher('127.0.0.1', 5559);
+  publisher = new Publisher('127.0.0.1', mpc.publisherPort as number);
   await publisher.ready({ topic: 'demo', timeoutMs: 10_000 });
   let n = 0;
   timer = setInterval(() => {
@@ -84,8 +91,8 @@ try {
 tormq is running:
   browser    http://127.0.0.1:${port}/          (demo page, subscribed to "demo")
   websocket  ws://127.0.0.1:${port}/ws
-  publish    new Publisher('127.0.0.1', 5559).send('demo', {...})
-  admin      http://127.0.0.1:9100/stats  /metrics  /healthz
+  publish    new Publisher('127.0.0.1', ${mpc.publisherPort}).send('demo', {...})
+  admin      http://127.0.0.1:${gateway.adminPort}/stats  /metrics  /healthz
 Ctrl-C stops everything.
 `);
   if (duration > 0) setTimeout(() => void shutdown(ExitCodes.OK), duration * 1000);

@@ -13,7 +13,7 @@ const USAGE = `Usage: ${PROGRAM} [options]
       --host ADDR              address to listen on                                  default ${D.host}
       --path PATH              WebSocket path                                        default ${D.path}
   -w, --workers N              worker threads                                        default ${D.workers} (this machine)
-      --admin-port PORT        /healthz /metrics /stats (-1 = off)                   default ${D.adminPort}
+      --admin-port PORT        /healthz /metrics /stats ("off" disables)              default ${D.adminPort}
       --admin-host ADDR        admin address                                         default ${D.adminHost}
       --ring-bytes N           shared-memory ring per worker (power of two)          default ${D.ringBytes}
       --max-message-bytes N    largest published body accepted                       default ${D.maxMessageBytes}
@@ -61,7 +61,7 @@ const options: GatewayOptions = {
   host: flags.host,
   path: flags.path,
   workers: intFlag(flags.workers),
-  adminPort: intFlag(flags['admin-port']),
+  adminPort: flags['admin-port'] === 'off' ? -1 : intFlag(flags['admin-port']),
   adminHost: flags['admin-host'],
   ringBytes: intFlag(flags['ring-bytes']),
   maxMessageBytes: intFlag(flags['max-message-bytes']),
