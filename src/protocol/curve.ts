@@ -68,17 +68,17 @@ export function readCurveKeyFile(path: string): CurveKeyPair {
 }
 
 /**
- * Reads a list of public keys: one Z85 key per line; blank lines and `#` comments are ignored, so the
- * file can say whose key each line is.
+ * Reads a list of public keys: one Z85 key per line; blank lines, lines starting with `# ` and anything
+ * after whitespace + `#` are comments, so the file can say whose key each line is.
  */
 export function readCurveKeyList(path: string): string[] {
   const keys: string[] = [];
   const lines = readFileSync(path, 'utf8').split('\n');
   for (let i = 0; i < lines.length; i++) {
-    const line = lines[i]!.replace(/#.*$/, '').trim();
-    if (line === '') continue;
-    if (!isCurveKey(line)) throw new TypeError(`${path}:${i + 1}: not a 40-character Z85 public key`);
-    keys.push(line);
+    // Z85 keys may themselves contain '#': a key is the line's first word, a comment follows whitespace.
+    const [first = '', ...rest] = lines[i]!.trim().split(/\s+/);
+    if (isCurveKey(first) && (rest.length === 0 || rest[0]!.startsWith('#'))) keys.push(first);
+    else if (first !== '' && !first.startsWith('#')) throw new TypeError(`${path}:${i + 1}: not a 40-character Z85 public key`);
   }
   return keys;
 }

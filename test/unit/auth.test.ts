@@ -1,4 +1,4 @@
-/** Unit tests for token verification, grants, token extraction and the security options. */
+/** Unit tests for auth.ts (token verification, grants, token extraction) and the security options. */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
@@ -7,7 +7,6 @@ import { SignJWT, UnsecuredJWT, importPKCS8 } from 'jose';
 import { curveKeyPair } from 'zeromq';
 import { isGranted, selectProtocol, tokenOf, TokenVerifier, type Grants } from '../../src/gateway/auth.js';
 import { validateGatewayConfig } from '../../src/gateway/config.js';
-import { isCurveKey, z85Encode } from '../../src/protocol/curve.js';
 
 const SECRET = 'test-secret-0123456789-abcdefghijklmnop';
 const key = new TextEncoder().encode(SECRET);
@@ -166,13 +165,5 @@ describe('security options', () => {
     rejects({ curveServerKey: 'short' }, /^options\.curveServerKey must be/);
     const keys = curveKeyPair();
     rejects({ curveServerKey: keys.publicKey, curvePublicKey: keys.publicKey, curveSecretKey: 'x' }, /^options\.curveSecretKey must be .*"<redacted>"$/);
-  });
-});
-
-describe('curve helpers', () => {
-  test('z85Encode matches the Z85 spec vector and libzmq keys', () => {
-    assert.equal(z85Encode(Uint8Array.from([0x86, 0x4f, 0xd2, 0x6f, 0xb5, 0x59, 0xf7, 0x5b])), 'HelloWorld');
-    assert.equal(isCurveKey(curveKeyPair().publicKey), true);
-    assert.equal(isCurveKey('HelloWorld'), false);
   });
 });
