@@ -155,12 +155,15 @@ export function tokenOf(req: http.IncomingMessage): string {
 }
 
 /**
- * ws `handleProtocols`: answers `tormq` when offered, never the bearer entry (that would echo the
- * token back). A client offering protocols but not `tormq` gets none selected, which browsers treat
- * as a failed connection: offer `["tormq", "bearer.<jwt>"]`.
+ * ws `handleProtocols`: answers `tormq` when offered; otherwise the first other entry (ws's default,
+ * which clients from before authentication may rely on); never a bearer entry, which would echo the
+ * token back. A browser offering only `bearer.<jwt>` gets no protocol and fails the connection: offer
+ * `["tormq", "bearer.<jwt>"]`.
  */
 export function selectProtocol(protocols: Set<string>): string | false {
-  return protocols.has(TORMQ_SUBPROTOCOL) ? TORMQ_SUBPROTOCOL : false;
+  if (protocols.has(TORMQ_SUBPROTOCOL)) return TORMQ_SUBPROTOCOL;
+  for (const protocol of protocols) if (!protocol.startsWith(BEARER_SUBPROTOCOL_PREFIX)) return protocol;
+  return false;
 }
 
 /**

@@ -85,7 +85,11 @@ server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) =
     refuse(socket, 503, 'Service Unavailable');
     return;
   }
-  guard.authenticate(req, socket, (grants) => wss.handleUpgrade(req, socket, head, (ws) => onConnection(ws, grants)));
+  guard.authenticate(req, socket, (grants) => {
+    // The token check may have been asynchronous: a drain may have begun meanwhile.
+    if (draining) refuse(socket, 503, 'Service Unavailable');
+    else wss.handleUpgrade(req, socket, head, (ws) => onConnection(ws, grants));
+  });
 });
 
 function refuse(socket: Duplex, status: number, reason: string): void {

@@ -132,10 +132,11 @@ describe('tokenOf and selectProtocol', () => {
     assert.equal(tokenOf(req({ authorization: 'Basic dXNlcjpwYXNz' }, '/ws?token=q')), '');
     assert.equal(tokenOf(req({ 'sec-websocket-protocol': 'tormq' })), '');
   });
-  test('selects tormq, never the bearer entry', () => {
+  test('selects tormq, else the first other entry, never a bearer entry', () => {
     assert.equal(selectProtocol(new Set(['tormq', 'bearer.abc'])), 'tormq');
     assert.equal(selectProtocol(new Set(['bearer.abc'])), false);
-    assert.equal(selectProtocol(new Set(['other'])), false);
+    assert.equal(selectProtocol(new Set(['bearer.abc', 'chat'])), 'chat');
+    assert.equal(selectProtocol(new Set(['chat', 'tormq'])), 'tormq');
   });
 });
 
