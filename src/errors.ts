@@ -19,6 +19,8 @@ export const ErrorCodes = {
   BINARY_FRAME: 'ERR_BINARY_FRAME',
   /** The subscription lies outside the topics the connection was granted. */
   FORBIDDEN: 'ERR_FORBIDDEN',
+  /** A token (in a refresh frame) was missing, invalid, expired or for another identity. */
+  UNAUTHORIZED: 'ERR_UNAUTHORIZED',
   /** A client sent frames faster than the gateway allows. */
   RATE_LIMITED: 'ERR_RATE_LIMITED',
   /** The publisher was closed. */

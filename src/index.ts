@@ -5,3 +5,6 @@ export { GATEWAY_DEFAULTS, validateGatewayConfig, type GatewayConfig, type Gatew
 export { TormqError, ErrorCodes, type ErrorCode } from './errors.js';
 export { CloseCodes } from './protocol/close-codes.js';
 export { topicError, rootOf, topicMatches } from './protocol/topic.js';
+export { generateCurveKeyPair, type CurveKeyPair, type CurveClientKeys } from './protocol/curve.js';
+export { TokenVerifier, isGranted, type Grants, TORMQ_SUBPROTOCOL, BEARER_SUBPROTOCOL_PREFIX } from './gateway/auth.js';
+export type { MpcCurveOptions } from './mpc/mpc.js';

@@ -4,6 +4,7 @@ import { GATEWAY_DEFAULTS as D, type GatewayOptions, type SlowClientPolicy } fro
 import { Gateway } from '../gateway/gateway.js';
 import type { LogLevel } from '../log.js';
 import { failStart, intFlag, onShutdownSignal, parseFlags } from './common.js';
+import { securityOptions } from './security-flags.js';
 
 const PROGRAM = 'tormq-gateway';
 const USAGE = `Usage: ${PROGRAM} [options]
@@ -28,6 +29,15 @@ const USAGE = `Usage: ${PROGRAM} [options]
       --no-validate-json       forward bodies without a full JSON parse              (validates by default)
       --no-demo-page           do not serve the demo page at /
       --log-level LEVEL        fatal, error, warn, info, debug, trace, silent        default ${D.logLevel}
+  Security (README, "Security"):
+      --auth-secret SECRET     HS256 secret: every connection needs a JWT (prefer the file or env)
+      --auth-secret-file FILE  read the HS256 secret from FILE (or set TORMQ_AUTH_SECRET)
+      --auth-public-key FILE   PEM public key (RS256, ES256/384/512, EdDSA) verifying the JWTs
+      --auth-subscribe-sub     subscribe each connection to the topic named by its token's sub
+      --auth-clock-tolerance S leeway for exp/nbf, seconds                           default ${D.authClockToleranceSec}
+      --allowed-origins LIST   comma-separated browser origins (else HTTP 403)        default any
+      --curve-server-key KEY   the MPC's CURVE public key (Z85): encrypt the MPC link
+      --curve-key-file FILE    this gateway's CURVE key pair (from tormq-keys)
   -h, --help                   this text
 `;
 
@@ -52,6 +62,14 @@ const flags = parseFlags(PROGRAM, {
   'no-validate-json': { type: 'boolean' },
   'no-demo-page': { type: 'boolean' },
   'log-level': { type: 'string' },
+  'auth-secret': { type: 'string' },
+  'auth-secret-file': { type: 'string' },
+  'auth-public-key': { type: 'string' },
+  'auth-subscribe-sub': { type: 'boolean' },
+  'auth-clock-tolerance': { type: 'string' },
+  'allowed-origins': { type: 'string' },
+  'curve-server-key': { type: 'string' },
+  'curve-key-file': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 }, USAGE);
 
@@ -76,6 +94,7 @@ const options: GatewayOptions = {
   validateJson: flags['no-validate-json'] ? false : undefined,
   demoPage: flags['no-demo-page'] ? false : undefined,
   logLevel: flags['log-level'] as LogLevel | undefined,
+  ...securityOptions(PROGRAM, flags),
 };
 
 try {

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /** `tormq-mpc -s 5559 -p 5560 [--host ADDR]`: the ZeroMQ hub between publishers and gateways. */
 import { createLogger, LOG_LEVELS, type LogLevel } from '../log.js';
-import { MPC_DEFAULTS, startMpc } from '../mpc/mpc.js';
+import { MPC_DEFAULTS, startMpc, type MpcCurveOptions } from '../mpc/mpc.js';
+import { readCurveKeyFile, readCurveKeyList } from '../protocol/curve.js';
 import { die, ExitCodes, failStart, intFlag, onShutdownSignal, parseFlags } from './common.js';
 
 const PROGRAM = 'tormq-mpc';
@@ -11,6 +12,9 @@ const USAGE = `Usage: ${PROGRAM} [-s PORT] [-p PORT] [--host ADDR] [--log-level 
   -p, --pub-port PORT   port gateways connect to (XPUB)           default ${MPC_DEFAULTS.gatewayPort}
       --host ADDR       address to bind; 0.0.0.0 for remote use   default ${MPC_DEFAULTS.host}
       --log-level LEVEL ${LOG_LEVELS.join(', ')}           default info
+      --curve-key-file FILE          CURVE on both ports with this key pair (from tormq-keys)
+      --curve-allow-publishers FILE  public keys allowed to publish, one per line (# comments)
+      --curve-allow-gateways FILE    public keys allowed to subscribe (gateways), one per line
   -h, --help            this text
 Port 0 picks a free port (printed in the "mpc ready" log line).
 `;
@@ -20,6 +24,9 @@ const flags = parseFlags(PROGRAM, {
   'pub-port': { type: 'string', short: 'p' },
   host: { type: 'string' },
   'log-level': { type: 'string' },
+  'curve-key-file': { type: 'string' },
+  'curve-allow-publishers': { type: 'string' },
+  'curve-allow-gateways': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 }, USAGE);
 
@@ -27,13 +34,41 @@ const level = (flags['log-level'] ?? 'info') as LogLevel;
 if (!LOG_LEVELS.includes(level)) die(PROGRAM, `--log-level must be one of ${LOG_LEVELS.join(', ')}`, ExitCodes.USAGE);
 const log = createLogger(PROGRAM, level);
 
+/** Warn once per refused key, then only at debug: a refused client may retry and must not flood the log. */
+const denied = new Set<string>();
+function curveOptions(): MpcCurveOptions | undefined {
+  const keyFile = flags['curve-key-file'];
+  if (keyFile === undefined) {
+    if (flags['curve-allow-publishers'] || flags['curve-allow-gateways']) die(PROGRAM, 'the --curve-allow-* flags need --curve-key-file', ExitCodes.USAGE);
+    return undefined;
+  }
+  try {
+    const publishers = flags['curve-allow-publishers'];
+    const gateways = flags['curve-allow-gateways'];
+    return {
+      secretKey: readCurveKeyFile(keyFile).secretKey,
+      allowedPublishers: publishers === undefined ? undefined : readCurveKeyList(publishers),
+      allowedGateways: gateways === undefined ? undefined : readCurveKeyList(gateways),
+      onDenied(denial) {
+        const key = `${denial.role}:${denial.publicKey}`;
+        const first = !denied.has(key);
+        if (first && denied.size < 1024) denied.add(key);
+        log[first ? 'warn' : 'debug'](denial, 'CURVE handshake refused');
+      },
+    };
+  } catch (error) {
+    die(PROGRAM, (error as Error).message, ExitCodes.USAGE);
+  }
+}
+
 try {
   const mpc = await startMpc({
     host: flags.host,
     publisherPort: intFlag(flags['sub-port']) ?? MPC_DEFAULTS.publisherPort,
     gatewayPort: intFlag(flags['pub-port']) ?? MPC_DEFAULTS.gatewayPort,
+    curve: curveOptions(),
   });
-  log.info({ publisherPort: mpc.publisherPort, gatewayPort: mpc.gatewayPort, publisherEndpoint: mpc.publisherEndpoint, gatewayEndpoint: mpc.gatewayEndpoint }, 'mpc ready');
+  log.info({ curve: flags['curve-key-file'] !== undefined, publisherPort: mpc.publisherPort, gatewayPort: mpc.gatewayPort, publisherEndpoint: mpc.publisherEndpoint, gatewayEndpoint: mpc.gatewayEndpoint }, 'mpc ready');
   onShutdownSignal(PROGRAM, async (signal) => {
     log.info({ signal }, 'stopping');
     await mpc.close();

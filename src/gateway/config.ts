@@ -5,6 +5,7 @@
 import { availableParallelism } from 'node:os';
 import { LOG_LEVELS, type LogLevel } from '../log.js';
 import { MIN_RING_BYTES } from '../protocol/ring.js';
+import { checkSecurityOptions } from './security-config.js';
 
 export const SLOW_CLIENT_POLICIES = ['close', 'drop'] as const;
 export type SlowClientPolicy = (typeof SLOW_CLIENT_POLICIES)[number];
@@ -47,6 +48,21 @@ export interface GatewayConfig {
   /** Serve the demo page at `/`. */
   readonly demoPage: boolean;
   readonly logLevel: LogLevel;
+  /** HS256 shared secret (at least 32 characters); when set, every connection needs a valid JWT. '' = off. */
+  readonly authSecret: string;
+  /** RS256/ES256/EdDSA public key (PEM text); when set, every connection needs a valid JWT. '' = off. */
+  readonly authPublicKey: string;
+  /** Subscribe each authenticated connection to the topic named by its token's `sub` (and grant it). */
+  readonly authSubscribeSub: boolean;
+  /** Leeway for `exp` and `nbf`, seconds. */
+  readonly authClockToleranceSec: number;
+  /** Browser origins allowed to connect (exact `scheme://host[:port]`); empty = any. Others get HTTP 403. */
+  readonly allowedOrigins: readonly string[];
+  /** The MPC's CURVE public key (Z85); with the two keys below, the MPC link is CURVE-encrypted. '' = off. */
+  readonly curveServerKey: string;
+  /** This gateway's CURVE key pair (Z85). */
+  readonly curvePublicKey: string;
+  readonly curveSecretKey: string;
 }
 
 export type GatewayOptions = Partial<{ -readonly [K in keyof GatewayConfig]: GatewayConfig[K] }>;
@@ -72,6 +88,14 @@ export const GATEWAY_DEFAULTS: GatewayConfig = Object.freeze({
   validateJson: true,
   demoPage: true,
   logLevel: 'info',
+  authSecret: '',
+  authPublicKey: '',
+  authSubscribeSub: false,
+  authClockToleranceSec: 5,
+  allowedOrigins: Object.freeze([]),
+  curveServerKey: '',
+  curvePublicKey: '',
+  curveSecretKey: '',
 });
 
 function check(ok: boolean, name: string, must: string, value: unknown): void {
@@ -121,7 +145,8 @@ export function validateGatewayConfig(options: GatewayOptions = {}): GatewayConf
   check(typeof c.validateJson === 'boolean', 'validateJson', 'a boolean', c.validateJson);
   check(typeof c.demoPage === 'boolean', 'demoPage', 'a boolean', c.demoPage);
   check((LOG_LEVELS as readonly unknown[]).includes(c.logLevel), 'logLevel', `one of ${LOG_LEVELS.join(', ')}`, c.logLevel);
-  return Object.freeze({ ...c, mpc: Object.freeze([...c.mpc]) });
+  checkSecurityOptions(c);
+  return Object.freeze({ ...c, mpc: Object.freeze([...c.mpc]), allowedOrigins: Object.freeze([...c.allowedOrigins]) });
 }
 
 function stripUndefined<T extends object>(o: T): Partial<T> {

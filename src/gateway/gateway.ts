@@ -18,6 +18,7 @@ import { createAdminServer } from './admin-server.js';
 import { validateGatewayConfig, type GatewayConfig, type GatewayOptions } from './config.js';
 import { FanOut } from './fan-out.js';
 import { createMetrics } from './metrics.js';
+import { curveKeysOf } from './security-config.js';
 import { WorkerStat } from './thread-protocol.js';
 import { Upstream } from './upstream.js';
 import { WorkerPool } from './worker-pool.js';
@@ -37,7 +38,7 @@ export class Gateway {
     this.config = config;
     this.log = createLogger('tormq-gateway', config.logLevel);
     this.fanOut = new FanOut(config);
-    this.upstream = new Upstream(config.mpc, this.log);
+    this.upstream = new Upstream(config.mpc, this.log, curveKeysOf(config));
     this.pool = new WorkerPool(config, this.log, {
       rootAdded: (slot, root) => {
         if (this.fanOut.addRoute(root, slot)) this.upstream.subscribe(root);
@@ -96,6 +97,12 @@ export class Gateway {
       badFrames: slot.stats[WorkerStat.BAD_FRAMES]!,
       heartbeatTerminations: slot.stats[WorkerStat.HEARTBEAT_TERMINATIONS]!,
       eventLoopLagMs: slot.stats[WorkerStat.EVENT_LOOP_LAG_MS]!,
+      authFailures: slot.stats[WorkerStat.AUTH_FAILURES]!,
+      originRejections: slot.stats[WorkerStat.ORIGIN_REJECTIONS]!,
+      forbiddenSubscriptions: slot.stats[WorkerStat.FORBIDDEN_SUBSCRIPTIONS]!,
+      tokenExpiredCloses: slot.stats[WorkerStat.TOKEN_EXPIRED_CLOSES]!,
+      tokenRefreshes: slot.stats[WorkerStat.TOKEN_REFRESHES]!,
+      tokenRefreshFailures: slot.stats[WorkerStat.TOKEN_REFRESH_FAILURES]!,
       restarts: slot.restarts,
       roots: [...slot.roots],
     }));

@@ -45,7 +45,13 @@ export function createMetrics(pool: WorkerPool, fanOut: FanOut, upstream: Upstre
   perWorker(Counter, 'tormq_oversize_frames_total', 'Connections closed with 1009 for a frame over maxFrameBytes', stat(WorkerStat.OVERSIZE_CLOSES));
   perWorker(Counter, 'tormq_heartbeat_terminations_total', 'Connections terminated for missing a heartbeat pong', stat(WorkerStat.HEARTBEAT_TERMINATIONS));
   perWorker(Counter, 'tormq_connections_accepted_total', 'WebSocket connections accepted', stat(WorkerStat.CONNECTIONS_ACCEPTED));
-  perWorker(Counter, 'tormq_connections_rejected_total', 'Upgrades refused (connection cap, wrong path, draining)', stat(WorkerStat.CONNECTIONS_REJECTED));
+  perWorker(Counter, 'tormq_connections_rejected_total', 'Upgrades refused (connection cap, wrong path, draining, 401 token, 403 origin)', stat(WorkerStat.CONNECTIONS_REJECTED));
+  perWorker(Counter, 'tormq_auth_failures_total', 'Upgrades refused with 401 (missing or invalid token)', stat(WorkerStat.AUTH_FAILURES));
+  perWorker(Counter, 'tormq_origin_rejections_total', 'Upgrades refused with 403 (origin not in allowedOrigins)', stat(WorkerStat.ORIGIN_REJECTIONS));
+  perWorker(Counter, 'tormq_forbidden_subscriptions_total', 'Subscribe frames refused for topics outside the token grants', stat(WorkerStat.FORBIDDEN_SUBSCRIPTIONS));
+  perWorker(Counter, 'tormq_token_expired_closes_total', 'Connections closed with 1008 because their token expired', stat(WorkerStat.TOKEN_EXPIRED_CLOSES));
+  perWorker(Counter, 'tormq_token_refreshes_total', 'Refresh frames accepted', stat(WorkerStat.TOKEN_REFRESHES));
+  perWorker(Counter, 'tormq_token_refresh_failures_total', 'Refresh frames refused', stat(WorkerStat.TOKEN_REFRESH_FAILURES));
   perWorker(Gauge, 'tormq_event_loop_lag_seconds', 'Worker event-loop delay, p99 over the last second', (s) => s.stats[WorkerStat.EVENT_LOOP_LAG_MS]! / 1000);
   perWorker(Gauge, 'tormq_worker_up', '1 when the worker thread is running', (s) => (s.up ? 1 : 0));
   perWorker(Counter, 'tormq_worker_restarts_total', 'Worker threads replaced after dying', (s) => s.restarts);

@@ -6,11 +6,15 @@ import type { Socket } from 'node:net';
 import type { WebSocket } from 'ws';
 import { ErrorCodes } from '../errors.js';
 import { CloseCodes } from '../protocol/close-codes.js';
-import { ackFrame, errorFrame, parseClientFrame, pongFrame, type ClientCommand, type FrameError } from '../protocol/client-frames.js';
+import { ackFrame, errorFrame, parseClientFrame, pongFrame, type ClientCommand, type FrameError, type RequestId } from '../protocol/client-frames.js';
+import { isGranted, type Grants } from './auth.js';
 import { WorkerStat } from './thread-protocol.js';
 import type { WorkerContext } from './worker-context.js';
 
 const OPEN = 1;
+/** Frames held while a refresh token is verified (verification takes microseconds; this is a bound, not a budget). */
+const MAX_HELD_FRAMES = 64;
+const MAX_TIMER_MS = 2 ** 31 - 1;
 /** How long a client closed for being slow has to take the close frame before it is cut off. */
 const SLOW_CLOSE_GRACE_MS = 5_000;
 
@@ -26,12 +30,24 @@ export class Session {
   readonly topics = new Set<string>();
   readonly socket: Socket;
 
+  /** What the connection's token allows (null: authentication is off). Replaced by a refresh. */
+  private grants: Grants | null;
+  /** Frames that arrived while a refresh token was being verified, applied after it in order. */
+  private held: string[] | null = null;
+  private expiry: NodeJS.Timeout | null = null;
+
   constructor(
     readonly ws: WebSocket,
     private readonly ctx: WorkerContext,
+    grants: Grants | null = null,
   ) {
     // ws keeps the raw socket privately; delivery writes pre-built frames to it directly (see deliver).
     this.socket = (ws as unknown as { _socket: Socket })._socket;
+    this.grants = grants;
+    if (grants !== null) {
+      if (grants.autoSubscribe !== null) this.subscribe(grants.autoSubscribe);
+      this.armExpiry();
+    }
   }
 
   /**
@@ -72,12 +88,21 @@ export class Session {
 
   /** A text frame from the client. */
   onText(text: string): void {
+    if (this.held !== null) {
+      if (this.held.length < MAX_HELD_FRAMES) this.held.push(text);
+      else this.reject({ code: ErrorCodes.RATE_LIMITED, message: 'too many frames while a refresh is verified' });
+      return;
+    }
     const result = parseClientFrame(text, this.ctx.frameLimits);
     if (!result.ok) {
       this.reject(result.error);
       return;
     }
     const command = result.command;
+    if (command.event === 'refresh') {
+      this.refresh(command.token, command.id);
+      return;
+    }
     const error = this.apply(command);
     if (error !== null) this.reject(error);
     else if (command.event === 'ping') this.reply(pongFrame(command.id));
@@ -90,16 +115,25 @@ export class Session {
 
   /** Removes every subscription (connection closed). */
   dispose(): void {
+    if (this.expiry !== null) clearTimeout(this.expiry);
+    this.expiry = null;
+    this.held = null;
     for (const topic of this.topics) this.ctx.trie.remove(topic, this);
     this.ctx.stats[WorkerStat.SUBSCRIPTIONS] -= this.topics.size;
     this.topics.clear();
   }
 
-  private apply(command: ClientCommand): FrameError | null {
+  private apply(command: Exclude<ClientCommand, { event: 'refresh' }>): FrameError | null {
     switch (command.event) {
       case 'ping':
         return null;
       case 'subscribe': {
+        const grants = this.grants;
+        if (grants !== null && !command.topics.every((topic) => isGranted(grants, topic))) {
+          // Refused whole: a frame is never half applied.
+          this.ctx.stats[WorkerStat.FORBIDDEN_SUBSCRIPTIONS]++;
+          return this.error(ErrorCodes.FORBIDDEN, 'subscription outside the granted topics', command);
+        }
         const max = this.ctx.config.maxSubscriptions;
         if (command.mode === 'replace') {
           for (const topic of this.topics) if (topic !== command.topics[0]) this.unsubscribe(topic);
@@ -118,6 +152,69 @@ export class Session {
         else for (const topic of command.topics) this.unsubscribe(topic);
         return null;
     }
+  }
+
+  /**
+   * Verifies a fresh token for the same identity. Frames that follow wait for the outcome so that
+   * they see the new grants. A refused refresh keeps the current grants (and their expiry).
+   */
+  private refresh(token: string, id: RequestId | undefined): void {
+    const verifier = this.ctx.guard.verifier;
+    const stats = this.ctx.stats;
+    if (verifier === null || this.grants === null) {
+      stats[WorkerStat.TOKEN_REFRESH_FAILURES]++;
+      this.reject(withId({ code: ErrorCodes.BAD_REQUEST, message: 'authentication is not enabled' }, id));
+      return;
+    }
+    const sub = this.grants.sub;
+    this.held = [];
+    void verifier.verify(token).then((result) => {
+      const held = this.held;
+      if (held === null) return; // closed meanwhile
+      this.held = null;
+      if (result.ok && result.grants.sub === sub) {
+        this.grants = result.grants;
+        stats[WorkerStat.TOKEN_REFRESHES]++;
+        // Narrowed grants: drop what they no longer cover.
+        for (const topic of this.topics) if (!isGranted(result.grants, topic)) this.unsubscribe(topic);
+        this.armExpiry();
+        if (id !== undefined) this.reply(ackFrame(id));
+      } else {
+        stats[WorkerStat.TOKEN_REFRESH_FAILURES]++;
+        this.ctx.log.debug({ reason: result.ok ? 'other-sub' : result.reason }, 'token refresh refused');
+        this.reject(withId({ code: ErrorCodes.UNAUTHORIZED, message: 'token refused' }, id));
+      }
+      for (let i = 0; i < held.length; i++) {
+        // A held frame may itself be a refresh: the rest wait for that one in turn.
+        const waiting = this.held as string[] | null; // onText below may have started another refresh
+        if (waiting !== null) {
+          for (let j = i; j < held.length; j++) waiting.push(held[j]!);
+          break;
+        }
+        this.onText(held[i]!);
+      }
+    });
+  }
+
+  /** Closes the connection with 1008 when its token expires (re-armed by every accepted refresh). */
+  private armExpiry(): void {
+    if (this.expiry !== null) clearTimeout(this.expiry);
+    this.expiry = null;
+    const expiresAt = this.grants?.expiresAt ?? null;
+    if (expiresAt === null) return;
+    // setTimeout holds at most 2^31-1 ms (~24.8 days): a longer wait re-arms when it fires.
+    const wait = Math.min(Math.max(0, expiresAt - Date.now()), MAX_TIMER_MS);
+    this.expiry = setTimeout(() => {
+      this.expiry = null;
+      if (Date.now() < expiresAt) {
+        this.armExpiry();
+        return;
+      }
+      this.ctx.stats[WorkerStat.TOKEN_EXPIRED_CLOSES]++;
+      this.ws.close(CloseCodes.POLICY_VIOLATION, 'token expired');
+      setTimeout(() => this.ws.terminate(), SLOW_CLOSE_GRACE_MS).unref();
+    }, wait);
+    this.expiry.unref();
   }
 
   private subscribe(topic: string): void {
@@ -146,4 +243,8 @@ export class Session {
   private reply(text: string): void {
     if (this.ws.readyState === OPEN) this.ws.send(text);
   }
+}
+
+function withId(error: FrameError, id: RequestId | undefined): FrameError {
+  return id === undefined ? error : { ...error, id };
 }

@@ -51,9 +51,15 @@ export const WorkerStat = {
   OVERSIZE_CLOSES: 10, // frames over maxFrameBytes (1009)
   EVENT_LOOP_LAG_MS: 11, // gauge: p99 event-loop delay over the last interval
   RING_USED_BYTES: 12, // gauge, sampled by the worker
-  LATENCY_COUNT: 13,
-  LATENCY_SUM_SECONDS: 14,
-  LATENCY_BUCKETS: 15, // first of LATENCY_BOUNDS.length cumulative-at-read buckets
+  AUTH_FAILURES: 13, // upgrades refused with 401 (missing or invalid token)
+  ORIGIN_REJECTIONS: 14, // upgrades refused with 403 (origin not allowed)
+  FORBIDDEN_SUBSCRIPTIONS: 15, // subscribe frames refused with ERR_FORBIDDEN (outside the grants)
+  TOKEN_EXPIRED_CLOSES: 16, // connections closed with 1008 when their token expired
+  TOKEN_REFRESHES: 17, // refresh frames accepted
+  TOKEN_REFRESH_FAILURES: 18, // refresh frames refused (invalid token, other sub, auth off)
+  LATENCY_COUNT: 19,
+  LATENCY_SUM_SECONDS: 20,
+  LATENCY_BUCKETS: 21, // first of LATENCY_BOUNDS.length cumulative-at-read buckets
 } as const;
 
 /** In-gateway latency (main thread receive -> socket write) histogram bounds, seconds. */

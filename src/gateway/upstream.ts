@@ -5,18 +5,30 @@
  */
 import { Subscriber } from 'zeromq';
 import type { Logger } from '../log.js';
+import { curveClientOptions, type CurveClientKeys } from '../protocol/curve.js';
 
 export class Upstream {
-  private readonly socket = new Subscriber({ reconnectInterval: 100, reconnectMaxInterval: 2000, linger: 0 });
+  private readonly socket: Subscriber;
   private readonly connected = new Set<string>();
   private readonly endpoints: string[];
   private closed = false;
+  /** With CURVE a link is up once the handshake succeeds, not at TCP connect. */
+  private readonly upEvent: 'connect' | 'handshake';
   reconnects = 0;
 
   constructor(
     endpoints: readonly string[],
     private readonly log: Logger,
+    /** CURVE keys for the MPC link (encrypted, and authenticated by the MPC); null = plain TCP. */
+    curve: CurveClientKeys | null = null,
   ) {
+    this.socket = new Subscriber({
+      reconnectInterval: 100,
+      reconnectMaxInterval: 2000,
+      linger: 0,
+      ...(curve === null ? {} : curveClientOptions(curve)),
+    });
+    this.upEvent = curve === null ? 'connect' : 'handshake';
     this.endpoints = endpoints.map((e) => `tcp://${e}`);
   }
 
@@ -60,7 +72,10 @@ export class Upstream {
   private async watchLinks(): Promise<void> {
     try {
       for await (const event of this.socket.events) {
-        if (event.type === 'connect') {
+        if (event.type === 'handshake:error:auth' || event.type === 'handshake:error:protocol') {
+          // The MPC refused this gateway's CURVE key, or the two sides disagree on the mechanism.
+          this.log.error({ mpc: normalise(event.address, this.endpoints), err: event.error?.message }, 'MPC link handshake failed');
+        } else if (event.type === this.upEvent) {
           const endpoint = normalise(event.address, this.endpoints);
           this.connected.add(endpoint);
           this.log.info({ mpc: endpoint }, 'MPC link up');

@@ -1,4 +1,5 @@
 import type { Logger } from '../log.js';
+import type { ConnectionGuard } from './auth.js';
 import type { FrameLimits } from '../protocol/client-frames.js';
 import type { GatewayConfig } from './config.js';
 import type { Session } from './session.js';
@@ -14,4 +15,6 @@ export interface WorkerContext {
   /** Sessions corked during the current delivery batch; uncorked and emptied at its end. */
   readonly corked: Session[];
   readonly log: Logger;
+  /** Origin and token checks at upgrade; its verifier (null when auth is off) checks refresh tokens. */
+  readonly guard: ConnectionGuard;
 }

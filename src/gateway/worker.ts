@@ -15,6 +15,7 @@ import { createLogger } from '../log.js';
 import { CloseCodes } from '../protocol/close-codes.js';
 import { RingReader } from '../protocol/ring.js';
 import { demoPage } from './demo-page.js';
+import { ConnectionGuard, selectProtocol, type Grants } from './auth.js';
 import { Delivery } from './delivery.js';
 import { listenReusePort } from './listener.js';
 import { Session } from './session.js';
@@ -30,8 +31,10 @@ const post = (event: WorkerEvent) => port.postMessage(event);
 
 const stats = new Float64Array(workerData.stats);
 const shared = new Int32Array(workerData.shared);
+const guard = await ConnectionGuard.create(config, stats, log);
 const ctx: WorkerContext = {
   config,
+  guard,
   frameLimits: { maxTopicLength: config.maxTopicLength, maxTopicsPerFrame: config.maxSubscriptions },
   stats,
   trie: new TopicTrie<Session>({
@@ -64,6 +67,7 @@ const wss = new WebSocketServer({
   maxPayload: config.maxFrameBytes,
   perMessageDeflate: false,
   clientTracking: false,
+  handleProtocols: selectProtocol,
 });
 
 server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -72,6 +76,7 @@ server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) =
     refuse(socket, draining ? 503 : 404, draining ? 'Service Unavailable' : 'Not Found');
     return;
   }
+  if (!guard.checkOrigin(req, socket)) return;
   // Reserve a slot in the gateway-wide count before the handshake; released when the socket closes,
   // whether or not the upgrade completes, so a failed handshake never leaks a slot.
   const open = Atomics.add(shared, GatewayShared.CONNECTIONS, 1) + 1;
@@ -80,7 +85,11 @@ server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) =
     refuse(socket, 503, 'Service Unavailable');
     return;
   }
-  wss.handleUpgrade(req, socket, head, (ws) => onConnection(ws));
+  guard.authenticate(req, socket, (grants) => {
+    // The token check may have been asynchronous: a drain may have begun meanwhile.
+    if (draining) refuse(socket, 503, 'Service Unavailable');
+    else wss.handleUpgrade(req, socket, head, (ws) => onConnection(ws, grants));
+  });
 });
 
 function refuse(socket: Duplex, status: number, reason: string): void {
@@ -88,8 +97,8 @@ function refuse(socket: Duplex, status: number, reason: string): void {
   socket.end(`HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
 }
 
-function onConnection(ws: WebSocket): void {
-  const session = new Session(ws, ctx);
+function onConnection(ws: WebSocket, grants: Grants | null): void {
+  const session = new Session(ws, ctx, grants);
   sessions.add(session);
   stats[WorkerStat.CONNECTIONS_ACCEPTED]++;
   stats[WorkerStat.CONNECTIONS] = sessions.size;

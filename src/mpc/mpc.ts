@@ -12,6 +12,8 @@
  */
 import { Proxy, XPublisher, XSubscriber } from 'zeromq';
 import { ErrorCodes, TormqError } from '../errors.js';
+import { assertCurveAvailable, isCurveKey } from '../protocol/curve.js';
+import { registerZapDomain } from './zap-handler.js';
 
 export interface MpcOptions {
   /** Address to bind. Default 127.0.0.1; use 0.0.0.0 to accept remote publishers and gateways. */
@@ -20,6 +22,19 @@ export interface MpcOptions {
   publisherPort?: number;
   /** Port gateways connect to (XPUB). Default 5560; 0 picks a free port. */
   gatewayPort?: number;
+  /** CURVE on both ports: encrypted links, and with allowlists, only known keys may connect. */
+  curve?: MpcCurveOptions;
+}
+
+export interface MpcCurveOptions {
+  /** The MPC's secret key (Z85); publishers and gateways need its public half as `serverKey`. */
+  secretKey: string;
+  /** Public keys (Z85) allowed to publish; omitted = any client that knows the server key. */
+  allowedPublishers?: readonly string[];
+  /** Public keys (Z85) allowed to subscribe (gateways); omitted = any client that knows the server key. */
+  allowedGateways?: readonly string[];
+  /** Called for each refused handshake (a key not on the list, or a non-CURVE peer cannot even get here). */
+  onDenied?(denial: { role: 'publisher' | 'gateway'; publicKey: string | null; address: string }): void;
 }
 
 export interface Mpc {
@@ -43,8 +58,9 @@ export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
   for (const [name, port] of [['publisherPort', publisherPort], ['gatewayPort', gatewayPort]] as const) {
     if (!Number.isInteger(port) || port < 0 || port > 65535) throw new RangeError(`options.${name} must be an integer from 0 to 65535, got ${port}`);
   }
-  const frontEnd = new XSubscriber({ linger: 0 });
-  const backEnd = new XPublisher({ linger: 0 });
+  const security = options.curve === undefined ? null : await curveServerOptions(options.curve);
+  const frontEnd = new XSubscriber({ linger: 0, ...security?.publisher });
+  const backEnd = new XPublisher({ linger: 0, ...security?.gateway });
   const proxy = new Proxy(frontEnd, backEnd);
   try {
     await bind(frontEnd, host, publisherPort, 'publisher');
@@ -52,6 +68,7 @@ export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
   } catch (error) {
     frontEnd.close();
     backEnd.close();
+    security?.release();
     throw error;
   }
   const done = proxy.run();
@@ -70,6 +87,7 @@ export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
         await done;
         frontEnd.close();
         backEnd.close();
+        security?.release();
       })();
       return closing;
     },
@@ -88,4 +106,31 @@ async function bind(socket: XSubscriber | XPublisher, host: string, port: number
 
 function portOf(endpoint: string): number {
   return Number(endpoint.slice(endpoint.lastIndexOf(':') + 1));
+}
+
+async function curveServerOptions(curve: MpcCurveOptions) {
+  assertCurveAvailable();
+  if (!isCurveKey(curve.secretKey)) throw new TypeError('options.curve.secretKey must be a 40-character Z85 secret key');
+  for (const name of ['allowedPublishers', 'allowedGateways'] as const) {
+    const keys = curve[name];
+    if (keys !== undefined && !(Array.isArray(keys) && keys.every(isCurveKey))) {
+      throw new TypeError(`options.curve.${name} must be a list of 40-character Z85 public keys`);
+    }
+  }
+  const domain = async (role: 'publisher' | 'gateway', keys: readonly string[] | undefined) =>
+    registerZapDomain(`${role}s`, {
+      allowed: keys === undefined ? null : new Set(keys),
+      onDenied: (d) => curve.onDenied?.({ role, publicKey: d.publicKey, address: d.address }),
+    });
+  const publishers = await domain('publisher', curve.allowedPublishers);
+  const gateways = await domain('gateway', curve.allowedGateways);
+  const server = { curveServer: true, curveSecretKey: curve.secretKey };
+  return {
+    publisher: { ...server, zapDomain: publishers.name },
+    gateway: { ...server, zapDomain: gateways.name },
+    release() {
+      publishers.release();
+      gateways.release();
+    },
+  };
 }

@@ -12,7 +12,9 @@ export type ClientCommand =
   | { event: 'subscribe'; mode: 'replace' | 'add'; topics: string[]; id?: RequestId }
   /** `topics === null`: drop every subscription (original semantics). */
   | { event: 'unsubscribe'; topics: string[] | null; id?: RequestId }
-  | { event: 'ping'; id?: RequestId };
+  | { event: 'ping'; id?: RequestId }
+  /** A fresh token for the same identity before the current one expires (grants may change). */
+  | { event: 'refresh'; token: string; id?: RequestId };
 
 export interface FrameError {
   code: ErrorCode;
@@ -83,6 +85,11 @@ export function parseClientFrame(text: string, limits: FrameLimits): ParseResult
     }
     case 'ping':
       return { ok: true, command: withId({ event: 'ping' }, id) };
+    case 'refresh':
+      if (typeof fields.token !== 'string' || fields.token.length === 0) {
+        return fail(ErrorCodes.BAD_REQUEST, 'refresh needs a non-empty string "token"', id);
+      }
+      return { ok: true, command: withId({ event: 'refresh', token: fields.token }, id) };
     default:
       return fail(
         ErrorCodes.UNKNOWN_EVENT,

@@ -13,6 +13,7 @@
  */
 import { XPublisher } from 'zeromq';
 import { ErrorCodes, TormqError } from '../errors.js';
+import { curveClientOptions, isCurveKey, type CurveClientKeys } from '../protocol/curve.js';
 import { rootOf, topicError } from '../protocol/topic.js';
 
 export interface PublisherOptions {
@@ -20,6 +21,12 @@ export interface PublisherOptions {
   maxQueue?: number;
   /** ZeroMQ send high-water mark (messages buffered per connection). Default 10000. */
   sendHighWaterMark?: number;
+  /**
+   * CURVE keys when the MPC runs with CURVE: `serverKey` is the MPC's public key, `publicKey` and
+   * `secretKey` this publisher's pair (its public key must be on the MPC's allowlist, if it has one).
+   * A refused key connects nowhere: nothing is delivered and `ready()` times out.
+   */
+  curve?: CurveClientKeys;
 }
 
 export interface ReadyOptions {
@@ -65,7 +72,11 @@ export class Publisher {
     }
     this.maxQueue = maxQueue;
     this.endpoint = `tcp://${host.includes(':') ? `[${host}]` : host}:${port}`;
-    this.socket = new XPublisher({ sendHighWaterMark, linger: 1000 });
+    const curve = options.curve;
+    if (curve !== undefined && !(isCurveKey(curve.serverKey) && isCurveKey(curve.publicKey) && isCurveKey(curve.secretKey))) {
+      throw new TypeError('options.curve must be { serverKey, publicKey, secretKey }, each a 40-character Z85 key');
+    }
+    this.socket = new XPublisher({ sendHighWaterMark, linger: 1000, ...(curve === undefined ? {} : curveClientOptions(curve)) });
     this.socket.connect(this.endpoint);
     void this.watchSubscriptions();
   }
