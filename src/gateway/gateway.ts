@@ -101,6 +101,7 @@ export class Gateway {
     }));
     return {
       connections: workers.reduce((n, w) => n + w.connections, 0),
+      openSockets: this.pool.openSockets(),
       messagesIn: this.fanOut.messagesIn,
       deliveries: workers.reduce((n, w) => n + w.deliveries, 0),
       publishDrops: { ...this.fanOut.drops },
@@ -136,7 +137,12 @@ export class Gateway {
       process.exitCode = 1;
     });
     if (config.adminPort !== -1) {
-      this.admin = createAdminServer({ healthy: () => this.healthy(), stats: () => this.stats(), metrics: this.metrics });
+      this.admin = createAdminServer({
+        healthy: () => this.healthy(),
+        stats: () => this.stats(),
+        metrics: this.metrics,
+        testHook: config.testHooks ? (worker, action) => this.pool.testHook(worker, action) : undefined,
+      });
       this.adminBoundPort = await listen(this.admin, config.adminHost, config.adminPort, 'admin');
     }
     this.log.info(

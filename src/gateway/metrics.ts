@@ -46,10 +46,20 @@ export function createMetrics(pool: WorkerPool, fanOut: FanOut, upstream: Upstre
   perWorker(Counter, 'tormq_heartbeat_terminations_total', 'Connections terminated for missing a heartbeat pong', stat(WorkerStat.HEARTBEAT_TERMINATIONS));
   perWorker(Counter, 'tormq_connections_accepted_total', 'WebSocket connections accepted', stat(WorkerStat.CONNECTIONS_ACCEPTED));
   perWorker(Counter, 'tormq_connections_rejected_total', 'Upgrades refused (connection cap, wrong path, draining)', stat(WorkerStat.CONNECTIONS_REJECTED));
+  perWorker(Counter, 'tormq_rate_limited_frames_total', 'Client frames rejected by the inbound rate limit', stat(WorkerStat.RATE_LIMITED_FRAMES));
+  perWorker(Counter, 'tormq_rate_limit_disconnects_total', 'Clients closed with 4029 for sustained frame floods', stat(WorkerStat.RATE_LIMIT_CLOSES));
   perWorker(Gauge, 'tormq_event_loop_lag_seconds', 'Worker event-loop delay, p99 over the last second', (s) => s.stats[WorkerStat.EVENT_LOOP_LAG_MS]! / 1000);
   perWorker(Gauge, 'tormq_worker_up', '1 when the worker thread is running', (s) => (s.up ? 1 : 0));
   perWorker(Counter, 'tormq_worker_restarts_total', 'Worker threads replaced after dying', (s) => s.restarts);
 
+  new Gauge({
+    name: 'tormq_gateway_connections',
+    help: 'Sockets counted against --max-connections across all workers (open plus mid-handshake)',
+    registers: [registry],
+    collect() {
+      this.set(pool.openSockets());
+    },
+  });
   new Counter({
     name: 'tormq_messages_in_total',
     help: 'Messages received from the MPC, valid or not',

@@ -3,11 +3,13 @@
  * bounded outbound path (`deliver`) that never lets a client that stops reading grow memory.
  */
 import type { Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
 import type { WebSocket } from 'ws';
 import { ErrorCodes } from '../errors.js';
 import { CloseCodes } from '../protocol/close-codes.js';
-import { ackFrame, errorFrame, parseClientFrame, pongFrame, type ClientCommand, type FrameError } from '../protocol/client-frames.js';
+import { ackFrame, errorFrame, parseClientFrame, pongFrame, type ClientCommand, type FrameError, type RequestId } from '../protocol/client-frames.js';
 import { WorkerStat } from './thread-protocol.js';
+import { TokenBucket } from './token-bucket.js';
 import type { WorkerContext } from './worker-context.js';
 
 const OPEN = 1;
@@ -25,6 +27,10 @@ export class Session {
   dropping = false;
   readonly topics = new Set<string>();
   readonly socket: Socket;
+  /** Inbound frame limit (null when `clientRateLimit` is 0). */
+  private readonly bucket: TokenBucket | null;
+  /** Frames rejected by the rate limit since the last accepted one. */
+  private rateStrikes = 0;
 
   constructor(
     readonly ws: WebSocket,
@@ -32,6 +38,8 @@ export class Session {
   ) {
     // ws keeps the raw socket privately; delivery writes pre-built frames to it directly (see deliver).
     this.socket = (ws as unknown as { _socket: Socket })._socket;
+    const { clientRateLimit, clientRateBurst } = ctx.config;
+    this.bucket = clientRateLimit > 0 ? new TokenBucket(clientRateLimit, clientRateBurst, performance.now()) : null;
   }
 
   /**
@@ -72,6 +80,7 @@ export class Session {
 
   /** A text frame from the client. */
   onText(text: string): void {
+    if (!this.admit(text)) return;
     const result = parseClientFrame(text, this.ctx.frameLimits);
     if (!result.ok) {
       this.reject(result.error);
@@ -85,7 +94,34 @@ export class Session {
   }
 
   onBinary(): void {
+    if (!this.admit(null)) return;
     this.reject({ code: ErrorCodes.BINARY_FRAME, message: 'binary frames are not part of the protocol' });
+  }
+
+  /**
+   * Inbound rate limit. A frame over the limit is not processed: it is counted and, when it carries an
+   * id, answered with ERR_RATE_LIMITED. `clientRateBurst` rejected frames in a row (sustained abuse,
+   * not a burst) close the connection with 4029.
+   */
+  private admit(text: string | null): boolean {
+    if (this.bucket === null || this.bucket.take(performance.now())) {
+      this.rateStrikes = 0;
+      return true;
+    }
+    const stats = this.ctx.stats;
+    stats[WorkerStat.RATE_LIMITED_FRAMES]++;
+    if (++this.rateStrikes >= this.ctx.config.clientRateBurst) {
+      if (this.ws.readyState === OPEN) {
+        stats[WorkerStat.RATE_LIMIT_CLOSES]++;
+        this.ws.close(CloseCodes.RATE_LIMITED, 'rate limit exceeded');
+      }
+      return false;
+    }
+    const id = text === null ? undefined : requestIdOf(text);
+    if (id !== undefined) {
+      this.reply(errorFrame({ code: ErrorCodes.RATE_LIMITED, message: `over ${this.ctx.config.clientRateLimit} frames per second`, id }));
+    }
+    return false;
   }
 
   /** Removes every subscription (connection closed). */
@@ -145,5 +181,15 @@ export class Session {
 
   private reply(text: string): void {
     if (this.ws.readyState === OPEN) this.ws.send(text);
+  }
+}
+
+/** The `id` of a frame that is a JSON object with a string or finite number id, else undefined. */
+function requestIdOf(text: string): RequestId | undefined {
+  try {
+    const id = (JSON.parse(text) as { id?: unknown } | null)?.id;
+    return typeof id === 'string' || (typeof id === 'number' && Number.isFinite(id)) ? id : undefined;
+  } catch {
+    return undefined;
   }
 }

@@ -11,6 +11,9 @@ import type { GatewayConfig } from './config.js';
 import type { RingSlot } from './fan-out.js';
 import {
   GATEWAY_SHARED_LENGTH,
+  GatewayShared,
+  TEST_HOOK_ACTIONS,
+  type TestHookAction,
   WORKER_STATS_LENGTH,
   WorkerStat,
   type WorkerControl,
@@ -74,6 +77,30 @@ export class WorkerPool {
       const port = await this.spawn(slot, index === 0 ? this.config.port : this.port);
       if (index === 0) this.port = port;
     }
+  }
+
+  /** Sockets counted against `maxConnections` across all workers (open plus mid-handshake). */
+  openSockets(): number {
+    return Atomics.load(new Int32Array(this.sharedBuffer), GatewayShared.CONNECTIONS);
+  }
+
+  /**
+   * Test hooks (`--enable-test-hooks` only): `crash`, `exit` or `stall` worker `index`; `release` ends
+   * a stall. The worker refuses too when the hooks are off.
+   */
+  async testHook(index: number, action: string): Promise<void> {
+    if (!this.config.testHooks) throw new Error('test hooks are disabled');
+    const shared = new Int32Array(this.sharedBuffer);
+    if (action === 'release') {
+      Atomics.store(shared, GatewayShared.TEST_STALL, 0);
+      Atomics.notify(shared, GatewayShared.TEST_STALL);
+      return;
+    }
+    const control = this.slots[index]?.control;
+    if (!control) throw new Error(`no running worker ${index}`);
+    if (!(TEST_HOOK_ACTIONS as readonly string[]).includes(action)) throw new Error(`unknown test hook ${action}`);
+    if (action === 'stall') Atomics.store(shared, GatewayShared.TEST_STALL, 1);
+    await control.testHook(action as TestHookAction);
   }
 
   allUp(): boolean {
