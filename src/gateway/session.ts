@@ -50,12 +50,15 @@ export class Session {
   deliver(frame: Buffer): boolean {
     if (this.ws.readyState !== OPEN) return false;
     const socket = this.socket;
-    if (socket.writableLength > this.ctx.config.slowClientBytes) {
-      this.onSlow();
-      return false;
-    }
-    this.dropping = false;
     if (!this.corked) {
+      // Judged once per batch, on what earlier batches left unsent: within a batch writableLength also
+      // counts this batch's corked frames, so a client reading at full speed would look slow whenever one
+      // batch alone exceeds the limit. Memory per connection stays bounded by slowClientBytes + one batch.
+      if (socket.writableLength > this.ctx.config.slowClientBytes) {
+        this.onSlow();
+        return false;
+      }
+      this.dropping = false;
       // One writev per connection per batch instead of one write per message.
       socket.cork();
       this.corked = true;
