@@ -90,7 +90,7 @@ export class Gateway {
       messages: slot.stats[WorkerStat.RECORDS]!,
       deliveries: slot.stats[WorkerStat.DELIVERIES]!,
       ringDrops: slot.ringDrops,
-      ringUsedBytes: slot.stats[WorkerStat.RING_USED_BYTES]!,
+      ringUsedBytes: slot.ring.used(),
       slowClientDrops: slot.stats[WorkerStat.SLOW_DROPS]!,
       slowClientDisconnects: slot.stats[WorkerStat.SLOW_CLOSES]!,
       badFrames: slot.stats[WorkerStat.BAD_FRAMES]!,

@@ -38,7 +38,9 @@ export function createMetrics(pool: WorkerPool, fanOut: FanOut, upstream: Upstre
   perWorker(Counter, 'tormq_worker_messages_total', 'Messages a worker read from its ring', stat(WorkerStat.RECORDS));
   perWorker(Counter, 'tormq_deliveries_total', 'Messages written to client connections', stat(WorkerStat.DELIVERIES));
   perWorker(Counter, 'tormq_ring_drops_total', 'Messages dropped for a worker because its ring was full', (s) => s.ringDrops);
-  perWorker(Gauge, 'tormq_ring_used_bytes', 'Bytes waiting in the worker ring (sampled after each batch)', stat(WorkerStat.RING_USED_BYTES));
+  // Read from the ring's shared header at scrape time: accurate exactly when a worker is stuck.
+  perWorker(Gauge, 'tormq_ring_used_bytes', 'Bytes waiting in the worker ring', (s) => s.ring.used());
+  perWorker(Gauge, 'tormq_ring_capacity_bytes', 'Size of the worker ring', (s) => s.ring.capacity);
   perWorker(Counter, 'tormq_slow_client_drops_total', 'Messages skipped for clients over the outbound limit (policy drop)', stat(WorkerStat.SLOW_DROPS));
   perWorker(Counter, 'tormq_slow_client_disconnects_total', 'Clients closed with 4008 (policy close)', stat(WorkerStat.SLOW_CLOSES));
   perWorker(Counter, 'tormq_bad_frames_total', 'Client frames rejected (bad JSON, unknown event, invalid topic, ...)', stat(WorkerStat.BAD_FRAMES));
