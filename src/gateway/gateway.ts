@@ -103,11 +103,26 @@ export class Gateway {
       restarts: slot.restarts,
       roots: [...slot.roots],
     }));
+    const sum = (key: keyof (typeof workers)[number]) => workers.reduce((n, w) => n + (w[key] as number), 0);
     return {
-      connections: workers.reduce((n, w) => n + w.connections, 0),
+      connections: sum('connections'),
       openSockets: this.pool.openSockets(),
       messagesIn: this.fanOut.messagesIn,
-      deliveries: workers.reduce((n, w) => n + w.deliveries, 0),
+      deliveries: sum('deliveries'),
+      /** Gateway-wide sums of the per-worker counters below. */
+      totals: {
+        subscriptions: sum('subscriptions'),
+        ringDrops: sum('ringDrops'),
+        slowClientDrops: sum('slowClientDrops'),
+        slowClientDisconnects: sum('slowClientDisconnects'),
+        heartbeatTerminations: sum('heartbeatTerminations'),
+        badFrames: sum('badFrames'),
+        oversizeCloses: sum('oversizeCloses'),
+        rateLimitedFrames: sum('rateLimitedFrames'),
+        rateLimitDisconnects: sum('rateLimitDisconnects'),
+        connectionsRejected: sum('connectionsRejected'),
+        restarts: sum('restarts'),
+      },
       publishDrops: { ...this.fanOut.drops },
       roots: this.fanOut.roots(),
       mpc: this.upstream.links(),

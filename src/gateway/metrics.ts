@@ -13,7 +13,8 @@ type StatIndex = (typeof WorkerStat)[keyof typeof WorkerStat];
 
 export function createMetrics(pool: WorkerPool, fanOut: FanOut, upstream: Upstream): Registry {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'tormq_process_' });
+  // prom-client's names already start with process_ or nodejs_: prefixed, tormq_process_resident_memory_bytes.
+  collectDefaultMetrics({ register: registry, prefix: 'tormq_' });
 
   const perWorker = (
     Kind: typeof Counter | typeof Gauge,
