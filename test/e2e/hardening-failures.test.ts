@@ -167,7 +167,8 @@ describe('hardening: a worker that cannot keep up', () => {
     const pad = 'r'.repeat(4096);
     const count = 200; // 200 x 4 KiB: far more than the stalled worker's 64 KiB ring
     for (let sent = 0; sent < count; ) {
-      for (let k = 0; k < 20; k++, sent++) await publisher.send('ring', { n: sent, pad });
+      // 8 x 4 KiB in flight fits the healthy worker's 64 KiB ring however slowly it drains.
+      for (let k = 0; k < 8 && sent < count; k++, sent++) await publisher.send('ring', { n: sent, pad });
       await fast.waitForCount(fastFrom + sent); // flow control on the healthy worker only
     }
     const stats = await gateway.stats();
