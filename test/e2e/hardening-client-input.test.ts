@@ -7,6 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { WebSocket } from 'ws';
+import { XPublisher } from 'zeromq';
 import { Publisher } from '../../src/index.js';
 import { metricValue, metricsText, until } from '../helpers/hardening.js';
 import { startGatewayProcess, startMpcProcess, type GatewayProcess, type GatewayStats, type MpcProcess } from '../helpers/processes.js';
@@ -198,7 +199,21 @@ describe('hardening: bad input from clients', () => {
 
   test('a flood of subscribe/unsubscribe within the limit (limit off) ends in exactly the right state', async () => {
     const unlimited = await startGatewayProcess(mpc.gatewayPort, ['--client-rate-limit', '0']);
+    // A raw publisher-side socket sees every subscription message the MPC forwards to publishers.
+    const watcher = new XPublisher({ linger: 0 });
+    const upstream: string[] = [];
     try {
+      watcher.connect(`tcp://127.0.0.1:${mpc.publisherPort}`);
+      let watching!: () => void;
+      const watched = new Promise<void>((resolve) => (watching = resolve));
+      void (async () => {
+        for await (const [message] of watcher) {
+          const prefix = message!.subarray(1).toString();
+          if (prefix === 'bystander') watching(); // replayed on connect: the watcher is attached
+          if (prefix === 'fl') upstream.push(message![0] === 1 ? '+fl' : '-fl');
+        }
+      })().catch(() => {});
+      await watched;
       const client = await connect(unlimited);
       for (let i = 0; i < 2000; i++) {
         client.send({ event: 'subscribe', topics: [`fl:${i % 7}`] });
@@ -215,8 +230,12 @@ describe('hardening: bad input from clients', () => {
       await publisher.send('fl:final', 'final');
       await client.waitFor((m) => m.includes('"final"'));
       assert.equal(client.bodies().length, 1);
+      // 4000 root add/remove flips inside the gateway became one upstream subscription: no churn of
+      // ZeroMQ subscription messages through the MPC to every publisher.
+      assert.deepEqual(upstream, ['+fl']);
       await client.close();
     } finally {
+      watcher.close();
       await unlimited.stop();
     }
     await assertServing();

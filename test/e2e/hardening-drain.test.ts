@@ -5,7 +5,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { WebSocket } from 'ws';
-import { clientsOnEveryWorker } from '../helpers/hardening.js';
+import { clientsOnEveryWorker, until } from '../helpers/hardening.js';
 import { startGatewayProcess, startMpcProcess, type GatewayProcess, type MpcProcess } from '../helpers/processes.js';
 import { TestClient } from '../helpers/ws-client.js';
 
@@ -49,7 +49,8 @@ describe('hardening: drain on SIGTERM / SIGINT', () => {
       clients.push(client);
     }
     const all = [...clients];
-    assert.equal((await gateway.stats()).connections, all.length);
+    // The 101 reaches the client a moment before the worker has registered the session: poll.
+    await until('all clients registered', async () => (await gateway.stats()).connections === all.length);
     assert.equal(byWorker.size, 2);
 
     gateway.child.kill('SIGTERM');
