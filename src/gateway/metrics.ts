@@ -94,7 +94,7 @@ export function createMetrics(pool: WorkerPool, fanOut: FanOut, upstream: Upstre
   });
   new Gauge({
     name: 'tormq_upstream_roots',
-    help: 'Roots the gateway subscribes to at the MPC',
+    help: 'Roots routed to at least one worker (subscribed at the MPC; an unwanted root is unsubscribed 1 s later)',
     registers: [registry],
     collect() {
       this.set(fanOut.roots().length);

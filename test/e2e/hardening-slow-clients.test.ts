@@ -91,7 +91,7 @@ describe('hardening: slow clients under a sustained broadcast', () => {
     await mpc?.stop();
   });
 
-  test('readers get every message, RSS stays bounded, non-readers are closed (4008) or skipped', async () => {
+  test('readers get every message, RSS stays bounded, non-readers are closed (4008) or skipped', async (t) => {
     const gateways = [closing, dropping];
     const slow: TestClient[] = [];
     for (const gateway of gateways) {
@@ -145,6 +145,7 @@ describe('hardening: slow clients under a sustained broadcast', () => {
     gateways.forEach((g, i) => {
       const mib = (n: number) => Math.round(n / MiB);
       const detail = `gateway ${i}: baseline ${mib(baseline[i]!)}, first quarter ${mib(earlyPeak[i]!)}, second half ${mib(latePeak[i]!)} MiB`;
+      t.diagnostic(detail);
       assert.ok(peak[i]! - baseline[i]! < 160 * MiB, detail);
       assert.ok(latePeak[i]! - earlyPeak[i]! < 48 * MiB, detail);
     });
