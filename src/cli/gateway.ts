@@ -26,6 +26,9 @@ const USAGE = `Usage: ${PROGRAM} [options]
       --slow-client-policy P   close (4008) or drop                                  default ${D.slowClientPolicy}
       --heartbeat-ms N         ping interval, 0 = off                                default ${D.heartbeatMs}
       --drain-ms N             spread 1001 closes over this window on shutdown       default ${D.drainMs}
+      --client-rate-limit N    client frames per second per connection, 0 = off      default ${D.clientRateLimit}
+      --client-rate-burst N    frames at once; this many rejected in a row close 4029 default ${D.clientRateBurst}
+      --enable-test-hooks      TEST ONLY: fault-injection endpoints on the admin port (off by default)
       --no-validate-json       forward bodies without a full JSON parse              (validates by default)
       --no-demo-page           do not serve the demo page at /
       --log-level LEVEL        fatal, error, warn, info, debug, trace, silent        default ${D.logLevel}
@@ -59,6 +62,9 @@ const flags = parseFlags(PROGRAM, {
   'slow-client-policy': { type: 'string' },
   'heartbeat-ms': { type: 'string' },
   'drain-ms': { type: 'string' },
+  'client-rate-limit': { type: 'string' },
+  'client-rate-burst': { type: 'string' },
+  'enable-test-hooks': { type: 'boolean' },
   'no-validate-json': { type: 'boolean' },
   'no-demo-page': { type: 'boolean' },
   'log-level': { type: 'string' },
@@ -91,6 +97,9 @@ const options: GatewayOptions = {
   slowClientPolicy: flags['slow-client-policy'] as SlowClientPolicy | undefined,
   heartbeatMs: intFlag(flags['heartbeat-ms']),
   drainMs: intFlag(flags['drain-ms']),
+  clientRateLimit: intFlag(flags['client-rate-limit']),
+  clientRateBurst: intFlag(flags['client-rate-burst']),
+  testHooks: flags['enable-test-hooks'] ? true : undefined,
   validateJson: flags['no-validate-json'] ? false : undefined,
   demoPage: flags['no-demo-page'] ? false : undefined,
   logLevel: flags['log-level'] as LogLevel | undefined,

@@ -9,11 +9,25 @@ export interface AdminHandlers {
   healthy(): { ok: boolean; detail: Record<string, unknown> };
   stats(): Record<string, unknown>;
   metrics: Registry;
+  /** Present only with `--enable-test-hooks`: `POST /test-hooks/worker/INDEX/ACTION`. */
+  testHook?: (worker: number, action: string) => Promise<void>;
 }
 
 export function createAdminServer(handlers: AdminHandlers): http.Server {
   return http.createServer((req, res) => {
-    const path = (req.url ?? '/').split('?', 1)[0];
+    const path = (req.url ?? '/').split('?', 1)[0]!;
+    if (req.method === 'POST' && handlers.testHook && path.startsWith('/test-hooks/')) {
+      const match = /^\/test-hooks\/worker\/(\d+)\/([a-z]+)$/.exec(path);
+      if (match === null) {
+        sendJson(res, 404, { error: 'POST /test-hooks/worker/INDEX/(crash|exit|stall|release)' });
+        return;
+      }
+      handlers.testHook(Number(match[1]), match[2]!).then(
+        () => sendJson(res, 200, { ok: true }),
+        (error: Error) => sendJson(res, 400, { error: error.message }),
+      );
+      return;
+    }
     if (req.method !== 'GET') {
       res.writeHead(405, { allow: 'GET' }).end();
       return;

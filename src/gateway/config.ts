@@ -43,6 +43,18 @@ export interface GatewayConfig {
   readonly heartbeatMs: number;
   /** On SIGTERM/SIGINT, clients are closed with 1001 spread over this window. */
   readonly drainMs: number;
+  /** Inbound client frames per second per connection (token bucket refill rate); 0 disables the limit. */
+  readonly clientRateLimit: number;
+  /**
+   * Token bucket size: frames a connection may send at once. Over the limit a frame is rejected
+   * (`ERR_RATE_LIMITED`); this many rejected frames in a row close the connection with 4029.
+   */
+  readonly clientRateBurst: number;
+  /**
+   * Test-only fault injection on the admin port (`POST /test-hooks/...`: crash, exit, stall a worker).
+   * Off by default; never enable it in production.
+   */
+  readonly testHooks: boolean;
   /** Parse every published body fully and drop the ones that are not JSON (the original did). */
   readonly validateJson: boolean;
   /** Serve the demo page at `/`. */
@@ -85,6 +97,9 @@ export const GATEWAY_DEFAULTS: GatewayConfig = Object.freeze({
   slowClientPolicy: 'close',
   heartbeatMs: 30_000,
   drainMs: 5_000,
+  clientRateLimit: 50,
+  clientRateBurst: 100,
+  testHooks: false,
   validateJson: true,
   demoPage: true,
   logLevel: 'info',
@@ -142,6 +157,9 @@ export function validateGatewayConfig(options: GatewayOptions = {}): GatewayConf
   check(isInt(c.heartbeatMs, 0) && (c.heartbeatMs === 0 || c.heartbeatMs >= 100), 'heartbeatMs',
     '0 (off) or an integer of at least 100', c.heartbeatMs);
   check(isInt(c.drainMs, 0), 'drainMs', 'a non-negative integer', c.drainMs);
+  check(isInt(c.clientRateLimit, 0, 1_000_000), 'clientRateLimit', 'an integer from 0 (off) to 1000000', c.clientRateLimit);
+  check(isInt(c.clientRateBurst, 1, 1_000_000), 'clientRateBurst', 'an integer from 1 to 1000000', c.clientRateBurst);
+  check(typeof c.testHooks === 'boolean', 'testHooks', 'a boolean', c.testHooks);
   check(typeof c.validateJson === 'boolean', 'validateJson', 'a boolean', c.validateJson);
   check(typeof c.demoPage === 'boolean', 'demoPage', 'a boolean', c.demoPage);
   check((LOG_LEVELS as readonly unknown[]).includes(c.logLevel), 'logLevel', `one of ${LOG_LEVELS.join(', ')}`, c.logLevel);

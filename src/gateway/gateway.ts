@@ -23,6 +23,9 @@ import { WorkerStat } from './thread-protocol.js';
 import { Upstream } from './upstream.js';
 import { WorkerPool } from './worker-pool.js';
 
+/** How long a root stays subscribed upstream after its last subscriber left. */
+const UNSUBSCRIBE_DELAY_MS = 1000;
+
 export class Gateway {
   readonly config: GatewayConfig;
   readonly log: Logger;
@@ -30,6 +33,8 @@ export class Gateway {
   readonly upstream: Upstream;
   readonly pool: WorkerPool;
   readonly metrics: Registry;
+  /** Roots no worker wants any more, waiting to be unsubscribed upstream (see rootRemoved). */
+  private readonly pendingUnsubscribes = new Map<string, NodeJS.Timeout>();
   private admin: http.Server | null = null;
   private adminBoundPort = -1;
   private stopping: Promise<void> | null = null;
@@ -41,10 +46,25 @@ export class Gateway {
     this.upstream = new Upstream(config.mpc, this.log, curveKeysOf(config));
     this.pool = new WorkerPool(config, this.log, {
       rootAdded: (slot, root) => {
-        if (this.fanOut.addRoute(root, slot)) this.upstream.subscribe(root);
+        if (!this.fanOut.addRoute(root, slot)) return;
+        const pending = this.pendingUnsubscribes.get(root);
+        if (pending === undefined) this.upstream.subscribe(root);
+        else {
+          // Still subscribed upstream: the unsubscribe had not gone out yet.
+          clearTimeout(pending);
+          this.pendingUnsubscribes.delete(root);
+        }
       },
       rootRemoved: (slot, root) => {
-        if (this.fanOut.removeRoute(root, slot)) this.upstream.unsubscribe(root);
+        if (!this.fanOut.removeRoute(root, slot)) return;
+        // Unsubscribe upstream only once the root has stayed unwanted for a moment. A client flooding
+        // subscribe/unsubscribe would otherwise churn ZeroMQ subscription messages through the MPC to
+        // every publisher; those travel on pipes with high-water marks, and a lost one leaves a root
+        // silently unsubscribed. Messages arriving meanwhile are dropped as `unrouted` (counted).
+        this.pendingUnsubscribes.set(root, setTimeout(() => {
+          this.pendingUnsubscribes.delete(root);
+          this.upstream.unsubscribe(root);
+        }, UNSUBSCRIBE_DELAY_MS).unref());
       },
       workerDown: () => {},
     });
@@ -91,10 +111,14 @@ export class Gateway {
       messages: slot.stats[WorkerStat.RECORDS]!,
       deliveries: slot.stats[WorkerStat.DELIVERIES]!,
       ringDrops: slot.ringDrops,
-      ringUsedBytes: slot.stats[WorkerStat.RING_USED_BYTES]!,
+      ringUsedBytes: slot.ring.used(),
       slowClientDrops: slot.stats[WorkerStat.SLOW_DROPS]!,
       slowClientDisconnects: slot.stats[WorkerStat.SLOW_CLOSES]!,
       badFrames: slot.stats[WorkerStat.BAD_FRAMES]!,
+      oversizeCloses: slot.stats[WorkerStat.OVERSIZE_CLOSES]!,
+      rateLimitedFrames: slot.stats[WorkerStat.RATE_LIMITED_FRAMES]!,
+      rateLimitDisconnects: slot.stats[WorkerStat.RATE_LIMIT_CLOSES]!,
+      connectionsRejected: slot.stats[WorkerStat.CONNECTIONS_REJECTED]!,
       heartbeatTerminations: slot.stats[WorkerStat.HEARTBEAT_TERMINATIONS]!,
       eventLoopLagMs: slot.stats[WorkerStat.EVENT_LOOP_LAG_MS]!,
       authFailures: slot.stats[WorkerStat.AUTH_FAILURES]!,
@@ -106,10 +130,26 @@ export class Gateway {
       restarts: slot.restarts,
       roots: [...slot.roots],
     }));
+    const sum = (key: keyof (typeof workers)[number]) => workers.reduce((n, w) => n + (w[key] as number), 0);
     return {
-      connections: workers.reduce((n, w) => n + w.connections, 0),
+      connections: sum('connections'),
+      openSockets: this.pool.openSockets(),
       messagesIn: this.fanOut.messagesIn,
-      deliveries: workers.reduce((n, w) => n + w.deliveries, 0),
+      deliveries: sum('deliveries'),
+      /** Gateway-wide sums of the per-worker counters below. */
+      totals: {
+        subscriptions: sum('subscriptions'),
+        ringDrops: sum('ringDrops'),
+        slowClientDrops: sum('slowClientDrops'),
+        slowClientDisconnects: sum('slowClientDisconnects'),
+        heartbeatTerminations: sum('heartbeatTerminations'),
+        badFrames: sum('badFrames'),
+        oversizeCloses: sum('oversizeCloses'),
+        rateLimitedFrames: sum('rateLimitedFrames'),
+        rateLimitDisconnects: sum('rateLimitDisconnects'),
+        connectionsRejected: sum('connectionsRejected'),
+        restarts: sum('restarts'),
+      },
       publishDrops: { ...this.fanOut.drops },
       roots: this.fanOut.roots(),
       mpc: this.upstream.links(),
@@ -125,6 +165,7 @@ export class Gateway {
     this.stopping ??= (async () => {
       this.log.info({ drainMs }, 'draining');
       await this.pool.drain(drainMs);
+      for (const timer of this.pendingUnsubscribes.values()) clearTimeout(timer);
       this.upstream.close();
       await new Promise<void>((resolve) => (this.admin ? this.admin.close(() => resolve()) : resolve()));
       this.log.info('stopped');
@@ -143,7 +184,12 @@ export class Gateway {
       process.exitCode = 1;
     });
     if (config.adminPort !== -1) {
-      this.admin = createAdminServer({ healthy: () => this.healthy(), stats: () => this.stats(), metrics: this.metrics });
+      this.admin = createAdminServer({
+        healthy: () => this.healthy(),
+        stats: () => this.stats(),
+        metrics: this.metrics,
+        testHook: config.testHooks ? (worker, action) => this.pool.testHook(worker, action) : undefined,
+      });
       this.adminBoundPort = await listen(this.admin, config.adminHost, config.adminPort, 'admin');
     }
     this.log.info(

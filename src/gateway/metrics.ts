@@ -13,7 +13,8 @@ type StatIndex = (typeof WorkerStat)[keyof typeof WorkerStat];
 
 export function createMetrics(pool: WorkerPool, fanOut: FanOut, upstream: Upstream): Registry {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'tormq_process_' });
+  // prom-client's names already start with process_ or nodejs_: prefixed, tormq_process_resident_memory_bytes.
+  collectDefaultMetrics({ register: registry, prefix: 'tormq_' });
 
   const perWorker = (
     Kind: typeof Counter | typeof Gauge,
@@ -38,7 +39,9 @@ export function createMetrics(pool: WorkerPool, fanOut: FanOut, upstream: Upstre
   perWorker(Counter, 'tormq_worker_messages_total', 'Messages a worker read from its ring', stat(WorkerStat.RECORDS));
   perWorker(Counter, 'tormq_deliveries_total', 'Messages written to client connections', stat(WorkerStat.DELIVERIES));
   perWorker(Counter, 'tormq_ring_drops_total', 'Messages dropped for a worker because its ring was full', (s) => s.ringDrops);
-  perWorker(Gauge, 'tormq_ring_used_bytes', 'Bytes waiting in the worker ring (sampled after each batch)', stat(WorkerStat.RING_USED_BYTES));
+  // Read from the ring's shared header at scrape time: accurate exactly when a worker is stuck.
+  perWorker(Gauge, 'tormq_ring_used_bytes', 'Bytes waiting in the worker ring', (s) => s.ring.used());
+  perWorker(Gauge, 'tormq_ring_capacity_bytes', 'Size of the worker ring', (s) => s.ring.capacity);
   perWorker(Counter, 'tormq_slow_client_drops_total', 'Messages skipped for clients over the outbound limit (policy drop)', stat(WorkerStat.SLOW_DROPS));
   perWorker(Counter, 'tormq_slow_client_disconnects_total', 'Clients closed with 4008 (policy close)', stat(WorkerStat.SLOW_CLOSES));
   perWorker(Counter, 'tormq_bad_frames_total', 'Client frames rejected (bad JSON, unknown event, invalid topic, ...)', stat(WorkerStat.BAD_FRAMES));
@@ -52,10 +55,20 @@ export function createMetrics(pool: WorkerPool, fanOut: FanOut, upstream: Upstre
   perWorker(Counter, 'tormq_token_expired_closes_total', 'Connections closed with 1008 because their token expired', stat(WorkerStat.TOKEN_EXPIRED_CLOSES));
   perWorker(Counter, 'tormq_token_refreshes_total', 'Refresh frames accepted', stat(WorkerStat.TOKEN_REFRESHES));
   perWorker(Counter, 'tormq_token_refresh_failures_total', 'Refresh frames refused', stat(WorkerStat.TOKEN_REFRESH_FAILURES));
+  perWorker(Counter, 'tormq_rate_limited_frames_total', 'Client frames rejected by the inbound rate limit', stat(WorkerStat.RATE_LIMITED_FRAMES));
+  perWorker(Counter, 'tormq_rate_limit_disconnects_total', 'Clients closed with 4029 for sustained frame floods', stat(WorkerStat.RATE_LIMIT_CLOSES));
   perWorker(Gauge, 'tormq_event_loop_lag_seconds', 'Worker event-loop delay, p99 over the last second', (s) => s.stats[WorkerStat.EVENT_LOOP_LAG_MS]! / 1000);
   perWorker(Gauge, 'tormq_worker_up', '1 when the worker thread is running', (s) => (s.up ? 1 : 0));
   perWorker(Counter, 'tormq_worker_restarts_total', 'Worker threads replaced after dying', (s) => s.restarts);
 
+  new Gauge({
+    name: 'tormq_gateway_connections',
+    help: 'Sockets counted against --max-connections across all workers (open plus mid-handshake)',
+    registers: [registry],
+    collect() {
+      this.set(pool.openSockets());
+    },
+  });
   new Counter({
     name: 'tormq_messages_in_total',
     help: 'Messages received from the MPC, valid or not',
@@ -87,7 +100,7 @@ export function createMetrics(pool: WorkerPool, fanOut: FanOut, upstream: Upstre
   });
   new Gauge({
     name: 'tormq_upstream_roots',
-    help: 'Roots the gateway subscribes to at the MPC',
+    help: 'Roots routed to at least one worker (subscribed at the MPC; an unwanted root is unsubscribed 1 s later)',
     registers: [registry],
     collect() {
       this.set(fanOut.roots().length);

@@ -3,12 +3,14 @@
  * bounded outbound path (`deliver`) that never lets a client that stops reading grow memory.
  */
 import type { Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
 import type { WebSocket } from 'ws';
 import { ErrorCodes } from '../errors.js';
 import { CloseCodes } from '../protocol/close-codes.js';
 import { ackFrame, errorFrame, parseClientFrame, pongFrame, type ClientCommand, type FrameError, type RequestId } from '../protocol/client-frames.js';
 import { isGranted, type Grants } from './auth.js';
 import { WorkerStat } from './thread-protocol.js';
+import { TokenBucket } from './token-bucket.js';
 import type { WorkerContext } from './worker-context.js';
 
 const OPEN = 1;
@@ -29,6 +31,10 @@ export class Session {
   dropping = false;
   readonly topics = new Set<string>();
   readonly socket: Socket;
+  /** Inbound frame limit (null when `clientRateLimit` is 0). */
+  private readonly bucket: TokenBucket | null;
+  /** Frames rejected by the rate limit since the last accepted one. */
+  private rateStrikes = 0;
 
   /** What the connection's token allows (null: authentication is off). Replaced by a refresh. */
   private grants: Grants | null;
@@ -43,6 +49,8 @@ export class Session {
   ) {
     // ws keeps the raw socket privately; delivery writes pre-built frames to it directly (see deliver).
     this.socket = (ws as unknown as { _socket: Socket })._socket;
+    const { clientRateLimit, clientRateBurst } = ctx.config;
+    this.bucket = clientRateLimit > 0 ? new TokenBucket(clientRateLimit, clientRateBurst, performance.now()) : null;
     this.grants = grants;
     if (grants !== null) {
       if (grants.autoSubscribe !== null) this.subscribe(grants.autoSubscribe);
@@ -58,12 +66,15 @@ export class Session {
   deliver(frame: Buffer): boolean {
     if (this.ws.readyState !== OPEN) return false;
     const socket = this.socket;
-    if (socket.writableLength > this.ctx.config.slowClientBytes) {
-      this.onSlow();
-      return false;
-    }
-    this.dropping = false;
     if (!this.corked) {
+      // Judged once per batch, on what earlier batches left unsent: within a batch writableLength also
+      // counts this batch's corked frames, so a client reading at full speed would look slow whenever one
+      // batch alone exceeds the limit. Memory per connection stays bounded by slowClientBytes + one batch.
+      if (socket.writableLength > this.ctx.config.slowClientBytes) {
+        this.onSlow();
+        return false;
+      }
+      this.dropping = false;
       // One writev per connection per batch instead of one write per message.
       socket.cork();
       this.corked = true;
@@ -88,6 +99,11 @@ export class Session {
 
   /** A text frame from the client. */
   onText(text: string): void {
+    if (this.admit(text)) this.handle(text);
+  }
+
+  /** A frame past the rate limit (held frames replayed after a refresh come back here, not to onText). */
+  private handle(text: string): void {
     if (this.held !== null) {
       if (this.held.length < MAX_HELD_FRAMES) this.held.push(text);
       else this.reject({ code: ErrorCodes.RATE_LIMITED, message: 'too many frames while a refresh is verified' });
@@ -110,7 +126,34 @@ export class Session {
   }
 
   onBinary(): void {
+    if (!this.admit(null)) return;
     this.reject({ code: ErrorCodes.BINARY_FRAME, message: 'binary frames are not part of the protocol' });
+  }
+
+  /**
+   * Inbound rate limit. A frame over the limit is not processed: it is counted and, when it carries an
+   * id, answered with ERR_RATE_LIMITED. `clientRateBurst` rejected frames in a row (sustained abuse,
+   * not a burst) close the connection with 4029.
+   */
+  private admit(text: string | null): boolean {
+    if (this.bucket === null || this.bucket.take(performance.now())) {
+      this.rateStrikes = 0;
+      return true;
+    }
+    const stats = this.ctx.stats;
+    stats[WorkerStat.RATE_LIMITED_FRAMES]++;
+    if (++this.rateStrikes >= this.ctx.config.clientRateBurst) {
+      if (this.ws.readyState === OPEN) {
+        stats[WorkerStat.RATE_LIMIT_CLOSES]++;
+        this.ws.close(CloseCodes.RATE_LIMITED, 'rate limit exceeded');
+      }
+      return false;
+    }
+    const id = text === null ? undefined : requestIdOf(text);
+    if (id !== undefined) {
+      this.reply(errorFrame({ code: ErrorCodes.RATE_LIMITED, message: `over ${this.ctx.config.clientRateLimit} frames per second`, id }));
+    }
+    return false;
   }
 
   /** Removes every subscription (connection closed). */
@@ -186,12 +229,12 @@ export class Session {
       }
       for (let i = 0; i < held.length; i++) {
         // A held frame may itself be a refresh: the rest wait for that one in turn.
-        const waiting = this.held as string[] | null; // onText below may have started another refresh
+        const waiting = this.held as string[] | null; // handle below may have started another refresh
         if (waiting !== null) {
           for (let j = i; j < held.length; j++) waiting.push(held[j]!);
           break;
         }
-        this.onText(held[i]!);
+        this.handle(held[i]!);
       }
     });
   }
@@ -247,4 +290,14 @@ export class Session {
 
 function withId(error: FrameError, id: RequestId | undefined): FrameError {
   return id === undefined ? error : { ...error, id };
+}
+
+/** The `id` of a frame that is a JSON object with a string or finite number id, else undefined. */
+function requestIdOf(text: string): RequestId | undefined {
+  try {
+    const id = (JSON.parse(text) as { id?: unknown } | null)?.id;
+    return typeof id === 'string' || (typeof id === 'number' && Number.isFinite(id)) ? id : undefined;
+  } catch {
+    return undefined;
+  }
 }

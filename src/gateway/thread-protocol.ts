@@ -28,12 +28,20 @@ export type WorkerEvent =
   | { type: 'root-removed'; root: string }
   | { type: 'fatal'; error: ErrorRecord };
 
+export const TEST_HOOK_ACTIONS = ['crash', 'exit', 'stall'] as const;
+export type TestHookAction = (typeof TEST_HOOK_ACTIONS)[number];
+
 /** Main -> worker control RPC, exposed by the worker with comlink. Never used per message. */
 export interface WorkerControl {
   /** Stops accepting, closes every client with 1001 spread over `windowMs`, resolves when all are gone. */
   drain(windowMs: number): Promise<void>;
   /** Roots this worker's trie holds (main re-syncs from it after a reconnect or restart). */
   roots(): string[];
+  /**
+   * Fault injection for tests, refused unless `config.testHooks`: `crash` throws an uncaught error,
+   * `exit` ends the thread abruptly, `stall` blocks the event loop until `GatewayShared.TEST_STALL` is 0.
+   */
+  testHook(action: TestHookAction): void;
 }
 
 /** Indices into a worker's Float64Array stats. Counters only grow; gauges are set. */
@@ -57,9 +65,11 @@ export const WorkerStat = {
   TOKEN_EXPIRED_CLOSES: 16, // connections closed with 1008 when their token expired
   TOKEN_REFRESHES: 17, // refresh frames accepted
   TOKEN_REFRESH_FAILURES: 18, // refresh frames refused (invalid token, other sub, auth off)
-  LATENCY_COUNT: 19,
-  LATENCY_SUM_SECONDS: 20,
-  LATENCY_BUCKETS: 21, // first of LATENCY_BOUNDS.length cumulative-at-read buckets
+  RATE_LIMITED_FRAMES: 19, // client frames rejected by the inbound rate limit
+  RATE_LIMIT_CLOSES: 20, // clients closed with 4029
+  LATENCY_COUNT: 21,
+  LATENCY_SUM_SECONDS: 22,
+  LATENCY_BUCKETS: 23, // first of LATENCY_BOUNDS.length cumulative-at-read buckets
 } as const;
 
 /** In-gateway latency (main thread receive -> socket write) histogram bounds, seconds. */
@@ -71,5 +81,7 @@ export const WORKER_STATS_LENGTH = WorkerStat.LATENCY_BUCKETS + LATENCY_BOUNDS.l
 export const GatewayShared = {
   /** Open connections across all workers (Atomics), for the connection cap. */
   CONNECTIONS: 0,
+  /** Test hooks only (`--enable-test-hooks`): 1 while a stalled worker must stay blocked. */
+  TEST_STALL: 1,
 } as const;
-export const GATEWAY_SHARED_LENGTH = 1;
+export const GATEWAY_SHARED_LENGTH = 2;

@@ -11,6 +11,9 @@ import type { GatewayConfig } from './config.js';
 import type { RingSlot } from './fan-out.js';
 import {
   GATEWAY_SHARED_LENGTH,
+  GatewayShared,
+  TEST_HOOK_ACTIONS,
+  type TestHookAction,
   WORKER_STATS_LENGTH,
   WorkerStat,
   type WorkerControl,
@@ -24,6 +27,8 @@ export interface WorkerSlot extends RingSlot {
   readonly stats: Float64Array;
   worker: Worker | null;
   control: Comlink.Remote<WorkerControl> | null;
+  /** Resolves when the current thread exits (a comlink call to a dead worker would never settle). */
+  exited: Promise<void>;
   /** Roots this worker currently has subscribers under (from its events). */
   readonly roots: Set<string>;
   up: boolean;
@@ -66,6 +71,7 @@ export class WorkerPool {
         stats: new Float64Array(statsBuffer),
         worker: null,
         control: null,
+        exited: Promise.resolve(),
         roots: new Set(),
         up: false,
         restarts: 0,
@@ -76,6 +82,43 @@ export class WorkerPool {
     }
   }
 
+  /** Sockets counted against `maxConnections` across all workers (open plus mid-handshake). */
+  openSockets(): number {
+    return Atomics.load(new Int32Array(this.sharedBuffer), GatewayShared.CONNECTIONS);
+  }
+
+  /**
+   * Test hooks (`--enable-test-hooks` only): `crash`, `exit` or `stall` worker `index`; `release` ends
+   * a stall. The worker refuses too when the hooks are off.
+   */
+  async testHook(index: number, action: string): Promise<void> {
+    if (!this.config.testHooks) throw new Error('test hooks are disabled');
+    const shared = new Int32Array(this.sharedBuffer);
+    if (action === 'release') {
+      Atomics.store(shared, GatewayShared.TEST_STALL, 0);
+      Atomics.notify(shared, GatewayShared.TEST_STALL);
+      return;
+    }
+    const slot = this.slots[index];
+    if (!slot?.control) throw new Error(`no running worker ${index}`);
+    if (!(TEST_HOOK_ACTIONS as readonly string[]).includes(action)) throw new Error(`unknown test hook ${action}`);
+    if (action === 'stall') Atomics.store(shared, GatewayShared.TEST_STALL, 1);
+    const exited = slot.exited.then(() => 'exited' as const);
+    // crash/exit may end the thread before its reply is delivered: its exit answers the call then.
+    const outcome = await Promise.race([slot.control.testHook(action as TestHookAction), exited]);
+    if (outcome === 'exited' && action === 'stall') throw new Error(`worker ${index} exited`);
+  }
+
+  /** Calls the worker's control RPC; rejects if the thread exits before answering. */
+  private async rpc<T>(slot: WorkerSlot, call: (control: Comlink.Remote<WorkerControl>) => Promise<T>): Promise<T> {
+    if (!slot.control) throw new Error(`worker ${slot.index} is not running`);
+    const exited = slot.exited.then(() => {
+      throw new Error(`worker ${slot.index} exited during a control call`);
+    });
+    exited.catch(() => {}); // the thread usually exits long after the call settled: not an unhandled rejection
+    return Promise.race([call(slot.control), exited]);
+  }
+
   allUp(): boolean {
     return this.slots.length > 0 && this.slots.every((s) => s.up);
   }
@@ -83,7 +126,8 @@ export class WorkerPool {
   /** Drains every worker (close clients with 1001 over `windowMs`), then ends the threads. */
   async drain(windowMs: number): Promise<void> {
     this.stopping = true;
-    await Promise.allSettled(this.slots.map((slot) => slot.control?.drain(windowMs)));
+    // A worker dying mid-drain must not hang the shutdown: rpc settles when it exits.
+    await Promise.allSettled(this.slots.map((slot) => this.rpc(slot, (control) => control.drain(windowMs))));
     await Promise.allSettled(this.slots.map((slot) => slot.worker?.terminate()));
   }
 
@@ -104,6 +148,7 @@ export class WorkerPool {
       name: `tormq-worker-${slot.index}`,
     });
     slot.worker = worker;
+    slot.exited = new Promise((resolve) => worker.once('exit', () => resolve()));
     slot.control = Comlink.wrap<WorkerControl>(nodeEndpoint(port1 as unknown as Parameters<typeof nodeEndpoint>[0]));
 
     return new Promise((resolve, reject) => {

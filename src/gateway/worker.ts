@@ -19,7 +19,7 @@ import { ConnectionGuard, selectProtocol, type Grants } from './auth.js';
 import { Delivery } from './delivery.js';
 import { listenReusePort } from './listener.js';
 import { Session } from './session.js';
-import { GatewayShared, WorkerStat, type WorkerControl, type WorkerData, type WorkerEvent } from './thread-protocol.js';
+import { GatewayShared, TEST_HOOK_ACTIONS, WorkerStat, type TestHookAction, type WorkerControl, type WorkerData, type WorkerEvent } from './thread-protocol.js';
 import { TopicTrie } from './trie.js';
 import type { WorkerContext } from './worker-context.js';
 
@@ -94,6 +94,9 @@ server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) =
 
 function refuse(socket: Duplex, status: number, reason: string): void {
   stats[WorkerStat.CONNECTIONS_REJECTED]++;
+  // end() alone leaves the socket half-open (and its slot taken) until the client closes its side:
+  // destroy it once the response is flushed, as ws's own abortHandshake does.
+  socket.once('finish', () => socket.destroy());
   socket.end(`HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
 }
 
@@ -152,25 +155,49 @@ const control: WorkerControl = {
     draining = true;
     delivery.stop();
     server.close();
-    await closeAll(CloseCodes.GOING_AWAY, 'gateway shutting down', windowMs);
+    log.info({ connections: sessions.size, windowMs }, 'worker draining');
+    const batches = await closeAll(CloseCodes.GOING_AWAY, 'gateway shutting down', windowMs);
+    log.info({ batches }, 'worker drained');
   },
   roots: () => ctx.trie.roots(),
+  testHook(action: TestHookAction): void {
+    if (!config.testHooks || !TEST_HOOK_ACTIONS.includes(action)) {
+      throw new TormqError(ErrorCodes.BAD_REQUEST, 'test hooks are disabled (start with --enable-test-hooks)');
+    }
+    log.warn({ action }, 'test hook');
+    // After the RPC has answered, so the caller sees the call succeed.
+    setImmediate(() => {
+      if (action === 'crash') throw new Error('test hook: crash');
+      if (action === 'exit') process.exit(3);
+      // stall: block this thread's event loop (a worker that cannot keep up) until main releases it.
+      const deadline = Date.now() + 60_000;
+      while (Atomics.load(shared, GatewayShared.TEST_STALL) === 1 && Date.now() < deadline) {
+        Atomics.wait(shared, GatewayShared.TEST_STALL, 1, 1000);
+      }
+    });
+  },
 };
 Comlink.expose(control, nodeEndpoint(workerData.controlPort as unknown as Parameters<typeof nodeEndpoint>[0]));
 
-/** Closes every session, spread evenly over `windowMs` so clients do not all reconnect at once. */
-async function closeAll(code: number, reason: string, windowMs: number): Promise<void> {
+/**
+ * Closes every session, spread evenly over `windowMs` so clients do not all reconnect at once.
+ * Returns the number of batches.
+ */
+async function closeAll(code: number, reason: string, windowMs: number): Promise<number> {
   const all = [...sessions];
   const ticks = Math.max(1, Math.floor(windowMs / 50));
   const perTick = Math.ceil(all.length / ticks);
+  let batches = 0;
   for (let i = 0; i < all.length; i += perTick) {
     for (const session of all.slice(i, i + perTick)) session.ws.close(code, reason);
+    batches++;
     if (i + perTick < all.length) await new Promise((resolve) => setTimeout(resolve, 50));
   }
   // Clients get a moment to answer the close handshake; then whatever is left is cut.
   const deadline = Date.now() + 2000;
   while (sessions.size > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
   for (const session of sessions) session.ws.terminate();
+  return batches;
 }
 
 // A worker that fails tells its clients to reconnect (1011) before the thread ends; the main thread
@@ -180,6 +207,14 @@ process.on('uncaughtException', (error) => {
   post({ type: 'fatal', error: new TormqError(ErrorCodes.WORKER_FAILED, String(error?.message ?? error)).toRecord() });
   for (const session of sessions) session.ws.close(CloseCodes.INTERNAL_ERROR, 'worker failed, reconnect');
   setTimeout(() => process.exit(1), 100);
+});
+
+// A thread that ends without throwing (process.exit, a terminate from main) still tells its clients
+// to reconnect, as far as a synchronous write allows.
+process.on('exit', () => {
+  for (const session of sessions) {
+    if (session.ws.readyState === 1) session.ws.close(CloseCodes.INTERNAL_ERROR, 'worker failed, reconnect');
+  }
 });
 
 const boundPort = await listenReusePort(server, workerData.port, config.host);

@@ -10,4 +10,6 @@ export const CloseCodes = {
   INTERNAL_ERROR: 1011,
   /** Slow client: could not keep up and was disconnected. */
   SLOW_CLIENT: 4008,
+  /** Sent frames faster than the rate limit for too long (`--client-rate-limit`, `--client-rate-burst`). */
+  RATE_LIMITED: 4029,
 } as const;

@@ -93,10 +93,12 @@ export class RingWriter extends RingBase {
     topic.copy(this.bytes, offset + RECORD_HEADER_BYTES);
     body.copy(this.bytes, offset + RECORD_HEADER_BYTES + topic.length);
     Atomics.store(this.header, WRITE, (write + advance) | 0);
-    // The reader parks only when it has consumed everything (READ === old WRITE). If READ is behind,
-    // the reader is still draining and will see the new WRITE before it parks (it re-checks WRITE
-    // atomically in waitAsync), so no notify is needed: one notify per idle -> busy transition.
-    if (read === write) this.needsNotify = true;
+    // The reader parks only after publishing READ === the WRITE it saw, and waitAsync re-checks WRITE
+    // atomically. So READ must be read again *after* publishing WRITE: with the READ loaded above, a
+    // reader that finished draining and parked between that load and the store above would never be
+    // woken (a lost wake-up that stalled a worker for good under sustained load). Re-loaded here, either
+    // the reader parked before our store (READ === write: notify) or its waitAsync sees the new WRITE.
+    if ((Atomics.load(this.header, READ) >>> 0) === write) this.needsNotify = true;
     return true;
   }
 

@@ -1,0 +1,313 @@
+/**
+ * Hardening, client side: every kind of bad input a WebSocket client can send, the inbound rate
+ * limit, and the connection cap. Each case has one clear outcome, and a bystander client on the same
+ * gateway keeps getting its messages throughout.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { WebSocket } from 'ws';
+import { XPublisher } from 'zeromq';
+import { Publisher } from '../../src/index.js';
+import { metricValue, metricsText, until } from '../helpers/hardening.js';
+import { startGatewayProcess, startMpcProcess, type GatewayProcess, type GatewayStats, type MpcProcess } from '../helpers/processes.js';
+import { TestClient } from '../helpers/ws-client.js';
+
+const total = (stats: GatewayStats, key: string) => stats.workers.reduce((n, w) => n + (w[key] as number), 0);
+
+describe('hardening: bad input from clients', () => {
+  let mpc: MpcProcess;
+  let gateway: GatewayProcess;
+  let publisher: Publisher;
+  let bystander: TestClient;
+  let marker = 0;
+  const clients: TestClient[] = [];
+
+  const connect = async (g = gateway, options?: ConstructorParameters<typeof WebSocket>[2]) => {
+    const client = await TestClient.connect(g.url, options);
+    clients.push(client);
+    return client;
+  };
+
+  /** The gateway still serves everyone else: a fresh message reaches the bystander. */
+  const assertServing = async () => {
+    const text = `still-serving-${++marker}`;
+    const from = bystander.messages.length;
+    await publisher.send('bystander', text);
+    await bystander.waitFor((m) => m.includes(`"${text}"`), from);
+    assert.equal(bystander.closeCode, null);
+  };
+
+  /** `client` is still open and fully working: it can subscribe and receive. */
+  const assertWorks = async (client: TestClient, topic: string) => {
+    await client.subscribe(topic);
+    await publisher.ready({ topic, timeoutMs: 10_000 });
+    const from = client.messages.length;
+    await publisher.send(topic, 'works');
+    await client.waitFor((m) => m.includes('"works"'), from);
+  };
+
+  const badFramesGrow = async (before: number, by: number) => {
+    await until(`bad frames to reach ${before + by}`, async () => total(await gateway.stats(), 'badFrames') >= before + by);
+  };
+
+  before(async () => {
+    mpc = await startMpcProcess();
+    gateway = await startGatewayProcess(mpc.gatewayPort, [
+      '--max-subscriptions', '4', '--max-frame-bytes', '1024', '--max-topic-length', '32',
+      // A slow refill (one frame per 200 ms) after a burst of 100: the flood below is rejected in a row
+      // however slowly a loaded machine processes it; every other test sends well under 100 frames.
+      '--client-rate-limit', '5', '--client-rate-burst', '100',
+    ]);
+    publisher = new Publisher('127.0.0.1', mpc.publisherPort);
+    bystander = await connect();
+    await bystander.subscribe('bystander');
+    await publisher.ready({ topic: 'bystander', timeoutMs: 10_000 });
+  });
+
+  after(async () => {
+    await Promise.all(clients.map((c) => c.close()));
+    await publisher?.close();
+    await gateway?.stop();
+    await mpc?.stop();
+  });
+
+  test('malformed JSON is counted, not answered, and the connection keeps working', async () => {
+    const client = await connect();
+    const before = total(await gateway.stats(), 'badFrames');
+    for (const text of ['{"event":"subscribe",', 'not json', '{', '']) client.send(text);
+    await badFramesGrow(before, 4);
+    assert.deepEqual(client.messages, [], 'id-less bad frames get no reply (original clients expect only bodies)');
+    await assertWorks(client, 'mal:ok');
+    await assertServing();
+  });
+
+  test('JSON that is not an object is rejected with ERR_NOT_OBJECT', async () => {
+    const client = await connect();
+    const before = total(await gateway.stats(), 'badFrames');
+    for (const text of ['[1,2]', '"subscribe"', '42', 'null', 'true']) client.send(text);
+    await badFramesGrow(before, 5);
+    assert.deepEqual(client.messages, []);
+    // With an id the rejection is answered; an id inside an array is not an id.
+    const reply = await client.request({ event: 'subscribe', topics: 'not-an-array' });
+    assert.equal(reply.code, 'ERR_BAD_REQUEST');
+    await assertWorks(client, 'nonobj:ok');
+    await assertServing();
+  });
+
+  test('unknown events get ERR_UNKNOWN_EVENT', async () => {
+    const client = await connect();
+    assert.deepEqual(
+      { ...(await client.request({ event: 'dance' })), message: undefined },
+      { event: 'error', id: 1, code: 'ERR_UNKNOWN_EVENT', message: undefined },
+    );
+    assert.equal((await client.request({ nothing: true })).code, 'ERR_UNKNOWN_EVENT');
+    assert.equal((await client.request({ event: 42 })).code, 'ERR_UNKNOWN_EVENT');
+    await assertWorks(client, 'unknown:ok');
+    await assertServing();
+  });
+
+  test('binary frames are counted and ignored', async () => {
+    const client = await connect();
+    const before = total(await gateway.stats(), 'badFrames');
+    client.ws.send(Buffer.from('{"event":"subscribe","topic":"bin"}'), { binary: true });
+    client.ws.send(Buffer.from([0, 1, 2, 3, 255]), { binary: true });
+    await badFramesGrow(before, 2);
+    assert.deepEqual(client.messages, []);
+    const stats = await gateway.stats();
+    assert.ok(!stats.roots.includes('bin'), 'a binary frame never subscribes');
+    await assertWorks(client, 'binary:ok');
+    await assertServing();
+  });
+
+  test('a frame over --max-frame-bytes closes that connection with 1009, and only it', async () => {
+    const client = await connect();
+    const other = await connect();
+    await other.subscribe('size:other');
+    const before = total(await gateway.stats(), 'oversizeCloses');
+    client.send({ event: 'subscribe', topic: 'x', pad: 'p'.repeat(2000) });
+    assert.equal(await client.closed, 1009);
+    await until('oversize close counted', async () => total(await gateway.stats(), 'oversizeCloses') === before + 1);
+    // Exactly at the limit is fine.
+    const exact = JSON.stringify({ event: 'ping', id: 7, pad: '' });
+    const fits = JSON.stringify({ event: 'ping', id: 7, pad: 'p'.repeat(1024 - exact.length) });
+    assert.equal(Buffer.byteLength(fits), 1024);
+    other.send(fits);
+    await other.waitFor((m) => m === '{"event":"pong","id":7}');
+    assert.equal(other.closeCode, null);
+    await assertServing();
+  });
+
+  test('invalid topics of every kind get ERR_INVALID_TOPIC and subscribe nothing', async () => {
+    const client = await connect();
+    const invalid: unknown[] = ['', 'a::b', ':a', 'a:', 'x'.repeat(33), 'a\u0001b', 'tab\there', 'nl\n', 'del\u007f', 5, null, {}];
+    for (const topic of invalid) {
+      const reply = await client.request({ event: 'subscribe', topic });
+      assert.equal(reply.event, 'error', `topic ${JSON.stringify(topic)}`);
+      assert.equal(reply.code, 'ERR_INVALID_TOPIC', `topic ${JSON.stringify(topic)}: ${JSON.stringify(reply)}`);
+    }
+    // One bad topic in a list rejects the whole frame: nothing half-applied.
+    const reply = await client.request({ event: 'subscribe', topics: ['good:one', 'bad::one'] });
+    assert.equal(reply.code, 'ERR_INVALID_TOPIC');
+    assert.match(String(reply.message), /topics\[1\]/);
+    assert.ok(!(await gateway.stats()).roots.includes('good'));
+    // The longest allowed topic is fine.
+    await assertWorks(client, `ok:${'y'.repeat(29)}`);
+    await assertServing();
+  });
+
+  test('more than --max-subscriptions is refused whole, the existing ones stay', async () => {
+    const client = await connect();
+    await client.subscribe('cap:1', 'cap:2', 'cap:3');
+    assert.equal((await client.request({ event: 'subscribe', topics: ['cap:4', 'cap:5'] })).code, 'ERR_TOO_MANY_SUBSCRIPTIONS');
+    assert.equal((await client.request({ event: 'subscribe', topics: ['a', 'b', 'c', 'd', 'e'] })).code, 'ERR_TOO_MANY_SUBSCRIPTIONS');
+    assert.equal((await client.request({ event: 'subscribe', topics: ['cap:4'] })).event, 'ack'); // the 4th fits
+    assert.equal((await client.request({ event: 'subscribe', topics: ['cap:5'] })).code, 'ERR_TOO_MANY_SUBSCRIPTIONS');
+    // Re-subscribing to a held topic adds nothing, so it is allowed at the cap.
+    assert.equal((await client.request({ event: 'subscribe', topics: ['cap:1'] })).event, 'ack');
+    await publisher.ready({ topic: 'cap:1', timeoutMs: 10_000 });
+    for (const topic of ['cap:5', 'cap:4', 'cap:1']) await publisher.send(topic, topic);
+    await client.waitFor((m) => m.includes('"data": "cap:1"'));
+    assert.deepEqual(client.bodies().map((b) => (JSON.parse(b) as { data: string }).data), ['cap:4', 'cap:1']);
+    await assertServing();
+  });
+
+  test('a flood of frames over the rate limit: ERR_RATE_LIMITED, then closed with 4029; others unaffected', async () => {
+    const client = await connect();
+    const before = await gateway.stats();
+    // Far more than the burst (100) at once: the first ~100 are served, then rejections pile up.
+    for (let i = 1; i <= 1000; i++) client.send({ event: i % 2 ? 'subscribe' : 'unsubscribe', topics: ['flood:a'], id: i });
+    assert.equal(await client.closed, 4029);
+    assert.equal(client.closeReason, 'rate limit exceeded');
+    const replies = client.messages.map((m) => JSON.parse(m) as { event: string; code?: string; id: number });
+    const acks = replies.filter((r) => r.event === 'ack');
+    const limited = replies.filter((r) => r.code === 'ERR_RATE_LIMITED');
+    assert.ok(acks.length >= 100 && acks.length < 1000, `acks: ${acks.length}`);
+    assert.ok(limited.length > 0, 'rejected frames with an id are answered');
+    assert.equal(acks.length + limited.length, replies.length, 'nothing but acks and rate-limit errors');
+    const after = await gateway.stats();
+    assert.equal(total(after, 'rateLimitDisconnects') - total(before, 'rateLimitDisconnects'), 1);
+    assert.ok(total(after, 'rateLimitedFrames') - total(before, 'rateLimitedFrames') >= 100);
+    const metrics = await metricsText(gateway);
+    let closes = 0;
+    for (const worker of ['0', '1']) closes += metricValue(metrics, 'tormq_rate_limit_disconnects_total', { worker }) ?? NaN;
+    assert.equal(closes, total(after, 'rateLimitDisconnects'));
+    // Its subscriptions went with it.
+    await until('flood subscription removed', async () => !(await gateway.stats()).roots.includes('flood'));
+    await assertServing();
+  });
+
+  test('a flood of subscribe/unsubscribe within the limit (limit off) ends in exactly the right state', async () => {
+    const unlimited = await startGatewayProcess(mpc.gatewayPort, ['--client-rate-limit', '0']);
+    // A raw publisher-side socket sees every subscription message the MPC forwards to publishers.
+    const watcher = new XPublisher({ linger: 0 });
+    const upstream: string[] = [];
+    try {
+      watcher.connect(`tcp://127.0.0.1:${mpc.publisherPort}`);
+      let watching!: () => void;
+      const watched = new Promise<void>((resolve) => (watching = resolve));
+      void (async () => {
+        for await (const [message] of watcher) {
+          const prefix = message!.subarray(1).toString();
+          if (prefix === 'bystander') watching(); // replayed on connect: the watcher is attached
+          if (prefix === 'fl') upstream.push(message![0] === 1 ? '+fl' : '-fl');
+        }
+      })().catch(() => {});
+      await watched;
+      const client = await connect(unlimited);
+      for (let i = 0; i < 2000; i++) {
+        client.send({ event: 'subscribe', topics: [`fl:${i % 7}`] });
+        client.send({ event: 'unsubscribe', topics: [`fl:${i % 7}`] });
+      }
+      client.send({ event: 'subscribe', topic: 'fl:final' }); // replace: exactly one subscription left
+      assert.deepEqual(await client.request({ event: 'ping' }), { event: 'pong', id: 1 });
+      const stats = await unlimited.stats();
+      assert.equal(total(stats, 'subscriptions'), 1);
+      assert.equal(total(stats, 'badFrames'), 0);
+      assert.equal(total(stats, 'rateLimitedFrames'), 0);
+      await publisher.ready({ topic: 'fl:final', timeoutMs: 10_000 });
+      await publisher.send('fl:3', 'not subscribed');
+      await publisher.send('fl:final', 'final');
+      await client.waitFor((m) => m.includes('"final"'));
+      assert.equal(client.bodies().length, 1);
+      // 4000 root add/remove flips inside the gateway became one upstream subscription: no churn of
+      // ZeroMQ subscription messages through the MPC to every publisher.
+      assert.deepEqual(upstream, ['+fl']);
+      await client.close();
+    } finally {
+      watcher.close();
+      await unlimited.stop();
+    }
+    await assertServing();
+  });
+});
+
+describe('hardening: connection cap', () => {
+  let mpc: MpcProcess;
+  let gateway: GatewayProcess;
+  const clients: TestClient[] = [];
+
+  before(async () => {
+    mpc = await startMpcProcess();
+    gateway = await startGatewayProcess(mpc.gatewayPort, ['--max-connections', '3']);
+  });
+
+  after(async () => {
+    await Promise.all(clients.map((c) => c.close()));
+    await gateway?.stop();
+    await mpc?.stop();
+  });
+
+  /** A raw upgrade request; resolves with the status line and whether the server closed the socket. */
+  const rawUpgrade = () =>
+    new Promise<{ status: string; serverEnded: boolean; socket: net.Socket }>((resolve, reject) => {
+      // allowHalfOpen: this client never closes its side, like a careless or hostile one.
+      const socket = net.connect({ host: '127.0.0.1', port: gateway.port, allowHalfOpen: true });
+      let data = '';
+      socket.on('data', (chunk) => (data += chunk.toString('latin1')));
+      socket.on('end', () => resolve({ status: data.split('\r\n', 1)[0]!, serverEnded: true, socket }));
+      socket.on('error', reject);
+      socket.write(
+        'GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+          'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n',
+      );
+    });
+
+  test('over --max-connections the upgrade gets HTTP 503 and the socket is closed, never left half-open', async () => {
+    const held = [];
+    for (let i = 0; i < 3; i++) {
+      const c = await TestClient.connect(gateway.url);
+      clients.push(c);
+      held.push(c);
+    }
+    // A ws client sees the 503.
+    const refused = new WebSocket(gateway.url);
+    const status = await new Promise<number>((resolve, reject) => {
+      refused.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+      refused.on('open', () => reject(new Error('opened over the cap')));
+      refused.on('error', () => {});
+    });
+    assert.equal(status, 503);
+    refused.terminate();
+    // Raw sockets that never close their side: the server answers 503 and closes them.
+    const raws = await Promise.all([rawUpgrade(), rawUpgrade(), rawUpgrade()]);
+    for (const raw of raws) {
+      assert.equal(raw.status, 'HTTP/1.1 503 Service Unavailable');
+      assert.equal(raw.serverEnded, true);
+    }
+    // None of the refused sockets holds a slot: exactly the three accepted ones are counted.
+    await until('refused sockets released', async () => (await gateway.stats() as unknown as { openSockets: number }).openSockets === 3);
+    const metrics = await metricsText(gateway);
+    assert.equal(metricValue(metrics, 'tormq_gateway_connections'), 3);
+    const stats = await gateway.stats();
+    assert.equal(stats.connections, 3);
+    assert.ok(total(stats, 'connectionsRejected') >= 4);
+    // One leaves, one more fits (the half-open raw sockets above would have taken its place).
+    await held[0]!.close();
+    await until('slot freed', async () => (await gateway.stats() as unknown as { openSockets: number }).openSockets === 2);
+    const next = await TestClient.connect(gateway.url);
+    clients.push(next);
+    assert.deepEqual(await next.request({ event: 'ping' }), { event: 'pong', id: 1 });
+    for (const raw of raws) raw.socket.destroy();
+  });
+});

@@ -1,0 +1,195 @@
+/**
+ * Hardening: failures provoked for real. The MPC is killed and restarted on the same ports; a worker
+ * thread throws or exits (through the test hooks, `--enable-test-hooks`); a worker is stalled until its
+ * ring fills. Each time the gateway notices, counts, recovers, and the unaffected clients never notice.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Publisher } from '../../src/index.js';
+import { clientsOnEveryWorker, metricValue, metricsText, until } from '../helpers/hardening.js';
+import { startGatewayProcess, startMpcProcess, type GatewayProcess, type MpcProcess } from '../helpers/processes.js';
+import { TestClient } from '../helpers/ws-client.js';
+
+const hook = (gateway: GatewayProcess, worker: number, action: string) =>
+  fetch(`http://127.0.0.1:${gateway.adminPort}/test-hooks/worker/${worker}/${action}`, { method: 'POST' });
+
+/** Publishes `text` on `topic` and waits until `client` has it. */
+async function roundTrip(publisher: Publisher, client: TestClient, topic: string, text: string): Promise<void> {
+  const from = client.messages.length;
+  await publisher.send(topic, text);
+  await client.waitFor((m) => m.includes(`"${text}"`), from, 15_000);
+}
+
+describe('hardening: the MPC dies and comes back', () => {
+  let mpc: MpcProcess;
+  let gateway: GatewayProcess;
+  const clients: TestClient[] = [];
+
+  before(async () => {
+    mpc = await startMpcProcess();
+    gateway = await startGatewayProcess(mpc.gatewayPort);
+  });
+
+  after(async () => {
+    await Promise.all(clients.map((c) => c.close()));
+    await gateway?.stop();
+    await mpc?.stop();
+  });
+
+  test('SIGKILL, restart on the same ports: /healthz 503 while down, then delivery resumes without a gateway restart', async () => {
+    const client = await TestClient.connect(gateway.url);
+    clients.push(client);
+    await client.subscribe('phoenix');
+    let publisher = new Publisher('127.0.0.1', mpc.publisherPort);
+    await publisher.ready({ topic: 'phoenix', timeoutMs: 10_000 });
+    await roundTrip(publisher, client, 'phoenix', 'before');
+    await publisher.close();
+
+    const { publisherPort, gatewayPort } = mpc;
+    const linkUps = () => gateway.logs.filter((l) => l.msg === 'MPC link up').length;
+    const upsBefore = linkUps();
+    mpc.child.kill('SIGKILL');
+    await mpc.exited;
+    await gateway.waitForLog((l) => l.msg === 'MPC link down; reconnecting');
+    const down = await gateway.admin('/healthz');
+    assert.equal(down.status, 503);
+    const detail = (await down.json()) as { status: string; mpc: Array<{ up: boolean }> };
+    assert.equal(detail.status, 'unavailable');
+    assert.deepEqual(detail.mpc.map((l) => l.up), [false]);
+    assert.equal(metricValue(await metricsText(gateway), 'tormq_mpc_up', { endpoint: `tcp://127.0.0.1:${gatewayPort}` }), 0);
+
+    mpc = await startMpcProcess(['-s', String(publisherPort), '-p', String(gatewayPort)]);
+    await until('MPC link up again', () => linkUps() > upsBefore);
+    assert.equal((await gateway.admin('/healthz')).status, 200);
+    // The gateway re-sent its subscription: a new publisher sees it and the client gets the message.
+    publisher = new Publisher('127.0.0.1', mpc.publisherPort);
+    try {
+      await publisher.ready({ topic: 'phoenix', timeoutMs: 15_000 });
+      await roundTrip(publisher, client, 'phoenix', 'after');
+    } finally {
+      await publisher.close();
+    }
+    assert.equal(client.closeCode, null, 'clients never noticed');
+    assert.equal(gateway.child.exitCode, null);
+  });
+
+  test('the test hooks are off unless --enable-test-hooks', async () => {
+    const res = await hook(gateway, 0, 'crash');
+    assert.equal(res.status, 405);
+    assert.equal((await gateway.stats()).workers[0]!.restarts, 0);
+  });
+});
+
+describe('hardening: a worker thread fails', () => {
+  let mpc: MpcProcess;
+  let gateway: GatewayProcess;
+  let publisher: Publisher;
+  const clients: TestClient[] = [];
+
+  before(async () => {
+    mpc = await startMpcProcess();
+    gateway = await startGatewayProcess(mpc.gatewayPort, ['--enable-test-hooks']);
+    publisher = new Publisher('127.0.0.1', mpc.publisherPort);
+  });
+
+  after(async () => {
+    await Promise.all(clients.map((c) => c.close()));
+    await publisher?.close();
+    await gateway?.stop();
+    await mpc?.stop();
+  });
+
+  for (const [action, restarts] of [['crash', 1], ['exit', 2]] as const) {
+    test(`a worker that ${action === 'crash' ? 'throws' : 'exits'} is replaced; its clients get 1011, the others never notice`, async () => {
+      const byWorker = await clientsOnEveryWorker(gateway, `${action}-`, 2, clients);
+      const victims = byWorker.get(0)!;
+      const survivors = byWorker.get(1)!;
+      for (const { root } of [...victims, ...survivors]) await publisher.ready({ topic: root, timeoutMs: 10_000 });
+
+      assert.equal((await hook(gateway, 0, action)).status, 200);
+      for (const { client } of victims) assert.equal(await client.closed, 1011);
+      await until('worker 0 replaced', async () => {
+        const w = (await gateway.stats()).workers[0]!;
+        return w.up && w.restarts === restarts;
+      });
+      assert.ok(gateway.logs.some((l) => l.msg === 'worker died; restarting' && l.worker === 0 && l.level === 40), 'logged at warn');
+      if (action === 'crash') assert.ok(gateway.logs.some((l) => l.msg === 'worker failed' && l.level === 50), 'the error is logged');
+      // The other worker's clients stayed connected and keep receiving.
+      for (const { client, root } of survivors) {
+        assert.equal(client.closeCode, null);
+        await roundTrip(publisher, client, root, `survived-${action}`);
+      }
+      // The dead worker's roots were unsubscribed; reconnecting clients reach the new worker 0.
+      const stats = await gateway.stats();
+      for (const { root } of victims) assert.ok(!stats.roots.includes(root), `${root} still routed`);
+      const again = await clientsOnEveryWorker(gateway, `${action}-again-`, 2, clients);
+      const { client, root } = again.get(0)![0]!;
+      await publisher.ready({ topic: root, timeoutMs: 10_000 });
+      await roundTrip(publisher, client, root, 'served by the new worker');
+      assert.equal(metricValue(await metricsText(gateway), 'tormq_worker_restarts_total', { worker: '0' }), restarts);
+      assert.equal(metricValue(await metricsText(gateway), 'tormq_worker_up', { worker: '0' }), 1);
+      assert.equal((await gateway.admin('/healthz')).status, 200);
+    });
+  }
+});
+
+describe('hardening: a worker that cannot keep up', () => {
+  let mpc: MpcProcess;
+  let gateway: GatewayProcess;
+  let publisher: Publisher;
+  const clients: TestClient[] = [];
+
+  before(async () => {
+    mpc = await startMpcProcess();
+    gateway = await startGatewayProcess(mpc.gatewayPort, ['--enable-test-hooks', '--ring-bytes', '65536', '--max-message-bytes', '16384']);
+    publisher = new Publisher('127.0.0.1', mpc.publisherPort);
+  });
+
+  after(async () => {
+    await hook(gateway, 0, 'release').catch(() => {});
+    await Promise.all(clients.map((c) => c.close()));
+    await publisher?.close();
+    await gateway?.stop();
+    await mpc?.stop();
+  });
+
+  test('its ring fills: main drops for that worker only and counts it; the others get everything', async () => {
+    const byWorker = await clientsOnEveryWorker(gateway, 'ring-', 2, clients);
+    const stalled = byWorker.get(0)![0]!.client;
+    const fast = byWorker.get(1)![0]!.client;
+    await stalled.subscribe('ring');
+    await fast.subscribe('ring');
+    await publisher.ready({ topic: 'ring', timeoutMs: 10_000 });
+    await roundTrip(publisher, stalled, 'ring', 'warm');
+    const fastFrom = fast.messages.length;
+
+    assert.equal((await hook(gateway, 0, 'stall')).status, 200);
+    const pad = 'r'.repeat(4096);
+    const count = 200; // 200 x 4 KiB: far more than the stalled worker's 64 KiB ring
+    for (let sent = 0; sent < count; ) {
+      // 8 x 4 KiB in flight fits the healthy worker's 64 KiB ring however slowly it drains.
+      for (let k = 0; k < 8 && sent < count; k++, sent++) await publisher.send('ring', { n: sent, pad });
+      await fast.waitForCount(fastFrom + sent); // flow control on the healthy worker only
+    }
+    const stats = await gateway.stats();
+    const [w0, w1] = stats.workers;
+    assert.ok(w0!.ringDrops > 0, `stalled worker drops: ${w0!.ringDrops}`);
+    assert.equal(w1!.ringDrops, 0);
+    assert.ok((w0!.ringUsedBytes as number) > 65536 / 2, `ring fill while stalled: ${w0!.ringUsedBytes}`);
+    const metrics = await metricsText(gateway);
+    assert.equal(metricValue(metrics, 'tormq_ring_drops_total', { worker: '0' }), w0!.ringDrops);
+    assert.equal(metricValue(metrics, 'tormq_ring_drops_total', { worker: '1' }), 0);
+    assert.equal(metricValue(metrics, 'tormq_ring_used_bytes', { worker: '0' }), w0!.ringUsedBytes);
+    assert.equal(metricValue(metrics, 'tormq_ring_capacity_bytes', { worker: '0' }), 65536);
+    const fastBodies = fast.bodies().filter((b) => b.includes('"pad"'));
+    assert.equal(fastBodies.length, count);
+    assert.deepEqual(fastBodies.map((b) => (JSON.parse(b) as { data: { n: number } }).data.n), [...Array(count).keys()]);
+
+    // Released, the worker drains what its ring held and takes new messages again.
+    assert.equal((await hook(gateway, 0, 'release')).status, 200);
+    await roundTrip(publisher, stalled, 'ring', 'caught up');
+    const stalledBodies = stalled.bodies().filter((b) => b.includes('"pad"'));
+    assert.equal(stalledBodies.length + w0!.ringDrops, count, 'every message either delivered or counted as a ring drop');
+    assert.equal(stalled.closeCode, null);
+  });
+});

@@ -1,0 +1,135 @@
+/**
+ * Hardening: what operators see. /metrics carries every series the issue lists, per worker (label
+ * `worker`) and gateway-wide; /stats has the same numbers with totals; logs are structured JSON lines
+ * with levels, set by --log-level, and nothing is logged per message.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Publisher } from '../../src/index.js';
+import { metricValue, metricsText } from '../helpers/hardening.js';
+import { startCli, startGatewayProcess, startMpcProcess, type GatewayProcess, type MpcProcess } from '../helpers/processes.js';
+import { TestClient } from '../helpers/ws-client.js';
+
+const PER_WORKER = [
+  'tormq_connections',
+  'tormq_subscriptions',
+  'tormq_worker_messages_total',
+  'tormq_deliveries_total',
+  'tormq_ring_drops_total',
+  'tormq_ring_used_bytes',
+  'tormq_ring_capacity_bytes',
+  'tormq_slow_client_drops_total',
+  'tormq_slow_client_disconnects_total',
+  'tormq_bad_frames_total',
+  'tormq_oversize_frames_total',
+  'tormq_rate_limited_frames_total',
+  'tormq_rate_limit_disconnects_total',
+  'tormq_heartbeat_terminations_total',
+  'tormq_connections_accepted_total',
+  'tormq_connections_rejected_total',
+  'tormq_event_loop_lag_seconds',
+  'tormq_worker_up',
+  'tormq_worker_restarts_total',
+  'tormq_delivery_latency_seconds_count',
+  'tormq_delivery_latency_seconds_sum',
+];
+
+describe('hardening: observability', () => {
+  let mpc: MpcProcess;
+  let gateway: GatewayProcess;
+  let publisher: Publisher;
+  const clients: TestClient[] = [];
+
+  before(async () => {
+    mpc = await startMpcProcess();
+    gateway = await startGatewayProcess(mpc.gatewayPort, ['--log-level', 'debug']);
+    publisher = new Publisher('127.0.0.1', mpc.publisherPort);
+  });
+
+  after(async () => {
+    await Promise.all(clients.map((c) => c.close()));
+    await publisher?.close();
+    await gateway?.stop();
+    await mpc?.stop();
+  });
+
+  test('/metrics has every listed series per worker and gateway-wide, consistent with /stats', async () => {
+    for (let i = 0; i < 6; i++) clients.push(await TestClient.connect(gateway.url));
+    for (const [i, c] of clients.entries()) await c.subscribe('obs', `obs:${i}`);
+    await publisher.ready({ topic: 'obs', timeoutMs: 10_000 });
+    for (let i = 0; i < 20; i++) await publisher.send('obs', i);
+    await Promise.all(clients.map((c) => c.waitFor((m) => m.includes('"data": 19'))));
+
+    const text = await metricsText(gateway);
+    for (const name of PER_WORKER) {
+      for (const worker of ['0', '1']) assert.notEqual(metricValue(text, name, { worker }), undefined, `${name}{worker="${worker}"}`);
+      assert.match(text, new RegExp(`^# HELP ${name.replace(/_(count|sum)$/, '')} \\S`, 'm'), `${name} has help text`);
+    }
+    for (const worker of ['0', '1']) {
+      for (const le of ['0.0001', '0.001', '0.01', '0.1', '1', '+Inf']) {
+        assert.notEqual(metricValue(text, 'tormq_delivery_latency_seconds_bucket', { worker, le }), undefined, `latency le=${le}`);
+      }
+    }
+    for (const reason of ['bad_frames', 'oversized', 'not_json', 'no_topic', 'invalid_topic', 'root_mismatch', 'unrouted']) {
+      assert.equal(metricValue(text, 'tormq_publish_drops_total', { reason }), 0, reason);
+    }
+    const stats = await gateway.stats();
+    const sum = (name: string) => ['0', '1'].reduce((n, worker) => n + metricValue(text, name, { worker })!, 0);
+    // Gateway-wide: in one series, or the sum over workers, equal to /stats.
+    assert.equal(metricValue(text, 'tormq_messages_in_total'), stats.messagesIn);
+    assert.equal(stats.messagesIn, 20);
+    assert.equal(metricValue(text, 'tormq_gateway_connections'), 6);
+    assert.equal(sum('tormq_connections'), 6);
+    assert.equal(sum('tormq_subscriptions'), 12);
+    assert.equal(sum('tormq_deliveries_total'), 6 * 20);
+    assert.equal(stats.deliveries, 6 * 20);
+    assert.equal((stats as unknown as { totals: { subscriptions: number } }).totals.subscriptions, 12);
+    // Every delivered message went through the latency histogram of the worker that wrote it.
+    const latencyCount = sum('tormq_delivery_latency_seconds_count');
+    assert.equal(latencyCount, sum('tormq_worker_messages_total'));
+    assert.ok(latencyCount >= 20);
+    assert.equal(metricValue(text, 'tormq_mpc_up', { endpoint: `tcp://127.0.0.1:${mpc.gatewayPort}` }), 1);
+    assert.equal(metricValue(text, 'tormq_upstream_roots'), 1);
+    // Process metrics of the gateway (main thread event loop, memory) come from prom-client's defaults.
+    assert.notEqual(metricValue(text, 'tormq_process_resident_memory_bytes'), undefined);
+    assert.notEqual(metricValue(text, 'tormq_nodejs_eventloop_lag_p99_seconds'), undefined);
+  });
+
+  test('logs are JSON lines with levels; nothing is logged per message; --log-level debug shows debug lines', async () => {
+    for (const line of gateway.logs) {
+      assert.equal(typeof line.level, 'number', JSON.stringify(line));
+      assert.match(String(line.time), /^\d{4}-\d\d-\d\dT/);
+      assert.equal(typeof line.msg, 'string');
+    }
+    assert.ok(gateway.logs.some((l) => l.msg === 'worker listening' && l.worker === 0));
+    const client = await TestClient.connect(gateway.url);
+    clients.push(client);
+    await client.subscribe('quiet');
+    await publisher.ready({ topic: 'quiet', timeoutMs: 10_000 });
+    const before = gateway.logs.length;
+    for (let i = 0; i < 300; i++) await publisher.send('quiet', i);
+    await client.waitFor((m) => m.includes('"data": 299'));
+    assert.ok(gateway.logs.length - before < 5, `${gateway.logs.length - before} log lines for 300 messages`);
+    // A client protocol error is a debug line (visible here with --log-level debug).
+    const big = await TestClient.connect(gateway.url);
+    big.send('x'.repeat(70_000));
+    assert.equal(await big.closed, 1009);
+    const line = await gateway.waitForLog((l) => l.msg === 'client protocol error');
+    assert.equal(line.level, 20);
+    assert.equal(line.code, 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH');
+  });
+
+  test('a bad --log-level or limit flag exits 2 with a clear message', async () => {
+    for (const [flag, value, message] of [
+      ['--log-level', 'loud', 'options.logLevel must be one of'],
+ ['--client-rate-limit=-1', '', 'options.clientRateLimit must be an integer from 0'],
+      ['--client-rate-burst', '0', 'options.clientRateBurst must be an integer from 1'],
+      ['--slow-client-policy', 'ignore', 'options.slowClientPolicy must be one of close, drop'],
+      ['--heartbeat-ms', '5', 'options.heartbeatMs must be 0 (off) or an integer of at least 100'],
+    ] as const) {
+      const run = startCli('gateway', ['-p', '0', '--admin-port', '0', flag, ...(value ? [value] : [])]);
+      assert.equal(await run.exited, 2, `${flag} ${value}`);
+      assert.ok(run.stderr.join('\n').includes(message), `${flag} ${value}: ${run.stderr.join('\n')}`);
+    }
+  });
+});

@@ -1,0 +1,125 @@
+/**
+ * Hardening, publisher side: raw ZeroMQ sockets connected to the MPC's publisher port send every kind
+ * of malformed message. Each is dropped and counted by reason in /metrics, the gateway never crashes or
+ * sticks, and the next valid message is delivered.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { XPublisher } from 'zeromq';
+import { metricValue, metricsText } from '../helpers/hardening.js';
+import { startGatewayProcess, startMpcProcess, type GatewayProcess, type MpcProcess } from '../helpers/processes.js';
+import { TestClient } from '../helpers/ws-client.js';
+
+describe('hardening: bad input from publishers', () => {
+  let mpc: MpcProcess;
+  let gateway: GatewayProcess;
+  let raw: XPublisher;
+  let client: TestClient;
+  let sequence = 0;
+
+  const drops = async () => {
+    const text = await metricsText(gateway);
+    const byReason: Record<string, number> = {};
+    for (const reason of ['bad_frames', 'oversized', 'not_json', 'no_topic', 'invalid_topic', 'root_mismatch', 'unrouted']) {
+      byReason[reason] = metricValue(text, 'tormq_publish_drops_total', { reason }) ?? NaN;
+    }
+    return byReason;
+  };
+
+  /** Sends `bad`, then a valid message; the valid one arrives, and exactly `reason` was counted once. */
+  const rejects = async (reason: string, bad: Array<string | Buffer>) => {
+    const before = await drops();
+    const valid = `valid-${++sequence}`;
+    const from = client.messages.length;
+    await raw.send(bad);
+    await raw.send(['pub', `{"topic": "pub:x", "data": "${valid}"}`]);
+    // Same socket, same MPC, same gateway SUB: ZeroMQ keeps order, so the bad one was processed first.
+    await client.waitFor((m) => m.includes(valid), from);
+    const after = await drops();
+    const expected = { ...before, [reason]: before[reason]! + 1 };
+    assert.deepEqual(after, expected, `only ${reason} grew`);
+    assert.deepEqual(client.messages.slice(from), [`{"topic": "pub:x", "data": "${valid}"}`], 'the bad message reached nobody');
+  };
+
+  before(async () => {
+    mpc = await startMpcProcess();
+    gateway = await startGatewayProcess(mpc.gatewayPort, ['--max-message-bytes', '4096', '--max-topic-length', '32']);
+    client = await TestClient.connect(gateway.url);
+    await client.subscribe('pub:x'); // a message on M reaches subscriptions M and below
+    client.messages.length = 0; // drop the ack: from here on only bodies
+    raw = new XPublisher({ linger: 0 });
+    raw.connect(`tcp://127.0.0.1:${mpc.publisherPort}`);
+    // An XPUB sees the subscriptions the MPC forwards: once "pub" is there, nothing sent is lost.
+    for await (const [subscription] of raw) {
+      if (subscription![0] === 1 && subscription!.subarray(1).toString() === 'pub') break;
+    }
+  });
+
+  after(async () => {
+    await client?.close();
+    raw?.close();
+    await gateway?.stop();
+    await mpc?.stop();
+  });
+
+  test('a single frame is dropped as bad_frames', async () => {
+    await rejects('bad_frames', ['pub {"topic": "pub:x", "data": 1}']);
+  });
+
+  test('three frames are dropped as bad_frames', async () => {
+    await rejects('bad_frames', ['pub', '{"topic": "pub:x", "data": 1}', 'extra']);
+  });
+
+  test('a body that is not JSON is dropped as not_json', async () => {
+    await rejects('not_json', ['pub', 'hello, not json']);
+  });
+
+  test('a body with a valid topic prefix but broken JSON after it is dropped as not_json', async () => {
+    await rejects('not_json', ['pub', '{"topic": "pub:x", "data": {broken']);
+  });
+
+  test('no topic, or a topic that is not a string, is dropped as no_topic', async () => {
+    await rejects('no_topic', ['pub', '{"data": 1}']);
+    await rejects('no_topic', ['pub', '{"topic": 5, "data": 1}']);
+    await rejects('no_topic', ['pub', '{"topic": null}']);
+    await rejects('no_topic', ['pub', '["pub:x"]']);
+  });
+
+  test('an invalid topic is dropped as invalid_topic', async () => {
+    await rejects('invalid_topic', ['pub', '{"topic": "pub::x", "data": 1}']);
+    await rejects('invalid_topic', ['pub', `{"topic": "pub:${'x'.repeat(40)}", "data": 1}`]);
+    await rejects('invalid_topic', ['pub', '{"topic": "pub:\\u0001", "data": 1}']);
+  });
+
+  test('a root frame that disagrees with the topic is dropped as root_mismatch', async () => {
+    await rejects('root_mismatch', ['pub', '{"topic": "other:x", "data": 1}']);
+    // "pubx" passes ZeroMQ's prefix filter for "pub", but its topic's root is "pubx", not "pub".
+    await rejects('root_mismatch', ['pub', '{"topic": "pubx", "data": 1}']);
+  });
+
+  test('a body over --max-message-bytes is dropped as oversized; one at the limit is delivered', async () => {
+    await rejects('oversized', ['pub', `{"topic": "pub:x", "data": "${'y'.repeat(5000)}"}`]);
+    const head = '{"topic": "pub:x", "data": "';
+    const exact = `${head}${'z'.repeat(4096 - head.length - 2)}"}`;
+    assert.equal(Buffer.byteLength(exact), 4096);
+    const from = client.messages.length;
+    await raw.send(['pub', exact]);
+    await client.waitFor((m) => m === exact, from);
+  });
+
+  test('a burst of garbage never sticks the gateway; every reason is visible in /metrics and /stats', async () => {
+    const before = await drops();
+    for (let i = 0; i < 500; i++) await raw.send(['pub', Buffer.from([0xff, 0xfe, i & 0xff])]);
+    const from = client.messages.length;
+    await raw.send(['pub', '{"topic": "pub:x", "data": "after the burst"}']);
+    await client.waitFor((m) => m.includes('after the burst'), from);
+    const after = await drops();
+    assert.equal(after.not_json! - before.not_json!, 500);
+    assert.deepEqual({ ...after, not_json: 0 }, { ...before, not_json: 0 }, 'nothing else counted');
+    const stats = await gateway.stats();
+    assert.deepEqual(Object.keys(stats.publishDrops).sort(), Object.keys(after).sort());
+    for (const [reason, value] of Object.entries(after)) assert.equal(stats.publishDrops[reason], value, reason);
+    assert.equal((await gateway.admin('/healthz')).status, 200);
+    assert.equal(gateway.child.exitCode, null);
+  });
+});

@@ -1,0 +1,227 @@
+/**
+ * Hardening: clients that stop reading and clients that stop answering pings. A sustained broadcast of
+ * 256 MiB goes through two gateways at once (slow-client policy `close` and `drop`), each with a client
+ * that reads everything and one that never reads. The readers get every message, the gateways' RSS stays
+ * bounded, and the non-readers are closed with 4008 or skipped, as configured.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { WebSocket } from 'ws';
+import { Publisher } from '../../src/index.js';
+import { metricValue, metricsText, rssBytes, until } from '../helpers/hardening.js';
+import { startGatewayProcess, startMpcProcess, type GatewayProcess, type GatewayStats, type MpcProcess } from '../helpers/processes.js';
+import { TestClient } from '../helpers/ws-client.js';
+
+const total = (stats: GatewayStats, key: string) => stats.workers.reduce((n, w) => n + (w[key] as number), 0);
+const MiB = 1024 * 1024;
+
+/** Reads everything and checks order, without keeping 256 MiB of messages around. */
+class CountingReader {
+  count = 0;
+  outOfOrder = 0;
+  /** Warm-up probes seen (not counted as messages). */
+  probes = 0;
+  readonly ws: WebSocket;
+  private waiter: (() => void) | null = null;
+
+  constructor(url: string) {
+    this.ws = new WebSocket(url);
+    this.ws.on('message', (data: Buffer) => {
+      const text = data.toString('utf8');
+      if (text.startsWith('{"event"')) return; // the subscribe ack
+      if (text.includes('"probe"')) {
+        this.probes++;
+        return;
+      }
+      const i = Number(/"i":(\d+)/.exec(text.slice(0, 64))?.[1]);
+      if (i !== this.count) this.outOfOrder++;
+      this.count++;
+      this.waiter?.();
+    });
+  }
+
+  async open(topic: string): Promise<void> {
+    await new Promise((resolve, reject) => {
+      this.ws.once('open', resolve);
+      this.ws.once('error', reject);
+    });
+    this.ws.send(JSON.stringify({ event: 'subscribe', topic, id: 1 }));
+    await new Promise<void>((resolve) => this.ws.once('message', () => resolve()));
+  }
+
+  waitForCount(n: number, timeoutMs = 30_000): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`reader got ${this.count} of ${n}`)), timeoutMs);
+      const check = () => {
+        if (this.count >= n) {
+          clearTimeout(timer);
+          this.waiter = null;
+          resolve();
+        }
+      };
+      this.waiter = check;
+      check();
+    });
+  }
+}
+
+describe('hardening: slow clients under a sustained broadcast', () => {
+  let mpc: MpcProcess;
+  let closing: GatewayProcess;
+  let dropping: GatewayProcess;
+  let publisher: Publisher;
+  const readers: CountingReader[] = [];
+  const clients: TestClient[] = [];
+
+  before(async () => {
+    mpc = await startMpcProcess();
+    // The default --slow-client-bytes (4 MiB): a window in flight (2 MiB) always fits for a reader.
+    const common = ['--max-message-bytes', String(128 * 1024)];
+    closing = await startGatewayProcess(mpc.gatewayPort, [...common, '--slow-client-policy', 'close']);
+    dropping = await startGatewayProcess(mpc.gatewayPort, [...common, '--slow-client-policy', 'drop']);
+    publisher = new Publisher('127.0.0.1', mpc.publisherPort);
+  });
+
+  after(async () => {
+    for (const r of readers) r.ws.terminate();
+    await Promise.all(clients.map((c) => c.close()));
+    await publisher?.close();
+    await closing?.stop();
+    await dropping?.stop();
+    await mpc?.stop();
+  });
+
+  test('readers get every message, RSS stays bounded, non-readers are closed (4008) or skipped', async (t) => {
+    const gateways = [closing, dropping];
+    const slow: TestClient[] = [];
+    for (const gateway of gateways) {
+      const reader = new CountingReader(gateway.url);
+      await reader.open('big');
+      readers.push(reader);
+      const stalled = await TestClient.connect(gateway.url);
+      clients.push(stalled);
+      await stalled.subscribe('big');
+      stalled.ws.pause(); // stops reading from the socket: TCP windows fill, then the gateway's buffer
+      slow.push(stalled);
+    }
+    // Both gateways' subscriptions must have reached the MPC before the first counted send, or one
+    // misses the start. ZeroMQ keeps order: once a probe reached both readers, everything after does.
+    await until('both gateways subscribed upstream', async () => {
+      if (readers.every((r) => r.probes > 0)) return true;
+      if (publisher.hasSubscribers('big')) await publisher.send('big', 'probe');
+      return false;
+    });
+
+    const pad = 'x'.repeat(64 * 1024 - 40);
+    const messages = 4096; // 4096 x 64 KiB = 256 MiB through each gateway
+    const window = 32; // publish in windows the readers confirm: no ZeroMQ high-water-mark loss
+    const baseline = gateways.map((g) => rssBytes(g.child.pid!));
+    const peak = [...baseline];
+    const earlyPeak = [...baseline]; // first quarter: the heap and allocator warm up
+    const latePeak = [0, 0]; // second half: a bounded gateway has plateaued
+    let resumedClosed = false;
+    for (let sent = 0; sent < messages; ) {
+      for (let k = 0; k < window; k++, sent++) await publisher.send('big', { i: sent, pad });
+      await Promise.all(readers.map((r) => r.waitForCount(sent)));
+      gateways.forEach((g, i) => {
+        const rss = rssBytes(g.child.pid!);
+        peak[i] = Math.max(peak[i]!, rss);
+        if (sent <= messages / 4) earlyPeak[i] = Math.max(earlyPeak[i]!, rss);
+        if (sent > messages / 2) latePeak[i] = Math.max(latePeak[i]!, rss);
+      });
+      if (!resumedClosed && total(await closing.stats(), 'slowClientDisconnects') > 0) {
+        // Closed for being slow: now let it read, so it sees the close frame behind what was queued.
+        slow[0]!.ws.resume();
+        resumedClosed = true;
+      }
+    }
+
+    for (const reader of readers) {
+      assert.equal(reader.count, messages);
+      assert.equal(reader.outOfOrder, 0);
+    }
+    // Unbounded buffering for the non-reader would hold most of the 256 MiB (128 MiB of it arriving in
+    // the second half); the limit is 4 MiB. Bounded, RSS warms up (heap, allocator) and then stays flat.
+    gateways.forEach((g, i) => {
+      const mib = (n: number) => Math.round(n / MiB);
+      const detail = `gateway ${i}: baseline ${mib(baseline[i]!)}, first quarter ${mib(earlyPeak[i]!)}, second half ${mib(latePeak[i]!)} MiB`;
+      t.diagnostic(detail);
+      assert.ok(peak[i]! - baseline[i]! < 160 * MiB, detail);
+      assert.ok(latePeak[i]! - earlyPeak[i]! < 48 * MiB, detail);
+    });
+
+    // Policy close: disconnected with 4008 once, and counted.
+    assert.equal(resumedClosed, true, 'the close-policy gateway closed its slow client');
+    assert.equal(await slow[0]!.closed, 4008);
+    const closedStats = await closing.stats();
+    assert.equal(total(closedStats, 'slowClientDisconnects'), 1);
+    assert.equal(total(closedStats, 'slowClientDrops'), 0);
+    assert.equal(metricValue(await metricsText(closing), 'tormq_slow_client_disconnects_total', { worker: '0' })! +
+      metricValue(await metricsText(closing), 'tormq_slow_client_disconnects_total', { worker: '1' })!, 1);
+
+    // Policy drop: still connected, messages skipped and counted; once it reads again it gets new ones.
+    const dropStats = await dropping.stats();
+    assert.equal(total(dropStats, 'slowClientDisconnects'), 0);
+    const skipped = total(dropStats, 'slowClientDrops');
+    assert.ok(skipped > 0 && skipped < messages, `skipped ${skipped}`);
+    assert.equal(slow[1]!.closeCode, null);
+    slow[1]!.ws.resume();
+    // Markers sent while it still works through its backlog are skipped too (that is the policy), so
+    // keep offering one until it has caught up; there is no other signal for "its buffer drained".
+    await until('the resumed client to catch up', async () => {
+      if (slow[1]!.messages.some((m) => m.includes('"caught up"'))) return true;
+      await publisher.send('big', { pad: 'caught up' });
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      return false;
+    }, 30_000);
+    // It got what fitted in its buffers before the limit: never more than was sent.
+    const got = slow[1]!.bodies().filter((b) => b.includes('"i":')).length;
+    assert.ok(got > 0 && got + skipped <= messages, `got ${got} + skipped ${skipped}`);
+  });
+});
+
+describe('hardening: heartbeats', () => {
+  let mpc: MpcProcess;
+  let gateway: GatewayProcess;
+  const clients: TestClient[] = [];
+
+  before(async () => {
+    mpc = await startMpcProcess();
+    gateway = await startGatewayProcess(mpc.gatewayPort, ['--heartbeat-ms', '200']);
+  });
+
+  after(async () => {
+    await Promise.all(clients.map((c) => c.close()));
+    await gateway?.stop();
+    await mpc?.stop();
+  });
+
+  test('a client that does not answer pings is terminated and counted; others and {"event":"ping"} keep working', async () => {
+    const healthy = await TestClient.connect(gateway.url);
+    clients.push(healthy);
+    await healthy.subscribe('hb');
+    // autoPong: false makes ws ignore pings, like a peer whose network died.
+    const deaf = await TestClient.connect(gateway.url, { autoPong: false });
+    clients.push(deaf);
+    await deaf.subscribe('hb');
+    // Terminated, not closed: no close frame, so the client sees 1006.
+    assert.equal(await deaf.closed, 1006);
+    await until('termination counted', async () => total(await gateway.stats(), 'heartbeatTerminations') === 1);
+    // A second deaf client takes at least two more intervals: the healthy one answered all the while.
+    const deaf2 = await TestClient.connect(gateway.url, { autoPong: false });
+    clients.push(deaf2);
+    assert.deepEqual(await deaf2.request({ event: 'ping' }), { event: 'pong', id: 1 }, 'application ping answered');
+    assert.equal(await deaf2.closed, 1006);
+    await until('second termination counted', async () => total(await gateway.stats(), 'heartbeatTerminations') === 2);
+    assert.equal(healthy.closeCode, null);
+    assert.deepEqual(await healthy.request({ event: 'ping' }), { event: 'pong', id: 2 });
+    healthy.send({ event: 'ping' });
+    await healthy.waitFor((m) => m === '{"event":"pong"}');
+    const metrics = await metricsText(gateway);
+    const counted = ['0', '1'].reduce((n, worker) => n + metricValue(metrics, 'tormq_heartbeat_terminations_total', { worker })!, 0);
+    assert.equal(counted, 2);
+    const stats = await gateway.stats();
+    assert.equal(stats.connections, 1);
+    assert.ok(!stats.workers.some((w) => w.subscriptions > 1), 'the terminated clients left their subscriptions');
+  });
+});

@@ -1,0 +1,74 @@
+/** Helpers the hardening end-to-end tests share: Prometheus text, process RSS, worker mapping. */
+import { readFileSync } from 'node:fs';
+import type { GatewayProcess } from './processes.js';
+import { TestClient } from './ws-client.js';
+
+/** The value of one sample in Prometheus text format, or undefined when absent. */
+export function metricValue(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
+  for (const line of text.split('\n')) {
+    if (line.startsWith('#')) continue;
+    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)$/.exec(line);
+    if (match === null || match[1] !== name) continue;
+    const found: Record<string, string> = {};
+    for (const pair of (match[2] ?? '').slice(1, -1).matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) found[pair[1]!] = pair[2]!;
+    if (Object.entries(labels).every(([k, v]) => found[k] === v)) return Number(match[3]);
+  }
+  return undefined;
+}
+
+export async function metricsText(gateway: GatewayProcess): Promise<string> {
+  const res = await gateway.admin('/metrics');
+  return res.text();
+}
+
+/** Resident set size of a process, bytes (Linux /proc). */
+export function rssBytes(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = /VmRSS:\s+(\d+)\s+kB/.exec(status);
+  if (kb === null) throw new Error(`no VmRSS for ${pid}`);
+  return Number(kb[1]) * 1024;
+}
+
+/** Polls `check` (e.g. a /stats read) until it returns true; fails after `timeoutMs`. */
+export async function until(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check()) return;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
+/**
+ * Connects clients until every worker holds at least one, each subscribed to its own root `${prefix}N`.
+ * The gateway's /stats lists each worker's roots, which tells which worker owns which client.
+ * Returns clients grouped by worker index.
+ */
+export async function clientsOnEveryWorker(
+  gateway: GatewayProcess,
+  prefix: string,
+  workers: number,
+  track: TestClient[],
+): Promise<Map<number, Array<{ client: TestClient; root: string }>>> {
+  const byWorker = new Map<number, Array<{ client: TestClient; root: string }>>();
+  const all: Array<{ client: TestClient; root: string }> = [];
+  // SO_REUSEPORT spreads connections by hash; 64 tries leave both workers empty-handed with odds 2^-63.
+  for (let i = 0; i < 64 && byWorker.size < workers; i++) {
+    const client = await TestClient.connect(gateway.url);
+    track.push(client);
+    const root = `${prefix}${i}`;
+    await client.subscribe(root);
+    all.push({ client, root });
+    const stats = await gateway.stats();
+    byWorker.clear();
+    for (const entry of all) {
+      const owner = stats.workers.find((w) => w.roots.includes(entry.root));
+      if (owner === undefined) throw new Error(`no worker holds root ${entry.root}`);
+      const list = byWorker.get(owner.index) ?? [];
+      list.push(entry);
+      byWorker.set(owner.index, list);
+    }
+  }
+  if (byWorker.size < workers) throw new Error('could not place a client on every worker');
+  return byWorker;
+}

@@ -1,0 +1,39 @@
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { GATEWAY_DEFAULTS, validateGatewayConfig } from '../../src/gateway/config.js';
+import { CloseCodes } from '../../src/protocol/close-codes.js';
+
+describe('gateway config: hardening options', () => {
+  test('defaults: rate limit on, test hooks off', () => {
+    const config = validateGatewayConfig({});
+    assert.equal(config.clientRateLimit, 50);
+    assert.equal(config.clientRateBurst, 100);
+    assert.equal(config.testHooks, false);
+    assert.equal(GATEWAY_DEFAULTS.maxFrameBytes, 64 * 1024);
+    assert.equal(GATEWAY_DEFAULTS.heartbeatMs, 30_000);
+    assert.ok(Object.isFrozen(config));
+  });
+
+  test('clientRateLimit: 0 disables; negative, fractional or non-numbers are refused', () => {
+    assert.equal(validateGatewayConfig({ clientRateLimit: 0 }).clientRateLimit, 0);
+    assert.throws(() => validateGatewayConfig({ clientRateLimit: -1 }), { name: 'RangeError', message: /^options\.clientRateLimit must be an integer from 0 \(off\) to 1000000, got -1$/ });
+    assert.throws(() => validateGatewayConfig({ clientRateLimit: 1.5 }), { name: 'RangeError', message: /options\.clientRateLimit must be/ });
+    assert.throws(() => validateGatewayConfig({ clientRateLimit: '10' as unknown as number }), { name: 'TypeError', message: /options\.clientRateLimit must be/ });
+  });
+
+  test('clientRateBurst must be at least 1', () => {
+    assert.equal(validateGatewayConfig({ clientRateBurst: 1 }).clientRateBurst, 1);
+    assert.throws(() => validateGatewayConfig({ clientRateBurst: 0 }), { name: 'RangeError', message: /^options\.clientRateBurst must be an integer from 1 to 1000000, got 0$/ });
+  });
+
+  test('testHooks must be a boolean', () => {
+    assert.equal(validateGatewayConfig({ testHooks: true }).testHooks, true);
+    assert.throws(() => validateGatewayConfig({ testHooks: 'yes' as unknown as boolean }), { name: 'TypeError', message: /^options\.testHooks must be a boolean, got "yes"$/ });
+  });
+
+  test('close codes: 4029 for rate limiting beside 4008 for slow clients', () => {
+    assert.equal(CloseCodes.RATE_LIMITED, 4029);
+    assert.equal(CloseCodes.SLOW_CLIENT, 4008);
+    assert.equal(new Set(Object.values(CloseCodes)).size, Object.keys(CloseCodes).length);
+  });
+});
