@@ -106,12 +106,16 @@ const options: GatewayOptions = {
   ...securityOptions(PROGRAM, flags),
 };
 
+// Signal handlers go in before start, so a SIGTERM right after "gateway ready" (or during start-up)
+// always drains instead of killing the process.
+const starting = Gateway.start(options);
+onShutdownSignal(PROGRAM, async (signal) => {
+  const gateway = await starting;
+  gateway.log.info({ signal }, 'shutdown requested');
+  await gateway.stop();
+});
 try {
-  const gateway = await Gateway.start(options);
-  onShutdownSignal(PROGRAM, async (signal) => {
-    gateway.log.info({ signal }, 'shutdown requested');
-    await gateway.stop();
-  });
+  await starting;
 } catch (error) {
   failStart(PROGRAM, error);
 }

@@ -61,18 +61,21 @@ function curveOptions(): MpcCurveOptions | undefined {
   }
 }
 
+// Signal handlers go in before anything can be started, so a SIGTERM right after "mpc ready"
+// (or during start-up) always stops cleanly instead of killing the process.
+const starting = startMpc({
+  host: flags.host,
+  publisherPort: intFlag(flags['sub-port']) ?? MPC_DEFAULTS.publisherPort,
+  gatewayPort: intFlag(flags['pub-port']) ?? MPC_DEFAULTS.gatewayPort,
+  curve: curveOptions(),
+});
+onShutdownSignal(PROGRAM, async (signal) => {
+  log.info({ signal }, 'stopping');
+  await (await starting).close();
+});
 try {
-  const mpc = await startMpc({
-    host: flags.host,
-    publisherPort: intFlag(flags['sub-port']) ?? MPC_DEFAULTS.publisherPort,
-    gatewayPort: intFlag(flags['pub-port']) ?? MPC_DEFAULTS.gatewayPort,
-    curve: curveOptions(),
-  });
+  const mpc = await starting;
   log.info({ curve: flags['curve-key-file'] !== undefined, publisherPort: mpc.publisherPort, gatewayPort: mpc.gatewayPort, publisherEndpoint: mpc.publisherEndpoint, gatewayEndpoint: mpc.gatewayEndpoint }, 'mpc ready');
-  onShutdownSignal(PROGRAM, async (signal) => {
-    log.info({ signal }, 'stopping');
-    await mpc.close();
-  });
 } catch (error) {
   failStart(PROGRAM, error);
 }
