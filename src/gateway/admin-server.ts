@@ -9,6 +9,8 @@ export interface AdminHandlers {
   healthy(): { ok: boolean; detail: Record<string, unknown> };
   stats(): Record<string, unknown>;
   metrics: Registry;
+  /** `GET /online?card_id=C[&app_id=A]` (gopusher's online query), see online.ts. */
+  online?(query: URLSearchParams): Promise<{ status: number; body: unknown }>;
 }
 
 export function createAdminServer(handlers: AdminHandlers): http.Server {
@@ -16,6 +18,13 @@ export function createAdminServer(handlers: AdminHandlers): http.Server {
     const path = (req.url ?? '/').split('?', 1)[0];
     if (req.method !== 'GET') {
       res.writeHead(405, { allow: 'GET' }).end();
+      return;
+    }
+    if (path === '/online' && handlers.online) {
+      handlers.online(new URLSearchParams((req.url ?? '').slice(path.length + 1))).then(
+        ({ status, body }) => sendJson(res, status, body),
+        (error: Error) => sendJson(res, 503, { error: `online query failed: ${error.message}` }),
+      );
       return;
     }
     switch (path) {
@@ -34,7 +43,7 @@ export function createAdminServer(handlers: AdminHandlers): http.Server {
         );
         return;
       default:
-        sendJson(res, 404, { error: 'not found', paths: ['/healthz', '/metrics', '/stats'] });
+        sendJson(res, 404, { error: 'not found', paths: ['/healthz', '/metrics', '/stats', '/online'] });
     }
   });
 }

@@ -17,6 +17,7 @@ import { createLogger, type Logger } from '../log.js';
 import { createAdminServer } from './admin-server.js';
 import { validateGatewayConfig, type GatewayConfig, type GatewayOptions } from './config.js';
 import { FanOut } from './fan-out.js';
+import { answerOnline } from './online.js';
 import { createMetrics } from './metrics.js';
 import { WorkerStat } from './thread-protocol.js';
 import { Upstream } from './upstream.js';
@@ -111,6 +112,14 @@ export class Gateway {
   }
 
   /**
+   * Per worker, how many connections a publish on `topic` would reach right now (comlink RPC to each
+   * worker: control plane only). A worker that is down counts 0.
+   */
+  reachable(topic: string): Promise<number[]> {
+    return Promise.all(this.pool.slots.map((slot) => (slot.up && slot.control ? slot.control.reachable(topic) : 0)));
+  }
+
+  /**
    * Drains and stops: stop accepting, close clients with 1001 spread over `drainMs`, end the workers,
    * close the MPC link and admin server. Idempotent.
    */
@@ -136,7 +145,12 @@ export class Gateway {
       process.exitCode = 1;
     });
     if (config.adminPort !== -1) {
-      this.admin = createAdminServer({ healthy: () => this.healthy(), stats: () => this.stats(), metrics: this.metrics });
+      this.admin = createAdminServer({
+        healthy: () => this.healthy(),
+        stats: () => this.stats(),
+        metrics: this.metrics,
+        online: (query) => answerOnline(query, (topic) => this.reachable(topic)),
+      });
       this.adminBoundPort = await listen(this.admin, config.adminHost, config.adminPort, 'admin');
     }
     this.log.info(

@@ -34,6 +34,8 @@ export interface WorkerControl {
   drain(windowMs: number): Promise<void>;
   /** Roots this worker's trie holds (main re-syncs from it after a reconnect or restart). */
   roots(): string[];
+  /** Connections of this worker that a publish on `topic` reaches (gopusher's online query, admin `/online`). */
+  reachable(topic: string): number;
 }
 
 /** Indices into a worker's Float64Array stats. Counters only grow; gauges are set. */

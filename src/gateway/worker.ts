@@ -146,7 +146,10 @@ const control: WorkerControl = {
     await closeAll(CloseCodes.GOING_AWAY, 'gateway shutting down', windowMs);
   },
   roots: () => ctx.trie.roots(),
+  // Counted by the same walk delivery does, each connection once (a control-plane query, off the ring).
+  reachable: (topic: string) => ctx.trie.forEachRecipient(topic, ignore),
 };
+function ignore(): void {}
 Comlink.expose(control, nodeEndpoint(workerData.controlPort as unknown as Parameters<typeof nodeEndpoint>[0]));
 
 /** Closes every session, spread evenly over `windowMs` so clients do not all reconnect at once. */
