@@ -93,10 +93,13 @@ export class RingWriter extends RingBase {
     topic.copy(this.bytes, offset + RECORD_HEADER_BYTES);
     body.copy(this.bytes, offset + RECORD_HEADER_BYTES + topic.length);
     Atomics.store(this.header, WRITE, (write + advance) | 0);
-    // The reader parks only when it has consumed everything (READ === old WRITE). If READ is behind,
-    // the reader is still draining and will see the new WRITE before it parks (it re-checks WRITE
-    // atomically in waitAsync), so no notify is needed: one notify per idle -> busy transition.
-    if (read === write) this.needsNotify = true;
+    // The reader parks only when it has consumed everything (READ === old WRITE). READ must be read
+    // again AFTER publishing WRITE: with the snapshot taken above, a reader that finished draining
+    // and parked in between (waitAsync still saw the old WRITE) was never woken and its ring filled up
+    // unread (seen in test/e2e/python-clients: a 5000-message burst stalled a worker). Both sides use
+    // seq-cst Atomics, so either this load sees the reader's final READ (notify) or the reader's
+    // waitAsync check sees the new WRITE (it does not park). One notify per idle -> busy transition.
+    if ((Atomics.load(this.header, READ) >>> 0) === write) this.needsNotify = true;
     return true;
   }
 
