@@ -5,3 +5,5 @@ export { GATEWAY_DEFAULTS, validateGatewayConfig, type GatewayConfig, type Gatew
 export { TormqError, ErrorCodes, type ErrorCode } from './errors.js';
 export { CloseCodes } from './protocol/close-codes.js';
 export { topicError, rootOf, topicMatches } from './protocol/topic.js';
+export { startHttpIngress, HTTP_INGRESS_DEFAULTS, type HttpIngress, type HttpIngressOptions } from './mpc/http-ingress.js';
+export { identityTopic } from './protocol/identity.js';
