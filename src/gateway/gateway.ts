@@ -115,8 +115,14 @@ export class Gateway {
    * Per worker, how many connections a publish on `topic` would reach right now (comlink RPC to each
    * worker: control plane only). A worker that is down counts 0.
    */
-  reachable(topic: string): Promise<number[]> {
-    return Promise.all(this.pool.slots.map((slot) => (slot.up && slot.control ? slot.control.reachable(topic) : 0)));
+  reachable(topic: string, timeoutMs = 2000): Promise<number[]> {
+    let timer: NodeJS.Timeout | undefined;
+    // A worker that does not answer (busy or dying) fails the query instead of hanging the admin request.
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`a worker did not answer within ${timeoutMs} ms`)), timeoutMs);
+    });
+    const counts = Promise.all(this.pool.slots.map((slot) => (slot.up && slot.control ? slot.control.reachable(topic) : 0)));
+    return Promise.race([counts, timeout]).finally(() => clearTimeout(timer));
   }
 
   /**

@@ -167,7 +167,11 @@ export async function startHttpIngress(options: HttpIngressOptions): Promise<Htt
   const log = config.log;
 
   const reply = (res: http.ServerResponse, status: number, body: unknown, headers: http.OutgoingHttpHeaders = {}) => {
-    if (status >= 400) stats.rejected++;
+    if (status >= 400) {
+      stats.rejected++;
+      // Bad requests are the caller's problem: counted (GET /healthz) and logged only at debug.
+      if (status < 500) log?.debug({ status, error: (body as { error?: string }).error }, 'http request refused');
+    }
     res.writeHead(status, { 'content-type': 'application/json', ...headers }).end(JSON.stringify(body));
   };
 
