@@ -277,6 +277,8 @@ export async function startHttpIngress(options: HttpIngressOptions): Promise<Htt
         await new Promise<void>((resolve) => {
           server.close(() => resolve());
           server.closeIdleConnections();
+          // Requests in flight get a moment to finish; a long GET /ready must not hold shutdown for 30 s.
+          setTimeout(() => server.closeAllConnections(), 1000).unref();
         });
         await publisher.close();
       })();
