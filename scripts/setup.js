@@ -6,8 +6,12 @@ import { existsSync, statSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 
 const root = new URL('..', import.meta.url).pathname;
-/** Debian packages the test suite needs (see README, "Tests"). */
-const SYSTEM_PACKAGES = ['python3-zmq'];
+/**
+ * Debian packages the test suite needs (see README, "Tests"): the original Python publisher
+ * (python3-zmq), an independent WebSocket client (python3-websockets) and a real browser (chromium,
+ * driven by playwright-core; `playwright install` downloads are not used).
+ */
+const SYSTEM_PACKAGES = ['python3-zmq', 'python3-websockets', 'chromium'];
 
 function run(cmd, args, env = process.env) {
   console.error(`setup: ${cmd} ${args.join(' ')}`);

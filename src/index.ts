@@ -8,3 +8,5 @@ export { topicError, rootOf, topicMatches } from './protocol/topic.js';
 export { generateCurveKeyPair, type CurveKeyPair, type CurveClientKeys } from './protocol/curve.js';
 export { TokenVerifier, isGranted, type Grants, TORMQ_SUBPROTOCOL, BEARER_SUBPROTOCOL_PREFIX } from './gateway/auth.js';
 export type { MpcCurveOptions } from './mpc/mpc.js';
+export { startHttpIngress, HTTP_INGRESS_DEFAULTS, type HttpIngress, type HttpIngressOptions } from './mpc/http-ingress.js';
+export { identityTopic } from './protocol/identity.js';

@@ -1,16 +1,23 @@
 #!/usr/bin/env node
 /** `tormq-mpc -s 5559 -p 5560 [--host ADDR]`: the ZeroMQ hub between publishers and gateways. */
 import { createLogger, LOG_LEVELS, type LogLevel } from '../log.js';
-import { MPC_DEFAULTS, startMpc, type MpcCurveOptions } from '../mpc/mpc.js';
+import { HTTP_INGRESS_DEFAULTS, startHttpIngress, type HttpIngress } from '../mpc/http-ingress.js';
+import { MPC_DEFAULTS, startMpc, type Mpc, type MpcCurveOptions } from '../mpc/mpc.js';
 import { readCurveKeyFile, readCurveKeyList } from '../protocol/curve.js';
 import { die, ExitCodes, failStart, intFlag, onShutdownSignal, parseFlags } from './common.js';
 
 const PROGRAM = 'tormq-mpc';
-const USAGE = `Usage: ${PROGRAM} [-s PORT] [-p PORT] [--host ADDR] [--log-level LEVEL]
+const USAGE = `Usage: ${PROGRAM} [-s PORT] [-p PORT] [--host ADDR] [--http PORT [--http-host ADDR] [--http-token TOKEN]
+                 [--http-max-body BYTES]] [--log-level LEVEL]
 
   -s, --sub-port PORT   port publishers connect to (XSUB)         default ${MPC_DEFAULTS.publisherPort}
   -p, --pub-port PORT   port gateways connect to (XPUB)           default ${MPC_DEFAULTS.gatewayPort}
       --host ADDR       address to bind; 0.0.0.0 for remote use   default ${MPC_DEFAULTS.host}
+      --http PORT       also accept POST /publish and /push over HTTP  default off
+      --http-host ADDR  address of the HTTP port                   default --host
+      --http-token TOKEN  require "Authorization: Bearer TOKEN"     default none
+                        (or set TORMQ_HTTP_TOKEN, which keeps it out of the process list)
+      --http-max-body BYTES  largest request body, else 413      default ${HTTP_INGRESS_DEFAULTS.maxBodyBytes}
       --log-level LEVEL ${LOG_LEVELS.join(', ')}           default info
       --curve-key-file FILE          CURVE on both ports with this key pair (from tormq-keys)
       --curve-allow-publishers FILE  public keys allowed to publish, one per line (# comments)
@@ -23,6 +30,10 @@ const flags = parseFlags(PROGRAM, {
   'sub-port': { type: 'string', short: 's' },
   'pub-port': { type: 'string', short: 'p' },
   host: { type: 'string' },
+  http: { type: 'string' },
+  'http-host': { type: 'string' },
+  'http-token': { type: 'string' },
+  'http-max-body': { type: 'string' },
   'log-level': { type: 'string' },
   'curve-key-file': { type: 'string' },
   'curve-allow-publishers': { type: 'string' },
@@ -61,21 +72,55 @@ function curveOptions(): MpcCurveOptions | undefined {
   }
 }
 
-// Signal handlers go in before anything can be started, so a SIGTERM right after "mpc ready"
-// (or during start-up) always stops cleanly instead of killing the process.
-const starting = startMpc({
-  host: flags.host,
-  publisherPort: intFlag(flags['sub-port']) ?? MPC_DEFAULTS.publisherPort,
-  gatewayPort: intFlag(flags['pub-port']) ?? MPC_DEFAULTS.gatewayPort,
-  curve: curveOptions(),
-});
+/** The MPC, and the HTTP ingress when `--http` is given (it publishes through the MPC's own port). */
+async function startAll(): Promise<{ mpc: Mpc; ingress: HttpIngress | null }> {
+  const mpc = await startMpc({
+    host: flags.host,
+    publisherPort: intFlag(flags['sub-port']) ?? MPC_DEFAULTS.publisherPort,
+    gatewayPort: intFlag(flags['pub-port']) ?? MPC_DEFAULTS.gatewayPort,
+    curve: curveOptions(),
+  });
+  if (flags.http === undefined) return { mpc, ingress: null };
+  const host = flags.host ?? MPC_DEFAULTS.host;
+  try {
+    const ingress = await startHttpIngress({
+      host: flags['http-host'] ?? host,
+      port: intFlag(flags.http)!,
+      publisherHost: host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host,
+      publisherPort: mpc.publisherPort,
+      token: flags['http-token'] ?? (process.env.TORMQ_HTTP_TOKEN || undefined),
+      maxBodyBytes: intFlag(flags['http-max-body']),
+      log,
+    });
+    return { mpc, ingress };
+  } catch (error) {
+    await mpc.close();
+    throw error;
+  }
+}
+
+// Signal handlers go in before anything is started, so a SIGTERM right after "mpc ready" (or during
+// start-up) always stops cleanly instead of killing the process.
+const starting = startAll();
 onShutdownSignal(PROGRAM, async (signal) => {
   log.info({ signal }, 'stopping');
-  await (await starting).close();
+  const { mpc, ingress } = await starting;
+  await ingress?.close();
+  await mpc.close();
 });
 try {
-  const mpc = await starting;
-  log.info({ curve: flags['curve-key-file'] !== undefined, publisherPort: mpc.publisherPort, gatewayPort: mpc.gatewayPort, publisherEndpoint: mpc.publisherEndpoint, gatewayEndpoint: mpc.gatewayEndpoint }, 'mpc ready');
+  const { mpc, ingress } = await starting;
+  log.info(
+    {
+      curve: flags['curve-key-file'] !== undefined,
+      publisherPort: mpc.publisherPort,
+      gatewayPort: mpc.gatewayPort,
+      publisherEndpoint: mpc.publisherEndpoint,
+      gatewayEndpoint: mpc.gatewayEndpoint,
+      httpPort: ingress?.port ?? null,
+    },
+    'mpc ready',
+  );
 } catch (error) {
   failStart(PROGRAM, error);
 }

@@ -11,6 +11,8 @@ export interface AdminHandlers {
   metrics: Registry;
   /** Present only with `--enable-test-hooks`: `POST /test-hooks/worker/INDEX/ACTION`. */
   testHook?: (worker: number, action: string) => Promise<void>;
+  /** `GET /online?card_id=C[&app_id=A]` (gopusher's online query), see online.ts. */
+  online?(query: URLSearchParams): Promise<{ status: number; body: unknown }>;
 }
 
 export function createAdminServer(handlers: AdminHandlers): http.Server {
@@ -32,6 +34,13 @@ export function createAdminServer(handlers: AdminHandlers): http.Server {
       res.writeHead(405, { allow: 'GET' }).end();
       return;
     }
+    if (path === '/online' && handlers.online) {
+      handlers.online(new URLSearchParams((req.url ?? '').slice(path.length + 1))).then(
+        ({ status, body }) => sendJson(res, status, body),
+        (error: Error) => sendJson(res, 503, { error: `online query failed: ${error.message}` }),
+      );
+      return;
+    }
     switch (path) {
       case '/healthz': {
         const { ok, detail } = handlers.healthy();
@@ -48,7 +57,7 @@ export function createAdminServer(handlers: AdminHandlers): http.Server {
         );
         return;
       default:
-        sendJson(res, 404, { error: 'not found', paths: ['/healthz', '/metrics', '/stats'] });
+        sendJson(res, 404, { error: 'not found', paths: ['/healthz', '/metrics', '/stats', '/online'] });
     }
   });
 }

@@ -17,6 +17,7 @@ import { createLogger, type Logger } from '../log.js';
 import { createAdminServer } from './admin-server.js';
 import { validateGatewayConfig, type GatewayConfig, type GatewayOptions } from './config.js';
 import { FanOut } from './fan-out.js';
+import { answerOnline } from './online.js';
 import { createMetrics } from './metrics.js';
 import { curveKeysOf } from './security-config.js';
 import { WorkerStat } from './thread-protocol.js';
@@ -158,6 +159,20 @@ export class Gateway {
   }
 
   /**
+   * Per worker, how many connections a publish on `topic` would reach right now (comlink RPC to each
+   * worker: control plane only). A worker that is down counts 0.
+   */
+  reachable(topic: string, timeoutMs = 2000): Promise<number[]> {
+    let timer: NodeJS.Timeout | undefined;
+    // A worker that does not answer (busy or dying) fails the query instead of hanging the admin request.
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`a worker did not answer within ${timeoutMs} ms`)), timeoutMs);
+    });
+    const counts = Promise.all(this.pool.slots.map((slot) => (slot.up && slot.control ? slot.control.reachable(topic) : 0)));
+    return Promise.race([counts, timeout]).finally(() => clearTimeout(timer));
+  }
+
+  /**
    * Drains and stops: stop accepting, close clients with 1001 spread over `drainMs`, end the workers,
    * close the MPC link and admin server. Idempotent.
    */
@@ -189,6 +204,7 @@ export class Gateway {
         stats: () => this.stats(),
         metrics: this.metrics,
         testHook: config.testHooks ? (worker, action) => this.pool.testHook(worker, action) : undefined,
+        online: (query) => answerOnline(query, (topic) => this.reachable(topic)),
       });
       this.adminBoundPort = await listen(this.admin, config.adminHost, config.adminPort, 'admin');
     }

@@ -42,6 +42,9 @@ export interface WorkerControl {
    * `exit` ends the thread abruptly, `stall` blocks the event loop until `GatewayShared.TEST_STALL` is 0.
    */
   testHook(action: TestHookAction): void;
+
+  /** Connections of this worker that a publish on `topic` reaches (gopusher's online query, admin `/online`). */
+  reachable(topic: string): number;
 }
 
 /** Indices into a worker's Float64Array stats. Counters only grow; gauges are set. */

@@ -176,7 +176,10 @@ const control: WorkerControl = {
       }
     });
   },
+  // Counted by the same walk delivery does, each connection once (a control-plane query, off the ring).
+  reachable: (topic: string) => ctx.trie.forEachRecipient(topic, ignore),
 };
+function ignore(): void {}
 Comlink.expose(control, nodeEndpoint(workerData.controlPort as unknown as Parameters<typeof nodeEndpoint>[0]));
 
 /**

@@ -3,6 +3,7 @@
  * bytes in, a typed command or a coded error out. The session decides what to do with it.
  */
 import { ErrorCodes, type ErrorCode } from '../errors.js';
+import { identityIdError, identityTopic } from './identity.js';
 import { topicError } from './topic.js';
 
 export type RequestId = string | number;
@@ -90,6 +91,8 @@ export function parseClientFrame(text: string, limits: FrameLimits): ParseResult
         return fail(ErrorCodes.BAD_REQUEST, 'refresh needs a non-empty string "token"', id);
       }
       return { ok: true, command: withId({ event: 'refresh', token: fields.token }, id) };
+    case 'join':
+      return parseJoin(fields.data, limits, id);
     default:
       return fail(
         ErrorCodes.UNKNOWN_EVENT,
@@ -97,6 +100,24 @@ export function parseClientFrame(text: string, limits: FrameLimits): ParseResult
         id,
       );
   }
+}
+
+/**
+ * gopusher's `{"event":"join","data":{"card_id":"C","app_id":"A"}}` is a subscribe that adds the
+ * identity's topic (protocol/identity.ts), so limits, grants and the trie treat it like any other.
+ */
+function parseJoin(data: unknown, limits: FrameLimits, id: RequestId | undefined): ParseResult {
+  if (data === null || typeof data !== 'object' || Array.isArray(data)) {
+    return fail(ErrorCodes.BAD_REQUEST, 'join needs "data": {"card_id": …, "app_id"?: …}', id);
+  }
+  const { card_id: cardId, app_id: appId } = data as Record<string, unknown>;
+  const problem = identityIdError(cardId, 'card_id') ?? (appId === undefined || appId === null ? null : identityIdError(appId, 'app_id'));
+  if (problem !== null) return fail(ErrorCodes.INVALID_TOPIC, problem, id);
+  const topic = identityTopic(cardId as string, appId as string | null | undefined);
+  if (topic.length > limits.maxTopicLength) {
+    return fail(ErrorCodes.INVALID_TOPIC, `card_id and app_id together must be under ${limits.maxTopicLength} characters`, id);
+  }
+  return { ok: true, command: withId({ event: 'subscribe', mode: 'add', topics: [topic] }, id) };
 }
 
 function withId<C extends ClientCommand>(command: C, id: RequestId | undefined): C {

@@ -82,12 +82,42 @@ export function startCli(cli: 'mpc' | 'gateway', args: string[]): Started {
 export interface MpcProcess extends Started {
   publisherPort: number;
   gatewayPort: number;
+  /** The HTTP ingress port (`--http`), or null when it is off. */
+  httpPort: number | null;
+  /** `fetch` against the HTTP ingress (throws when it is off). */
+  http(path: string, init?: RequestInit): Promise<Response>;
 }
 
-export async function startMpcProcess(args: string[] = ['-s', '0', '-p', '0']): Promise<MpcProcess> {
-  const started = startCli('mpc', args);
+/** Starts tormq-mpc on free ports; `extra` adds flags, e.g. `['--http', '0']` for the HTTP ingress. */
+export async function startMpcProcess(args: string[] = ['-s', '0', '-p', '0'], extra: string[] = []): Promise<MpcProcess> {
+  const started = startCli('mpc', [...args, ...extra]);
   const ready = await started.waitForLog((l) => l.msg === 'mpc ready');
-  return Object.assign(started, { publisherPort: ready.publisherPort as number, gatewayPort: ready.gatewayPort as number });
+  const httpPort = (ready.httpPort as number | null | undefined) ?? null;
+  return Object.assign(started, {
+    publisherPort: ready.publisherPort as number,
+    gatewayPort: ready.gatewayPort as number,
+    httpPort,
+    http(path: string, init?: RequestInit) {
+      if (httpPort === null) throw new Error('the MPC was started without --http');
+      return fetch(`http://127.0.0.1:${httpPort}${path}`, init);
+    },
+  });
+}
+
+/** POSTs `body` as JSON (or a raw string) to the MPC's HTTP ingress; resolves with status and parsed reply. */
+export async function postJson(mpc: MpcProcess, path: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: Record<string, unknown> }> {
+  const res = await mpc.http(path, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+}
+
+/** Waits (server side, no polling) until a gateway subscribes to `topic`'s root, as seen by the HTTP ingress. */
+export async function waitHttpReady(mpc: MpcProcess, topic: string, timeoutMs = 15_000): Promise<void> {
+  const res = await mpc.http(`/ready?topic=${encodeURIComponent(topic)}&timeout_ms=${timeoutMs}`);
+  if (res.status !== 200) throw new Error(`HTTP ingress: no subscriber for ${topic} within ${timeoutMs} ms (${res.status} ${await res.text()})`);
 }
 
 export interface GatewayProcess extends Started {

@@ -16,8 +16,11 @@ export async function publishFromPython(
   probeTopic: string,
   probeClient: TestClient,
   messages: Array<{ topic: string; data: unknown }>,
+  options: { sendHighWaterMark?: number } = {},
 ): Promise<{ sent: number; probes: number }> {
-  const child = spawn(SYSTEM_PYTHON, [SCRIPT, String(publisherPort), probeTopic], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const args = [SCRIPT, String(publisherPort), probeTopic];
+  if (options.sendHighWaterMark !== undefined) args.push(String(options.sendHighWaterMark));
+  const child = spawn(SYSTEM_PYTHON, args, { stdio: ['pipe', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d) => (stdout += d));

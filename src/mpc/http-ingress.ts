@@ -1,0 +1,319 @@
+/**
+ * HTTP publishing on the MPC (`tormq-mpc --http PORT`), for languages without a ZeroMQ binding:
+ *
+ * - `POST /publish` `{"topic": "ehr:api", "data": …}` or an array of them -> 202 `{"accepted": n}`
+ * - `POST /push` `{"from": "F", "to": ["C1", "C2"], "content": …, "app_id"?: "A"}` (gopusher) -> 202
+ *   `{"accepted": n}`: one message per card id, on the identity's topic (protocol/identity.ts), whose
+ *   body is `{"topic": "C1", "data": {"from": "F", "content": …}}`
+ * - `GET /ready?topic=T&timeout_ms=N` -> 200 once a gateway subscribes to T's root, else 503
+ * - `GET /healthz` -> 200 with counters
+ *
+ * Every message goes through the ordinary {@link Publisher}, connected to the MPC's own publisher port,
+ * so it is byte for byte what the Node SDK sends. Like any ZeroMQ publish, a message on a root that no
+ * gateway subscribes to is dropped: 202 means "handed to the MPC", not "delivered" (see `/ready`).
+ *
+ * @example
+ * ```ts
+ * const ingress = await startHttpIngress({ port: 8080, publisherHost: '127.0.0.1', publisherPort: 5559 });
+ * // curl -X POST localhost:8080/publish -d '{"topic":"ehr:api","data":"hello"}'
+ * await ingress.close();
+ * ```
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { ErrorCodes, TormqError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { identityIdError, identityTopic } from '../protocol/identity.js';
+import { topicError } from '../protocol/topic.js';
+import { Publisher } from '../sdk/publisher.js';
+
+export const HTTP_INGRESS_DEFAULTS = Object.freeze({
+  host: '127.0.0.1',
+  /** Largest request body accepted (bytes); larger ones get 413. */
+  maxBodyBytes: 1_048_576,
+  /** Most messages one request may carry (array items for /publish, card ids for /push). */
+  maxMessagesPerRequest: 1000,
+  /** Longest wait `GET /ready` accepts (`timeout_ms`). */
+  maxReadyWaitMs: 30_000,
+});
+
+export interface HttpIngressOptions {
+  /** Address to bind. Default 127.0.0.1. */
+  host?: string;
+  /** Port to bind; 0 picks a free one. */
+  port: number;
+  /** Where the MPC's publisher port (XSUB) is reachable from this process. */
+  publisherHost: string;
+  publisherPort: number;
+  /** When set, every request except `/healthz` needs `Authorization: Bearer <token>` (401 otherwise). */
+  token?: string;
+  maxBodyBytes?: number;
+  maxMessagesPerRequest?: number;
+  log?: Logger;
+}
+
+export interface HttpIngressStats {
+  /** Messages handed to the MPC. */
+  accepted: number;
+  /** Requests answered 4xx (bad input, auth, size) or 503 (publisher queue full). */
+  rejected: number;
+}
+
+export interface HttpIngress {
+  readonly port: number;
+  readonly stats: Readonly<HttpIngressStats>;
+  close(): Promise<void>;
+}
+
+/** One message to publish, validated. */
+export interface IngressMessage {
+  topic: string;
+  data: unknown;
+}
+
+export type ParsedRequest = { ok: true; messages: IngressMessage[] } | { ok: false; error: string };
+
+function bad(error: string): ParsedRequest {
+  return { ok: false, error };
+}
+
+/** Validates a `/publish` body (already JSON-parsed): one `{topic, data}` object or an array of them. */
+export function parsePublishRequest(body: unknown, maxMessages: number = HTTP_INGRESS_DEFAULTS.maxMessagesPerRequest): ParsedRequest {
+  const single = !Array.isArray(body);
+  const items = single ? [body] : (body as unknown[]);
+  if (items.length === 0) return bad('body must not be an empty array');
+  if (items.length > maxMessages) return bad(`a request may carry at most ${maxMessages} messages`);
+  const messages: IngressMessage[] = [];
+  for (let i = 0; i < items.length; i++) {
+    const item = items[i];
+    const where = single ? '' : `[${i}]`;
+    if (item === null || typeof item !== 'object' || Array.isArray(item)) return bad(`body${where} must be an object {"topic", "data"}`);
+    const { topic, data } = item as Record<string, unknown>;
+    if (topic === undefined) return bad(`body${where} needs a "topic"`);
+    const problem = topicError(topic);
+    if (problem !== null) return bad(`body${where}: ${problem}`);
+    if (data === undefined) return bad(`body${where} needs a "data" (any JSON value)`);
+    messages.push({ topic: topic as string, data });
+  }
+  return { ok: true, messages };
+}
+
+/**
+ * Validates a gopusher `/push` body: `{"from": "F", "to": ["C1", …], "content": …, "app_id"?: "A"}`.
+ * Each distinct card id becomes one message on `C` (or `C:A`) with data `{"from", "content"}`.
+ */
+export function parsePushRequest(body: unknown, maxMessages: number = HTTP_INGRESS_DEFAULTS.maxMessagesPerRequest): ParsedRequest {
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) return bad('body must be an object {"from", "to", "content"}');
+  const { from, to, content, app_id: appId } = body as Record<string, unknown>;
+  if (typeof from !== 'string') return bad('from must be a string');
+  if (!Array.isArray(to) || to.length === 0) return bad('to must be a non-empty array of card ids');
+  if (to.length > maxMessages) return bad(`to may name at most ${maxMessages} card ids`);
+  if (content === undefined) return bad('content is required (any JSON value)');
+  if (appId !== undefined && appId !== null) {
+    const problem = identityIdError(appId, 'app_id');
+    if (problem !== null) return bad(problem);
+  }
+  const messages: IngressMessage[] = [];
+  const seen = new Set<string>();
+  for (let i = 0; i < to.length; i++) {
+    const problem = identityIdError(to[i], 'card_id');
+    if (problem !== null) return bad(`to[${i}]: ${problem}`);
+    const topic = identityTopic(to[i] as string, appId as string | null | undefined);
+    if (topicError(topic) !== null) return bad(`to[${i}]: card_id and app_id together are too long`);
+    if (seen.has(topic)) continue;
+    seen.add(topic);
+    messages.push({ topic, data: { from, content } });
+  }
+  return { ok: true, messages };
+}
+
+/** Constant-time bearer token check (hashing first makes the comparison independent of length too). */
+export function bearerMatches(header: string | undefined, token: string): boolean {
+  const given = header?.startsWith('Bearer ') ? header.slice(7) : '';
+  const digest = (text: string) => createHash('sha256').update(text).digest();
+  return timingSafeEqual(digest(given), digest(token)) && given.length > 0;
+}
+
+function validate(options: HttpIngressOptions): Required<Omit<HttpIngressOptions, 'token' | 'log'>> & Pick<HttpIngressOptions, 'token' | 'log'> {
+  const c = {
+    ...options,
+    host: options.host ?? HTTP_INGRESS_DEFAULTS.host,
+    maxBodyBytes: options.maxBodyBytes ?? HTTP_INGRESS_DEFAULTS.maxBodyBytes,
+    maxMessagesPerRequest: options.maxMessagesPerRequest ?? HTTP_INGRESS_DEFAULTS.maxMessagesPerRequest,
+  };
+  if (typeof c.host !== 'string' || c.host.length === 0) throw new TypeError('options.host must be a non-empty string');
+  if (!Number.isInteger(c.port) || c.port < 0 || c.port > 65535) throw new RangeError(`options.port must be an integer from 0 to 65535, got ${c.port}`);
+  if (typeof c.publisherHost !== 'string' || c.publisherHost.length === 0) throw new TypeError('options.publisherHost must be a non-empty string');
+  if (!Number.isInteger(c.publisherPort) || c.publisherPort < 1 || c.publisherPort > 65535) {
+    throw new RangeError(`options.publisherPort must be an integer from 1 to 65535, got ${c.publisherPort}`);
+  }
+  if (c.token !== undefined && (typeof c.token !== 'string' || c.token.length === 0)) throw new TypeError('options.token must be a non-empty string');
+  if (!Number.isInteger(c.maxBodyBytes) || c.maxBodyBytes < 1) throw new RangeError(`options.maxBodyBytes must be a positive integer, got ${c.maxBodyBytes}`);
+  if (!Number.isInteger(c.maxMessagesPerRequest) || c.maxMessagesPerRequest < 1) {
+    throw new RangeError(`options.maxMessagesPerRequest must be a positive integer, got ${c.maxMessagesPerRequest}`);
+  }
+  return c;
+}
+
+/** Starts the HTTP ingress; resolves once it listens. */
+export async function startHttpIngress(options: HttpIngressOptions): Promise<HttpIngress> {
+  const config = validate(options);
+  const publisher = new Publisher(config.publisherHost, config.publisherPort, {
+    // Room for a few full requests in flight; beyond it a request gets 503 instead of queueing unboundedly.
+    maxQueue: config.maxMessagesPerRequest * 16,
+  });
+  const stats: HttpIngressStats = { accepted: 0, rejected: 0 };
+  const log = config.log;
+
+  const reply = (res: http.ServerResponse, status: number, body: unknown, headers: http.OutgoingHttpHeaders = {}) => {
+    if (status >= 400) {
+      stats.rejected++;
+      // Bad requests are the caller's problem: counted (GET /healthz) and logged only at debug.
+      if (status < 500) log?.debug({ status, error: (body as { error?: string }).error }, 'http request refused');
+    }
+    res.writeHead(status, { 'content-type': 'application/json', ...headers }).end(JSON.stringify(body));
+  };
+
+  async function publishAll(res: http.ServerResponse, parsed: ParsedRequest): Promise<void> {
+    if (!parsed.ok) {
+      reply(res, 400, { error: parsed.error });
+      return;
+    }
+    // Sends are queued synchronously in order, so when the queue overflows the refused ones are a
+    // suffix: the first `accepted` messages went out and the caller can retry the rest.
+    const results = await Promise.allSettled(parsed.messages.map((m) => publisher.send(m.topic, m.data)));
+    const accepted = results.filter((r) => r.status === 'fulfilled').length;
+    stats.accepted += accepted;
+    if (accepted === results.length) {
+      reply(res, 202, { accepted });
+      return;
+    }
+    const failure = (results.find((r) => r.status === 'rejected') as PromiseRejectedResult).reason as Error;
+    log?.warn({ accepted, refused: results.length - accepted, err: failure.message }, 'http publish refused messages');
+    reply(res, 503, { accepted, error: failure.message, code: (failure as TormqError).code ?? ErrorCodes.PUBLISHER_QUEUE_FULL }, { 'retry-after': '1' });
+  }
+
+  async function ready(res: http.ServerResponse, query: URLSearchParams): Promise<void> {
+    const topic = query.get('topic');
+    const problem = topicError(topic ?? undefined);
+    if (problem !== null) {
+      reply(res, 400, { error: problem });
+      return;
+    }
+    const rawTimeout = query.get('timeout_ms') ?? '0';
+    const timeoutMs = /^\d+$/.test(rawTimeout) ? Number(rawTimeout) : NaN;
+    if (!(timeoutMs <= HTTP_INGRESS_DEFAULTS.maxReadyWaitMs)) {
+      reply(res, 400, { error: `timeout_ms must be an integer from 0 to ${HTTP_INGRESS_DEFAULTS.maxReadyWaitMs}` });
+      return;
+    }
+    const isReady = timeoutMs === 0
+      ? publisher.hasSubscribers(topic!)
+      : await publisher.ready({ topic: topic!, timeoutMs }).then(() => true, () => false);
+    res.writeHead(isReady ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ topic, ready: isReady }));
+  }
+
+  const server = http.createServer((req, res) => {
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const path = q === -1 ? url : url.slice(0, q);
+    const query = new URLSearchParams(q === -1 ? '' : url.slice(q + 1));
+    if (path === '/healthz' && req.method === 'GET') {
+      reply(res, 200, { status: 'ok', ...stats });
+      return;
+    }
+    if (config.token !== undefined && !bearerMatches(req.headers.authorization, config.token)) {
+      reply(res, 401, { error: 'missing or wrong bearer token' }, { 'www-authenticate': 'Bearer' });
+      req.resume();
+      return;
+    }
+    const route = ROUTES[path];
+    if (route === undefined) {
+      reply(res, 404, { error: 'not found', paths: Object.keys(ROUTES) });
+      req.resume();
+      return;
+    }
+    if (req.method !== route) {
+      reply(res, 405, { error: `${path} takes ${route}` }, { allow: route });
+      req.resume();
+      return;
+    }
+    if (route === 'GET') {
+      void ready(res, query);
+      return;
+    }
+    void readJson(req, config.maxBodyBytes).then((body) => {
+      if (!body.ok) {
+        reply(res, body.status, { error: body.error });
+        return;
+      }
+      const parse = path === '/publish' ? parsePublishRequest : parsePushRequest;
+      return publishAll(res, parse(body.value, config.maxMessagesPerRequest));
+    }).catch((error: Error) => {
+      log?.error({ err: error }, 'http ingress request failed');
+      if (!res.headersSent) reply(res, 500, { error: 'internal error' });
+    });
+  });
+  // Keep-alive clients (most HTTP libraries) must not hold close() open forever.
+  server.keepAliveTimeout = 5_000;
+
+  const port = await new Promise<number>((resolve, reject) => {
+    server.once('error', (error: NodeJS.ErrnoException) => {
+      const reason = error.code === 'EADDRINUSE' ? 'address already in use' : error.message;
+      reject(new TormqError(ErrorCodes.BIND_FAILED, `cannot bind the HTTP port ${config.host}:${config.port}: ${reason}`, { cause: error }));
+    });
+    server.listen({ host: config.host, port: config.port }, () => resolve((server.address() as AddressInfo).port));
+  }).catch(async (error: unknown) => {
+    await publisher.close();
+    throw error;
+  });
+
+  let closing: Promise<void> | null = null;
+  return {
+    port,
+    stats,
+    close() {
+      closing ??= (async () => {
+        await new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          server.closeIdleConnections();
+          // Requests in flight get a moment to finish; a long GET /ready must not hold shutdown for 30 s.
+          setTimeout(() => server.closeAllConnections(), 1000).unref();
+        });
+        await publisher.close();
+      })();
+      return closing;
+    },
+  };
+}
+
+const ROUTES: Record<string, 'GET' | 'POST'> = { '/publish': 'POST', '/push': 'POST', '/ready': 'GET' };
+
+type JsonBody = { ok: true; value: unknown } | { ok: false; status: 400 | 413; error: string };
+
+function readJson(req: http.IncomingMessage, maxBytes: number): Promise<JsonBody> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    // A declared length over the limit is refused without buffering a byte of it.
+    let size = Number(req.headers['content-length']) > maxBytes ? maxBytes + 1 : 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      // Over the limit the rest is read and discarded (memory stays bounded) so the 413 reaches a
+      // client still sending, instead of a reset on unread data.
+      if (size <= maxBytes) chunks.push(chunk);
+      else chunks.length = 0;
+    });
+    req.once('error', reject);
+    req.once('end', () => {
+      if (size > maxBytes) {
+        resolve({ ok: false, status: 413, error: `body is larger than ${maxBytes} bytes` });
+        return;
+      }
+      try {
+        resolve({ ok: true, value: JSON.parse(Buffer.concat(chunks).toString('utf8')) });
+      } catch {
+        resolve({ ok: false, status: 400, error: 'body is not valid JSON' });
+      }
+    });
+  });
+}

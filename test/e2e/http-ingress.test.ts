@@ -1,0 +1,165 @@
+/**
+ * HTTP publishing on the real MPC process (`tormq-mpc --http 0`): what the clients of a real gateway
+ * receive is byte for byte what the Node SDK sends; bad input, oversized bodies and a missing bearer
+ * token are refused with clear JSON errors and publish nothing.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Publisher, encodeBody } from '../../src/index.js';
+import { once, postJson, startCli, startGatewayProcess, startMpcProcess, waitHttpReady, type GatewayProcess, type MpcProcess } from '../helpers/processes.js';
+import { TestClient } from '../helpers/ws-client.js';
+
+describe('HTTP ingress: POST /publish', () => {
+  let mpc: MpcProcess;
+  let gateway: GatewayProcess;
+  const clients: TestClient[] = [];
+  const connect = async (...topics: string[]) => {
+    const client = await TestClient.connect(gateway.url);
+    clients.push(client);
+    if (topics.length > 0) await client.subscribe(...topics);
+    return client;
+  };
+
+  before(async () => {
+    mpc = await startMpcProcess(undefined, ['--http', '0', '--http-max-body', '4096']);
+    gateway = await startGatewayProcess(mpc.gatewayPort);
+  });
+
+  after(async () => {
+    await Promise.all(clients.map((c) => c.close()));
+    await gateway?.stop();
+    await mpc?.stop();
+  });
+
+  test('one message and an array: 202 with the count, delivered in order, bytes identical to the SDK', async () => {
+    const client = await connect('web:a', 'web:0', 'web:1', 'web:2');
+    await waitHttpReady(mpc, 'web');
+    const sdk = new Publisher('127.0.0.1', mpc.publisherPort);
+    try {
+      await sdk.ready({ topic: 'web', timeoutMs: 10_000 });
+      const data = { text: 'héllo ✓ 日本語 🚀', n: [1, 2.5, null], nested: { ok: true } };
+      assert.deepEqual(await postJson(mpc, '/publish', { topic: 'web:a', data }), { status: 202, body: { accepted: 1 } });
+      await client.waitFor((m) => m.startsWith('{"topic": "web:a"'));
+      await sdk.send('web:a', data);
+      await client.waitForCount(3); // ack, HTTP message, SDK message
+      const [fromHttp, fromSdk] = client.bodies();
+      assert.equal(fromHttp, fromSdk, 'HTTP and SDK bodies are the same bytes');
+      assert.equal(fromHttp, encodeBody('web:a', data));
+
+      const batch = Array.from({ length: 50 }, (_, i) => ({ topic: `web:${i % 3}`, data: `m${i}` }));
+      assert.deepEqual(await postJson(mpc, '/publish', batch), { status: 202, body: { accepted: 50 } });
+      await client.waitForCount(3 + 50);
+      assert.deepEqual(client.bodies().slice(2), batch.map((m) => encodeBody(m.topic, m.data)));
+    } finally {
+      await sdk.close();
+    }
+  });
+
+  test('bad input: 400 with a JSON error, and nothing is published', async () => {
+    const client = await connect('bad');
+    await waitHttpReady(mpc, 'bad');
+    const cases: Array<[unknown, RegExp]> = [
+      ['{"topic": "bad", "data": ', /not valid JSON/],
+      [{ data: 1 }, /needs a "topic"/],
+      [{ topic: 'bad::x', data: 1 }, /empty segments/],
+      [{ topic: 7, data: 1 }, /topic must be a string/],
+      [{ topic: 'bad' }, /needs a "data"/],
+      [[], /empty array/],
+      ['"just a string"', /must be an object/],
+      // One bad item rejects the whole array: nothing of it is published.
+      [[{ topic: 'bad', data: 'first' }, { topic: '', data: 'second' }], /body\[1\]: topic must not be empty/],
+    ];
+    for (const [body, pattern] of cases) {
+      const reply = await postJson(mpc, '/publish', body);
+      assert.equal(reply.status, 400, JSON.stringify(body));
+      assert.match(String(reply.body.error), pattern);
+    }
+    assert.deepEqual(await postJson(mpc, '/publish', { topic: 'bad', data: 'the only one' }), { status: 202, body: { accepted: 1 } });
+    await client.waitFor((m) => m.includes('the only one'));
+    assert.deepEqual(client.bodies(), [encodeBody('bad', 'the only one')]);
+  });
+
+  test('bodies over --http-max-body get 413; wrong paths and methods 404 and 405', async () => {
+    const big = await postJson(mpc, '/publish', { topic: 'big', data: 'x'.repeat(5000) });
+    assert.equal(big.status, 413);
+    assert.match(String(big.body.error), /larger than 4096 bytes/);
+    // Sent without a content-length (chunked), the limit still holds.
+    const chunked = await mpc.http('/publish', {
+      method: 'POST',
+      body: new ReadableStream({
+        start(controller) {
+          for (let i = 0; i < 10; i++) controller.enqueue(new TextEncoder().encode('x'.repeat(1000)));
+          controller.close();
+        },
+      }),
+      duplex: 'half',
+    } as RequestInit);
+    assert.equal(chunked.status, 413);
+    await chunked.body?.cancel();
+    const missing = await mpc.http('/nope', { method: 'POST', body: '{}' });
+    assert.equal(missing.status, 404);
+    await missing.body?.cancel();
+    const wrongMethod = await mpc.http('/publish');
+    assert.equal(wrongMethod.status, 405);
+    assert.equal(wrongMethod.headers.get('allow'), 'POST');
+    await wrongMethod.body?.cancel();
+  });
+
+  test('GET /ready answers whether a gateway subscribes to the root', async () => {
+    const notYet = await mpc.http('/ready?topic=later:x');
+    assert.equal(notYet.status, 503);
+    assert.deepEqual(await notYet.json(), { topic: 'later:x', ready: false });
+    await connect('later');
+    await waitHttpReady(mpc, 'later:x');
+    const health = await mpc.http('/healthz');
+    const counters = (await health.json()) as { status: string; accepted: number; rejected: number };
+    assert.equal(counters.status, 'ok');
+    assert.ok(counters.accepted >= 52 && counters.rejected >= 10, JSON.stringify(counters));
+  });
+});
+
+describe('HTTP ingress with --http-token', () => {
+  let mpc: MpcProcess;
+  let gateway: GatewayProcess;
+  let client: TestClient | undefined;
+
+  before(async () => {
+    mpc = await startMpcProcess(undefined, ['--http', '0', '--http-token', 's3cret-token']);
+    gateway = await startGatewayProcess(mpc.gatewayPort);
+  });
+
+  after(async () => {
+    await client?.close();
+    await gateway?.stop();
+    await mpc?.stop();
+  });
+
+  test('401 without the bearer token or with a wrong one; 202 with it', async () => {
+    client = await TestClient.connect(gateway.url);
+    await client.subscribe('secure');
+    for (const headers of [{} as Record<string, string>, { authorization: 'Bearer wrong' }, { authorization: 's3cret-token' }, { authorization: 'Bearer s3cret-token-longer' }]) {
+      const reply = await postJson(mpc, '/publish', { topic: 'secure', data: 'no' }, headers);
+      assert.equal(reply.status, 401, JSON.stringify(headers));
+      assert.match(String(reply.body.error), /bearer token/);
+    }
+    const unauthorisedReady = await mpc.http('/ready?topic=secure');
+    assert.equal(unauthorisedReady.status, 401);
+    assert.equal(unauthorisedReady.headers.get('www-authenticate'), 'Bearer');
+    await unauthorisedReady.body?.cancel();
+
+    const auth = { authorization: 'Bearer s3cret-token' };
+    const ready = await mpc.http('/ready?topic=secure&timeout_ms=15000', { headers: auth });
+    assert.equal(ready.status, 200);
+    await ready.body?.cancel();
+    assert.deepEqual(await postJson(mpc, '/publish', { topic: 'secure', data: 'yes' }, auth), { status: 202, body: { accepted: 1 } });
+    await client.waitFor((m) => m.includes('"yes"'));
+    assert.deepEqual(client.bodies(), [encodeBody('secure', 'yes')]);
+  });
+
+  test('a bad --http flag is a usage error (exit 2)', async () => {
+    const bad = startCli('mpc', ['-s', '0', '-p', '0', '--http', 'eighty']);
+    await once(bad.child, 'close');
+    assert.equal(bad.child.exitCode, 2);
+    assert.match(bad.stderr.join('\n'), /options\.port must be an integer from 0 to 65535, got eighty/);
+  });
+});

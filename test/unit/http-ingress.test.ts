@@ -1,0 +1,95 @@
+/** Pure parts of the HTTP ingress: request validation, the bearer check, option validation. */
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { bearerMatches, parsePublishRequest, parsePushRequest, startHttpIngress } from '../../src/mpc/http-ingress.js';
+
+describe('parsePublishRequest', () => {
+  test('one object or an array of them', () => {
+    assert.deepEqual(parsePublishRequest({ topic: 'a:b', data: null }), { ok: true, messages: [{ topic: 'a:b', data: null }] });
+    assert.deepEqual(parsePublishRequest([{ topic: 'a', data: 1 }, { data: [2], topic: 'b', extra: true }]), {
+      ok: true,
+      messages: [{ topic: 'a', data: 1 }, { topic: 'b', data: [2] }],
+    });
+  });
+
+  test('every bad shape is refused whole, with a message naming the item', () => {
+    const cases: Array<[unknown, string]> = [
+      [null, 'body must be an object {"topic", "data"}'],
+      [42, 'body must be an object {"topic", "data"}'],
+      [[], 'body must not be an empty array'],
+      [[{ topic: 'a', data: 1 }, 'x'], 'body[1] must be an object {"topic", "data"}'],
+      [{ data: 1 }, 'body needs a "topic"'],
+      [{ topic: 'a:', data: 1 }, 'body: topic must not have empty segments'],
+      [{ topic: 'a\nb', data: 1 }, 'body: topic must not contain control characters'],
+      [{ topic: 'x'.repeat(257), data: 1 }, 'body: topic must be at most 256 characters'],
+      [[{ topic: 'a', data: 1 }, { topic: 'b' }], 'body[1] needs a "data" (any JSON value)'],
+    ];
+    for (const [body, error] of cases) assert.deepEqual(parsePublishRequest(body), { ok: false, error }, JSON.stringify(body));
+  });
+
+  test('at most maxMessages per request', () => {
+    const three = [1, 2, 3].map((i) => ({ topic: 't', data: i }));
+    assert.deepEqual(parsePublishRequest(three, 2), { ok: false, error: 'a request may carry at most 2 messages' });
+    assert.equal(parsePublishRequest(three, 3).ok, true);
+  });
+});
+
+describe('parsePushRequest', () => {
+  test('one message per distinct card, on C or C:A, data {from, content}', () => {
+    assert.deepEqual(parsePushRequest({ from: 'f', to: ['c1', 'c2', 'c1'], content: { x: 1 } }), {
+      ok: true,
+      messages: [
+        { topic: 'c1', data: { from: 'f', content: { x: 1 } } },
+        { topic: 'c2', data: { from: 'f', content: { x: 1 } } },
+      ],
+    });
+    assert.deepEqual(parsePushRequest({ from: '', to: ['c1'], content: null, app_id: 'chat' }), {
+      ok: true,
+      messages: [{ topic: 'c1:chat', data: { from: '', content: null } }],
+    });
+  });
+
+  test('bad pushes', () => {
+    const cases: Array<[unknown, string]> = [
+      [[], 'body must be an object {"from", "to", "content"}'],
+      [{ to: ['a'], content: 1 }, 'from must be a string'],
+      [{ from: 'f', to: 'a', content: 1 }, 'to must be a non-empty array of card ids'],
+      [{ from: 'f', to: [], content: 1 }, 'to must be a non-empty array of card ids'],
+      [{ from: 'f', to: ['a'] }, 'content is required (any JSON value)'],
+      [{ from: 'f', to: ['a'], content: 1, app_id: 7 }, 'app_id must be a string'],
+      [{ from: 'f', to: ['a'], content: 1, app_id: 'x:y' }, 'app_id must not contain ":"'],
+      [{ from: 'f', to: ['a', 5], content: 1 }, 'to[1]: card_id must be a string'],
+      [{ from: 'f', to: [''], content: 1 }, 'to[0]: card_id: must not be empty'],
+      [{ from: 'f', to: ['x'.repeat(200)], content: 1, app_id: 'y'.repeat(100) }, 'to[0]: card_id and app_id together are too long'],
+    ];
+    for (const [body, error] of cases) assert.deepEqual(parsePushRequest(body), { ok: false, error }, JSON.stringify(body));
+    assert.deepEqual(parsePushRequest({ from: 'f', to: ['a', 'b'], content: 1 }, 1), { ok: false, error: 'to may name at most 1 card ids' });
+  });
+});
+
+test('bearerMatches accepts exactly "Bearer <token>"', () => {
+  assert.equal(bearerMatches('Bearer s3cret', 's3cret'), true);
+  assert.equal(bearerMatches('Bearer s3cre', 's3cret'), false);
+  assert.equal(bearerMatches('Bearer s3cret2', 's3cret'), false);
+  assert.equal(bearerMatches('s3cret', 's3cret'), false);
+  assert.equal(bearerMatches('bearer s3cret', 's3cret'), false);
+  assert.equal(bearerMatches(undefined, 's3cret'), false);
+  assert.equal(bearerMatches('Bearer ', 's3cret'), false);
+});
+
+test('startHttpIngress validates each option', async () => {
+  const base = { port: 0, publisherHost: '127.0.0.1', publisherPort: 5559 };
+  const cases: Array<[Record<string, unknown>, ErrorConstructor, string]> = [
+    [{ host: '' }, TypeError, 'options.host must be a non-empty string'],
+    [{ port: 70000 }, RangeError, 'options.port must be an integer from 0 to 65535, got 70000'],
+    [{ port: 'x' }, RangeError, 'options.port must be an integer from 0 to 65535, got x'],
+    [{ publisherHost: '' }, TypeError, 'options.publisherHost must be a non-empty string'],
+    [{ publisherPort: 0 }, RangeError, 'options.publisherPort must be an integer from 1 to 65535, got 0'],
+    [{ token: '' }, TypeError, 'options.token must be a non-empty string'],
+    [{ maxBodyBytes: 0 }, RangeError, 'options.maxBodyBytes must be a positive integer, got 0'],
+    [{ maxMessagesPerRequest: 1.5 }, RangeError, 'options.maxMessagesPerRequest must be a positive integer, got 1.5'],
+  ];
+  for (const [override, type, message] of cases) {
+    await assert.rejects(startHttpIngress({ ...base, ...override } as never), (error: Error) => error instanceof type && error.message === message);
+  }
+});
