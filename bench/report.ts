@@ -47,7 +47,7 @@ export function scenarioLabel(r: ScenarioResult): string {
 }
 
 export function loadTable(results: ScenarioResult[]): string {
-  const head = ['scenario', 'delivered/s', 'offered/s', 'lost', 'p50 ms', 'p90', 'p99', 'p999', 'max', 'CPU µs/msg', 'CPU %', 'RSS MB', 'KB/conn', 'conn/s', 'drops r/s/d'];
+  const head = ['scenario', 'delivered/s', 'offered/s', 'lost', 'p50 ms', 'p90', 'p99', 'p999', 'max', 'CPU µs/msg', 'user µs', 'sys %', 'CPU %', 'RSS MB', 'KB/conn', 'conn/s', 'drops r/s/d'];
   const rows = results.map((r) => [
     scenarioLabel(r),
     r.config.kind === 'idle' ? '-' : k(r.deliveredPerSecond),
@@ -59,6 +59,8 @@ export function loadTable(results: ScenarioResult[]): string {
     f(r.latencyMs.p999, 2),
     f(r.latencyMs.max, 1),
     f(r.serverCpuUsPerDelivery, 3),
+    f(r.serverUserUsPerDelivery, 3),
+    r.config.kind === 'idle' ? '-' : f(r.serverSystemShare * 100, 0),
     r.config.kind === 'idle' ? '-' : f(r.serverCpuUtilisation * 100, 0),
     f(r.serverRssLoadedMB, 0),
     f(r.kbPerConnection, 1),

@@ -30,6 +30,8 @@ export function pinSelf(core: number): boolean {
 export interface CpuSample {
   /** utime + stime of all the process's threads, seconds. */
   cpuSeconds: number;
+  /** The kernel's share of cpuSeconds (stime): socket writes on loopback are mostly this. */
+  systemSeconds: number;
   rssBytes: number;
   at: number;
 }
@@ -106,7 +108,7 @@ export class Server {
     const stime = Number(fields[12]);
     const status = readFileSync(`/proc/${this.pid}/status`, 'utf8');
     const rssKb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
-    return { cpuSeconds: (utime + stime) / CLK_TCK, rssBytes: rssKb * 1024, at: performance.now() };
+    return { cpuSeconds: (utime + stime) / CLK_TCK, systemSeconds: stime / CLK_TCK, rssBytes: rssKb * 1024, at: performance.now() };
   }
 
   /** SIGTERM by PID, SIGKILL after `graceMs`. */

@@ -58,7 +58,11 @@ export interface ScenarioResult {
   offeredDeliveriesPerSecond: number;
   latencyMs: { p50: number; p90: number; p99: number; p999: number; max: number };
   serverCpuSeconds: number;
+  /** Kernel share (stime) of serverCpuSeconds, 0..1. */
+  serverSystemShare: number;
   serverCpuUsPerDelivery: number | null;
+  /** User-space part only (utime): the JS and libuv work, without the kernel's TCP path. */
+  serverUserUsPerDelivery: number | null;
   /** Server CPU time / wall time over the window: 1.0 = one core saturated. */
   serverCpuUtilisation: number;
   serverRssLoadedMB: number;
@@ -164,7 +168,7 @@ export async function runScenario(cfg: ScenarioConfig, pool: Piscina): Promise<S
     let published = 0;
     let publishErrors = 0;
     let expected = 0;
-    let window = { t0: 0, t1: 0, cpu0: 0, cpu1: 0, mpc0: 0, mpc1: 0, base: 0, delivered: 0, published: 0, expected: 0 };
+    let window = { t0: 0, t1: 0, cpu0: 0, cpu1: 0, sys0: 0, sys1: 0, mpc0: 0, mpc1: 0, base: 0, delivered: 0, published: 0, expected: 0 };
     if (cfg.kind !== 'idle') {
       publisher = new Publisher('127.0.0.1', mpc.publisherPort, { maxQueue: 100_000 });
       await publisher.ready({ topic: publishTopic(0), timeoutMs: 15_000 });
@@ -207,7 +211,8 @@ export async function runScenario(cfg: ScenarioConfig, pool: Piscina): Promise<S
       await publishFor(cfg.warmupMs);
       await settle(2000, 10_000);
       const base = received();
-      const cpu0 = server.sample().cpuSeconds;
+      const s0 = server.sample();
+      const cpu0 = s0.cpuSeconds;
       const mpc0 = mpc.server.sample().cpuSeconds;
       const baseExpected = expected;
       const basePublished = published;
@@ -215,11 +220,12 @@ export async function runScenario(cfg: ScenarioConfig, pool: Piscina): Promise<S
       const t0 = performance.now();
       await publishFor(cfg.durationMs);
       const lastChange = await settle(3000, 30_000);
-      const cpu1 = server.sample().cpuSeconds;
+      const s1 = server.sample();
+      const cpu1 = s1.cpuSeconds;
       const mpc1 = mpc.server.sample().cpuSeconds;
       await sleep(250); // one more progress round from every thread
       window = {
-        t0, t1: Math.max(lastChange, t0 + cfg.durationMs), cpu0, cpu1, mpc0, mpc1, base,
+        t0, t1: Math.max(lastChange, t0 + cfg.durationMs), cpu0, cpu1, sys0: s0.systemSeconds, sys1: s1.systemSeconds, mpc0, mpc1, base,
         delivered: received() - base, published: published - basePublished, expected: expected - baseExpected,
       };
     }
@@ -259,7 +265,9 @@ export async function runScenario(cfg: ScenarioConfig, pool: Piscina): Promise<S
       offeredDeliveriesPerSecond: cfg.kind === 'idle' ? 0 : (window.expected / cfg.durationMs) * 1000,
       latencyMs: { p50: q(0.5), p90: q(0.9), p99: q(0.99), p999: q(0.999), max: histogram.max / 1000 },
       serverCpuSeconds: cpuSeconds,
+      serverSystemShare: cpuSeconds > 0 ? (window.sys1 - window.sys0) / cpuSeconds : 0,
       serverCpuUsPerDelivery: delivered > 0 ? (cpuSeconds * 1e6) / delivered : null,
+      serverUserUsPerDelivery: delivered > 0 ? ((cpuSeconds - (window.sys1 - window.sys0)) * 1e6) / delivered : null,
       serverCpuUtilisation: measuredSeconds > 0 ? cpuSeconds / measuredSeconds : 0,
       serverRssLoadedMB: rssLoaded / 2 ** 20,
       mpcCpuSeconds: window.mpc1 - window.mpc0,

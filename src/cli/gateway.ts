@@ -25,6 +25,7 @@ const USAGE = `Usage: ${PROGRAM} [options]
       --slow-client-policy P   close (4008) or drop                                  default ${D.slowClientPolicy}
       --heartbeat-ms N         ping interval, 0 = off                                default ${D.heartbeatMs}
       --drain-ms N             spread 1001 closes over this window on shutdown       default ${D.drainMs}
+      --batch-delay-ms N       coalescing window before a worker drains (latency)    default ${D.batchDelayMs}
       --no-validate-json       forward bodies without a full JSON parse              (validates by default)
       --no-demo-page           do not serve the demo page at /
       --log-level LEVEL        fatal, error, warn, info, debug, trace, silent        default ${D.logLevel}
@@ -49,6 +50,7 @@ const flags = parseFlags(PROGRAM, {
   'slow-client-policy': { type: 'string' },
   'heartbeat-ms': { type: 'string' },
   'drain-ms': { type: 'string' },
+  'batch-delay-ms': { type: 'string' },
   'no-validate-json': { type: 'boolean' },
   'no-demo-page': { type: 'boolean' },
   'log-level': { type: 'string' },
@@ -73,6 +75,7 @@ const options: GatewayOptions = {
   slowClientPolicy: flags['slow-client-policy'] as SlowClientPolicy | undefined,
   heartbeatMs: intFlag(flags['heartbeat-ms']),
   drainMs: intFlag(flags['drain-ms']),
+  batchDelayMs: intFlag(flags['batch-delay-ms']),
   validateJson: flags['no-validate-json'] ? false : undefined,
   demoPage: flags['no-demo-page'] ? false : undefined,
   logLevel: flags['log-level'] as LogLevel | undefined,

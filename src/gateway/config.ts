@@ -42,6 +42,12 @@ export interface GatewayConfig {
   readonly heartbeatMs: number;
   /** On SIGTERM/SIGINT, clients are closed with 1001 spread over this window. */
   readonly drainMs: number;
+  /**
+   * Coalescing window, ms: when a worker wakes from idle it waits this long before draining its ring,
+   * so one write per socket carries every message that arrived meanwhile. Adds up to this much
+   * latency; saves syscalls when messages arrive one at a time (see README, "Benchmarks"). 0 = off.
+   */
+  readonly batchDelayMs: number;
   /** Parse every published body fully and drop the ones that are not JSON (the original did). */
   readonly validateJson: boolean;
   /** Serve the demo page at `/`. */
@@ -69,6 +75,7 @@ export const GATEWAY_DEFAULTS: GatewayConfig = Object.freeze({
   slowClientPolicy: 'close',
   heartbeatMs: 30_000,
   drainMs: 5_000,
+  batchDelayMs: 0,
   validateJson: true,
   demoPage: true,
   logLevel: 'info',
@@ -118,6 +125,7 @@ export function validateGatewayConfig(options: GatewayOptions = {}): GatewayConf
   check(isInt(c.heartbeatMs, 0) && (c.heartbeatMs === 0 || c.heartbeatMs >= 100), 'heartbeatMs',
     '0 (off) or an integer of at least 100', c.heartbeatMs);
   check(isInt(c.drainMs, 0), 'drainMs', 'a non-negative integer', c.drainMs);
+  check(isInt(c.batchDelayMs, 0, 1000), 'batchDelayMs', 'an integer from 0 to 1000', c.batchDelayMs);
   check(typeof c.validateJson === 'boolean', 'validateJson', 'a boolean', c.validateJson);
   check(typeof c.demoPage === 'boolean', 'demoPage', 'a boolean', c.demoPage);
   check((LOG_LEVELS as readonly unknown[]).includes(c.logLevel), 'logLevel', `one of ${LOG_LEVELS.join(', ')}`, c.logLevel);

@@ -19,8 +19,9 @@ export class Session {
   mark = 0;
   /** Answered the last heartbeat ping. */
   alive = true;
-  /** Corked for the current delivery batch (uncorked by the worker at the end of the batch). */
-  corked = false;
+  /** Delivery scratch: messages [runStart, runEnd) of the current batch are due to this socket (-1: none). */
+  runStart = -1;
+  runEnd = -1;
   /** In the "drop" policy: currently over the limit, skipping messages. */
   dropping = false;
   readonly topics = new Set<string>();
@@ -35,9 +36,10 @@ export class Session {
   }
 
   /**
-   * Hot path: writes one pre-framed message. Writing beside ws's own sender is safe because tormq
-   * sends ws only control replies and frames, never compressed or Blob data, so ws never holds a
-   * queue of its own that a direct write could overtake. Returns true when written.
+   * Hot path: writes pre-framed messages (one or several frames back to back; Delivery writes each
+   * socket once per batch). Writing beside ws's own sender is safe because tormq sends ws only
+   * control replies and frames, never compressed or Blob data, so ws never holds a queue of its own
+   * that a direct write could overtake. Returns true when written.
    */
   deliver(frame: Buffer): boolean {
     if (this.ws.readyState !== OPEN) return false;
@@ -47,12 +49,6 @@ export class Session {
       return false;
     }
     this.dropping = false;
-    if (!this.corked) {
-      // One writev per connection per batch instead of one write per message.
-      socket.cork();
-      this.corked = true;
-      this.ctx.corked.push(this);
-    }
     socket.write(frame);
     return true;
   }

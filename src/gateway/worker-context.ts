@@ -11,7 +11,7 @@ export interface WorkerContext {
   /** This worker's shared-memory counters (`WorkerStat` indices). */
   readonly stats: Float64Array;
   readonly trie: TopicTrie<Session>;
-  /** Sessions corked during the current delivery batch; uncorked and emptied at its end. */
+  /** Sessions with messages due in the current delivery batch; written and emptied at its end. */
   readonly corked: Session[];
   readonly log: Logger;
 }
