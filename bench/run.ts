@@ -29,7 +29,8 @@ const USAGE = `Usage: npm run bench -- [options]
   --client-threads N      piscina threads of the client fleet              default 2
   --duration-ms N         measured window per scenario                     default 10000 (quick 5000)
   --variant NAME=FLAGS    also run broadcast on tormq with these gateway flags (repeatable),
-                          e.g. --variant "no-validate=--no-validate-json"
+                          e.g. --variant "no-validate=--no-validate-json"; --cli=PATH among the
+                          flags runs another gateway build (A/B of two commits in one run)
   --no-baseline           skip the single-thread ws baseline
   --no-micro / --no-load  skip a part
   --no-pin                do not pin with taskset

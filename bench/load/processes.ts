@@ -149,9 +149,15 @@ export interface GatewayHandle {
   metrics(): Promise<string>;
 }
 
+/**
+ * `extra` may hold `--cli=PATH`: run another build of tormq-gateway (an A/B variant, e.g. the
+ * previous commit compiled elsewhere) under the same workload in the same run.
+ */
 export async function startGateway(core: number | null, mpcPort: number, workers: number, extra: string[], nodeFlags: string[] = []): Promise<GatewayHandle> {
+  const cli = extra.find((a) => a.startsWith('--cli='))?.slice('--cli='.length) ?? CLI.gateway;
+  extra = extra.filter((a) => !a.startsWith('--cli='));
   const args = ['-r', `127.0.0.1:${mpcPort}`, '-p', '0', '--admin-port', '0', '--workers', String(workers), '--log-level', 'info', ...extra];
-  const server = startPinned('tormq-gateway', core, CLI.gateway, args, nodeFlags);
+  const server = startPinned('tormq-gateway', core, cli, args, nodeFlags);
   const ready = await server.waitForLog((l) => l.msg === 'gateway ready');
   await server.waitForLog((l) => l.msg === 'MPC link up');
   const adminPort = ready.adminPort as number;
