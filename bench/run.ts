@@ -28,7 +28,7 @@ const USAGE = `Usage: npm run bench -- [options]
   --workers N             gateway worker threads                           default 1
   --client-threads N      piscina threads of the client fleet              default 2
   --duration-ms N         measured window per scenario                     default 10000 (quick 5000)
-  --variant NAME=FLAGS    also run broadcast on tormq with these gateway flags (repeatable),
+  --variant NAME=FLAGS    also run each load scenario on tormq with these gateway flags (repeatable),
                           e.g. --variant "no-validate=--no-validate-json"; --cli=PATH among the
                           flags runs another gateway build (A/B of two commits in one run)
   --no-baseline           skip the single-thread ws baseline
@@ -129,10 +129,12 @@ function plan(): ScenarioConfig[] {
   }
   if (kinds.includes('unicast')) {
     list.push({ ...base, kind: 'unicast', target: 'tormq', rate: rate * 5 });
+    for (const v of variants) list.push({ ...base, kind: 'unicast', target: 'tormq', rate: rate * 5, variant: v.name, gatewayFlags: v.flags });
     if (baseline && !quick) list.push({ ...base, kind: 'unicast', target: 'baseline', rate: rate * 5, profileDir: undefined });
   }
   if (kinds.includes('prefix')) {
     list.push({ ...base, kind: 'prefix', target: 'tormq' });
+    for (const v of variants) list.push({ ...base, kind: 'prefix', target: 'tormq', variant: v.name, gatewayFlags: v.flags });
     if (baseline && !quick) list.push({ ...base, kind: 'prefix', target: 'baseline', profileDir: undefined });
   }
   if (kinds.includes('idle')) {

@@ -68,6 +68,8 @@ export interface ScenarioResult {
   serverRssLoadedMB: number;
   mpcCpuSeconds: number;
   drops: { ring: number; slowClientDrops: number; slowClientDisconnects: number; publish: Record<string, number> } | null;
+  /** The gateway's own counters at the end (messages in from the MPC, deliveries written). */
+  gatewayCounters: { messagesIn: number; ringRecordsRead: number; ringUsedBytes: number; deliveries: number } | null;
   closedByServer: number;
   unstamped: number;
   notes: string[];
@@ -230,7 +232,10 @@ export async function runScenario(cfg: ScenarioConfig, pool: Piscina): Promise<S
       };
     }
     const rssLoaded = server.sample().rssBytes;
-    const gatewayStats = stats === null ? null : ((await stats()) as { workers: Array<Record<string, number>>; publishDrops: Record<string, number> });
+    // Warnings and errors the server logged during the run belong in the record.
+    for (const line of server.logs) if (typeof line.level === 'number' && line.level >= 40) notes.push(`${server.name}: ${String(line.msg)}${line.err ? ` ${JSON.stringify(line.err).slice(0, 300)}` : ''}`);
+    for (const line of server.stderr.slice(0, 5)) notes.push(`${server.name} stderr: ${line.slice(0, 300)}`);
+    const gatewayStats = stats === null ? null : ((await stats()) as { workers: Array<Record<string, number>>; publishDrops: Record<string, number>; messagesIn: number; deliveries: number });
 
     // --- collect ----------------------------------------------------------------------------------------
     for (const m of fleet) m.port.postMessage({ type: 'stop' });
@@ -277,6 +282,7 @@ export async function runScenario(cfg: ScenarioConfig, pool: Piscina): Promise<S
         slowClientDisconnects: sum('slowClientDisconnects'),
         publish: Object.fromEntries(Object.entries(gatewayStats.publishDrops).filter(([, n]) => n > 0)),
       },
+      gatewayCounters: gatewayStats === null ? null : { messagesIn: gatewayStats.messagesIn, ringRecordsRead: sum('messages'), ringUsedBytes: sum('ringUsedBytes'), deliveries: gatewayStats.deliveries },
       closedByServer,
       unstamped,
       notes,

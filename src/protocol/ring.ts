@@ -12,7 +12,7 @@
  *
  * The writer never waits: a record that does not fit is refused (`tryWrite` returns false) and the
  * caller counts the drop. A reader that has caught up parks with `Atomics.waitAsync` on WRITE; the
- * writer notifies only on an empty -> non-empty transition (see `tryWrite`).
+ * writer notifies only when the reader may have caught up with it (see `tryWrite`).
  */
 
 const HEADER_INTS = 4; // WRITE, READ, two spare
@@ -93,10 +93,14 @@ export class RingWriter extends RingBase {
     topic.copy(this.bytes, offset + RECORD_HEADER_BYTES);
     body.copy(this.bytes, offset + RECORD_HEADER_BYTES + topic.length);
     Atomics.store(this.header, WRITE, (write + advance) | 0);
-    // The reader parks only when it has consumed everything (READ === old WRITE). If READ is behind,
-    // the reader is still draining and will see the new WRITE before it parks (it re-checks WRITE
-    // atomically in waitAsync), so no notify is needed: one notify per idle -> busy transition.
-    if (read === write) this.needsNotify = true;
+    // READ is read again *after* publishing WRITE. The reader parks only when it has consumed
+    // everything (READ === old WRITE). If READ is still behind here, the reader has yet to store
+    // READ, and it loads WRITE only after that store, so it sees this record before it can park.
+    // Deciding from the READ loaded before the copy lost wake-ups: the reader could finish, store
+    // READ, find nothing and park while this record was being copied (found by the unicast load
+    // benchmark, 5,000 one-recipient messages/s: the worker stopped reading with records in its ring;
+    // test/unit/ring.test.ts reproduces it with a real worker thread).
+    if (Atomics.load(this.header, READ) >>> 0 === write) this.needsNotify = true;
     return true;
   }
 
