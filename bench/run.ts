@@ -105,6 +105,7 @@ const base: Omit<ScenarioConfig, 'kind' | 'target'> = {
   payloadBytes,
   durationMs,
   warmupMs: quick ? 1000 : 2000,
+  settleCapMs: quick ? 8000 : 15_000,
   workers,
   gatewayFlags: [],
   clientThreads,
