@@ -197,10 +197,11 @@ if (o['no-load'] !== true) {
   }
   console.log(`\n\n${loadTable(results)}`);
   console.log('\nCPU µs/msg: gateway process CPU (utime+stime of all its threads, /proc) over the window / messages delivered;');
-  console.log('drops r/s/d: ring drops / slow-client drops / slow-client disconnects (gateway /stats); lost = expected − received.');
+  console.log('drops r/s/d: ring drops / slow-client drops / slow-client disconnects (gateway /stats);');
+  console.log('lost: expected deliveries (messages × subscribers) not received by the end of the window (a saturated server is still behind).');
 }
 
-const summary = capacitySummary(results, machine);
+const summary = capacitySummary(results, machine, { rate, payloadBytes, workers });
 if (summary.length > 0) console.log(`\ncapacity:\n  ${summary.join('\n  ')}`);
 for (const r of results) if (r.lost > 0 || r.notes.length > 0) console.log(`note: ${scenarioLabel(r)}: lost ${r.lost}${r.notes.length ? `; ${r.notes.join('; ')}` : ''}`);
 for (const fail of failures) console.log(`FAILED: ${fail.scenario}: ${fail.error}`);
