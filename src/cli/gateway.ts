@@ -29,6 +29,7 @@ const USAGE = `Usage: ${PROGRAM} [options]
       --client-rate-limit N    client frames per second per connection, 0 = off      default ${D.clientRateLimit}
       --client-rate-burst N    frames at once; this many rejected in a row close 4029 default ${D.clientRateBurst}
       --enable-test-hooks      TEST ONLY: fault-injection endpoints on the admin port (off by default)
+      --batch-delay-ms N       coalescing window before a worker drains (latency)    default ${D.batchDelayMs}
       --no-validate-json       forward bodies without a full JSON parse              (validates by default)
       --no-demo-page           do not serve the demo page at /
       --log-level LEVEL        fatal, error, warn, info, debug, trace, silent        default ${D.logLevel}
@@ -65,6 +66,7 @@ const flags = parseFlags(PROGRAM, {
   'client-rate-limit': { type: 'string' },
   'client-rate-burst': { type: 'string' },
   'enable-test-hooks': { type: 'boolean' },
+  'batch-delay-ms': { type: 'string' },
   'no-validate-json': { type: 'boolean' },
   'no-demo-page': { type: 'boolean' },
   'log-level': { type: 'string' },
@@ -100,6 +102,7 @@ const options: GatewayOptions = {
   clientRateLimit: intFlag(flags['client-rate-limit']),
   clientRateBurst: intFlag(flags['client-rate-burst']),
   testHooks: flags['enable-test-hooks'] ? true : undefined,
+  batchDelayMs: intFlag(flags['batch-delay-ms']),
   validateJson: flags['no-validate-json'] ? false : undefined,
   demoPage: flags['no-demo-page'] ? false : undefined,
   logLevel: flags['log-level'] as LogLevel | undefined,

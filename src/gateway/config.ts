@@ -55,6 +55,12 @@ export interface GatewayConfig {
    * Off by default; never enable it in production.
    */
   readonly testHooks: boolean;
+  /**
+   * Coalescing window, ms: when a worker wakes from idle it waits this long before draining its ring,
+   * so one write per socket carries every message that arrived meanwhile. Adds up to this much
+   * latency; saves syscalls when messages arrive one at a time (see README, "Benchmarks"). 0 = off.
+   */
+  readonly batchDelayMs: number;
   /** Parse every published body fully and drop the ones that are not JSON (the original did). */
   readonly validateJson: boolean;
   /** Serve the demo page at `/`. */
@@ -100,6 +106,7 @@ export const GATEWAY_DEFAULTS: GatewayConfig = Object.freeze({
   clientRateLimit: 50,
   clientRateBurst: 100,
   testHooks: false,
+  batchDelayMs: 0,
   validateJson: true,
   demoPage: true,
   logLevel: 'info',
@@ -160,6 +167,7 @@ export function validateGatewayConfig(options: GatewayOptions = {}): GatewayConf
   check(isInt(c.clientRateLimit, 0, 1_000_000), 'clientRateLimit', 'an integer from 0 (off) to 1000000', c.clientRateLimit);
   check(isInt(c.clientRateBurst, 1, 1_000_000), 'clientRateBurst', 'an integer from 1 to 1000000', c.clientRateBurst);
   check(typeof c.testHooks === 'boolean', 'testHooks', 'a boolean', c.testHooks);
+  check(isInt(c.batchDelayMs, 0, 1000), 'batchDelayMs', 'an integer from 0 to 1000', c.batchDelayMs);
   check(typeof c.validateJson === 'boolean', 'validateJson', 'a boolean', c.validateJson);
   check(typeof c.demoPage === 'boolean', 'demoPage', 'a boolean', c.demoPage);
   check((LOG_LEVELS as readonly unknown[]).includes(c.logLevel), 'logLevel', `one of ${LOG_LEVELS.join(', ')}`, c.logLevel);

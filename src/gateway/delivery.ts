@@ -1,9 +1,18 @@
 /**
- * The worker's delivery loop: drain the ring, frame each message once, write it to every recipient
- * the trie yields, then uncork the touched sockets so each pays one writev per batch.
+ * The worker's delivery loop: drain the ring, frame each message once, walk the trie for each, then
+ * write to every touched socket once per batch.
  * Hot path: no logging, no per-message closures, no option checks.
+ *
+ * Writes (measured with `npm run bench`, `node --cpu-prof` on the gateway): the `writev` syscalls are
+ * most of the worker's CPU (~3.9 s of ~5.6 s busy in a broadcast to 1,000 clients), so the cost
+ * that matters is syscalls per delivered message. A batch's frames are laid back to back in one
+ * buffer; each socket gets the run of consecutive messages due to it as one `write` of a view of that
+ * buffer (the whole buffer in a broadcast), with no cork/uncork and no per-chunk writev bookkeeping.
+ * Only a socket whose run has a gap (it missed a message in the middle) gets more than one write.
+ * Measured A/B against cork() + write per message + uncork() in one bench run: 0.18-0.20 vs
+ * 0.23-0.25 µs of user CPU per delivery (broadcast, 1,000 clients, 1,000 msgs/s).
  */
-import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
+import { setImmediate as yieldToEventLoop, setTimeout as sleep } from 'node:timers/promises';
 import { performance } from 'node:perf_hooks';
 import { RingReader } from '../protocol/ring.js';
 import { encodeTextFrame } from '../protocol/ws-frame.js';
@@ -13,19 +22,33 @@ import type { WorkerContext } from './worker-context.js';
 
 /** Records per batch before yielding to the event loop, so sockets and client frames are served. */
 const MAX_BATCH = 256;
+const EMPTY = Buffer.alloc(0);
+/** Session.runEnd when the session has nothing due in the current batch. */
+const NOT_IN_BATCH = -1;
+/** Session.runEnd when the session is skipped for the rest of the batch (slow, or closing). */
+const SKIPPED = -2;
 
 export class Delivery {
   private running = false;
-  private frame: Buffer = Buffer.alloc(0);
   private delivered = 0;
   private readonly receivedAt = new Float64Array(MAX_BATCH);
+  /** This batch: each message's frame and topic, and where each frame starts in `batch`. */
+  private readonly frames: Buffer[] = [];
+  private readonly topics: string[] = [];
+  private readonly offsets = new Int32Array(MAX_BATCH + 1);
+  private batch: Buffer = EMPTY;
   private batchSize = 0;
+  /** Index in the batch of the message being walked through the trie. */
+  private current = 0;
   private readonly timeOrigin = performance.timeOrigin;
+  private readonly batchDelayMs: number;
 
   constructor(
     private readonly ctx: WorkerContext,
     private readonly ring: RingReader,
-  ) {}
+  ) {
+    this.batchDelayMs = ctx.config.batchDelayMs;
+  }
 
   start(): void {
     if (this.running) return;
@@ -46,39 +69,92 @@ export class Delivery {
     while (this.running) {
       const count = this.ring.drain(this.onRecord, MAX_BATCH);
       if (count > 0) {
-        this.flush();
+        this.deliverBatch();
         await yieldToEventLoop();
       } else {
         const wait = this.ring.waitForData();
         if (wait !== null) await wait;
+        // Coalescing window: after an idle -> busy wake-up, let more messages arrive so that one
+        // write per socket carries several (see GatewayConfig.batchDelayMs for the measured trade).
+        if (this.batchDelayMs > 0) await sleep(this.batchDelayMs);
       }
     }
   }
 
   private readonly onRecord = (topic: string, bytes: Buffer, offset: number, length: number, receivedAt: number): void => {
     // Copy out of shared memory once, already framed: every recipient gets the same bytes.
-    this.frame = encodeTextFrame(bytes, offset, length);
-    this.receivedAt[this.batchSize++] = receivedAt;
-    this.ctx.trie.forEachRecipient(topic, this.deliverTo);
+    const i = this.batchSize++;
+    this.frames[i] = encodeTextFrame(bytes, offset, length);
+    this.topics[i] = topic;
+    this.receivedAt[i] = receivedAt;
   };
 
-  private readonly deliverTo = (session: Session): void => {
-    if (session.deliver(this.frame)) this.delivered++;
-  };
-
-  private flush(): void {
-    const corked = this.ctx.corked;
-    for (let i = 0; i < corked.length; i++) {
-      const session = corked[i]!;
-      session.corked = false;
-      session.socket.uncork();
+  private deliverBatch(): void {
+    const n = this.batchSize;
+    const frames = this.frames;
+    const offsets = this.offsets;
+    offsets[0] = 0;
+    for (let i = 0; i < n; i++) offsets[i + 1] = offsets[i]! + frames[i]!.length;
+    this.batch = n === 1 ? frames[0]! : Buffer.concat(frames, offsets[n]!);
+    const trie = this.ctx.trie;
+    for (let i = 0; i < n; i++) {
+      this.current = i;
+      trie.forEachRecipient(this.topics[i]!, this.addToRun);
     }
-    corked.length = 0;
+    const touched = this.ctx.corked;
+    for (let i = 0; i < touched.length; i++) {
+      const session = touched[i]!;
+      this.writeRun(session);
+      session.runEnd = NOT_IN_BATCH;
+    }
+    touched.length = 0;
+    this.batch = EMPTY;
+    frames.length = 0;
+    this.topics.length = 0;
+    this.flushStats();
+  }
+
+  /** Trie visitor: message `current` is due to `session`; extend its run or start a new one. */
+  private readonly addToRun = (session: Session): void => {
+    const i = this.current;
+    const runEnd = session.runEnd;
+    if (runEnd === i) {
+      session.runEnd = i + 1;
+      return;
+    }
+    if (runEnd === NOT_IN_BATCH) {
+      // First message of this batch for the session: the one place its slowness is judged.
+      this.ctx.corked.push(session);
+      if (!session.beginBatch()) {
+        session.runEnd = SKIPPED; // beginBatch applied the policy and counted this message
+        return;
+      }
+    } else if (runEnd === SKIPPED) {
+      // The rest of the batch for a client over its limit: counted per message under policy drop.
+      if (session.dropping) this.ctx.stats[WorkerStat.SLOW_DROPS]++;
+      return;
+    } else {
+      this.writeRun(session); // a gap: what it has so far goes now, in order
+    }
+    session.runStart = i;
+    session.runEnd = i + 1;
+  };
+
+  private writeRun(session: Session): void {
+    const start = session.runStart;
+    const end = session.runEnd;
+    if (end === SKIPPED) return;
+    const chunk = end - start === 1 ? this.frames[start]! : start === 0 && end === this.batchSize ? this.batch : this.batch.subarray(this.offsets[start]!, this.offsets[end]!);
+    session.write(chunk);
+    this.delivered += end - start;
+  }
+
+  private flushStats(): void {
     const stats = this.ctx.stats;
     stats[WorkerStat.RECORDS] += this.batchSize;
     stats[WorkerStat.DELIVERIES] += this.delivered;
     this.delivered = 0;
-    // In-gateway latency: main-thread receive -> handed to the kernel (uncork above writes).
+    // In-gateway latency: main-thread receive -> handed to the kernel (the writes above).
     const now = this.timeOrigin + performance.now();
     for (let i = 0; i < this.batchSize; i++) {
       const seconds = (now - this.receivedAt[i]!) / 1000;

@@ -25,8 +25,9 @@ export class Session {
   mark = 0;
   /** Answered the last heartbeat ping. */
   alive = true;
-  /** Corked for the current delivery batch (uncorked by the worker at the end of the batch). */
-  corked = false;
+  /** Delivery scratch: messages [runStart, runEnd) of the current batch are due to this socket (-1: none, -2: skipped). */
+  runStart = -1;
+  runEnd = -1;
   /** In the "drop" policy: currently over the limit, skipping messages. */
   dropping = false;
   readonly topics = new Set<string>();
@@ -59,29 +60,30 @@ export class Session {
   }
 
   /**
-   * Hot path: writes one pre-framed message. Writing beside ws's own sender is safe because tormq
-   * sends ws only control replies and frames, never compressed or Blob data, so ws never holds a
-   * queue of its own that a direct write could overtake. Returns true when written.
+   * Hot path, once per delivery batch, before anything of the batch is written to this socket: false
+   * when the connection is closing or over `slowClientBytes` (the slow-client policy is applied then).
+   * Judged once per batch, on what earlier batches left unsent: within a batch `writableLength` also
+   * counts the batch's own writes, so a client reading at full speed would look slow whenever one batch
+   * alone exceeds the limit. Memory per connection stays bounded by slowClientBytes + one batch.
    */
-  deliver(frame: Buffer): boolean {
+  beginBatch(): boolean {
     if (this.ws.readyState !== OPEN) return false;
-    const socket = this.socket;
-    if (!this.corked) {
-      // Judged once per batch, on what earlier batches left unsent: within a batch writableLength also
-      // counts this batch's corked frames, so a client reading at full speed would look slow whenever one
-      // batch alone exceeds the limit. Memory per connection stays bounded by slowClientBytes + one batch.
-      if (socket.writableLength > this.ctx.config.slowClientBytes) {
-        this.onSlow();
-        return false;
-      }
-      this.dropping = false;
-      // One writev per connection per batch instead of one write per message.
-      socket.cork();
-      this.corked = true;
-      this.ctx.corked.push(this);
+    if (this.socket.writableLength > this.ctx.config.slowClientBytes) {
+      this.onSlow();
+      return false;
     }
-    socket.write(frame);
+    this.dropping = false;
     return true;
+  }
+
+  /**
+   * Hot path: writes a run of pre-framed messages (one or several frames back to back; Delivery writes
+   * each socket once per batch unless its messages have gaps). Writing beside ws's own sender is safe
+   * because tormq sends ws only control replies and frames, never compressed or Blob data, so ws never
+   * holds a queue of its own that a direct write could overtake.
+   */
+  write(frames: Buffer): void {
+    this.socket.write(frames);
   }
 
   private onSlow(): void {

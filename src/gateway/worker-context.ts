@@ -12,7 +12,7 @@ export interface WorkerContext {
   /** This worker's shared-memory counters (`WorkerStat` indices). */
   readonly stats: Float64Array;
   readonly trie: TopicTrie<Session>;
-  /** Sessions corked during the current delivery batch; uncorked and emptied at its end. */
+  /** Sessions with messages due in the current delivery batch; written and emptied at its end. */
   readonly corked: Session[];
   readonly log: Logger;
   /** Origin and token checks at upgrade; its verifier (null when auth is off) checks refresh tokens. */

@@ -12,7 +12,7 @@
  *
  * The writer never waits: a record that does not fit is refused (`tryWrite` returns false) and the
  * caller counts the drop. A reader that has caught up parks with `Atomics.waitAsync` on WRITE; the
- * writer notifies only on an empty -> non-empty transition (see `tryWrite`).
+ * writer notifies only when the reader may have caught up with it (see `tryWrite`).
  */
 
 const HEADER_INTS = 4; // WRITE, READ, two spare

@@ -1,0 +1,194 @@
+/**
+ * Starts the servers under test as separate processes pinned to one core (`taskset -c`), reads
+ * their JSON "ready" log lines for ports (port 0 everywhere), samples their CPU time and RSS from
+ * /proc, and stops them by PID. Every process started is registered so `stopAll` (also run on
+ * error and exit) ends it.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+const DIST = fileURLToPath(new URL('../../', import.meta.url));
+export const CLI = { mpc: `${DIST}src/cli/mpc.js`, gateway: `${DIST}src/cli/gateway.js`, baseline: `${DIST}bench/load/baseline-server.js` };
+
+const started = new Set<Server>();
+/** Clock ticks per second for /proc/PID/stat times (USER_HZ, 100 on Linux; asked once). */
+const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
+
+/** `taskset` exists (util-linux) and this machine has the cores asked for. */
+export function canPin(cores: number[]): boolean {
+  const probe = spawnSync('taskset', ['-c', cores.join(','), 'true']);
+  return probe.status === 0;
+}
+
+/** Pins every thread of this process (and the threads it creates later) to `core`. */
+export function pinSelf(core: number): boolean {
+  return spawnSync('taskset', ['-a', '-cp', String(core), String(process.pid)], { stdio: 'ignore' }).status === 0;
+}
+
+export interface CpuSample {
+  /** utime + stime of all the process's threads, seconds. */
+  cpuSeconds: number;
+  /** The kernel's share of cpuSeconds (stime): socket writes on loopback are mostly this. */
+  systemSeconds: number;
+  rssBytes: number;
+  at: number;
+}
+
+export class Server {
+  readonly logs: Array<Record<string, unknown>> = [];
+  readonly stderr: string[] = [];
+  readonly exited: Promise<number | null>;
+  private readonly watchers = new Set<() => void>();
+
+  constructor(
+    readonly name: string,
+    readonly child: ChildProcess,
+  ) {
+    started.add(this);
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      try {
+        this.logs.push(JSON.parse(line) as Record<string, unknown>);
+      } catch {
+        this.logs.push({ raw: line });
+      }
+      // Keep memory bounded on long runs: only start-up lines matter here.
+      if (this.logs.length > 1000) this.logs.splice(0, 500);
+      for (const w of this.watchers) w();
+    });
+    createInterface({ input: child.stderr! }).on('line', (line) => {
+      if (this.stderr.length < 200) this.stderr.push(line);
+      for (const w of this.watchers) w();
+    });
+    this.exited = new Promise((resolve) =>
+      child.once('exit', (code) => {
+        started.delete(this);
+        resolve(code);
+        for (const w of this.watchers) w();
+      }),
+    );
+  }
+
+  get pid(): number {
+    return this.child.pid!;
+  }
+
+  waitForLog(predicate: (line: Record<string, unknown>) => boolean, timeoutMs = 20_000): Promise<Record<string, unknown>> {
+    return new Promise((resolve, reject) => {
+      const check = (): void => {
+        const found = this.logs.find(predicate);
+        if (found) {
+          done();
+          resolve(found);
+        } else if (this.child.exitCode !== null || this.child.signalCode !== null) {
+          done();
+          reject(new Error(`${this.name} exited (${this.child.exitCode ?? this.child.signalCode}); stderr: ${this.stderr.join('\n')}`));
+        }
+      };
+      const timer = setTimeout(() => {
+        done();
+        reject(new Error(`${this.name}: no ready line within ${timeoutMs} ms; stderr: ${this.stderr.join('\n')}`));
+      }, timeoutMs);
+      const done = (): void => {
+        clearTimeout(timer);
+        this.watchers.delete(check);
+      };
+      this.watchers.add(check);
+      check();
+    });
+  }
+
+  /** CPU time (all threads) and RSS from /proc/PID/stat and /proc/PID/status. */
+  sample(): CpuSample {
+    const stat = readFileSync(`/proc/${this.pid}/stat`, 'utf8');
+    // Fields after the parenthesised command name (which may contain spaces): state is field 3.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const utime = Number(fields[11]);
+    const stime = Number(fields[12]);
+    const status = readFileSync(`/proc/${this.pid}/status`, 'utf8');
+    const rssKb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+    return { cpuSeconds: (utime + stime) / CLK_TCK, systemSeconds: stime / CLK_TCK, rssBytes: rssKb * 1024, at: performance.now() };
+  }
+
+  /** SIGTERM by PID, SIGKILL after `graceMs`. */
+  async stop(graceMs = 10_000): Promise<void> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    this.child.kill('SIGTERM');
+    const timer = setTimeout(() => this.child.kill('SIGKILL'), graceMs);
+    await this.exited;
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Runs `node script args` pinned to `core` (taskset execs node, so the PID is node's), with the
+ * open-files limit raised to its hard limit for the many sockets a load run holds.
+ */
+export function startPinned(name: string, core: number | null, script: string, args: string[], nodeFlags: string[] = []): Server {
+  const node = [process.execPath, ...nodeFlags, script, ...args];
+  const command = core === null ? node : ['taskset', '-c', String(core), ...node];
+  // `ulimit -n hard` then exec: the shell is replaced, so the PID stays the server's.
+  const shell = `ulimit -n "$(ulimit -Hn)" && exec "$@"`;
+  const child = spawn('sh', ['-c', shell, 'sh', ...command], { stdio: ['ignore', 'pipe', 'pipe'] });
+  return new Server(name, child);
+}
+
+export async function startMpc(core: number | null): Promise<{ server: Server; publisherPort: number; gatewayPort: number }> {
+  const server = startPinned('tormq-mpc', core, CLI.mpc, ['-s', '0', '-p', '0', '--log-level', 'info']);
+  const ready = await server.waitForLog((l) => l.msg === 'mpc ready');
+  return { server, publisherPort: ready.publisherPort as number, gatewayPort: ready.gatewayPort as number };
+}
+
+export interface GatewayHandle {
+  server: Server;
+  port: number;
+  adminPort: number;
+  url: string;
+  stats(): Promise<Record<string, unknown> & { deliveries: number; messagesIn: number; workers: Array<Record<string, number>> }>;
+  metrics(): Promise<string>;
+}
+
+/**
+ * `extra` may hold `--cli=PATH`: run another build of tormq-gateway (an A/B variant, e.g. the
+ * previous commit compiled elsewhere) under the same workload in the same run.
+ */
+export async function startGateway(core: number | null, mpcPort: number, workers: number, extra: string[], nodeFlags: string[] = []): Promise<GatewayHandle> {
+  const cli = extra.find((a) => a.startsWith('--cli='))?.slice('--cli='.length) ?? CLI.gateway;
+  extra = extra.filter((a) => !a.startsWith('--cli='));
+  const args = ['-r', `127.0.0.1:${mpcPort}`, '-p', '0', '--admin-port', '0', '--workers', String(workers), '--log-level', 'info', ...extra];
+  const server = startPinned('tormq-gateway', core, cli, args, nodeFlags);
+  const ready = await server.waitForLog((l) => l.msg === 'gateway ready');
+  await server.waitForLog((l) => l.msg === 'MPC link up');
+  const adminPort = ready.adminPort as number;
+  return {
+    server,
+    port: ready.port as number,
+    adminPort,
+    url: `ws://127.0.0.1:${ready.port as number}/ws`,
+    stats: async () => (await (await fetch(`http://127.0.0.1:${adminPort}/stats`)).json()) as never,
+    metrics: async () => (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text(),
+  };
+}
+
+export async function startBaseline(core: number | null, mpcPort: number): Promise<{ server: Server; port: number; url: string }> {
+  const server = startPinned('baseline', core, CLI.baseline, ['--mpc', `127.0.0.1:${mpcPort}`]);
+  const ready = await server.waitForLog((l) => l.msg === 'baseline ready');
+  return { server, port: ready.port as number, url: `ws://127.0.0.1:${ready.port as number}/ws` };
+}
+
+/** Stops every process this module started (by PID). */
+export async function stopAll(): Promise<void> {
+  await Promise.all([...started].map((s) => s.stop()));
+}
+
+/** Last-resort cleanup when the runner dies: SIGKILL by PID, synchronously. */
+export function killAllSync(): void {
+  for (const s of started) {
+    try {
+      s.child.kill('SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+}
