@@ -17,6 +17,7 @@ const USAGE = `Usage: ${PROGRAM} [options]
       --admin-port PORT        /healthz /metrics /stats ("off" disables)              default ${D.adminPort}
       --admin-host ADDR        admin address                                         default ${D.adminHost}
       --ring-bytes N           shared-memory ring per worker (power of two)          default ${D.ringBytes}
+      --upstream-hwm N         messages the MPC link buffers before ZeroMQ drops      default ${D.upstreamHighWaterMark}
       --max-message-bytes N    largest published body accepted                       default ${D.maxMessageBytes}
       --max-frame-bytes N      largest client frame (else close 1009)                default ${D.maxFrameBytes}
       --max-topic-length N     longest topic                                         default ${D.maxTopicLength}
@@ -54,6 +55,7 @@ const flags = parseFlags(PROGRAM, {
   'admin-port': { type: 'string' },
   'admin-host': { type: 'string' },
   'ring-bytes': { type: 'string' },
+  'upstream-hwm': { type: 'string' },
   'max-message-bytes': { type: 'string' },
   'max-frame-bytes': { type: 'string' },
   'max-topic-length': { type: 'string' },
@@ -90,6 +92,7 @@ const options: GatewayOptions = {
   adminPort: flags['admin-port'] === 'off' ? -1 : intFlag(flags['admin-port']),
   adminHost: flags['admin-host'],
   ringBytes: intFlag(flags['ring-bytes']),
+  upstreamHighWaterMark: intFlag(flags['upstream-hwm']),
   maxMessageBytes: intFlag(flags['max-message-bytes']),
   maxFrameBytes: intFlag(flags['max-frame-bytes']),
   maxTopicLength: intFlag(flags['max-topic-length']),

@@ -13,6 +13,7 @@ const USAGE = `Usage: ${PROGRAM} [-s PORT] [-p PORT] [--host ADDR] [--http PORT 
   -s, --sub-port PORT   port publishers connect to (XSUB)         default ${MPC_DEFAULTS.publisherPort}
   -p, --pub-port PORT   port gateways connect to (XPUB)           default ${MPC_DEFAULTS.gatewayPort}
       --host ADDR       address to bind; 0.0.0.0 for remote use   default ${MPC_DEFAULTS.host}
+      --hwm N           messages buffered per peer before ZeroMQ drops  default ${MPC_DEFAULTS.highWaterMark}
       --http PORT       also accept POST /publish and /push over HTTP  default off
       --http-host ADDR  address of the HTTP port                   default --host
       --http-token TOKEN  require "Authorization: Bearer TOKEN"     default none
@@ -30,6 +31,7 @@ const flags = parseFlags(PROGRAM, {
   'sub-port': { type: 'string', short: 's' },
   'pub-port': { type: 'string', short: 'p' },
   host: { type: 'string' },
+  hwm: { type: 'string' },
   http: { type: 'string' },
   'http-host': { type: 'string' },
   'http-token': { type: 'string' },
@@ -78,6 +80,7 @@ async function startAll(): Promise<{ mpc: Mpc; ingress: HttpIngress | null }> {
     host: flags.host,
     publisherPort: intFlag(flags['sub-port']) ?? MPC_DEFAULTS.publisherPort,
     gatewayPort: intFlag(flags['pub-port']) ?? MPC_DEFAULTS.gatewayPort,
+    highWaterMark: intFlag(flags.hwm),
     curve: curveOptions(),
   });
   if (flags.http === undefined) return { mpc, ingress: null };

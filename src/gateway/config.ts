@@ -26,6 +26,11 @@ export interface GatewayConfig {
   readonly adminPort: number;
   /** Shared-memory ring per worker, bytes (power of two). */
   readonly ringBytes: number;
+  /**
+   * Messages the gateway's ZeroMQ SUB buffers before ZeroMQ drops (its receive high-water mark). The
+   * default 1000 of ZeroMQ lost bursts while the main thread paused briefly; see MpcOptions.highWaterMark.
+   */
+  readonly upstreamHighWaterMark: number;
   /** Largest published body accepted from the MPC; larger ones are dropped and counted. */
   readonly maxMessageBytes: number;
   /** Largest client frame; larger ones close the connection with 1009. */
@@ -93,6 +98,7 @@ export const GATEWAY_DEFAULTS: GatewayConfig = Object.freeze({
   workers: availableParallelism(),
   adminHost: '127.0.0.1',
   adminPort: 9100,
+  upstreamHighWaterMark: 100_000,
   ringBytes: 8 * 1024 * 1024,
   maxMessageBytes: 1024 * 1024,
   maxFrameBytes: 64 * 1024,
@@ -150,6 +156,7 @@ export function validateGatewayConfig(options: GatewayOptions = {}): GatewayConf
   check(isInt(c.workers, 1, 256), 'workers', 'an integer from 1 to 256', c.workers);
   check(typeof c.adminHost === 'string' && c.adminHost.length > 0, 'adminHost', 'a non-empty string', c.adminHost);
   check(isInt(c.adminPort, -1, 65535), 'adminPort', 'an integer from 0 to 65535 (or -1 to disable)', c.adminPort);
+  check(isInt(c.upstreamHighWaterMark, 1), 'upstreamHighWaterMark', 'a positive integer', c.upstreamHighWaterMark);
   check(isInt(c.ringBytes, MIN_RING_BYTES, 2 ** 30) && (c.ringBytes & (c.ringBytes - 1)) === 0, 'ringBytes',
     `a power of two from ${MIN_RING_BYTES} to 2^30`, c.ringBytes);
   check(isInt(c.maxMessageBytes, 1) && c.maxMessageBytes <= c.ringBytes / 2 - 1024, 'maxMessageBytes',

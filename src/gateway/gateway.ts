@@ -44,7 +44,7 @@ export class Gateway {
     this.config = config;
     this.log = createLogger('tormq-gateway', config.logLevel);
     this.fanOut = new FanOut(config);
-    this.upstream = new Upstream(config.mpc, this.log, curveKeysOf(config));
+    this.upstream = new Upstream(config.mpc, this.log, curveKeysOf(config), config.upstreamHighWaterMark);
     this.pool = new WorkerPool(config, this.log, {
       rootAdded: (slot, root) => {
         if (!this.fanOut.addRoute(root, slot)) return;

@@ -21,8 +21,10 @@ export class Upstream {
     private readonly log: Logger,
     /** CURVE keys for the MPC link (encrypted, and authenticated by the MPC); null = plain TCP. */
     curve: CurveClientKeys | null = null,
+    highWaterMark = 100_000,
   ) {
     this.socket = new Subscriber({
+      receiveHighWaterMark: highWaterMark,
       reconnectInterval: 100,
       reconnectMaxInterval: 2000,
       linger: 0,

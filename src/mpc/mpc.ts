@@ -22,6 +22,13 @@ export interface MpcOptions {
   publisherPort?: number;
   /** Port gateways connect to (XPUB). Default 5560; 0 picks a free port. */
   gatewayPort?: number;
+  /**
+   * Messages the MPC buffers per peer before ZeroMQ drops (pub/sub never blocks): the XSUB's receive
+   * and the XPUB's send high-water mark. ZeroMQ's default of 1000 lost messages in a 5000-message
+   * burst whenever a gateway paused briefly (test/e2e/python-clients); default 100000. Memory bound:
+   * this many messages per connected gateway.
+   */
+  highWaterMark?: number;
   /** CURVE on both ports: encrypted links, and with allowlists, only known keys may connect. */
   curve?: MpcCurveOptions;
 }
@@ -48,7 +55,7 @@ export interface Mpc {
   close(): Promise<void>;
 }
 
-export const MPC_DEFAULTS = Object.freeze({ host: '127.0.0.1', publisherPort: 5559, gatewayPort: 5560 });
+export const MPC_DEFAULTS = Object.freeze({ host: '127.0.0.1', publisherPort: 5559, gatewayPort: 5560, highWaterMark: 100_000 });
 
 export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
   const host = options.host ?? MPC_DEFAULTS.host;
@@ -58,9 +65,13 @@ export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
   for (const [name, port] of [['publisherPort', publisherPort], ['gatewayPort', gatewayPort]] as const) {
     if (!Number.isInteger(port) || port < 0 || port > 65535) throw new RangeError(`options.${name} must be an integer from 0 to 65535, got ${port}`);
   }
+  const highWaterMark = options.highWaterMark ?? MPC_DEFAULTS.highWaterMark;
+  if (!Number.isInteger(highWaterMark) || highWaterMark < 1) {
+    throw new RangeError(`options.highWaterMark must be a positive integer, got ${highWaterMark}`);
+  }
   const security = options.curve === undefined ? null : await curveServerOptions(options.curve);
-  const frontEnd = new XSubscriber({ linger: 0, ...security?.publisher });
-  const backEnd = new XPublisher({ linger: 0, ...security?.gateway });
+  const frontEnd = new XSubscriber({ linger: 0, receiveHighWaterMark: highWaterMark, ...security?.publisher });
+  const backEnd = new XPublisher({ linger: 0, sendHighWaterMark: highWaterMark, ...security?.gateway });
   const proxy = new Proxy(frontEnd, backEnd);
   try {
     await bind(frontEnd, host, publisherPort, 'publisher');

@@ -5,35 +5,20 @@
  * of run (whole batch, single messages, gaps) is exercised; the assertions hold however the
  * messages happen to be batched.
  */
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Publisher, encodeBody } from '../../src/index.js';
-import { once, startCli, startGatewayProcess, startMpcProcess, type GatewayProcess, type MpcProcess } from '../helpers/processes.js';
+import { encodeBody } from '../../src/index.js';
+import { once, startCli } from '../helpers/processes.js';
+import { useSystem } from '../helpers/system.js';
 import { TestClient } from '../helpers/ws-client.js';
 
 describe('batched delivery (one worker, --batch-delay-ms 200)', () => {
-  let mpc: MpcProcess;
-  let gateway: GatewayProcess;
-  let publisher: Publisher;
-  const clients: TestClient[] = [];
-
-  before(async () => {
-    mpc = await startMpcProcess();
-    gateway = await startGatewayProcess(mpc.gatewayPort, ['--workers', '1', '--batch-delay-ms', '200']);
-    publisher = new Publisher('127.0.0.1', mpc.publisherPort);
-  });
-
-  after(async () => {
-    await Promise.all(clients.map((c) => c.close()));
-    await publisher?.close();
-    await gateway?.stop();
-    await mpc?.stop();
-  });
+  const sys = useSystem({ gatewayArgs: ['--workers', '1', '--batch-delay-ms', '200'] });
 
   test('runs with gaps, whole batches and single messages arrive complete, in order, once', async () => {
     const connect = async (...topics: string[]) => {
-      const client = await TestClient.connect(gateway.url);
-      clients.push(client);
+      const client = await TestClient.connect(sys.gateway.url);
+      sys.clients.push(client);
       await client.subscribe(...topics);
       return client;
     };
@@ -41,12 +26,12 @@ describe('batched delivery (one worker, --batch-delay-ms 200)', () => {
     const onB = await connect('bt:b');
     const onBoth = await connect('bt:a', 'bt:b');
     const onC = await connect('bt:c');
-    await publisher.ready({ topic: 'bt', timeoutMs: 5000 });
+    await sys.publisher.ready({ topic: 'bt', timeoutMs: 5000 });
 
     const burst: Array<[string, string]> = [
       ['bt:a', 'a1'], ['bt:b', 'b1'], ['bt:a', 'a2'], ['bt', 'all1'], ['bt:b', 'b2'], ['bt:a', 'a3'], ['bt:c', 'c1'], ['bt', 'end'],
     ];
-    await Promise.all(burst.map(([topic, data]) => publisher.send(topic, data)));
+    await Promise.all(burst.map(([topic, data]) => sys.publisher.send(topic, data)));
     await Promise.all([onA, onB, onBoth, onC].map((c) => c.waitFor((m) => m.includes('"end"'))));
 
     const bodies = (...items: Array<[string, string]>) => items.map(([t, d]) => encodeBody(t, d));
@@ -55,12 +40,12 @@ describe('batched delivery (one worker, --batch-delay-ms 200)', () => {
     assert.deepEqual(onBoth.bodies(), bodies(['bt:a', 'a1'], ['bt:b', 'b1'], ['bt:a', 'a2'], ['bt', 'all1'], ['bt:b', 'b2'], ['bt:a', 'a3'], ['bt', 'end']));
     assert.deepEqual(onC.bodies(), bodies(['bt', 'all1'], ['bt:c', 'c1'], ['bt', 'end']));
 
-    const stats = await gateway.stats();
+    const stats = await sys.gateway.stats();
     assert.equal(stats.deliveries, 5 + 4 + 7 + 3, 'deliveries count every message written, not every write');
   });
 
   test('--batch-delay-ms is validated like every option', async () => {
-    const bad = startCli('gateway', ['-r', `127.0.0.1:${mpc.gatewayPort}`, '-p', '0', '--admin-port=-1', '--batch-delay-ms', '5000']);
+    const bad = startCli('gateway', ['-r', `127.0.0.1:${sys.mpc.gatewayPort}`, '-p', '0', '--admin-port=-1', '--batch-delay-ms', '5000']);
     const closed = once(bad.child, 'close'); // stdio drained: stderr fully read
     assert.equal(await bad.exited, 2);
     await closed;

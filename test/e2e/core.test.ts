@@ -2,37 +2,15 @@
  * End to end with real processes: tormq-mpc and tormq-gateway --workers 2, the tormq SDK and a
  * Python publisher doing exactly what the original SDK does, and real WebSocket clients.
  */
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Publisher, encodeBody } from '../../src/index.js';
-import { startGatewayProcess, startMpcProcess, type GatewayProcess, type MpcProcess } from '../helpers/processes.js';
+import { encodeBody } from '../../src/index.js';
 import { publishFromPython } from '../helpers/python-publisher.js';
-import { TestClient } from '../helpers/ws-client.js';
+import { useSystem } from '../helpers/system.js';
 
 describe('tormq end to end (MPC + gateway with 2 workers)', () => {
-  let mpc: MpcProcess;
-  let gateway: GatewayProcess;
-  let publisher: Publisher;
-  const clients: TestClient[] = [];
-
-  const connect = async () => {
-    const client = await TestClient.connect(gateway.url);
-    clients.push(client);
-    return client;
-  };
-
-  before(async () => {
-    mpc = await startMpcProcess();
-    gateway = await startGatewayProcess(mpc.gatewayPort);
-    publisher = new Publisher('127.0.0.1', mpc.publisherPort);
-  });
-
-  after(async () => {
-    await Promise.all(clients.map((c) => c.close()));
-    await publisher?.close();
-    await gateway?.stop();
-    await mpc?.stop();
-  });
+  const sys = useSystem();
+  const connect = () => sys.connect();
 
   test('delivers by the original prefix semantics, at most once per connection, bytes exact', async () => {
     const onEhr = await connect();
@@ -45,16 +23,16 @@ describe('tormq end to end (MPC + gateway with 2 workers)', () => {
     await onApi1.subscribe('ehr:api:1');
     await onEhrx.subscribe('ehrx');
     await onBoth.subscribe('ehr:api', 'ehr:api:1');
-    await publisher.ready({ topic: 'ehr', timeoutMs: 5000 });
-    await publisher.ready({ topic: 'ehrx', timeoutMs: 5000 });
+    await sys.publisher.ready({ topic: 'ehr', timeoutMs: 5000 });
+    await sys.publisher.ready({ topic: 'ehrx', timeoutMs: 5000 });
 
-    await publisher.send('ehr', 'to the root');
-    await publisher.send('ehr:api:1', { deep: true });
-    await publisher.send('ehrx', 'not under ehr');
-    await publisher.send('ehr:api', 'héllo wörld ✓ 日本語 🚀');
+    await sys.publisher.send('ehr', 'to the root');
+    await sys.publisher.send('ehr:api:1', { deep: true });
+    await sys.publisher.send('ehrx', 'not under ehr');
+    await sys.publisher.send('ehr:api', 'héllo wörld ✓ 日本語 🚀');
     // A final marker for everyone lets us assert on the complete, ordered sequence.
-    await publisher.send('ehr', 'end');
-    await publisher.send('ehrx', 'end');
+    await sys.publisher.send('ehr', 'end');
+    await sys.publisher.send('ehrx', 'end');
 
     const ends = [onEhr, onApi, onApi1, onEhrx, onBoth].map((c) => c.waitFor((m) => m.includes('"end"')));
     await Promise.all(ends);
@@ -82,7 +60,7 @@ describe('tormq end to end (MPC + gateway with 2 workers)', () => {
 
   test('connections are spread over both workers', async () => {
     const many = await Promise.all(Array.from({ length: 16 }, () => connect()));
-    const stats = await gateway.stats();
+    const stats = await sys.gateway.stats();
     assert.equal(stats.workers.length, 2);
     assert.ok(stats.connections >= many.length, `connections ${stats.connections}`);
     for (const worker of stats.workers) assert.ok(worker.connections > 0, `worker ${worker.index} has no connections: ${JSON.stringify(stats.workers)}`);
@@ -99,7 +77,7 @@ describe('tormq end to end (MPC + gateway with 2 workers)', () => {
       { topic: 'py:data:1', data: { nested: [1, 2, { x: 'ünïcødé ✓' }], n: 1.5 } },
       { topic: 'py:data', data: '日本語 🚀' },
     ];
-    const result = await publishFromPython(mpc.publisherPort, 'pyprobe', probe, messages);
+    const result = await publishFromPython(sys.mpc.publisherPort, 'pyprobe', probe, messages);
     assert.equal(result.sent, 3);
     await reader.waitForCount(4); // the subscribe ack, then three bodies
     // Python's json.dumps(..., ensure_ascii=False): ", " and ": " separators everywhere.
@@ -113,12 +91,12 @@ describe('tormq end to end (MPC + gateway with 2 workers)', () => {
   test('roots without subscribers never reach the gateway', async () => {
     const client = await connect();
     await client.subscribe('marker');
-    await publisher.ready({ topic: 'marker', timeoutMs: 5000 });
-    const before = (await gateway.stats()).messagesIn;
-    for (let i = 0; i < 50; i++) await publisher.send(`nobody:${i}`, i);
-    await publisher.send('marker', 'after');
+    await sys.publisher.ready({ topic: 'marker', timeoutMs: 5000 });
+    const before = (await sys.gateway.stats()).messagesIn;
+    for (let i = 0; i < 50; i++) await sys.publisher.send(`nobody:${i}`, i);
+    await sys.publisher.send('marker', 'after');
     await client.waitFor((m) => m.includes('"after"'));
-    const stats = await gateway.stats();
+    const stats = await sys.gateway.stats();
     assert.equal(stats.messagesIn - before, 1, 'only the marker crossed the MPC');
     assert.ok(!stats.roots.includes('nobody'));
   });
@@ -129,13 +107,13 @@ describe('tormq end to end (MPC + gateway with 2 workers)', () => {
     assert.equal((await client.request({ event: 'subscribe', topic: 't3' })).event, 'ack'); // replaces t1, t2
     assert.equal((await client.request({ event: 'subscribe', topics: ['t4'] })).event, 'ack'); // adds
     assert.equal((await client.request({ event: 'unsubscribe', topic: 't4' })).event, 'ack');
-    await publisher.ready({ topic: 't3', timeoutMs: 5000 });
-    for (const t of ['t1', 't2', 't4', 't3']) await publisher.send(t, t);
+    await sys.publisher.ready({ topic: 't3', timeoutMs: 5000 });
+    for (const t of ['t1', 't2', 't4', 't3']) await sys.publisher.send(t, t);
     await client.waitFor((m) => m.includes('"data": "t3"'));
     assert.deepEqual(client.bodies(), [encodeBody('t3', 't3')]);
 
     assert.equal((await client.request({ event: 'unsubscribe' })).event, 'ack'); // drops all
-    const stats = await gateway.stats();
+    const stats = await sys.gateway.stats();
     assert.ok(!stats.roots.includes('t3'), 'the last subscriber left: the root is unsubscribed upstream');
   });
 
@@ -153,22 +131,22 @@ describe('tormq end to end (MPC + gateway with 2 workers)', () => {
     assert.equal((await client.request({ event: 'fly' })).code, 'ERR_UNKNOWN_EVENT');
     // Nothing came back for the four id-less bad frames: only pong and the two errors.
     assert.equal(client.messages.length, 3, JSON.stringify(client.messages));
-    const stats = await gateway.stats();
+    const stats = await sys.gateway.stats();
     assert.ok(stats.workers.reduce((n, w) => n + w.badFrames, 0) >= 6);
   });
 
   test('admin: /healthz, /metrics, /stats', async () => {
-    const health = await gateway.admin('/healthz');
+    const health = await sys.gateway.admin('/healthz');
     assert.equal(health.status, 200);
     assert.equal(((await health.json()) as { status: string }).status, 'ok');
-    const metrics = await (await gateway.admin('/metrics')).text();
+    const metrics = await (await sys.gateway.admin('/metrics')).text();
     assert.match(metrics, /^tormq_messages_in_total \d+/m);
     assert.match(metrics, /^tormq_connections\{worker="0"\} \d+/m);
     assert.match(metrics, /^tormq_delivery_latency_seconds_bucket\{worker="1",le="\+Inf"\} \d+/m);
-    const stats = await gateway.stats();
+    const stats = await sys.gateway.stats();
     assert.equal(typeof stats.connections, 'number');
     assert.ok(stats.messagesIn > 0);
     assert.equal(stats.workers.length, 2);
-    assert.equal((await gateway.admin('/nope')).status, 404);
+    assert.equal((await sys.gateway.admin('/nope')).status, 404);
   });
 });

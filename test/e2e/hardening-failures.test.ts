@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { Publisher } from '../../src/index.js';
 import { clientsOnEveryWorker, metricValue, metricsText, until } from '../helpers/hardening.js';
 import { startGatewayProcess, startMpcProcess, type GatewayProcess, type MpcProcess } from '../helpers/processes.js';
+import { useSystem } from '../helpers/system.js';
 import { TestClient } from '../helpers/ws-client.js';
 
 const hook = (gateway: GatewayProcess, worker: number, action: string) =>
@@ -81,54 +82,38 @@ describe('hardening: the MPC dies and comes back', () => {
 });
 
 describe('hardening: a worker thread fails', () => {
-  let mpc: MpcProcess;
-  let gateway: GatewayProcess;
-  let publisher: Publisher;
-  const clients: TestClient[] = [];
-
-  before(async () => {
-    mpc = await startMpcProcess();
-    gateway = await startGatewayProcess(mpc.gatewayPort, ['--enable-test-hooks']);
-    publisher = new Publisher('127.0.0.1', mpc.publisherPort);
-  });
-
-  after(async () => {
-    await Promise.all(clients.map((c) => c.close()));
-    await publisher?.close();
-    await gateway?.stop();
-    await mpc?.stop();
-  });
+  const sys = useSystem({ gatewayArgs: ['--enable-test-hooks'] });
 
   for (const [action, restarts] of [['crash', 1], ['exit', 2]] as const) {
     test(`a worker that ${action === 'crash' ? 'throws' : 'exits'} is replaced; its clients get 1011, the others never notice`, async () => {
-      const byWorker = await clientsOnEveryWorker(gateway, `${action}-`, 2, clients);
+      const byWorker = await clientsOnEveryWorker(sys.gateway, `${action}-`, 2, sys.clients);
       const victims = byWorker.get(0)!;
       const survivors = byWorker.get(1)!;
-      for (const { root } of [...victims, ...survivors]) await publisher.ready({ topic: root, timeoutMs: 10_000 });
+      for (const { root } of [...victims, ...survivors]) await sys.publisher.ready({ topic: root, timeoutMs: 10_000 });
 
-      assert.equal((await hook(gateway, 0, action)).status, 200);
+      assert.equal((await hook(sys.gateway, 0, action)).status, 200);
       for (const { client } of victims) assert.equal(await client.closed, 1011);
       await until('worker 0 replaced', async () => {
-        const w = (await gateway.stats()).workers[0]!;
+        const w = (await sys.gateway.stats()).workers[0]!;
         return w.up && w.restarts === restarts;
       });
-      assert.ok(gateway.logs.some((l) => l.msg === 'worker died; restarting' && l.worker === 0 && l.level === 40), 'logged at warn');
-      if (action === 'crash') assert.ok(gateway.logs.some((l) => l.msg === 'worker failed' && l.level === 50), 'the error is logged');
+      assert.ok(sys.gateway.logs.some((l) => l.msg === 'worker died; restarting' && l.worker === 0 && l.level === 40), 'logged at warn');
+      if (action === 'crash') assert.ok(sys.gateway.logs.some((l) => l.msg === 'worker failed' && l.level === 50), 'the error is logged');
       // The other worker's clients stayed connected and keep receiving.
       for (const { client, root } of survivors) {
         assert.equal(client.closeCode, null);
-        await roundTrip(publisher, client, root, `survived-${action}`);
+        await roundTrip(sys.publisher, client, root, `survived-${action}`);
       }
       // The dead worker's roots were unsubscribed; reconnecting clients reach the new worker 0.
-      const stats = await gateway.stats();
+      const stats = await sys.gateway.stats();
       for (const { root } of victims) assert.ok(!stats.roots.includes(root), `${root} still routed`);
-      const again = await clientsOnEveryWorker(gateway, `${action}-again-`, 2, clients);
+      const again = await clientsOnEveryWorker(sys.gateway, `${action}-again-`, 2, sys.clients);
       const { client, root } = again.get(0)![0]!;
-      await publisher.ready({ topic: root, timeoutMs: 10_000 });
-      await roundTrip(publisher, client, root, 'served by the new worker');
-      assert.equal(metricValue(await metricsText(gateway), 'tormq_worker_restarts_total', { worker: '0' }), restarts);
-      assert.equal(metricValue(await metricsText(gateway), 'tormq_worker_up', { worker: '0' }), 1);
-      assert.equal((await gateway.admin('/healthz')).status, 200);
+      await sys.publisher.ready({ topic: root, timeoutMs: 10_000 });
+      await roundTrip(sys.publisher, client, root, 'served by the new worker');
+      assert.equal(metricValue(await metricsText(sys.gateway), 'tormq_worker_restarts_total', { worker: '0' }), restarts);
+      assert.equal(metricValue(await metricsText(sys.gateway), 'tormq_worker_up', { worker: '0' }), 1);
+      assert.equal((await sys.gateway.admin('/healthz')).status, 200);
     });
   }
 });

@@ -3,11 +3,11 @@
  * `worker`) and gateway-wide; /stats has the same numbers with totals; logs are structured JSON lines
  * with levels, set by --log-level, and nothing is logged per message.
  */
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Publisher } from '../../src/index.js';
 import { metricValue, metricsText } from '../helpers/hardening.js';
-import { startCli, startGatewayProcess, startMpcProcess, type GatewayProcess, type MpcProcess } from '../helpers/processes.js';
+import { startCli } from '../helpers/processes.js';
+import { useSystem } from '../helpers/system.js';
 import { TestClient } from '../helpers/ws-client.js';
 
 const PER_WORKER = [
@@ -35,32 +35,16 @@ const PER_WORKER = [
 ];
 
 describe('hardening: observability', () => {
-  let mpc: MpcProcess;
-  let gateway: GatewayProcess;
-  let publisher: Publisher;
-  const clients: TestClient[] = [];
-
-  before(async () => {
-    mpc = await startMpcProcess();
-    gateway = await startGatewayProcess(mpc.gatewayPort, ['--log-level', 'debug']);
-    publisher = new Publisher('127.0.0.1', mpc.publisherPort);
-  });
-
-  after(async () => {
-    await Promise.all(clients.map((c) => c.close()));
-    await publisher?.close();
-    await gateway?.stop();
-    await mpc?.stop();
-  });
+  const sys = useSystem({ gatewayArgs: ['--log-level', 'debug'] });
 
   test('/metrics has every listed series per worker and gateway-wide, consistent with /stats', async () => {
-    for (let i = 0; i < 6; i++) clients.push(await TestClient.connect(gateway.url));
-    for (const [i, c] of clients.entries()) await c.subscribe('obs', `obs:${i}`);
-    await publisher.ready({ topic: 'obs', timeoutMs: 10_000 });
-    for (let i = 0; i < 20; i++) await publisher.send('obs', i);
-    await Promise.all(clients.map((c) => c.waitFor((m) => m.includes('"data": 19'))));
+    for (let i = 0; i < 6; i++) sys.clients.push(await TestClient.connect(sys.gateway.url));
+    for (const [i, c] of sys.clients.entries()) await c.subscribe('obs', `obs:${i}`);
+    await sys.publisher.ready({ topic: 'obs', timeoutMs: 10_000 });
+    for (let i = 0; i < 20; i++) await sys.publisher.send('obs', i);
+    await Promise.all(sys.clients.map((c) => c.waitFor((m) => m.includes('"data": 19'))));
 
-    const text = await metricsText(gateway);
+    const text = await metricsText(sys.gateway);
     for (const name of PER_WORKER) {
       for (const worker of ['0', '1']) assert.notEqual(metricValue(text, name, { worker }), undefined, `${name}{worker="${worker}"}`);
       assert.match(text, new RegExp(`^# HELP ${name.replace(/_(count|sum)$/, '')} \\S`, 'm'), `${name} has help text`);
@@ -73,7 +57,7 @@ describe('hardening: observability', () => {
     for (const reason of ['bad_frames', 'oversized', 'not_json', 'no_topic', 'invalid_topic', 'root_mismatch', 'unrouted']) {
       assert.equal(metricValue(text, 'tormq_publish_drops_total', { reason }), 0, reason);
     }
-    const stats = await gateway.stats();
+    const stats = await sys.gateway.stats();
     const sum = (name: string) => ['0', '1'].reduce((n, worker) => n + metricValue(text, name, { worker })!, 0);
     // Gateway-wide: in one series, or the sum over workers, equal to /stats.
     assert.equal(metricValue(text, 'tormq_messages_in_total'), stats.messagesIn);
@@ -88,7 +72,7 @@ describe('hardening: observability', () => {
     const latencyCount = sum('tormq_delivery_latency_seconds_count');
     assert.equal(latencyCount, sum('tormq_worker_messages_total'));
     assert.ok(latencyCount >= 20);
-    assert.equal(metricValue(text, 'tormq_mpc_up', { endpoint: `tcp://127.0.0.1:${mpc.gatewayPort}` }), 1);
+    assert.equal(metricValue(text, 'tormq_mpc_up', { endpoint: `tcp://127.0.0.1:${sys.mpc.gatewayPort}` }), 1);
     assert.equal(metricValue(text, 'tormq_upstream_roots'), 1);
     // Process metrics of the gateway (main thread event loop, memory) come from prom-client's defaults.
     assert.notEqual(metricValue(text, 'tormq_process_resident_memory_bytes'), undefined);
@@ -96,25 +80,25 @@ describe('hardening: observability', () => {
   });
 
   test('logs are JSON lines with levels; nothing is logged per message; --log-level debug shows debug lines', async () => {
-    for (const line of gateway.logs) {
+    for (const line of sys.gateway.logs) {
       assert.equal(typeof line.level, 'number', JSON.stringify(line));
       assert.match(String(line.time), /^\d{4}-\d\d-\d\dT/);
       assert.equal(typeof line.msg, 'string');
     }
-    assert.ok(gateway.logs.some((l) => l.msg === 'worker listening' && l.worker === 0));
-    const client = await TestClient.connect(gateway.url);
-    clients.push(client);
+    assert.ok(sys.gateway.logs.some((l) => l.msg === 'worker listening' && l.worker === 0));
+    const client = await TestClient.connect(sys.gateway.url);
+    sys.clients.push(client);
     await client.subscribe('quiet');
-    await publisher.ready({ topic: 'quiet', timeoutMs: 10_000 });
-    const before = gateway.logs.length;
-    for (let i = 0; i < 300; i++) await publisher.send('quiet', i);
+    await sys.publisher.ready({ topic: 'quiet', timeoutMs: 10_000 });
+    const before = sys.gateway.logs.length;
+    for (let i = 0; i < 300; i++) await sys.publisher.send('quiet', i);
     await client.waitFor((m) => m.includes('"data": 299'));
-    assert.ok(gateway.logs.length - before < 5, `${gateway.logs.length - before} log lines for 300 messages`);
+    assert.ok(sys.gateway.logs.length - before < 5, `${sys.gateway.logs.length - before} log lines for 300 messages`);
     // A client protocol error is a debug line (visible here with --log-level debug).
-    const big = await TestClient.connect(gateway.url);
+    const big = await TestClient.connect(sys.gateway.url);
     big.send('x'.repeat(70_000));
     assert.equal(await big.closed, 1009);
-    const line = await gateway.waitForLog((l) => l.msg === 'client protocol error');
+    const line = await sys.gateway.waitForLog((l) => l.msg === 'client protocol error');
     assert.equal(line.level, 20);
     assert.equal(line.code, 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH');
   });

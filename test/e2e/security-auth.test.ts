@@ -10,8 +10,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SignJWT, UnsecuredJWT, importPKCS8 } from 'jose';
 import { WebSocket } from 'ws';
-import { Publisher, encodeBody } from '../../src/index.js';
+import { encodeBody } from '../../src/index.js';
 import { startCli, startGatewayProcess, startMpcProcess, type GatewayProcess, type MpcProcess } from '../helpers/processes.js';
+import { useSystem } from '../helpers/system.js';
 import { TestClient } from '../helpers/ws-client.js';
 
 const SECRET = 'e2e-secret-0123456789-abcdefghijklmnopqrstuv';
@@ -45,38 +46,18 @@ const sum = (stats: Awaited<ReturnType<GatewayProcess['stats']>>, field: string)
   stats.workers.reduce((n, w) => n + (w[field] as number), 0);
 
 describe('security: token authentication (HS256, auto-subscribe to sub, origin allowlist)', () => {
-  let mpc: MpcProcess;
-  let gateway: GatewayProcess;
-  let publisher: Publisher;
-  const clients: TestClient[] = [];
-
-  const connect = async (token: string, how: 'header' | 'query' | 'subprotocol' = 'header') => {
-    let client: TestClient;
-    if (how === 'header') client = new TestClient(gateway.url, { headers: { authorization: `Bearer ${token}` } });
-    else if (how === 'query') client = new TestClient(`${gateway.url}?token=${encodeURIComponent(token)}`);
-    else client = new TestClient(gateway.url, ['tormq', `bearer.${token}`] as never);
-    clients.push(client);
-    await client.opened;
-    return client;
-  };
-
-  before(async () => {
-    mpc = await startMpcProcess();
-    gateway = await startGatewayProcess(mpc.gatewayPort, [
-      '--auth-secret', SECRET, '--auth-subscribe-sub', '--auth-clock-tolerance', '0', '--allowed-origins', `${ORIGIN},http://localhost:3000`,
-    ]);
-    publisher = new Publisher('127.0.0.1', mpc.publisherPort);
+  const sys = useSystem({
+    gatewayArgs: ['--auth-secret', SECRET, '--auth-subscribe-sub', '--auth-clock-tolerance', '0', '--allowed-origins', `${ORIGIN},http://localhost:3000`],
   });
-
-  after(async () => {
-    await Promise.all(clients.map((c) => c.close()));
-    await publisher?.close();
-    await gateway?.stop();
-    await mpc?.stop();
-  });
+  const connect = (token: string, how: 'header' | 'query' | 'subprotocol' = 'header') =>
+    how === 'header'
+      ? sys.connect({ headers: { authorization: `Bearer ${token}` } })
+      : how === 'query'
+        ? sys.connect(undefined, `${sys.gateway.url}?token=${encodeURIComponent(token)}`)
+        : sys.connect(['tormq', `bearer.${token}`] as never);
 
   test('refuses with 401 and no detail: no token, bad signature, alg none, other algorithm, expired, not yet valid', async () => {
-    const before = await gateway.stats();
+    const before = await sys.gateway.stats();
     const cases: Array<[string, Parameters<typeof refusedUpgrade>[1]]> = [
       ['no token', {}],
       ['bad signature', { headers: { authorization: `Bearer ${await mint({ sub: 'u' }, { secret: 'another-secret-0123456789-abcdefghijkl' })}` } }],
@@ -88,30 +69,30 @@ describe('security: token authentication (HS256, auto-subscribe to sub, origin a
       ['garbage in the query', { headers: {} }],
     ];
     for (const [name, options] of cases) {
-      const url = name === 'garbage in the query' ? `${gateway.url}?token=not.a.jwt` : gateway.url;
+      const url = name === 'garbage in the query' ? `${sys.gateway.url}?token=not.a.jwt` : sys.gateway.url;
       const refused = await refusedUpgrade(url, options);
       assert.equal(refused.status, 401, name);
       assert.equal(refused.body, '', `${name}: no detail in the response`);
       assert.equal(refused.headers['www-authenticate'], 'Bearer', name);
     }
-    const after = await gateway.stats();
+    const after = await sys.gateway.stats();
     assert.equal(sum(after, 'authFailures') - sum(before, 'authFailures'), cases.length);
-    const metrics = await (await gateway.admin('/metrics')).text();
+    const metrics = await (await sys.gateway.admin('/metrics')).text();
     assert.match(metrics, /tormq_auth_failures_total\{worker="\d"\} [1-9]/);
   });
 
   test('refuses a foreign origin with 403, before looking at the token', async () => {
     const token = await mint({ sub: 'u' });
-    const before = await gateway.stats();
-    const refused = await refusedUpgrade(gateway.url, { origin: 'https://evil.example', headers: { authorization: `Bearer ${token}` } });
+    const before = await sys.gateway.stats();
+    const refused = await refusedUpgrade(sys.gateway.url, { origin: 'https://evil.example', headers: { authorization: `Bearer ${token}` } });
     assert.equal(refused.status, 403);
     assert.equal(refused.body, '');
-    const after = await gateway.stats();
+    const after = await sys.gateway.stats();
     assert.equal(sum(after, 'originRejections') - sum(before, 'originRejections'), 1);
     assert.equal(sum(after, 'authFailures'), sum(before, 'authFailures'));
     // An allowed origin with a valid token connects.
-    const ok = new TestClient(gateway.url, { origin: ORIGIN, headers: { authorization: `Bearer ${token}` } });
-    clients.push(ok);
+    const ok = new TestClient(sys.gateway.url, { origin: ORIGIN, headers: { authorization: `Bearer ${token}` } });
+    sys.clients.push(ok);
     await ok.opened;
   });
 
@@ -120,9 +101,9 @@ describe('security: token authentication (HS256, auto-subscribe to sub, origin a
     const viaQuery = await connect(await mint({ sub: 'user:2' }), 'query');
     const viaProtocol = await connect(await mint({ sub: 'user:3' }), 'subprotocol');
     assert.equal(viaProtocol.ws.protocol, 'tormq');
-    await publisher.ready({ topic: 'user', timeoutMs: 10_000 });
-    for (const n of [1, 2, 3]) await publisher.send(`user:${n}`, `for ${n}`);
-    await publisher.send('user', 'to every user');
+    await sys.publisher.ready({ topic: 'user', timeoutMs: 10_000 });
+    for (const n of [1, 2, 3]) await sys.publisher.send(`user:${n}`, `for ${n}`);
+    await sys.publisher.send('user', 'to every user');
     for (const [n, client] of [[1, viaHeader], [2, viaQuery], [3, viaProtocol]] as const) {
       await client.waitFor((m) => m.includes('to every user'));
       assert.deepEqual(client.bodies(), [encodeBody(`user:${n}`, `for ${n}`), encodeBody('user', 'to every user')]);
@@ -133,7 +114,7 @@ describe('security: token authentication (HS256, auto-subscribe to sub, origin a
     const reader = await connect(await mint({ sub: 'reader', topics: ['news', 'ehr:api'] }));
     const other = await connect(await mint({ sub: 'other', topics: ['ehr'] }));
     await other.subscribe('ehr');
-    const before = await gateway.stats();
+    const before = await sys.gateway.stats();
     assert.equal((await reader.request({ event: 'subscribe', topics: ['news:sport'] })).event, 'ack');
     assert.equal((await reader.request({ event: 'subscribe', topic: 'ehr:api:7' })).event, 'ack');
     for (const frame of [
@@ -149,14 +130,14 @@ describe('security: token authentication (HS256, auto-subscribe to sub, origin a
     // Without an id: nothing is answered, but it is still refused and counted.
     reader.send({ event: 'subscribe', topics: ['secret'] });
     assert.equal((await reader.request({ event: 'ping' })).event, 'pong');
-    const after = await gateway.stats();
+    const after = await sys.gateway.stats();
     assert.equal(sum(after, 'forbiddenSubscriptions') - sum(before, 'forbiddenSubscriptions'), 5);
     // "topic" replaces: the connection holds exactly ehr:api:7 now (its sub went with the replace).
-    await publisher.ready({ topic: 'ehr', timeoutMs: 10_000 });
-    await publisher.send('ehr', 'root broadcast reaches ehr:api:7 too');
-    await publisher.send('secret', 'never');
-    await publisher.send('ehr:apix', 'not for reader');
-    await publisher.send('ehr:api:7', 'end');
+    await sys.publisher.ready({ topic: 'ehr', timeoutMs: 10_000 });
+    await sys.publisher.send('ehr', 'root broadcast reaches ehr:api:7 too');
+    await sys.publisher.send('secret', 'never');
+    await sys.publisher.send('ehr:apix', 'not for reader');
+    await sys.publisher.send('ehr:api:7', 'end');
     await reader.waitFor((m) => m.includes('"end"'));
     assert.deepEqual(reader.bodies(), [encodeBody('ehr', 'root broadcast reaches ehr:api:7 too'), encodeBody('ehr:api:7', 'end')]);
   });
@@ -164,23 +145,23 @@ describe('security: token authentication (HS256, auto-subscribe to sub, origin a
   test('a refresh that narrows drops the subscriptions outside the new grants; messages stop', async () => {
     const client = await connect(await mint({ sub: 'narrow', topics: ['alpha', 'beta'] }));
     await client.subscribe('alpha:1', 'beta:1');
-    await publisher.ready({ topic: 'alpha', timeoutMs: 10_000 });
-    await publisher.ready({ topic: 'beta', timeoutMs: 10_000 });
-    await publisher.send('beta:1', 'beta before');
-    await publisher.send('alpha:1', 'alpha before');
+    await sys.publisher.ready({ topic: 'alpha', timeoutMs: 10_000 });
+    await sys.publisher.ready({ topic: 'beta', timeoutMs: 10_000 });
+    await sys.publisher.send('beta:1', 'beta before');
+    await sys.publisher.send('alpha:1', 'alpha before');
     await client.waitFor((m) => m.includes('alpha before'));
 
-    const before = await gateway.stats();
+    const before = await sys.gateway.stats();
     const reply = await client.request({ event: 'refresh', token: await mint({ sub: 'narrow', topics: ['alpha'] }) });
     assert.equal(reply.event, 'ack');
     assert.equal((await client.request({ event: 'subscribe', topics: ['beta:2'] })).code, 'ERR_FORBIDDEN');
-    const after = await gateway.stats();
+    const after = await sys.gateway.stats();
     assert.equal(sum(after, 'tokenRefreshes') - sum(before, 'tokenRefreshes'), 1);
     // narrow + alpha:1 + beta:1 -> narrow + alpha:1
     assert.equal(sum(before, 'subscriptions') - sum(after, 'subscriptions'), 1);
 
-    await publisher.send('beta:1', 'beta after');
-    await publisher.send('alpha:1', 'alpha after');
+    await sys.publisher.send('beta:1', 'beta after');
+    await sys.publisher.send('alpha:1', 'alpha after');
     await client.waitFor((m) => m.includes('alpha after'));
     assert.deepEqual(client.bodies(), [
       encodeBody('beta:1', 'beta before'),
@@ -195,7 +176,7 @@ describe('security: token authentication (HS256, auto-subscribe to sub, origin a
 
   test('a refresh with a bad token or another identity is refused and changes nothing', async () => {
     const client = await connect(await mint({ sub: 'same', topics: ['t'] }));
-    const before = await gateway.stats();
+    const before = await sys.gateway.stats();
     for (const token of [
       await mint({ sub: 'someone-else', topics: ['t', 'everything'] }),
       await mint({ sub: 'same', topics: ['everything'] }, { secret: 'another-secret-0123456789-abcdefghijkl' }),
@@ -210,7 +191,7 @@ describe('security: token authentication (HS256, auto-subscribe to sub, origin a
     assert.equal((await client.request({ event: 'refresh' })).code, 'ERR_BAD_REQUEST');
     assert.equal((await client.request({ event: 'subscribe', topics: ['everything'] })).code, 'ERR_FORBIDDEN');
     assert.equal((await client.request({ event: 'subscribe', topics: ['t:1'] })).event, 'ack');
-    const after = await gateway.stats();
+    const after = await sys.gateway.stats();
     assert.equal(sum(after, 'tokenRefreshFailures') - sum(before, 'tokenRefreshFailures'), 4);
   });
 
@@ -219,13 +200,13 @@ describe('security: token authentication (HS256, auto-subscribe to sub, origin a
     const lapsing = await connect(await mint({ sub: 'lapsing', exp }));
     const refreshed = await connect(await mint({ sub: 'refreshed', exp }));
     assert.equal((await refreshed.request({ event: 'refresh', token: await mint({ sub: 'refreshed', exp: now() + 300 }) })).event, 'ack');
-    const before = await gateway.stats();
+    const before = await sys.gateway.stats();
     assert.equal(await lapsing.closed, 1008);
     assert.equal(lapsing.closeReason, 'token expired');
     // The lapsing client's close proves the original expiry has passed: the refreshed one is still served.
     assert.equal((await refreshed.request({ event: 'ping' })).event, 'pong');
     assert.equal(refreshed.closeCode, null);
-    const after = await gateway.stats();
+    const after = await sys.gateway.stats();
     assert.equal(sum(after, 'tokenExpiredCloses') - sum(before, 'tokenExpiredCloses'), 1);
   });
 });
