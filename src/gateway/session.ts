@@ -28,6 +28,8 @@ export class Session {
   /** Delivery scratch: messages [runStart, runEnd) of the current batch are due to this socket (-1: none, -2: skipped). */
   runStart = -1;
   runEnd = -1;
+  /** Corked for the rest of the batch because its messages in it have gaps (see Delivery.addToRun). */
+  corked = false;
   /** In the "drop" policy: currently over the limit, skipping messages. */
   dropping = false;
   readonly topics = new Set<string>();

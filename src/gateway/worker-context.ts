@@ -13,7 +13,7 @@ export interface WorkerContext {
   readonly stats: Float64Array;
   readonly trie: TopicTrie<Session>;
   /** Sessions with messages due in the current delivery batch; written and emptied at its end. */
-  readonly corked: Session[];
+  readonly touched: Session[];
   readonly log: Logger;
   /** Origin and token checks at upgrade; its verifier (null when auth is off) checks refresh tokens. */
   readonly guard: ConnectionGuard;

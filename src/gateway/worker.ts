@@ -41,7 +41,7 @@ const ctx: WorkerContext = {
     onRootAdded: (root) => post({ type: 'root-added', root }),
     onRootRemoved: (root) => post({ type: 'root-removed', root }),
   }),
-  corked: [],
+  touched: [],
   log,
 };
 const sessions = new Set<Session>();
