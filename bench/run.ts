@@ -140,6 +140,7 @@ function plan(): ScenarioConfig[] {
   }
   if (kinds.includes('idle')) {
     list.push({ ...base, kind: 'idle', target: 'tormq', connections: idleConnections });
+    for (const v of variants) list.push({ ...base, kind: 'idle', target: 'tormq', connections: idleConnections, variant: v.name, gatewayFlags: v.flags });
     if (baseline && !quick) list.push({ ...base, kind: 'idle', target: 'baseline', connections: idleConnections, profileDir: undefined });
   }
   return list;
