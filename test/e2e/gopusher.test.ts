@@ -3,40 +3,27 @@
  * `POST /push` on the MPC's HTTP ingress reaches every connection of each card (or only the app's),
  * and `GET /online` on the gateway's admin port counts a card's connections across its workers.
  */
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { encodeBody } from '../../src/index.js';
-import { postJson, startGatewayProcess, startMpcProcess, waitHttpReady, type GatewayProcess, type MpcProcess } from '../helpers/processes.js';
+import { postJson, waitHttpReady } from '../helpers/processes.js';
+import { useSystem } from '../helpers/system.js';
 import { TestClient } from '../helpers/ws-client.js';
 
 describe('gopusher: join, POST /push, GET /online', () => {
-  let mpc: MpcProcess;
-  let gateway: GatewayProcess;
-  const clients: TestClient[] = [];
+  const sys = useSystem({ mpcArgs: ['--http', '0'] });
 
   /** Connects and joins, waiting for the ack (a join with an id is acknowledged like a subscribe). */
   const join = async (data: Record<string, unknown>) => {
-    const client = await TestClient.connect(gateway.url);
-    clients.push(client);
+    const client = await sys.connect();
     const reply = await client.request({ event: 'join', data });
     assert.deepEqual(reply, { event: 'ack', id: 1 });
     return client;
   };
   const online = async (query: string) => {
-    const res = await gateway.admin(`/online?${query}`);
+    const res = await sys.gateway.admin(`/online?${query}`);
     return { status: res.status, body: (await res.json()) as Record<string, unknown> };
   };
-
-  before(async () => {
-    mpc = await startMpcProcess(undefined, ['--http', '0']);
-    gateway = await startGatewayProcess(mpc.gatewayPort);
-  });
-
-  after(async () => {
-    await Promise.all(clients.map((c) => c.close()));
-    await gateway?.stop();
-    await mpc?.stop();
-  });
 
   test('a push reaches every connection of each card; app_id narrows to that app', async () => {
     const aliceAnyApp = await join({ card_id: 'alice' });
@@ -44,14 +31,14 @@ describe('gopusher: join, POST /push, GET /online', () => {
     const aliceMail = await join({ app_id: 'mail', card_id: 'alice' });
     const bob = await join({ card_id: 'bob', app_id: 'chat' });
     const carol = await join({ card_id: 'carol' });
-    await waitHttpReady(mpc, 'alice');
-    await waitHttpReady(mpc, 'bob');
+    await waitHttpReady(sys.mpc, 'alice');
+    await waitHttpReady(sys.mpc, 'bob');
 
     const content = { text: 'héllo ✓', n: 1 };
-    assert.deepEqual(await postJson(mpc, '/push', { from: 'system', to: ['alice', 'bob', 'alice'], content }), { status: 202, body: { accepted: 2 } });
-    assert.deepEqual(await postJson(mpc, '/push', { from: 'bot', to: ['alice'], content: 'chat only', app_id: 'chat' }), { status: 202, body: { accepted: 1 } });
+    assert.deepEqual(await postJson(sys.mpc, '/push', { from: 'system', to: ['alice', 'bob', 'alice'], content }), { status: 202, body: { accepted: 2 } });
+    assert.deepEqual(await postJson(sys.mpc, '/push', { from: 'bot', to: ['alice'], content: 'chat only', app_id: 'chat' }), { status: 202, body: { accepted: 1 } });
     // A final push to everyone marks the end of the sequence for each client.
-    assert.deepEqual(await postJson(mpc, '/push', { from: 'end', to: ['alice', 'bob'], content: 'end' }), { status: 202, body: { accepted: 2 } });
+    assert.deepEqual(await postJson(sys.mpc, '/push', { from: 'end', to: ['alice', 'bob'], content: 'end' }), { status: 202, body: { accepted: 2 } });
     await Promise.all([aliceAnyApp, aliceChat, aliceMail, bob].map((c) => c.waitFor((m) => m.includes('"from": "end"') || m.includes('"from":"end"'))));
 
     const toAlice = encodeBody('alice', { from: 'system', content });
@@ -64,10 +51,10 @@ describe('gopusher: join, POST /push, GET /online', () => {
     assert.deepEqual(carol.bodies(), []);
   });
 
-  test('GET /online counts a card\'s connections on this gateway, over all workers', async () => {
+  test('GET /online counts a card\'s connections on this sys.gateway, over all workers', async () => {
     // Enough connections that both workers hold some of dave's (the kernel spreads accepts).
     const daves = await Promise.all(Array.from({ length: 12 }, (_, i) => join(i % 2 === 0 ? { card_id: 'dave' } : { card_id: 'dave', app_id: 'chat' })));
-    const stats = await gateway.stats();
+    const stats = await sys.gateway.stats();
     assert.ok(stats.workers.every((w) => w.connections > 0), 'connections on both workers');
     assert.deepEqual(await online('card_id=dave'), { status: 200, body: { card_id: 'dave', online: true, connections: 12 } });
     assert.deepEqual(await online('card_id=dave&app_id=chat'), { status: 200, body: { card_id: 'dave', app_id: 'chat', online: true, connections: 6 } });
@@ -86,8 +73,8 @@ describe('gopusher: join, POST /push, GET /online', () => {
   });
 
   test('bad joins and bad pushes are refused with clear errors', async () => {
-    const client = await TestClient.connect(gateway.url);
-    clients.push(client);
+    const client = await TestClient.connect(sys.gateway.url);
+    sys.clients.push(client);
     const cases: Array<[unknown, string, RegExp]> = [
       [undefined, 'ERR_BAD_REQUEST', /join needs "data"/],
       [{ app_id: 'x' }, 'ERR_INVALID_TOPIC', /card_id must be a string/],
@@ -111,7 +98,7 @@ describe('gopusher: join, POST /push, GET /online', () => {
       [{ from: 'f', to: ['a'], content: 1, app_id: 'x:y' }, /app_id must not contain ":"/],
     ];
     for (const [body, message] of pushes) {
-      const reply = await postJson(mpc, '/push', body);
+      const reply = await postJson(sys.mpc, '/push', body);
       assert.equal(reply.status, 400, JSON.stringify(body));
       assert.match(String(reply.body.error), message);
     }

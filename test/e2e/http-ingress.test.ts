@@ -7,38 +7,25 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Publisher, encodeBody } from '../../src/index.js';
 import { once, postJson, startCli, startGatewayProcess, startMpcProcess, waitHttpReady, type GatewayProcess, type MpcProcess } from '../helpers/processes.js';
+import { useSystem } from '../helpers/system.js';
 import { TestClient } from '../helpers/ws-client.js';
 
 describe('HTTP ingress: POST /publish', () => {
-  let mpc: MpcProcess;
-  let gateway: GatewayProcess;
-  const clients: TestClient[] = [];
+  const sys = useSystem({ mpcArgs: ['--http', '0', '--http-max-body', '4096'] });
   const connect = async (...topics: string[]) => {
-    const client = await TestClient.connect(gateway.url);
-    clients.push(client);
+    const client = await sys.connect();
     if (topics.length > 0) await client.subscribe(...topics);
     return client;
   };
 
-  before(async () => {
-    mpc = await startMpcProcess(undefined, ['--http', '0', '--http-max-body', '4096']);
-    gateway = await startGatewayProcess(mpc.gatewayPort);
-  });
-
-  after(async () => {
-    await Promise.all(clients.map((c) => c.close()));
-    await gateway?.stop();
-    await mpc?.stop();
-  });
-
   test('one message and an array: 202 with the count, delivered in order, bytes identical to the SDK', async () => {
     const client = await connect('web:a', 'web:0', 'web:1', 'web:2');
-    await waitHttpReady(mpc, 'web');
-    const sdk = new Publisher('127.0.0.1', mpc.publisherPort);
+    await waitHttpReady(sys.mpc, 'web');
+    const sdk = new Publisher('127.0.0.1', sys.mpc.publisherPort);
     try {
       await sdk.ready({ topic: 'web', timeoutMs: 10_000 });
       const data = { text: 'héllo ✓ 日本語 🚀', n: [1, 2.5, null], nested: { ok: true } };
-      assert.deepEqual(await postJson(mpc, '/publish', { topic: 'web:a', data }), { status: 202, body: { accepted: 1 } });
+      assert.deepEqual(await postJson(sys.mpc, '/publish', { topic: 'web:a', data }), { status: 202, body: { accepted: 1 } });
       await client.waitFor((m) => m.startsWith('{"topic": "web:a"'));
       await sdk.send('web:a', data);
       await client.waitForCount(3); // ack, HTTP message, SDK message
@@ -47,7 +34,7 @@ describe('HTTP ingress: POST /publish', () => {
       assert.equal(fromHttp, encodeBody('web:a', data));
 
       const batch = Array.from({ length: 50 }, (_, i) => ({ topic: `web:${i % 3}`, data: `m${i}` }));
-      assert.deepEqual(await postJson(mpc, '/publish', batch), { status: 202, body: { accepted: 50 } });
+      assert.deepEqual(await postJson(sys.mpc, '/publish', batch), { status: 202, body: { accepted: 50 } });
       await client.waitForCount(3 + 50);
       assert.deepEqual(client.bodies().slice(2), batch.map((m) => encodeBody(m.topic, m.data)));
     } finally {
@@ -57,7 +44,7 @@ describe('HTTP ingress: POST /publish', () => {
 
   test('bad input: 400 with a JSON error, and nothing is published', async () => {
     const client = await connect('bad');
-    await waitHttpReady(mpc, 'bad');
+    await waitHttpReady(sys.mpc, 'bad');
     const cases: Array<[unknown, RegExp]> = [
       ['{"topic": "bad", "data": ', /not valid JSON/],
       [{ data: 1 }, /needs a "topic"/],
@@ -70,21 +57,21 @@ describe('HTTP ingress: POST /publish', () => {
       [[{ topic: 'bad', data: 'first' }, { topic: '', data: 'second' }], /body\[1\]: topic must not be empty/],
     ];
     for (const [body, pattern] of cases) {
-      const reply = await postJson(mpc, '/publish', body);
+      const reply = await postJson(sys.mpc, '/publish', body);
       assert.equal(reply.status, 400, JSON.stringify(body));
       assert.match(String(reply.body.error), pattern);
     }
-    assert.deepEqual(await postJson(mpc, '/publish', { topic: 'bad', data: 'the only one' }), { status: 202, body: { accepted: 1 } });
+    assert.deepEqual(await postJson(sys.mpc, '/publish', { topic: 'bad', data: 'the only one' }), { status: 202, body: { accepted: 1 } });
     await client.waitFor((m) => m.includes('the only one'));
     assert.deepEqual(client.bodies(), [encodeBody('bad', 'the only one')]);
   });
 
   test('bodies over --http-max-body get 413; wrong paths and methods 404 and 405', async () => {
-    const big = await postJson(mpc, '/publish', { topic: 'big', data: 'x'.repeat(5000) });
+    const big = await postJson(sys.mpc, '/publish', { topic: 'big', data: 'x'.repeat(5000) });
     assert.equal(big.status, 413);
     assert.match(String(big.body.error), /larger than 4096 bytes/);
     // Sent without a content-length (chunked), the limit still holds.
-    const chunked = await mpc.http('/publish', {
+    const chunked = await sys.mpc.http('/publish', {
       method: 'POST',
       body: new ReadableStream({
         start(controller) {
@@ -96,22 +83,22 @@ describe('HTTP ingress: POST /publish', () => {
     } as RequestInit);
     assert.equal(chunked.status, 413);
     await chunked.body?.cancel();
-    const missing = await mpc.http('/nope', { method: 'POST', body: '{}' });
+    const missing = await sys.mpc.http('/nope', { method: 'POST', body: '{}' });
     assert.equal(missing.status, 404);
     await missing.body?.cancel();
-    const wrongMethod = await mpc.http('/publish');
+    const wrongMethod = await sys.mpc.http('/publish');
     assert.equal(wrongMethod.status, 405);
     assert.equal(wrongMethod.headers.get('allow'), 'POST');
     await wrongMethod.body?.cancel();
   });
 
   test('GET /ready answers whether a gateway subscribes to the root', async () => {
-    const notYet = await mpc.http('/ready?topic=later:x');
+    const notYet = await sys.mpc.http('/ready?topic=later:x');
     assert.equal(notYet.status, 503);
     assert.deepEqual(await notYet.json(), { topic: 'later:x', ready: false });
     await connect('later');
-    await waitHttpReady(mpc, 'later:x');
-    const health = await mpc.http('/healthz');
+    await waitHttpReady(sys.mpc, 'later:x');
+    const health = await sys.mpc.http('/healthz');
     const counters = (await health.json()) as { status: string; accepted: number; rejected: number };
     assert.equal(counters.status, 'ok');
     assert.ok(counters.accepted >= 52 && counters.rejected >= 10, JSON.stringify(counters));

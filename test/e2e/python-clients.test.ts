@@ -3,15 +3,14 @@
  * a burst of non-ASCII messages, and an independent WebSocket client implementation (Python
  * `websockets`), so nothing depends on Node or `ws` quirks.
  */
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { Publisher, encodeBody } from '../../src/index.js';
-import { startGatewayProcess, startMpcProcess, type GatewayProcess, type MpcProcess } from '../helpers/processes.js';
+import { encodeBody } from '../../src/index.js';
 import { publishFromPython, SYSTEM_PYTHON } from '../helpers/python-publisher.js';
-import { TestClient } from '../helpers/ws-client.js';
+import { useSystem } from '../helpers/system.js';
 
 const WS_CLIENT = fileURLToPath(new URL('../../../test/fixtures/websockets_client.py', import.meta.url));
 const BURST = 5000;
@@ -19,26 +18,12 @@ const BURST = 5000;
 const SAMPLES = ['héllo wörld', '日本語のテキスト', '🚀 emoji 👩‍👩‍👧 family', 'quote " backslash \\ newline \n tab \t', 'e\u0301 combining, \u2028 separator, \u0001 control'];
 
 describe('Python clients', () => {
-  let mpc: MpcProcess;
-  let gateway: GatewayProcess;
-  const clients: TestClient[] = [];
+  const sys = useSystem();
   const connect = async (...topics: string[]) => {
-    const client = await TestClient.connect(gateway.url);
-    clients.push(client);
+    const client = await sys.connect();
     await client.subscribe(...topics);
     return client;
   };
-
-  before(async () => {
-    mpc = await startMpcProcess();
-    gateway = await startGatewayProcess(mpc.gatewayPort);
-  });
-
-  after(async () => {
-    await Promise.all(clients.map((c) => c.close()));
-    await gateway?.stop();
-    await mpc?.stop();
-  });
 
   test(`the original Python publisher: a burst of ${BURST} non-ASCII messages all arrive, in order, byte for byte`, async () => {
     const probe = await connect('pyburstprobe');
@@ -51,7 +36,7 @@ describe('Python clients', () => {
     // The Python PUB's own send high-water mark is raised above the burst: at ZeroMQ's default (1000) a
     // PUB socket drops inside the publisher process when its I/O thread falls behind (seen on a busy
     // 2-core machine), which no MPC or gateway can prevent. Frames and bytes are the original SDK's.
-    const result = await publishFromPython(mpc.publisherPort, 'pyburstprobe', probe, messages, { sendHighWaterMark: 100_000 });
+    const result = await publishFromPython(sys.mpc.publisherPort, 'pyburstprobe', probe, messages, { sendHighWaterMark: 100_000 });
     assert.equal(result.sent, BURST);
     // What Python's json.dumps(..., ensure_ascii=False) writes: ": " and ", " separators everywhere.
     const python = (m: (typeof messages)[number]) =>
@@ -60,7 +45,7 @@ describe('Python clients', () => {
         : `{"topic": ${JSON.stringify(m.topic)}, "data": {"i": ${m.data.i}, "text": ${JSON.stringify(m.data.text)}}}`;
     await reader.waitForCount(1 + BURST, 20_000).catch(async (error: Error) => {
       // Say where messages went missing: before the gateway (messagesIn) or inside it (drops).
-      const stats = await gateway.stats();
+      const stats = await sys.gateway.stats();
       const got = new Set(reader.bodies());
       const missing = messages.flatMap((m, i) => (got.has(python(m)) ? [] : [i]));
       throw new Error(`${error.message}; missing indices ${missing.length > 20 ? `${missing.slice(0, 10)} … ${missing.slice(-10)}` : missing}; gateway messagesIn ${stats.messagesIn}, drops ${JSON.stringify(stats.publishDrops)}, workers ${JSON.stringify(stats.workers)}, reader close ${reader.closeCode}`);
@@ -68,14 +53,14 @@ describe('Python clients', () => {
     const bodies = reader.bodies();
     assert.equal(bodies.length, BURST);
     for (let i = 0; i < BURST; i++) assert.equal(bodies[i], python(messages[i]!), `message ${i}`);
-    const stats = await gateway.stats();
+    const stats = await sys.gateway.stats();
     assert.deepEqual(stats.publishDrops, Object.fromEntries(Object.keys(stats.publishDrops).map((k) => [k, 0])), 'nothing dropped');
     assert.ok(stats.workers.every((w) => w.ringDrops === 0));
   });
 
   test('Python websockets (an independent client): subscribe+ack, ping/pong, error with id, bodies byte for byte', async () => {
     const count = 200;
-    const child = spawn(SYSTEM_PYTHON, [WS_CLIENT, gateway.url, 'pyws:room', String(count)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(SYSTEM_PYTHON, [WS_CLIENT, sys.gateway.url, 'pyws:room', String(count)], { stdio: ['ignore', 'pipe', 'pipe'] });
     const events: Array<Record<string, unknown>> = [];
     let stderr = '';
     child.stderr.on('data', (d) => (stderr += d));
@@ -88,7 +73,6 @@ describe('Python clients', () => {
       resolve(code);
       for (const w of waiters) w();
     }));
-    const publisher = new Publisher('127.0.0.1', mpc.publisherPort);
     try {
       await new Promise<void>((resolve, reject) => {
         const check = () => {
@@ -106,13 +90,13 @@ describe('Python clients', () => {
         { error: { event: 'error', id: 'bad', code: 'ERR_INVALID_TOPIC', message: 'topic: topic must not have empty segments' } },
       ]);
 
-      await publisher.ready({ topic: 'pyws', timeoutMs: 15_000 });
+      await sys.publisher.ready({ topic: 'pyws', timeoutMs: 15_000 });
       const sent: string[] = [];
       for (let i = 0; i < count; i++) {
         // Publishing on the parent topic reaches the client too (prefix semantics).
         const topic = i % 2 === 0 ? 'pyws:room' : 'pyws';
         const data = { i, text: SAMPLES[i % SAMPLES.length] };
-        await publisher.send(topic, data);
+        await sys.publisher.send(topic, data);
         sent.push(encodeBody(topic, data));
       }
       const timeout = new Promise<never>((_, reject) => {
@@ -126,7 +110,6 @@ describe('Python clients', () => {
       assert.deepEqual(events.at(-1), { closed: 1000 });
     } finally {
       child.kill();
-      await publisher.close();
     }
   });
 });
