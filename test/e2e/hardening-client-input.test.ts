@@ -11,6 +11,7 @@ import { XPublisher } from 'zeromq';
 import { Publisher } from '../../src/index.js';
 import { metricValue, metricsText, until } from '../helpers/hardening.js';
 import { startGatewayProcess, startMpcProcess, type GatewayProcess, type GatewayStats, type MpcProcess } from '../helpers/processes.js';
+import { useSystem } from '../helpers/system.js';
 import { TestClient } from '../helpers/ws-client.js';
 
 const total = (stats: GatewayStats, key: string) => stats.workers.reduce((n, w) => n + (w[key] as number), 0);
@@ -243,26 +244,13 @@ describe('hardening: bad input from clients', () => {
 });
 
 describe('hardening: connection cap', () => {
-  let mpc: MpcProcess;
-  let gateway: GatewayProcess;
-  const clients: TestClient[] = [];
-
-  before(async () => {
-    mpc = await startMpcProcess();
-    gateway = await startGatewayProcess(mpc.gatewayPort, ['--max-connections', '3']);
-  });
-
-  after(async () => {
-    await Promise.all(clients.map((c) => c.close()));
-    await gateway?.stop();
-    await mpc?.stop();
-  });
+  const sys = useSystem({ gatewayArgs: ['--max-connections', '3'] });
 
   /** A raw upgrade request; resolves with the status line and whether the server closed the socket. */
   const rawUpgrade = () =>
     new Promise<{ status: string; serverEnded: boolean; socket: net.Socket }>((resolve, reject) => {
       // allowHalfOpen: this client never closes its side, like a careless or hostile one.
-      const socket = net.connect({ host: '127.0.0.1', port: gateway.port, allowHalfOpen: true });
+      const socket = net.connect({ host: '127.0.0.1', port: sys.gateway.port, allowHalfOpen: true });
       let data = '';
       socket.on('data', (chunk) => (data += chunk.toString('latin1')));
       socket.on('end', () => resolve({ status: data.split('\r\n', 1)[0]!, serverEnded: true, socket }));
@@ -276,12 +264,12 @@ describe('hardening: connection cap', () => {
   test('over --max-connections the upgrade gets HTTP 503 and the socket is closed, never left half-open', async () => {
     const held = [];
     for (let i = 0; i < 3; i++) {
-      const c = await TestClient.connect(gateway.url);
-      clients.push(c);
+      const c = await TestClient.connect(sys.gateway.url);
+      sys.clients.push(c);
       held.push(c);
     }
     // A ws client sees the 503.
-    const refused = new WebSocket(gateway.url);
+    const refused = new WebSocket(sys.gateway.url);
     const status = await new Promise<number>((resolve, reject) => {
       refused.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
       refused.on('open', () => reject(new Error('opened over the cap')));
@@ -296,17 +284,17 @@ describe('hardening: connection cap', () => {
       assert.equal(raw.serverEnded, true);
     }
     // None of the refused sockets holds a slot: exactly the three accepted ones are counted.
-    await until('refused sockets released', async () => (await gateway.stats() as unknown as { openSockets: number }).openSockets === 3);
-    const metrics = await metricsText(gateway);
+    await until('refused sockets released', async () => (await sys.gateway.stats() as unknown as { openSockets: number }).openSockets === 3);
+    const metrics = await metricsText(sys.gateway);
     assert.equal(metricValue(metrics, 'tormq_gateway_connections'), 3);
-    const stats = await gateway.stats();
+    const stats = await sys.gateway.stats();
     assert.equal(stats.connections, 3);
     assert.ok(total(stats, 'connectionsRejected') >= 4);
     // One leaves, one more fits (the half-open raw sockets above would have taken its place).
     await held[0]!.close();
-    await until('slot freed', async () => (await gateway.stats() as unknown as { openSockets: number }).openSockets === 2);
-    const next = await TestClient.connect(gateway.url);
-    clients.push(next);
+    await until('slot freed', async () => (await sys.gateway.stats() as unknown as { openSockets: number }).openSockets === 2);
+    const next = await TestClient.connect(sys.gateway.url);
+    sys.clients.push(next);
     assert.deepEqual(await next.request({ event: 'ping' }), { event: 'pong', id: 1 });
     for (const raw of raws) raw.socket.destroy();
   });

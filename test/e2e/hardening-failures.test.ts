@@ -22,48 +22,35 @@ async function roundTrip(publisher: Publisher, client: TestClient, topic: string
 }
 
 describe('hardening: the MPC dies and comes back', () => {
-  let mpc: MpcProcess;
-  let gateway: GatewayProcess;
-  const clients: TestClient[] = [];
-
-  before(async () => {
-    mpc = await startMpcProcess();
-    gateway = await startGatewayProcess(mpc.gatewayPort);
-  });
-
-  after(async () => {
-    await Promise.all(clients.map((c) => c.close()));
-    await gateway?.stop();
-    await mpc?.stop();
-  });
+  const sys = useSystem();
 
   test('SIGKILL, restart on the same ports: /healthz 503 while down, then delivery resumes without a gateway restart', async () => {
-    const client = await TestClient.connect(gateway.url);
-    clients.push(client);
+    const client = await TestClient.connect(sys.gateway.url);
+    sys.clients.push(client);
     await client.subscribe('phoenix');
-    let publisher = new Publisher('127.0.0.1', mpc.publisherPort);
+    let publisher = new Publisher('127.0.0.1', sys.mpc.publisherPort);
     await publisher.ready({ topic: 'phoenix', timeoutMs: 10_000 });
     await roundTrip(publisher, client, 'phoenix', 'before');
     await publisher.close();
 
-    const { publisherPort, gatewayPort } = mpc;
-    const linkUps = () => gateway.logs.filter((l) => l.msg === 'MPC link up').length;
+    const { publisherPort, gatewayPort } = sys.mpc;
+    const linkUps = () => sys.gateway.logs.filter((l) => l.msg === 'MPC link up').length;
     const upsBefore = linkUps();
-    mpc.child.kill('SIGKILL');
-    await mpc.exited;
-    await gateway.waitForLog((l) => l.msg === 'MPC link down; reconnecting');
-    const down = await gateway.admin('/healthz');
+    sys.mpc.child.kill('SIGKILL');
+    await sys.mpc.exited;
+    await sys.gateway.waitForLog((l) => l.msg === 'MPC link down; reconnecting');
+    const down = await sys.gateway.admin('/healthz');
     assert.equal(down.status, 503);
     const detail = (await down.json()) as { status: string; mpc: Array<{ up: boolean }> };
     assert.equal(detail.status, 'unavailable');
     assert.deepEqual(detail.mpc.map((l) => l.up), [false]);
-    assert.equal(metricValue(await metricsText(gateway), 'tormq_mpc_up', { endpoint: `tcp://127.0.0.1:${gatewayPort}` }), 0);
+    assert.equal(metricValue(await metricsText(sys.gateway), 'tormq_mpc_up', { endpoint: `tcp://127.0.0.1:${gatewayPort}` }), 0);
 
-    mpc = await startMpcProcess(['-s', String(publisherPort), '-p', String(gatewayPort)]);
+    sys.mpc = await startMpcProcess(['-s', String(publisherPort), '-p', String(gatewayPort)]);
     await until('MPC link up again', () => linkUps() > upsBefore);
-    assert.equal((await gateway.admin('/healthz')).status, 200);
+    assert.equal((await sys.gateway.admin('/healthz')).status, 200);
     // The gateway re-sent its subscription: a new publisher sees it and the client gets the message.
-    publisher = new Publisher('127.0.0.1', mpc.publisherPort);
+    publisher = new Publisher('127.0.0.1', sys.mpc.publisherPort);
     try {
       await publisher.ready({ topic: 'phoenix', timeoutMs: 15_000 });
       await roundTrip(publisher, client, 'phoenix', 'after');
@@ -71,13 +58,13 @@ describe('hardening: the MPC dies and comes back', () => {
       await publisher.close();
     }
     assert.equal(client.closeCode, null, 'clients never noticed');
-    assert.equal(gateway.child.exitCode, null);
+    assert.equal(sys.gateway.child.exitCode, null);
   });
 
   test('the test hooks are off unless --enable-test-hooks', async () => {
-    const res = await hook(gateway, 0, 'crash');
+    const res = await hook(sys.gateway, 0, 'crash');
     assert.equal(res.status, 405);
-    assert.equal((await gateway.stats()).workers[0]!.restarts, 0);
+    assert.equal((await sys.gateway.stats()).workers[0]!.restarts, 0);
   });
 });
 

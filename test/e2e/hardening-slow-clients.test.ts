@@ -10,6 +10,7 @@ import { WebSocket } from 'ws';
 import { Publisher } from '../../src/index.js';
 import { metricValue, metricsText, rssBytes, until } from '../helpers/hardening.js';
 import { startGatewayProcess, startMpcProcess, type GatewayProcess, type GatewayStats, type MpcProcess } from '../helpers/processes.js';
+import { useSystem } from '../helpers/system.js';
 import { TestClient } from '../helpers/ws-client.js';
 
 const total = (stats: GatewayStats, key: string) => stats.workers.reduce((n, w) => n + (w[key] as number), 0);
@@ -181,46 +182,33 @@ describe('hardening: slow clients under a sustained broadcast', () => {
 });
 
 describe('hardening: heartbeats', () => {
-  let mpc: MpcProcess;
-  let gateway: GatewayProcess;
-  const clients: TestClient[] = [];
-
-  before(async () => {
-    mpc = await startMpcProcess();
-    gateway = await startGatewayProcess(mpc.gatewayPort, ['--heartbeat-ms', '200']);
-  });
-
-  after(async () => {
-    await Promise.all(clients.map((c) => c.close()));
-    await gateway?.stop();
-    await mpc?.stop();
-  });
+  const sys = useSystem({ gatewayArgs: ['--heartbeat-ms', '200'] });
 
   test('a client that does not answer pings is terminated and counted; others and {"event":"ping"} keep working', async () => {
-    const healthy = await TestClient.connect(gateway.url);
-    clients.push(healthy);
+    const healthy = await TestClient.connect(sys.gateway.url);
+    sys.clients.push(healthy);
     await healthy.subscribe('hb');
     // autoPong: false makes ws ignore pings, like a peer whose network died.
-    const deaf = await TestClient.connect(gateway.url, { autoPong: false });
-    clients.push(deaf);
+    const deaf = await TestClient.connect(sys.gateway.url, { autoPong: false });
+    sys.clients.push(deaf);
     await deaf.subscribe('hb');
     // Terminated, not closed: no close frame, so the client sees 1006.
     assert.equal(await deaf.closed, 1006);
-    await until('termination counted', async () => total(await gateway.stats(), 'heartbeatTerminations') === 1);
+    await until('termination counted', async () => total(await sys.gateway.stats(), 'heartbeatTerminations') === 1);
     // A second deaf client takes at least two more intervals: the healthy one answered all the while.
-    const deaf2 = await TestClient.connect(gateway.url, { autoPong: false });
-    clients.push(deaf2);
+    const deaf2 = await TestClient.connect(sys.gateway.url, { autoPong: false });
+    sys.clients.push(deaf2);
     assert.deepEqual(await deaf2.request({ event: 'ping' }), { event: 'pong', id: 1 }, 'application ping answered');
     assert.equal(await deaf2.closed, 1006);
-    await until('second termination counted', async () => total(await gateway.stats(), 'heartbeatTerminations') === 2);
+    await until('second termination counted', async () => total(await sys.gateway.stats(), 'heartbeatTerminations') === 2);
     assert.equal(healthy.closeCode, null);
     assert.deepEqual(await healthy.request({ event: 'ping' }), { event: 'pong', id: 2 });
     healthy.send({ event: 'ping' });
     await healthy.waitFor((m) => m === '{"event":"pong"}');
-    const metrics = await metricsText(gateway);
+    const metrics = await metricsText(sys.gateway);
     const counted = ['0', '1'].reduce((n, worker) => n + metricValue(metrics, 'tormq_heartbeat_terminations_total', { worker })!, 0);
     assert.equal(counted, 2);
-    const stats = await gateway.stats();
+    const stats = await sys.gateway.stats();
     assert.equal(stats.connections, 1);
     assert.ok(!stats.workers.some((w) => w.subscriptions > 1), 'the terminated clients left their subscriptions');
   });
