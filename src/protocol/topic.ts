@@ -65,8 +65,8 @@ const PREFIX_COMPACT = Buffer.from('{"topic":"');
 
 /**
  * The topic of a published body. Fast path: the body starts with `{"topic": "` or `{"topic":"` and the
- * topic has no escape, so it is read straight from the bytes (measured in bench/micro: ~10x a full
- * parse for a 100-byte body). Anything else is fully parsed, so key order never matters.
+ * topic has no escape, so it is read straight from the bytes (bench/micro: 138 vs 564 ns for a
+ * 100-byte body with JSON.parse). Anything else is fully parsed, so key order never matters.
  */
 export function extractTopic(body: Buffer): string | BodyReject {
   let start = -1;
@@ -79,12 +79,12 @@ export function extractTopic(body: Buffer): string | BodyReject {
     const end = body.indexOf(0x22, start);
     // A backslash inside means escapes: only a full parse decodes those correctly.
     if (end !== -1 && body.lastIndexOf(0x5c, end) < start) {
-      // The rest of the body is not validated here: a fast-path body is forwarded byte for byte,
-      // exactly as the original gateway did. A malformed tail is the client's JSON.parse problem.
+      // The rest of the body is not validated here: the gateway uses this path only when told not
+      // to validate bodies (`--no-validate-json`); otherwise it calls parseBodyTopic.
       return body.toString('utf8', start, end);
     }
   }
-  return parseTopic(body);
+  return parseBodyTopic(body);
 }
 
 function startsWith(body: Buffer, prefix: Buffer): boolean {
@@ -92,7 +92,8 @@ function startsWith(body: Buffer, prefix: Buffer): boolean {
   return true;
 }
 
-function parseTopic(body: Buffer): string | BodyReject {
+/** The topic of a published body by a full JSON parse: the body is valid JSON when this returns a string. */
+export function parseBodyTopic(body: Buffer): string | BodyReject {
   let parsed: unknown;
   try {
     parsed = JSON.parse(body.toString('utf8'));
