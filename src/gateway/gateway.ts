@@ -24,9 +24,6 @@ import { WorkerStat } from './thread-protocol.js';
 import { Upstream } from './upstream.js';
 import { WorkerPool } from './worker-pool.js';
 
-/** How long a root stays subscribed upstream after its last subscriber left. */
-const UNSUBSCRIBE_DELAY_MS = 1000;
-
 export class Gateway {
   readonly config: GatewayConfig;
   readonly log: Logger;
@@ -34,8 +31,6 @@ export class Gateway {
   readonly upstream: Upstream;
   readonly pool: WorkerPool;
   readonly metrics: Registry;
-  /** Roots no worker wants any more, waiting to be unsubscribed upstream (see rootRemoved). */
-  private readonly pendingUnsubscribes = new Map<string, NodeJS.Timeout>();
   private admin: http.Server | null = null;
   private adminBoundPort = -1;
   private stopping: Promise<void> | null = null;
@@ -47,27 +42,11 @@ export class Gateway {
     this.upstream = new Upstream(config.mpc, this.log, curveKeysOf(config), config.upstreamHighWaterMark);
     this.pool = new WorkerPool(config, this.log, {
       rootAdded: (slot, root) => {
-        if (!this.fanOut.addRoute(root, slot)) return;
-        const pending = this.pendingUnsubscribes.get(root);
-        if (pending === undefined) this.upstream.subscribe(root);
-        else {
-          // Still subscribed upstream: the unsubscribe had not gone out yet.
-          clearTimeout(pending);
-          this.pendingUnsubscribes.delete(root);
-        }
+        if (this.fanOut.addRoute(root, slot)) this.upstream.want(root);
       },
       rootRemoved: (slot, root) => {
-        if (!this.fanOut.removeRoute(root, slot)) return;
-        // Unsubscribe upstream only once the root has stayed unwanted for a moment. A client flooding
-        // subscribe/unsubscribe would otherwise churn ZeroMQ subscription messages through the MPC to
-        // every publisher; those travel on pipes with high-water marks, and a lost one leaves a root
-        // silently unsubscribed. Messages arriving meanwhile are dropped as `unrouted` (counted).
-        this.pendingUnsubscribes.set(root, setTimeout(() => {
-          this.pendingUnsubscribes.delete(root);
-          this.upstream.unsubscribe(root);
-        }, UNSUBSCRIBE_DELAY_MS).unref());
+        if (this.fanOut.removeRoute(root, slot)) this.upstream.release(root);
       },
-      workerDown: () => {},
     });
     this.metrics = createMetrics(this.pool, this.fanOut, this.upstream);
   }
@@ -160,7 +139,8 @@ export class Gateway {
 
   /**
    * Per worker, how many connections a publish on `topic` would reach right now (comlink RPC to each
-   * worker: control plane only). A worker that is down counts 0.
+   * worker: control plane only). A worker that is down counts 0; one that does not answer in time
+   * fails the query.
    */
   reachable(topic: string, timeoutMs = 2000): Promise<number[]> {
     let timer: NodeJS.Timeout | undefined;
@@ -168,8 +148,7 @@ export class Gateway {
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error(`a worker did not answer within ${timeoutMs} ms`)), timeoutMs);
     });
-    const counts = Promise.all(this.pool.slots.map((slot) => (slot.up && slot.control ? slot.control.reachable(topic) : 0)));
-    return Promise.race([counts, timeout]).finally(() => clearTimeout(timer));
+    return Promise.race([this.pool.reachable(topic), timeout]).finally(() => clearTimeout(timer));
   }
 
   /**
@@ -180,7 +159,6 @@ export class Gateway {
     this.stopping ??= (async () => {
       this.log.info({ drainMs }, 'draining');
       await this.pool.drain(drainMs);
-      for (const timer of this.pendingUnsubscribes.values()) clearTimeout(timer);
       this.upstream.close();
       await new Promise<void>((resolve) => (this.admin ? this.admin.close(() => resolve()) : resolve()));
       this.log.info('stopped');

@@ -7,9 +7,14 @@ import { Subscriber } from 'zeromq';
 import type { Logger } from '../log.js';
 import { curveClientOptions, type CurveClientKeys } from '../protocol/curve.js';
 
+/** How long a root stays subscribed upstream after its last subscriber left (see `release`). */
+const UNSUBSCRIBE_DELAY_MS = 1000;
+
 export class Upstream {
   private readonly socket: Subscriber;
   private readonly connected = new Set<string>();
+  /** Roots no worker wants any more, waiting to be unsubscribed (see `release`). */
+  private readonly pendingUnsubscribes = new Map<string, NodeJS.Timeout>();
   private readonly endpoints: string[];
   private closed = false;
   /** With CURVE a link is up once the handshake succeeds, not at TCP connect. */
@@ -41,12 +46,31 @@ export class Upstream {
     return this.receive(onMessage);
   }
 
-  subscribe(root: string): void {
-    this.socket.subscribe(root);
+  /** Some worker wants `root`: subscribe, or cancel an unsubscribe that has not gone out yet. */
+  want(root: string): void {
+    const pending = this.pendingUnsubscribes.get(root);
+    if (pending === undefined) {
+      this.socket.subscribe(root);
+      return;
+    }
+    clearTimeout(pending);
+    this.pendingUnsubscribes.delete(root);
   }
 
-  unsubscribe(root: string): void {
-    this.socket.unsubscribe(root);
+  /**
+   * No worker wants `root` any more: unsubscribe once it has stayed unwanted for a moment. A client
+   * flooding subscribe/unsubscribe would otherwise churn ZeroMQ subscription messages through the MPC
+   * to every publisher; those travel on pipes with high-water marks, and a lost one leaves a root
+   * silently unsubscribed. Messages arriving meanwhile are dropped as `unrouted` (counted).
+   */
+  release(root: string): void {
+    this.pendingUnsubscribes.set(
+      root,
+      setTimeout(() => {
+        this.pendingUnsubscribes.delete(root);
+        this.socket.unsubscribe(root);
+      }, UNSUBSCRIBE_DELAY_MS).unref(),
+    );
   }
 
   /** Every MPC link is connected. */
@@ -60,6 +84,8 @@ export class Upstream {
 
   close(): void {
     this.closed = true;
+    for (const timer of this.pendingUnsubscribes.values()) clearTimeout(timer);
+    this.pendingUnsubscribes.clear();
     this.socket.close();
   }
 

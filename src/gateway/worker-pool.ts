@@ -38,8 +38,6 @@ export interface WorkerSlot extends RingSlot {
 export interface PoolEvents {
   rootAdded(slot: WorkerSlot, root: string): void;
   rootRemoved(slot: WorkerSlot, root: string): void;
-  /** The worker died; its roots were already reported removed. */
-  workerDown(slot: WorkerSlot, reason: string): void;
 }
 
 const RESTART_BACKOFF_MS = [100, 250, 500, 1000, 2000, 5000];
@@ -107,6 +105,16 @@ export class WorkerPool {
     // crash/exit may end the thread before its reply is delivered: its exit answers the call then.
     const outcome = await Promise.race([slot.control.testHook(action as TestHookAction), exited]);
     if (outcome === 'exited' && action === 'stall') throw new Error(`worker ${index} exited`);
+  }
+
+  /**
+   * Per worker, connections a publish on `topic` reaches (the `/online` query). A worker that is down,
+   * or exits before answering, counts 0: its connections are gone.
+   */
+  reachable(topic: string): Promise<number[]> {
+    return Promise.all(
+      this.slots.map((slot) => (slot.up ? this.rpc(slot, (control) => control.reachable(topic)).catch(() => 0) : 0)),
+    );
   }
 
   /** Calls the worker's control RPC; rejects if the thread exits before answering. */
@@ -199,7 +207,6 @@ export class WorkerPool {
     slot.stats[WorkerStat.CONNECTIONS] = 0;
     slot.stats[WorkerStat.SUBSCRIPTIONS] = 0;
     if (this.stopping) return;
-    this.events.workerDown(slot, `exit code ${code}`);
     const delay = RESTART_BACKOFF_MS[Math.min(slot.restarts, RESTART_BACKOFF_MS.length - 1)]!;
     slot.restarts++;
     this.log.warn({ worker: slot.index, code, restartInMs: delay }, 'worker died; restarting');
