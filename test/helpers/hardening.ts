@@ -59,7 +59,10 @@ export async function clientsOnEveryWorker(
     const root = `${prefix}${i}`;
     await client.subscribe(root);
     all.push({ client, root });
-    const stats = await gateway.stats();
+    // The worker reports a new root to the main thread by postMessage, which nothing orders against
+    // this HTTP request: wait (bounded) until /stats shows it.
+    let stats = await gateway.stats();
+    await until(`root ${root} reported`, async () => (stats = await gateway.stats()).workers.some((w) => w.roots.includes(root)));
     byWorker.clear();
     for (const entry of all) {
       const owner = stats.workers.find((w) => w.roots.includes(entry.root));
