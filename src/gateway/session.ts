@@ -7,7 +7,7 @@ import { performance } from 'node:perf_hooks';
 import type { WebSocket } from 'ws';
 import { ErrorCodes } from '../errors.js';
 import { CloseCodes } from '../protocol/close-codes.js';
-import { ackFrame, errorFrame, parseClientFrame, pongFrame, type ClientCommand, type FrameError, type RequestId } from '../protocol/client-frames.js';
+import { ackFrame, errorFrame, parseClientFrame, pongFrame, requestIdOf, type ClientCommand, type FrameError, type RequestId } from '../protocol/client-frames.js';
 import { isGranted, type Grants } from './auth.js';
 import { WorkerStat } from './thread-protocol.js';
 import { TokenBucket } from './token-bucket.js';
@@ -17,8 +17,8 @@ const OPEN = 1;
 /** Frames held while a refresh token is verified (verification takes microseconds; this is a bound, not a budget). */
 const MAX_HELD_FRAMES = 64;
 const MAX_TIMER_MS = 2 ** 31 - 1;
-/** How long a client closed for being slow has to take the close frame before it is cut off. */
-const SLOW_CLOSE_GRACE_MS = 5_000;
+/** How long a client the gateway closes (slow client, expired token) has to finish the close handshake. */
+const CLOSE_GRACE_MS = 5_000;
 
 export class Session {
   /** Trie scratch: the last message epoch this session was visited for (at-most-once delivery). */
@@ -96,9 +96,16 @@ export class Session {
       return;
     }
     stats[WorkerStat.SLOW_CLOSES]++;
-    this.ws.close(CloseCodes.SLOW_CLIENT, 'slow client');
-    // A client that does not read will not read the close frame either.
-    setTimeout(() => this.ws.terminate(), SLOW_CLOSE_GRACE_MS).unref();
+    this.closeThenCut(CloseCodes.SLOW_CLIENT, 'slow client');
+  }
+
+  /**
+   * Sends a close frame, and cuts the connection if the close handshake has not finished after
+   * CLOSE_GRACE_MS: a client that does not read (slow, or gone) will not read the close frame either.
+   */
+  private closeThenCut(code: number, reason: string): void {
+    this.ws.close(code, reason);
+    setTimeout(() => this.ws.terminate(), CLOSE_GRACE_MS).unref();
   }
 
   /** A text frame from the client. */
@@ -179,7 +186,7 @@ export class Session {
         if (grants !== null && !command.topics.every((topic) => isGranted(grants, topic))) {
           // Refused whole: a frame is never half applied.
           this.ctx.stats[WorkerStat.FORBIDDEN_SUBSCRIPTIONS]++;
-          return this.error(ErrorCodes.FORBIDDEN, 'subscription outside the granted topics', command);
+          return withId({ code: ErrorCodes.FORBIDDEN, message: 'subscription outside the granted topics' }, command.id);
         }
         const max = this.ctx.config.maxSubscriptions;
         if (command.mode === 'replace') {
@@ -188,7 +195,7 @@ export class Session {
           let added = 0;
           for (const topic of new Set(command.topics)) if (!this.topics.has(topic)) added++;
           if (this.topics.size + added > max) {
-            return this.error(ErrorCodes.TOO_MANY_SUBSCRIPTIONS, `at most ${max} subscriptions per connection`, command);
+            return withId({ code: ErrorCodes.TOO_MANY_SUBSCRIPTIONS, message: `at most ${max} subscriptions per connection` }, command.id);
           }
         }
         for (const topic of command.topics) this.subscribe(topic);
@@ -258,8 +265,7 @@ export class Session {
         return;
       }
       this.ctx.stats[WorkerStat.TOKEN_EXPIRED_CLOSES]++;
-      this.ws.close(CloseCodes.POLICY_VIOLATION, 'token expired');
-      setTimeout(() => this.ws.terminate(), SLOW_CLOSE_GRACE_MS).unref();
+      this.closeThenCut(CloseCodes.POLICY_VIOLATION, 'token expired');
     }, wait);
     this.expiry.unref();
   }
@@ -277,10 +283,6 @@ export class Session {
     this.ctx.stats[WorkerStat.SUBSCRIPTIONS]--;
   }
 
-  private error(code: FrameError['code'], message: string, command: ClientCommand): FrameError {
-    return command.id === undefined ? { code, message } : { code, message, id: command.id };
-  }
-
   private reject(error: FrameError): void {
     this.ctx.stats[WorkerStat.BAD_FRAMES]++;
     // Original clients expect nothing but pushes: errors are answered only when asked (an id).
@@ -294,14 +296,4 @@ export class Session {
 
 function withId(error: FrameError, id: RequestId | undefined): FrameError {
   return id === undefined ? error : { ...error, id };
-}
-
-/** The `id` of a frame that is a JSON object with a string or finite number id, else undefined. */
-function requestIdOf(text: string): RequestId | undefined {
-  try {
-    const id = (JSON.parse(text) as { id?: unknown } | null)?.id;
-    return typeof id === 'string' || (typeof id === 'number' && Number.isFinite(id)) ? id : undefined;
-  } catch {
-    return undefined;
-  }
 }

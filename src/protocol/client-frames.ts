@@ -32,6 +32,24 @@ export interface FrameLimits {
   maxTopicsPerFrame: number;
 }
 
+/** A usable request `id`: a string or a finite number. */
+export function isRequestId(value: unknown): value is RequestId {
+  return typeof value === 'string' || (typeof value === 'number' && Number.isFinite(value));
+}
+
+/**
+ * The `id` of a frame without interpreting the rest (to answer a frame that will not be processed,
+ * e.g. over the rate limit), or undefined when there is none usable.
+ */
+export function requestIdOf(text: string): RequestId | undefined {
+  try {
+    const id = (JSON.parse(text) as { id?: unknown } | null)?.id;
+    return isRequestId(id) ? id : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 function fail(code: ErrorCode, message: string, id?: RequestId): ParseResult {
   return { ok: false, error: id === undefined ? { code, message } : { code, message, id } };
 }
@@ -49,7 +67,7 @@ export function parseClientFrame(text: string, limits: FrameLimits): ParseResult
   const fields = frame as Record<string, unknown>;
   const rawId = fields.id;
   let id: RequestId | undefined;
-  if (typeof rawId === 'string' || (typeof rawId === 'number' && Number.isFinite(rawId))) id = rawId;
+  if (isRequestId(rawId)) id = rawId;
   else if (rawId !== undefined) return fail(ErrorCodes.BAD_REQUEST, 'id must be a string or a number');
 
   switch (fields.event) {
