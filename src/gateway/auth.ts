@@ -24,6 +24,7 @@ import { isWithin, topicError } from '../protocol/topic.js';
 import type { GatewayConfig } from './config.js';
 import { algorithmForPublicKey, type AuthAlgorithm } from './security-config.js';
 import { WorkerStat } from './thread-protocol.js';
+import { refuseUpgrade } from './upgrade-refusal.js';
 
 /** The subprotocol a browser offers beside its `bearer.<jwt>` entry; the server selects it. */
 export const TORMQ_SUBPROTOCOL = 'tormq';
@@ -236,10 +237,4 @@ export class ConnectionGuard {
       refuseUpgrade(socket, 401, 'Unauthorized', this.stats, 'WWW-Authenticate: Bearer\r\n');
     });
   }
-}
-
-/** Ends an upgrade request with a bare HTTP status (no body, no detail). */
-export function refuseUpgrade(socket: Duplex, status: number, reason: string, stats: Float64Array, headers = ''): void {
-  stats[WorkerStat.CONNECTIONS_REJECTED]++;
-  socket.end(`HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\n${headers}Content-Length: 0\r\n\r\n`);
 }

@@ -18,6 +18,7 @@ import { demoPage } from './demo-page.js';
 import { ConnectionGuard, selectProtocol, type Grants } from './auth.js';
 import { Delivery } from './delivery.js';
 import { listenReusePort } from './listener.js';
+import { refuseUpgrade } from './upgrade-refusal.js';
 import { Session } from './session.js';
 import { GatewayShared, TEST_HOOK_ACTIONS, WorkerStat, type TestHookAction, type WorkerControl, type WorkerData, type WorkerEvent } from './thread-protocol.js';
 import { TopicTrie } from './trie.js';
@@ -100,11 +101,7 @@ function releaseConnectionSlot(): void {
 }
 
 function refuse(socket: Duplex, status: number, reason: string): void {
-  stats[WorkerStat.CONNECTIONS_REJECTED]++;
-  // end() alone leaves the socket half-open (and its slot taken) until the client closes its side:
-  // destroy it once the response is flushed, as ws's own abortHandshake does.
-  socket.once('finish', () => socket.destroy());
-  socket.end(`HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+  refuseUpgrade(socket, status, reason, stats);
 }
 
 function onConnection(ws: WebSocket, grants: Grants | null): void {

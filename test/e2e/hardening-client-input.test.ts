@@ -5,11 +5,10 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import { WebSocket } from 'ws';
 import { XPublisher } from 'zeromq';
 import { Publisher } from '../../src/index.js';
-import { metricValue, metricsText, until } from '../helpers/hardening.js';
+import { metricValue, metricsText, rawUpgrade, until } from '../helpers/hardening.js';
 import { startGatewayProcess, startMpcProcess, type GatewayProcess, type GatewayStats, type MpcProcess } from '../helpers/processes.js';
 import { useSystem } from '../helpers/system.js';
 import { TestClient } from '../helpers/ws-client.js';
@@ -246,21 +245,6 @@ describe('hardening: bad input from clients', () => {
 describe('hardening: connection cap', () => {
   const sys = useSystem({ gatewayArgs: ['--max-connections', '3'] });
 
-  /** A raw upgrade request; resolves with the status line and whether the server closed the socket. */
-  const rawUpgrade = () =>
-    new Promise<{ status: string; serverEnded: boolean; socket: net.Socket }>((resolve, reject) => {
-      // allowHalfOpen: this client never closes its side, like a careless or hostile one.
-      const socket = net.connect({ host: '127.0.0.1', port: sys.gateway.port, allowHalfOpen: true });
-      let data = '';
-      socket.on('data', (chunk) => (data += chunk.toString('latin1')));
-      socket.on('end', () => resolve({ status: data.split('\r\n', 1)[0]!, serverEnded: true, socket }));
-      socket.on('error', reject);
-      socket.write(
-        'GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
-          'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n',
-      );
-    });
-
   test('over --max-connections the upgrade gets HTTP 503 and the socket is closed, never left half-open', async () => {
     const held = [];
     for (let i = 0; i < 3; i++) {
@@ -278,7 +262,7 @@ describe('hardening: connection cap', () => {
     assert.equal(status, 503);
     refused.terminate();
     // Raw sockets that never close their side: the server answers 503 and closes them.
-    const raws = await Promise.all([rawUpgrade(), rawUpgrade(), rawUpgrade()]);
+    const raws = await Promise.all([rawUpgrade(sys.gateway.port), rawUpgrade(sys.gateway.port), rawUpgrade(sys.gateway.port)]);
     for (const raw of raws) {
       assert.equal(raw.status, 'HTTP/1.1 503 Service Unavailable');
       assert.equal(raw.serverEnded, true);

@@ -12,6 +12,7 @@ import { SignJWT, UnsecuredJWT, importPKCS8 } from 'jose';
 import { WebSocket } from 'ws';
 import { encodeBody } from '../../src/index.js';
 import { startCli, startGatewayProcess, startMpcProcess, type GatewayProcess, type MpcProcess } from '../helpers/processes.js';
+import { rawUpgrade, until } from '../helpers/hardening.js';
 import { useSystem } from '../helpers/system.js';
 import { TestClient } from '../helpers/ws-client.js';
 
@@ -55,6 +56,22 @@ describe('security: token authentication (HS256, auto-subscribe to sub, origin a
       : how === 'query'
         ? sys.connect(undefined, `${sys.gateway.url}?token=${encodeURIComponent(token)}`)
         : sys.connect(['tormq', `bearer.${token}`] as never);
+
+  test('a refused upgrade is closed by the server: clients that never close their side hold no connection slot', async () => {
+    const before = (await sys.gateway.stats()) as unknown as { openSockets: number };
+    const raws = await Promise.all([rawUpgrade(sys.gateway.port), rawUpgrade(sys.gateway.port, 'Authorization: Bearer not.a.jwt\r\n')]);
+    try {
+      for (const raw of raws) {
+        assert.equal(raw.status, 'HTTP/1.1 401 Unauthorized');
+        assert.equal(raw.serverEnded, true);
+      }
+      // Counted against --max-connections during the handshake; released only if the server closed
+      // them (these clients keep their side open until the end of the test).
+      await until('refused sockets released', async () => ((await sys.gateway.stats()) as unknown as { openSockets: number }).openSockets === before.openSockets);
+    } finally {
+      for (const raw of raws) raw.socket.destroy();
+    }
+  });
 
   test('refuses with 401 and no detail: no token, bad signature, alg none, other algorithm, expired, not yet valid', async () => {
     const before = await sys.gateway.stats();

@@ -1,5 +1,6 @@
 /** Helpers the hardening end-to-end tests share: Prometheus text, process RSS, worker mapping. */
 import { readFileSync } from 'node:fs';
+import net from 'node:net';
 import type { GatewayProcess } from './processes.js';
 import { TestClient } from './ws-client.js';
 
@@ -74,4 +75,22 @@ export async function clientsOnEveryWorker(
   }
   if (byWorker.size < workers) throw new Error('could not place a client on every worker');
   return byWorker;
+}
+
+/**
+ * A raw upgrade request from a client that never closes its side (allowHalfOpen), like a careless or
+ * hostile one; resolves with the status line once the server has closed the socket.
+ */
+export function rawUpgrade(port: number, extraHeaders = ''): Promise<{ status: string; serverEnded: boolean; socket: net.Socket }> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host: '127.0.0.1', port, allowHalfOpen: true });
+    let data = '';
+    socket.on('data', (chunk) => (data += chunk.toString('latin1')));
+    socket.on('end', () => resolve({ status: data.split('\r\n', 1)[0]!, serverEnded: true, socket }));
+    socket.on('error', reject);
+    socket.write(
+      'GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+        `Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n${extraHeaders}\r\n`,
+    );
+  });
 }
