@@ -109,11 +109,14 @@ export class Publisher {
     });
   }
 
-  /** `true` when some subscriber upstream wants `topic`'s root. */
+  /**
+   * `true` when some subscriber upstream wants `topic`'s root: a subscription to exactly that root (what
+   * tormq gateways make), or to everything (the empty prefix). A subscription to a shorter prefix does
+   * not count, although ZeroMQ would forward the message under it: a gateway subscribed to root `u`
+   * receives `user` messages but has no client for them and drops them (`unrouted`).
+   */
   hasSubscribers(topic: string): boolean {
-    const root = rootOf(topic);
-    for (const prefix of this.subscriptions.keys()) if (root.startsWith(prefix)) return true;
-    return false;
+    return this.subscriptions.has(rootOf(topic)) || this.subscriptions.has('');
   }
 
   /**

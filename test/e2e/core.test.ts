@@ -102,6 +102,22 @@ describe('tormq end to end (MPC + gateway with 2 workers)', () => {
     assert.ok(!stats.roots.includes('nobody'));
   });
 
+  test('ready() needs a subscriber of the exact root: a shorter root that ZeroMQ would match does not count', async () => {
+    const short = await connect();
+    await short.subscribe('ab');
+    await sys.publisher.ready({ topic: 'ab', timeoutMs: 5000 });
+    // Root "abc" starts with "ab", so ZeroMQ forwards it under the "ab" subscription, but no client wants
+    // it: the gateway would drop it as unrouted. The publisher must not call that ready.
+    assert.equal(sys.publisher.hasSubscribers('abc:1'), false);
+    await assert.rejects(sys.publisher.ready({ topic: 'abc:1', timeoutMs: 300 }), { code: 'ERR_READY_TIMEOUT' });
+    const long = await connect();
+    await long.subscribe('abc:1');
+    await sys.publisher.ready({ topic: 'abc:1', timeoutMs: 5000 });
+    // Ready means routed: a message sent at once is delivered.
+    await sys.publisher.send('abc:1', 'right away');
+    await long.waitFor((m) => m.includes('"right away"'));
+  });
+
   test('replace, add and unsubscribe follow the protocol table', async () => {
     const client = await connect();
     assert.deepEqual(await client.request({ event: 'subscribe', topics: ['t1', 't2'] }), { event: 'ack', id: 1 });
