@@ -7,6 +7,7 @@ import { performance } from 'node:perf_hooks';
 import type { WebSocket } from 'ws';
 import { ErrorCodes } from '../errors.js';
 import { CloseCodes } from '../protocol/close-codes.js';
+import { rootOf } from '../protocol/topic.js';
 import { ackFrame, errorFrame, parseClientFrame, pongFrame, requestIdOf, type ClientCommand, type FrameError, type RequestId } from '../protocol/client-frames.js';
 import { isGranted, type Grants } from './auth.js';
 import { WorkerStat } from './thread-protocol.js';
@@ -38,6 +39,10 @@ export class Session {
   private readonly bucket: TokenBucket | null;
   /** Frames rejected by the rate limit since the last accepted one. */
   private rateStrikes = 0;
+  /** Subscribe acks waiting for their roots to be routed (see handle). */
+  private owedAcks = 0;
+  /** A close decided while acks were owed: it follows them, so served frames are still answered. */
+  private closeAfterAcks: (() => void) | null = null;
 
   /** What the connection's token allows (null: authentication is off). Replaced by a refresh. */
   private grants: Grants | null;
@@ -133,7 +138,18 @@ export class Session {
     const error = this.apply(command);
     if (error !== null) this.reject(error);
     else if (command.event === 'ping') this.reply(pongFrame(command.id));
-    else if (command.id !== undefined) this.reply(ackFrame(command.id));
+    else if (command.id === undefined) return;
+    else if (command.event !== 'subscribe') this.reply(ackFrame(command.id));
+    else {
+      // Acknowledged once main routes the new roots to this worker: an ack means "messages published
+      // from now on reach you" (root-routing.ts). Immediate when the roots were routed already.
+      const ack = ackFrame(command.id);
+      this.owedAcks++;
+      this.ctx.routing.whenRouted(command.topics.map(rootOf), () => {
+        this.reply(ack);
+        if (--this.owedAcks === 0 && this.closeAfterAcks !== null) this.closeAfterAcks();
+      });
+    }
   }
 
   onBinary(): void {
@@ -147,16 +163,19 @@ export class Session {
    * not a burst) close the connection with 4029.
    */
   private admit(text: string | null): boolean {
-    if (this.bucket === null || this.bucket.take(performance.now())) {
+    if (this.closeAfterAcks === null && (this.bucket === null || this.bucket.take(performance.now()))) {
       this.rateStrikes = 0;
       return true;
     }
     const stats = this.ctx.stats;
     stats[WorkerStat.RATE_LIMITED_FRAMES]++;
+    if (this.closeAfterAcks !== null) return false; // closing: nothing more is served or answered
     if (++this.rateStrikes >= this.ctx.config.clientRateBurst) {
       if (this.ws.readyState === OPEN) {
         stats[WorkerStat.RATE_LIMIT_CLOSES]++;
-        this.ws.close(CloseCodes.RATE_LIMITED, 'rate limit exceeded');
+        const close = () => this.ws.close(CloseCodes.RATE_LIMITED, 'rate limit exceeded');
+        if (this.owedAcks === 0) close();
+        else this.closeAfterAcks = close;
       }
       return false;
     }

@@ -24,9 +24,15 @@ export interface WorkerData {
 /** Worker -> main events, posted on `parentPort`, in order. */
 export type WorkerEvent =
   | { type: 'listening'; port: number }
-  | { type: 'root-added'; root: string }
+  /** `seq` numbers this worker's root reports; main answers each `root-added` with `root-routed`. */
+  | { type: 'root-added'; root: string; seq: number }
   | { type: 'root-removed'; root: string }
   | { type: 'fatal'; error: ErrorRecord };
+
+/** Main -> worker events, posted on the Worker, in order. */
+export type MainEvent =
+  /** Main now copies messages on `root` into this worker's ring (answers `root-added` with the same seq). */
+  { type: 'root-routed'; root: string; seq: number };
 
 export const TEST_HOOK_ACTIONS = ['crash', 'exit', 'stall'] as const;
 export type TestHookAction = (typeof TEST_HOOK_ACTIONS)[number];

@@ -16,6 +16,7 @@ import {
   type TestHookAction,
   WORKER_STATS_LENGTH,
   WorkerStat,
+  type MainEvent,
   type WorkerControl,
   type WorkerData,
   type WorkerEvent,
@@ -169,10 +170,14 @@ export class WorkerPool {
             this.log.info({ worker: slot.index, port: event.port, threadId: worker.threadId }, 'worker listening');
             resolve(event.port);
             break;
-          case 'root-added':
+          case 'root-added': {
             slot.roots.add(event.root);
             this.events.rootAdded(slot, event.root);
+            // The route exists now: from here on, messages on this root reach this worker's ring.
+            const routed: MainEvent = { type: 'root-routed', root: event.root, seq: event.seq };
+            worker.postMessage(routed);
             break;
+          }
           case 'root-removed':
             slot.roots.delete(event.root);
             this.events.rootRemoved(slot, event.root);

@@ -14,13 +14,15 @@ import { ErrorCodes, TormqError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { CloseCodes } from '../protocol/close-codes.js';
 import { RingReader } from '../protocol/ring.js';
+import { rootOf } from '../protocol/topic.js';
 import { demoPage } from './demo-page.js';
 import { ConnectionGuard, selectProtocol, type Grants } from './auth.js';
 import { Delivery } from './delivery.js';
 import { listenReusePort } from './listener.js';
 import { refuseUpgrade } from './upgrade-refusal.js';
 import { Session } from './session.js';
-import { GatewayShared, TEST_HOOK_ACTIONS, WorkerStat, type TestHookAction, type WorkerControl, type WorkerData, type WorkerEvent } from './thread-protocol.js';
+import { RootRouting } from './root-routing.js';
+import { GatewayShared, TEST_HOOK_ACTIONS, WorkerStat, type MainEvent, type TestHookAction, type WorkerControl, type WorkerData, type WorkerEvent } from './thread-protocol.js';
 import { TopicTrie } from './trie.js';
 import type { WorkerContext } from './worker-context.js';
 
@@ -33,15 +35,20 @@ const post = (event: WorkerEvent) => port.postMessage(event);
 const stats = new Float64Array(workerData.stats);
 const shared = new Int32Array(workerData.shared);
 const guard = await ConnectionGuard.create(config, stats, log);
+const routing = new RootRouting(post);
+port.on('message', (event: MainEvent) => {
+  if (event.type === 'root-routed') routing.routed(event.root, event.seq);
+});
 const ctx: WorkerContext = {
   config,
   guard,
   frameLimits: { maxTopicLength: config.maxTopicLength, maxTopicsPerFrame: config.maxSubscriptions },
   stats,
   trie: new TopicTrie<Session>({
-    onRootAdded: (root) => post({ type: 'root-added', root }),
-    onRootRemoved: (root) => post({ type: 'root-removed', root }),
+    onRootAdded: (root) => routing.acquire(root),
+    onRootRemoved: (root) => routing.release(root),
   }),
+  routing,
   touched: [],
   log,
 };
@@ -91,10 +98,40 @@ server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) =
   }
   guard.authenticate(req, socket, (grants) => {
     // The token check may have been asynchronous: a drain may have begun meanwhile.
-    if (draining) refuse(socket, 503, 'Service Unavailable');
-    else wss.handleUpgrade(req, socket, head, (ws) => onConnection(ws, grants));
+    if (draining) {
+      refuse(socket, 503, 'Service Unavailable');
+      return;
+    }
+    // An auto-subscribed connection opens only once its root is routed to this worker (see
+    // root-routing.ts), so it misses nothing published after it opened.
+    const unpin = grants?.autoSubscribe ? pinRoot(rootOf(grants.autoSubscribe), socket) : null;
+    routing.whenRouted(unpin === null ? [] : [rootOf(grants!.autoSubscribe!)], () => {
+      if (socket.destroyed) return;
+      wss.handleUpgrade(req, socket, head, (ws) => {
+        onConnection(ws, grants);
+        unpin?.(); // the session's own subscription holds the root now
+      });
+    });
   });
 });
+
+/**
+ * Holds a reference on `root` for an upgrade in progress, until the returned function is called or the
+ * socket closes (a failed handshake never leaks it). Its own scope: closures here must not capture the
+ * upgrade's request (see releaseConnectionSlot).
+ */
+function pinRoot(root: string, socket: Duplex): () => void {
+  routing.acquire(root);
+  let pinned = true;
+  const unpin = () => {
+    if (!pinned) return;
+    pinned = false;
+    socket.off('close', unpin);
+    routing.release(root);
+  };
+  socket.once('close', unpin);
+  return unpin;
+}
 
 function releaseConnectionSlot(): void {
   Atomics.sub(shared, GatewayShared.CONNECTIONS, 1);
