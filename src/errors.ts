@@ -1,28 +1,9 @@
 /**
- * One error type for every tormq condition, each with a stable string `code`
- * (in the style of ws's `WS_ERR_*`). Argument errors stay `TypeError`/`RangeError`.
+ * One error type for every condition tormq throws in-process, each with a stable string `code` (in the
+ * style of ws's `WS_ERR_*`). Argument errors stay `TypeError`/`RangeError`; the codes sent to clients
+ * in error frames are part of the wire protocol (protocol/wire-errors.ts).
  */
 export const ErrorCodes = {
-  /** A client frame was not valid JSON. */
-  BAD_JSON: 'ERR_BAD_JSON',
-  /** A client frame was JSON but not an object. */
-  NOT_OBJECT: 'ERR_NOT_OBJECT',
-  /** A client frame named an event the gateway does not know. */
-  UNKNOWN_EVENT: 'ERR_UNKNOWN_EVENT',
-  /** A frame's fields had the wrong shape (e.g. `topics` not an array). */
-  BAD_REQUEST: 'ERR_BAD_REQUEST',
-  /** A topic is empty, has an empty segment, a control character, or is too long. */
-  INVALID_TOPIC: 'ERR_INVALID_TOPIC',
-  /** The connection would exceed its maximum number of subscriptions. */
-  TOO_MANY_SUBSCRIPTIONS: 'ERR_TOO_MANY_SUBSCRIPTIONS',
-  /** Binary frames are not part of the client protocol. */
-  BINARY_FRAME: 'ERR_BINARY_FRAME',
-  /** The subscription lies outside the topics the connection was granted. */
-  FORBIDDEN: 'ERR_FORBIDDEN',
-  /** A token (in a refresh frame) was missing, invalid, expired or for another identity. */
-  UNAUTHORIZED: 'ERR_UNAUTHORIZED',
-  /** A client sent frames faster than the gateway allows. */
-  RATE_LIMITED: 'ERR_RATE_LIMITED',
   /** The publisher was closed. */
   PUBLISHER_CLOSED: 'ERR_PUBLISHER_CLOSED',
   /** The publisher's bounded send queue is full. */
@@ -33,6 +14,12 @@ export const ErrorCodes = {
   BIND_FAILED: 'ERR_BIND_FAILED',
   /** A worker thread failed. */
   WORKER_FAILED: 'ERR_WORKER_FAILED',
+  /** A control call went to a worker that is not running, or that exited before answering. */
+  WORKER_UNAVAILABLE: 'ERR_WORKER_UNAVAILABLE',
+  /** A worker did not answer a control call in time. */
+  WORKER_TIMEOUT: 'ERR_WORKER_TIMEOUT',
+  /** A test hook was called on a gateway started without `--enable-test-hooks`, or named no known action. */
+  TEST_HOOK_REFUSED: 'ERR_TEST_HOOK_REFUSED',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
@@ -48,10 +35,6 @@ export class TormqError extends Error {
   /** The form an error takes when it crosses a thread boundary. */
   toRecord(): ErrorRecord {
     return { code: this.code, message: this.message };
-  }
-
-  static fromRecord(record: ErrorRecord): TormqError {
-    return new TormqError(record.code, record.message);
   }
 }
 

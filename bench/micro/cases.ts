@@ -3,10 +3,10 @@
  * (protocol/ring.ts), topic extraction (protocol/topic.ts), framing (protocol/ws-frame.ts).
  * Every case checks its own result once before it is timed.
  */
-import { createRingBuffer, RingReader, RingWriter } from '../../src/protocol/ring.js';
+import { createRingBuffer, RingReader, RingWriter } from '../../src/gateway/shared/ring.js';
 import { extractTopic } from '../../src/protocol/topic.js';
 import { encodeTextFrame } from '../../src/protocol/ws-frame.js';
-import { TopicTrie } from '../../src/gateway/trie.js';
+import { TopicTrie } from '../../src/gateway/worker/trie.js';
 import { check } from './check.js';
 import type { MicroCase } from './micro.js';
 

@@ -9,29 +9,29 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { WebSocket } from 'ws';
 import { Publisher } from '../sdk/publisher.js';
-import { die, ExitCodes, intFlag, parseFlags } from './common.js';
+import { defineOptions, int, integerFromText, isInteger, satisfies } from '../options/options.js';
+import { ExitCodes, parseCommandLine } from './flags.js';
 
 const PROGRAM = 'tormq-demo';
-const USAGE = `Usage: npm start -- [--port 8000] [--admin-port 9100] [--mpc-ports 5559,5560] [--workers N] [--duration SECONDS]
-
-Starts tormq-mpc, tormq-gateway, a publisher sending on "demo" every second, and a client printing
-what it receives. Port 0 picks free ports. --duration 0 (default) runs until Ctrl-C.
-`;
-const flags = parseFlags(PROGRAM, {
-  port: { type: 'string' },
-  'admin-port': { type: 'string' },
-  'mpc-ports': { type: 'string' },
-  workers: { type: 'string' },
-  duration: { type: 'string' },
-  help: { type: 'boolean', short: 'h' },
-}, USAGE);
-const wsPort = intFlag(flags.port) ?? 8000;
-const adminPort = intFlag(flags['admin-port']) ?? 9100;
-const [subPort, pubPort] = (flags['mpc-ports'] ?? '5559,5560').split(',').map((p) => intFlag(p));
-const duration = intFlag(flags.duration) ?? 0;
-for (const value of [wsPort, adminPort, subPort, pubPort, duration]) {
-  if (!Number.isInteger(value) || (value as number) < 0) die(PROGRAM, `ports and duration must be whole numbers\n\n${USAGE}`, ExitCodes.USAGE);
-}
+const flags = parseCommandLine({
+  program: 'npm start --',
+  synopsis: '[options]',
+  table: defineOptions('a demo', {
+    port: { default: 8000, check: int(0, 65535), help: 'WebSocket port of the gateway', cli: { flag: 'port', arg: 'PORT' } },
+    adminPort: { default: 9100, check: int(0, 65535), help: 'admin port of the gateway', cli: { flag: 'admin-port', arg: 'PORT' } },
+    mpcPorts: {
+      default: [5559, 5560] as readonly number[],
+      check: satisfies<readonly number[]>('two ports, publisher and gateway', (v) => Array.isArray(v) && v.length === 2 && v.every((p) => isInteger(p, 0, 65535))),
+      help: "the MPC's publisher and gateway ports",
+      cli: { flag: 'mpc-ports', arg: 'P,P', fromText: (t) => t.split(',').map(integerFromText) },
+    },
+    workers: { default: 0, defaultText: 'the gateway\'s default', check: int(0, 256), help: 'gateway worker threads', cli: { flag: 'workers', arg: 'N' } },
+    duration: { default: 0, check: int(0), help: 'seconds to run; 0 runs until Ctrl-C', cli: { flag: 'duration', arg: 'SECONDS' } },
+  }),
+  footer: 'Starts tormq-mpc, tormq-gateway, a publisher sending on "demo" every second, and a client printing\nwhat it receives. Port 0 picks free ports.',
+});
+const { port: wsPort, adminPort, duration } = flags;
+const [subPort, pubPort] = flags.mpcPorts;
 
 const children: ChildProcess[] = [];
 function start(cli: string, args: string[], readyMsg: string): Promise<Record<string, unknown>> {
@@ -72,7 +72,7 @@ process.on('SIGTERM', () => void shutdown(ExitCodes.OK));
 try {
   const mpc = await start('mpc', ['-s', String(subPort), '-p', String(pubPort)], 'mpc ready');
   const gatewayArgs = ['-r', `127.0.0.1:${mpc.gatewayPort}`, '-p', String(wsPort), '--admin-port', String(adminPort), '--drain-ms', '500'];
-  if (flags.workers !== undefined) gatewayArgs.push('--workers', flags.workers);
+  if (flags.workers !== 0) gatewayArgs.push('--workers', String(flags.workers));
   const gateway = await start('gateway', gatewayArgs, 'gateway ready');
   const port = gateway.port as number;
 

@@ -11,27 +11,10 @@
  * ```
  */
 import { Proxy, XPublisher, XSubscriber } from 'zeromq';
-import { ErrorCodes, TormqError } from '../errors.js';
-import { assertCurveAvailable, isCurveKey } from '../protocol/curve.js';
-import { registerZapDomain } from './zap-handler.js';
-
-export interface MpcOptions {
-  /** Address to bind. Default 127.0.0.1; use 0.0.0.0 to accept remote publishers and gateways. */
-  host?: string;
-  /** Port publishers connect to (XSUB). Default 5559; 0 picks a free port. */
-  publisherPort?: number;
-  /** Port gateways connect to (XPUB). Default 5560; 0 picks a free port. */
-  gatewayPort?: number;
-  /**
-   * Messages the MPC buffers per peer before ZeroMQ drops (pub/sub never blocks): the XSUB's receive
-   * and the XPUB's send high-water mark. ZeroMQ's default of 1000 lost messages in a 5000-message
-   * burst whenever a gateway paused briefly (test/e2e/python-clients); default 100000. Memory bound:
-   * this many messages per connected gateway.
-   */
-  highWaterMark?: number;
-  /** CURVE on both ports: encrypted links, and with allowlists, only known keys may connect. */
-  curve?: MpcCurveOptions;
-}
+import { defineOptions, int, nonEmptyString, satisfies, type ConfigOf, type InputOf } from '../options/options.js';
+import { assertCurveAvailable, isCurveKey } from '../zmq/curve.js';
+import { bindOrFail, portOf } from '../zmq/endpoint.js';
+import { registerZapDomain } from '../zmq/zap-handler.js';
 
 export interface MpcCurveOptions {
   /** The MPC's secret key (Z85); publishers and gateways need its public half as `serverKey`. */
@@ -44,6 +27,35 @@ export interface MpcCurveOptions {
   onDenied?(denial: { role: 'publisher' | 'gateway'; publicKey: string | null; address: string }): void;
 }
 
+const isKeyList = (keys: unknown) => keys === undefined || (Array.isArray(keys) && keys.every(isCurveKey));
+
+export const MPC_OPTIONS = defineOptions('an MPC', {
+  host: { default: '127.0.0.1', check: nonEmptyString, help: 'address to bind; 0.0.0.0 for remote publishers and gateways' },
+  publisherPort: { default: 5559, check: int(0, 65535), help: 'port publishers connect to (XSUB); 0 picks a free port' },
+  gatewayPort: { default: 5560, check: int(0, 65535), help: 'port gateways connect to (XPUB); 0 picks a free port' },
+  /**
+   * Messages the MPC buffers per peer before ZeroMQ drops (pub/sub never blocks): the XSUB's receive
+   * and the XPUB's send high-water mark. ZeroMQ's default of 1000 lost messages in a 5000-message burst
+   * whenever a gateway paused briefly (test/e2e/python-clients); memory bound: this many messages per
+   * connected gateway.
+   */
+  highWaterMark: { default: 100_000, check: int(1), help: 'messages buffered per peer before ZeroMQ drops' },
+  curve: {
+    default: undefined as MpcCurveOptions | undefined,
+    check: satisfies<MpcCurveOptions | undefined>(
+      '{ secretKey, allowedPublishers?, allowedGateways? } with 40-character Z85 keys',
+      (v) => v === undefined || (typeof v === 'object' && v !== null && isCurveKey((v as MpcCurveOptions).secretKey) &&
+        isKeyList((v as MpcCurveOptions).allowedPublishers) && isKeyList((v as MpcCurveOptions).allowedGateways)),
+    ),
+    secret: true,
+    help: 'CURVE on both ports: encrypted links, and with allowlists, only known keys may connect',
+  },
+});
+
+export type MpcOptions = InputOf<typeof MPC_OPTIONS.specs>;
+export type MpcConfig = ConfigOf<typeof MPC_OPTIONS.specs>;
+export const MPC_DEFAULTS = MPC_OPTIONS.defaults;
+
 export interface Mpc {
   /** Bound endpoints, e.g. `tcp://127.0.0.1:5559` (with the real port when 0 was asked). */
   readonly publisherEndpoint: string;
@@ -55,27 +67,15 @@ export interface Mpc {
   close(): Promise<void>;
 }
 
-export const MPC_DEFAULTS = Object.freeze({ host: '127.0.0.1', publisherPort: 5559, gatewayPort: 5560, highWaterMark: 100_000 });
-
 export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
-  const host = options.host ?? MPC_DEFAULTS.host;
-  const publisherPort = options.publisherPort ?? MPC_DEFAULTS.publisherPort;
-  const gatewayPort = options.gatewayPort ?? MPC_DEFAULTS.gatewayPort;
-  if (typeof host !== 'string' || host.length === 0) throw new TypeError('options.host must be a non-empty string');
-  for (const [name, port] of [['publisherPort', publisherPort], ['gatewayPort', gatewayPort]] as const) {
-    if (!Number.isInteger(port) || port < 0 || port > 65535) throw new RangeError(`options.${name} must be an integer from 0 to 65535, got ${port}`);
-  }
-  const highWaterMark = options.highWaterMark ?? MPC_DEFAULTS.highWaterMark;
-  if (!Number.isInteger(highWaterMark) || highWaterMark < 1) {
-    throw new RangeError(`options.highWaterMark must be a positive integer, got ${highWaterMark}`);
-  }
-  const security = options.curve === undefined ? null : await curveServerOptions(options.curve);
-  const frontEnd = new XSubscriber({ linger: 0, receiveHighWaterMark: highWaterMark, ...security?.publisher });
-  const backEnd = new XPublisher({ linger: 0, sendHighWaterMark: highWaterMark, ...security?.gateway });
+  const config = MPC_OPTIONS.validate(options);
+  const security = config.curve === undefined ? null : await curveServerOptions(config.curve);
+  const frontEnd = new XSubscriber({ linger: 0, receiveHighWaterMark: config.highWaterMark, ...security?.publisher });
+  const backEnd = new XPublisher({ linger: 0, sendHighWaterMark: config.highWaterMark, ...security?.gateway });
   const proxy = new Proxy(frontEnd, backEnd);
   try {
-    await bind(frontEnd, host, publisherPort, 'publisher');
-    await bind(backEnd, host, gatewayPort, 'gateway');
+    await bindOrFail(frontEnd, config.host, config.publisherPort, 'publisher');
+    await bindOrFail(backEnd, config.host, config.gatewayPort, 'gateway');
   } catch (error) {
     frontEnd.close();
     backEnd.close();
@@ -105,29 +105,8 @@ export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
   };
 }
 
-async function bind(socket: XSubscriber | XPublisher, host: string, port: number, role: string): Promise<void> {
-  const address = `tcp://${host.includes(':') ? `[${host}]` : host}:${port === 0 ? '*' : port}`;
-  try {
-    await socket.bind(address);
-  } catch (error) {
-    const reason = (error as { code?: string }).code === 'EADDRINUSE' ? 'address already in use' : (error as Error).message;
-    throw new TormqError(ErrorCodes.BIND_FAILED, `cannot bind the ${role} port ${address}: ${reason}`, { cause: error });
-  }
-}
-
-function portOf(endpoint: string): number {
-  return Number(endpoint.slice(endpoint.lastIndexOf(':') + 1));
-}
-
 async function curveServerOptions(curve: MpcCurveOptions) {
   assertCurveAvailable();
-  if (!isCurveKey(curve.secretKey)) throw new TypeError('options.curve.secretKey must be a 40-character Z85 secret key');
-  for (const name of ['allowedPublishers', 'allowedGateways'] as const) {
-    const keys = curve[name];
-    if (keys !== undefined && !(Array.isArray(keys) && keys.every(isCurveKey))) {
-      throw new TypeError(`options.curve.${name} must be a list of 40-character Z85 public keys`);
-    }
-  }
   const domain = async (role: 'publisher' | 'gateway', keys: readonly string[] | undefined) =>
     registerZapDomain(`${role}s`, {
       allowed: keys === undefined ? null : new Set(keys),

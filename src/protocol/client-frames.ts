@@ -2,7 +2,7 @@
  * The client -> gateway protocol: JSON text frames (DESIGN.md, "Client -> gateway"). Parsing is pure:
  * bytes in, a typed command or a coded error out. The session decides what to do with it.
  */
-import { ErrorCodes, type ErrorCode } from '../errors.js';
+import { WireErrorCodes as ErrorCodes, type WireErrorCode as ErrorCode } from './wire-errors.js';
 import { identityIdError, identityTopic } from './identity.js';
 import { topicError } from './topic.js';
 

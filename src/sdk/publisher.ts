@@ -13,7 +13,8 @@
  */
 import { XPublisher } from 'zeromq';
 import { ErrorCodes, TormqError } from '../errors.js';
-import { curveClientOptions, isCurveKey, type CurveClientKeys } from '../protocol/curve.js';
+import { curveClientOptions, isCurveKey, type CurveClientKeys } from '../zmq/curve.js';
+import { tcpEndpoint } from '../zmq/endpoint.js';
 import { rootOf, topicError } from '../protocol/topic.js';
 
 export interface PublisherOptions {
@@ -71,7 +72,7 @@ export class Publisher {
       throw new RangeError('options.sendHighWaterMark must be a non-negative integer');
     }
     this.maxQueue = maxQueue;
-    this.endpoint = `tcp://${host.includes(':') ? `[${host}]` : host}:${port}`;
+    this.endpoint = tcpEndpoint(host, port);
     const curve = options.curve;
     if (curve !== undefined && !(isCurveKey(curve.serverKey) && isCurveKey(curve.publicKey) && isCurveKey(curve.secretKey))) {
       throw new TypeError('options.curve must be { serverKey, publicKey, secretKey }, each a 40-character Z85 key');

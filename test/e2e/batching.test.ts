@@ -49,6 +49,6 @@ describe('batched delivery (one worker, --batch-delay-ms 200)', () => {
     const closed = once(bad.child, 'close'); // stdio drained: stderr fully read
     assert.equal(await bad.exited, 2);
     await closed;
-    assert.match(bad.stderr.join('\n'), /options\.batchDelayMs must be an integer from 0 to 1000, got 5000/);
+    assert.match(bad.stderr.join('\n'), /--batch-delay-ms must be an integer from 0 to 1000, got 5000/);
   });
 });

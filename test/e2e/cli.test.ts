@@ -12,11 +12,14 @@ describe('CLIs', () => {
   test('bad flags and values exit 2 with a clear message', () => {
     const cases: Array<[string, string[], RegExp]> = [
       ['gateway', ['--bogus'], /Unknown option '--bogus'/],
-      ['gateway', ['--workers', '0'], /invalid configuration: options\.workers must be an integer from 1 to 256, got 0/],
-      ['gateway', ['--port', 'eighty'], /options\.port must be an integer from 0 to 65535, got "eighty"/],
-      ['gateway', ['--slow-client-policy', 'ignore'], /options\.slowClientPolicy must be one of close, drop/],
-      ['gateway', ['-r', 'nohost'], /options\.mpc must be a non-empty list of host:port/],
-      ['mpc', ['-s', 'abc'], /options\.publisherPort must be an integer from 0 to 65535, got abc/],
+      ['gateway', ['--workers', '0'], /^tormq-gateway: --workers must be an integer from 1 to 256, got 0$/m],
+      ['gateway', ['--port', 'eighty'], /--port must be an integer from 0 to 65535, got "eighty"/],
+      ['gateway', ['--slow-client-policy', 'ignore'], /--slow-client-policy must be one of close, drop/],
+      ['gateway', ['-r', 'nohost'], /-r must be a non-empty list of host:port/],
+      ['mpc', ['-s', 'abc'], /^tormq-mpc: -s must be an integer from 0 to 65535, got "abc"$/m],
+      ['mpc', ['--sub-port', '70000'], /--sub-port must be an integer from 0 to 65535, got 70000/],
+      ['gateway', ['--heartbeat-ms', '-1'], /--heartbeat-ms must be 0 \(off\) or an integer of at least 100, got -1/],
+      ['mpc', ['--curve-allow-gateways', 'x'], /--curve-allow-gateways must be used together with --curve-key-file/],
       ['mpc', ['--log-level', 'loud'], /--log-level must be one of/],
     ];
     for (const [name, args, message] of cases) {

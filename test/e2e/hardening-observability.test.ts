@@ -105,11 +105,11 @@ describe('hardening: observability', () => {
 
   test('a bad --log-level or limit flag exits 2 with a clear message', async () => {
     for (const [flag, value, message] of [
-      ['--log-level', 'loud', 'options.logLevel must be one of'],
- ['--client-rate-limit=-1', '', 'options.clientRateLimit must be an integer from 0'],
-      ['--client-rate-burst', '0', 'options.clientRateBurst must be an integer from 1'],
-      ['--slow-client-policy', 'ignore', 'options.slowClientPolicy must be one of close, drop'],
-      ['--heartbeat-ms', '5', 'options.heartbeatMs must be 0 (off) or an integer of at least 100'],
+      ['--log-level', 'loud', '--log-level must be one of'],
+ ['--client-rate-limit=-1', '', '--client-rate-limit must be an integer from 0'],
+      ['--client-rate-burst', '0', '--client-rate-burst must be an integer from 1'],
+      ['--slow-client-policy', 'ignore', '--slow-client-policy must be one of close, drop'],
+      ['--heartbeat-ms', '5', '--heartbeat-ms must be 0 (off) or an integer of at least 100'],
     ] as const) {
       const run = startCli('gateway', ['-p', '0', '--admin-port', '0', flag, ...(value ? [value] : [])]);
       assert.equal(await run.exited, 2, `${flag} ${value}`);

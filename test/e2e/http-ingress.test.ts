@@ -147,6 +147,6 @@ describe('HTTP ingress with --http-token', () => {
     const bad = startCli('mpc', ['-s', '0', '-p', '0', '--http', 'eighty']);
     await once(bad.child, 'close');
     assert.equal(bad.child.exitCode, 2);
-    assert.match(bad.stderr.join('\n'), /options\.port must be an integer from 0 to 65535, got eighty/);
+    assert.match(bad.stderr.join('\n'), /--http must be an integer from 0 to 65535, got "eighty"/);
   });
 });

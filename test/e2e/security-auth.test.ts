@@ -268,9 +268,9 @@ describe('security: token authentication with a public key (ES256)', () => {
 describe('security: configuration errors exit with 2', () => {
   test('a short secret, a secret plus a public key, a bad origin', async () => {
     for (const [args, pattern] of [
-      [['--auth-secret', 'short'], /options\.authSecret must be/],
-      [['--auth-secret', SECRET, '--allowed-origins', 'app.example.com'], /options\.allowedOrigins must be/],
-      [['--auth-subscribe-sub'], /options\.authSubscribeSub must be false unless/],
+      [['--auth-secret', 'short'], /--auth-secret must be/],
+      [['--auth-secret', SECRET, '--allowed-origins', 'app.example.com'], /--allowed-origins must be/],
+      [['--auth-subscribe-sub'], /--auth-subscribe-sub must be false unless --auth-secret or --auth-public-key is set/],
       [['--auth-public-key', '/nonexistent/key.pem'], /--auth-public-key: cannot read/],
     ] as const) {
       const cli = startCli('gateway', ['-p', '0', '--admin-port=-1', '--workers', '1', ...args]);

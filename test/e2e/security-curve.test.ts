@@ -112,7 +112,7 @@ describe('security: CURVE between publishers, MPC and gateway', () => {
     assert.match(mpcBad.stderr.join('\n'), /bad\.txt:1: not a 40-character Z85 public key/);
     const gatewayBad = startCli('gateway', ['-p', '0', '--admin-port', '0', '--workers', '1', '--curve-server-key', 'nope', '--curve-key-file', join(dir, 'gateway.json')]);
     assert.equal(await gatewayBad.exited, 2);
-    assert.match(gatewayBad.stderr.join('\n'), /options\.curveServerKey must be/);
+    assert.match(gatewayBad.stderr.join('\n'), /--curve-server-key must be/);
     assert.throws(() => new Publisher('127.0.0.1', 5559, { curve: { serverKey: 'x', publicKey: 'y', secretKey: 'z' } }), /options\.curve must be/);
   });
 });

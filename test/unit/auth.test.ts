@@ -5,8 +5,8 @@ import { generateKeyPairSync } from 'node:crypto';
 import type http from 'node:http';
 import { SignJWT, UnsecuredJWT, importPKCS8 } from 'jose';
 import { curveKeyPair } from 'zeromq';
-import { isGranted, selectProtocol, tokenOf, TokenVerifier, type Grants } from '../../src/gateway/auth.js';
-import { validateGatewayConfig } from '../../src/gateway/config.js';
+import { isGranted, selectProtocol, tokenOf, TokenVerifier, type Grants } from '../../src/gateway/worker/auth.js';
+import { validateGatewayConfig } from '../../src/gateway/shared/config.js';
 
 const SECRET = 'test-secret-0123456789-abcdefghijklmnop';
 const key = new TextEncoder().encode(SECRET);
@@ -156,7 +156,7 @@ describe('security options', () => {
 
   test('each invalid value gets its options.x message, secrets never echoed', () => {
     rejects({ authSecret: 'short' }, /^options\.authSecret must be .* at least 32 characters, got "<redacted>"$/);
-    rejects({ authSecret: SECRET, authPublicKey: ecPublicPem }, /^options\.authPublicKey must be '' when authSecret is set/);
+    rejects({ authSecret: SECRET, authPublicKey: ecPublicPem }, /^options\.authPublicKey must be '' when options\.authSecret is set/);
     rejects({ authPublicKey: 'not a pem' }, /^options\.authPublicKey must be a PEM public key/);
     rejects({ authPublicKey: generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey.export({ type: 'spki', format: 'pem' }).toString() }, /RSA key of at least 2048 bits/);
     rejects({ authSubscribeSub: true }, /^options\.authSubscribeSub must be false unless/);

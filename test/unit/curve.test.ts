@@ -5,7 +5,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { curveKeyPair } from 'zeromq';
-import { isCurveKey, readCurveKeyList, z85Encode } from '../../src/protocol/curve.js';
+import { isCurveKey, readCurveKeyList, z85Encode } from '../../src/zmq/curve.js';
 
 describe('curve helpers', () => {
   test('z85Encode matches the Z85 spec vector and libzmq keys', () => {

@@ -1,6 +1,6 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { GATEWAY_DEFAULTS, validateGatewayConfig } from '../../src/gateway/config.js';
+import { GATEWAY_DEFAULTS, validateGatewayConfig } from '../../src/gateway/shared/config.js';
 import { CloseCodes } from '../../src/protocol/close-codes.js';
 
 describe('gateway config: hardening options', () => {

@@ -1,7 +1,7 @@
 /** Pure parts of the HTTP ingress: request validation, the bearer check, option validation. */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { bearerMatches, parsePublishRequest, parsePushRequest, startHttpIngress } from '../../src/mpc/http-ingress.js';
+import { bearerMatches, parsePublishRequest, parsePushRequest, startHttpIngress } from '../../src/ingress/http-ingress.js';
 
 describe('parsePublishRequest', () => {
   test('one object or an array of them', () => {
@@ -80,12 +80,13 @@ test('bearerMatches accepts exactly "Bearer <token>"', () => {
 test('startHttpIngress validates each option', async () => {
   const base = { port: 0, publisherHost: '127.0.0.1', publisherPort: 5559 };
   const cases: Array<[Record<string, unknown>, ErrorConstructor, string]> = [
-    [{ host: '' }, TypeError, 'options.host must be a non-empty string'],
+    [{ host: '' }, TypeError, 'options.host must be a non-empty string, got ""'],
     [{ port: 70000 }, RangeError, 'options.port must be an integer from 0 to 65535, got 70000'],
-    [{ port: 'x' }, RangeError, 'options.port must be an integer from 0 to 65535, got x'],
-    [{ publisherHost: '' }, TypeError, 'options.publisherHost must be a non-empty string'],
+    [{ port: 'x' }, TypeError, 'options.port must be an integer from 0 to 65535, got "x"'],
+    [{ publisherHost: '' }, TypeError, 'options.publisherHost must be a non-empty string, got ""'],
     [{ publisherPort: 0 }, RangeError, 'options.publisherPort must be an integer from 1 to 65535, got 0'],
-    [{ token: '' }, TypeError, 'options.token must be a non-empty string'],
+    [{ token: '' }, TypeError, 'options.token must be a non-empty string, got "<redacted>"'],
+    [{ colour: 'blue' }, TypeError, 'options.colour is not an HTTP ingress option'],
     [{ maxBodyBytes: 0 }, RangeError, 'options.maxBodyBytes must be a positive integer, got 0'],
     [{ maxMessagesPerRequest: 1.5 }, RangeError, 'options.maxMessagesPerRequest must be a positive integer, got 1.5'],
   ];

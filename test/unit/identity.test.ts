@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseClientFrame } from '../../src/protocol/client-frames.js';
 import { identityIdError, identityTopic } from '../../src/protocol/identity.js';
-import { answerOnline } from '../../src/gateway/online.js';
+import { answerOnline } from '../../src/gateway/main/online.js';
 
 const limits = { maxTopicLength: 32, maxTopicsPerFrame: 10 };
 

@@ -6,9 +6,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Worker } from 'node:worker_threads';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
-import { RingWriter, createRingBuffer } from '../../src/protocol/ring.js';
+import { RingWriter, createRingBuffer } from '../../src/gateway/shared/ring.js';
 
-const RING_URL = new URL('../../src/protocol/ring.js', import.meta.url).href;
+const RING_URL = new URL('../../src/gateway/shared/ring.js', import.meta.url).href;
 const TOTAL = 1_000_000;
 
 // The reader the way the gateway's delivery loop uses it: drain a batch, yield, park when empty.

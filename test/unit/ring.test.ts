@@ -1,6 +1,6 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { MIN_RING_BYTES, RingReader, RingWriter, createRingBuffer, maxBodyFor } from '../../src/protocol/ring.js';
+import { MIN_RING_BYTES, RingReader, RingWriter, createRingBuffer, maxBodyFor } from '../../src/gateway/shared/ring.js';
 
 interface Read {
   topic: string;
@@ -130,7 +130,7 @@ describe('ring', () => {
     const reader = new RingReader(sab);
     const waiting = reader.waitForData();
     assert.ok(waiting, 'nothing written yet: the reader parks');
-    const ringUrl = new URL('../../src/protocol/ring.js', import.meta.url).href;
+    const ringUrl = new URL('../../src/gateway/shared/ring.js', import.meta.url).href;
     const worker = new Worker(
       `import { RingWriter } from ${JSON.stringify(ringUrl)};
        import { workerData } from 'node:worker_threads';

@@ -1,7 +1,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { RootRouting } from '../../src/gateway/root-routing.js';
-import type { WorkerEvent } from '../../src/gateway/thread-protocol.js';
+import { RootRouting } from '../../src/gateway/worker/root-routing.js';
+import type { WorkerEvent } from '../../src/gateway/shared/thread-protocol.js';
 
 function setup() {
   const posted: WorkerEvent[] = [];

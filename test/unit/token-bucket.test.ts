@@ -1,6 +1,6 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { TokenBucket } from '../../src/gateway/token-bucket.js';
+import { TokenBucket } from '../../src/gateway/worker/token-bucket.js';
 
 describe('TokenBucket', () => {
   test('allows a full burst at once, then refuses', () => {

@@ -1,6 +1,6 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { TopicTrie, type TrieSubscriber } from '../../src/gateway/trie.js';
+import { TopicTrie, type TrieSubscriber } from '../../src/gateway/worker/trie.js';
 import { topicMatches } from '../../src/protocol/topic.js';
 
 class Sub implements TrieSubscriber {

@@ -10,21 +10,23 @@ import { parentPort, workerData as rawWorkerData } from 'node:worker_threads';
 import { WebSocketServer, type WebSocket } from 'ws';
 import * as Comlink from 'comlink/dist/esm/comlink.mjs';
 import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
-import { ErrorCodes, TormqError } from '../errors.js';
-import { createLogger } from '../log.js';
-import { CloseCodes } from '../protocol/close-codes.js';
-import { RingReader } from '../protocol/ring.js';
-import { rootOf } from '../protocol/topic.js';
-import { demoPage } from './demo-page.js';
+import { ErrorCodes, TormqError } from '../../errors.js';
+import { createLogger } from '../../log.js';
+import { Close } from '../../protocol/close-codes.js';
+import { rootOf } from '../../protocol/topic.js';
+import { WorkerStat } from '../shared/counters.js';
+import { RingReader } from '../shared/ring.js';
+import { GatewayShared, TEST_HOOK_ACTIONS, type MainEvent, type TestHookAction, type WorkerControl, type WorkerData, type WorkerEvent } from '../shared/thread-protocol.js';
 import { ConnectionGuard, selectProtocol, type Grants } from './auth.js';
+import type { WorkerContext } from './context.js';
 import { Delivery } from './delivery.js';
+import { demoPage } from './demo-page.js';
 import { listenReusePort } from './listener.js';
-import { refuseUpgrade } from './upgrade-refusal.js';
-import { Session } from './session.js';
 import { RootRouting } from './root-routing.js';
-import { GatewayShared, TEST_HOOK_ACTIONS, WorkerStat, type MainEvent, type TestHookAction, type WorkerControl, type WorkerData, type WorkerEvent } from './thread-protocol.js';
+import { Session } from './session.js';
 import { TopicTrie } from './trie.js';
-import type { WorkerContext } from './worker-context.js';
+import { refuseUpgrade } from './upgrade-refusal.js';
+import type { Writer } from './writer.js';
 
 const workerData = rawWorkerData as WorkerData;
 const { config, index } = workerData;
@@ -44,16 +46,15 @@ const ctx: WorkerContext = {
   guard,
   frameLimits: { maxTopicLength: config.maxTopicLength, maxTopicsPerFrame: config.maxSubscriptions },
   stats,
-  trie: new TopicTrie<Session>({
+  trie: new TopicTrie<Writer>({
     onRootAdded: (root) => routing.acquire(root),
     onRootRemoved: (root) => routing.release(root),
   }),
   routing,
-  touched: [],
   log,
 };
 const sessions = new Set<Session>();
-const delivery = new Delivery(ctx, new RingReader(workerData.ring));
+const delivery = new Delivery(new RingReader(workerData.ring), ctx.trie, stats, config.batchDelayMs);
 let draining = false;
 
 // --- HTTP and upgrades -------------------------------------------------------------------------
@@ -144,8 +145,8 @@ function refuse(socket: Duplex, status: number, reason: string): void {
 function onConnection(ws: WebSocket, grants: Grants | null): void {
   const session = new Session(ws, ctx, grants);
   sessions.add(session);
-  stats[WorkerStat.CONNECTIONS_ACCEPTED]++;
-  stats[WorkerStat.CONNECTIONS] = sessions.size;
+  stats[WorkerStat.connectionsAccepted]++;
+  stats[WorkerStat.connections] = sessions.size;
   ws.on('message', (data: Buffer, isBinary: boolean) => {
     if (isBinary) session.onBinary();
     else session.onText(data.toString('utf8'));
@@ -155,14 +156,14 @@ function onConnection(ws: WebSocket, grants: Grants | null): void {
   });
   ws.on('error', (error: Error & { code?: string }) => {
     // ws closes the connection itself (1009 for oversized frames, 1002 for protocol errors).
-    if (error.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') stats[WorkerStat.OVERSIZE_CLOSES]++;
-    else stats[WorkerStat.BAD_FRAMES]++;
+    if (error.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') stats[WorkerStat.oversizeCloses]++;
+    else stats[WorkerStat.badFrames]++;
     log.debug({ err: error.message, code: error.code }, 'client protocol error');
   });
   ws.on('close', () => {
     session.dispose();
     sessions.delete(session);
-    stats[WorkerStat.CONNECTIONS] = sessions.size;
+    stats[WorkerStat.connections] = sessions.size;
   });
 }
 
@@ -172,7 +173,7 @@ if (config.heartbeatMs > 0) {
   setInterval(() => {
     for (const session of sessions) {
       if (!session.alive) {
-        stats[WorkerStat.HEARTBEAT_TERMINATIONS]++;
+        stats[WorkerStat.heartbeatTerminations]++;
         session.ws.terminate();
         continue;
       }
@@ -185,7 +186,7 @@ if (config.heartbeatMs > 0) {
 const loopDelay = monitorEventLoopDelay({ resolution: 10 });
 loopDelay.enable();
 setInterval(() => {
-  stats[WorkerStat.EVENT_LOOP_LAG_MS] = loopDelay.percentile(99) / 1e6;
+  stats[WorkerStat.eventLoopLagMs] = loopDelay.percentile(99) / 1e6;
   loopDelay.reset();
 }, 1000).unref();
 
@@ -197,13 +198,12 @@ const control: WorkerControl = {
     delivery.stop();
     server.close();
     log.info({ connections: sessions.size, windowMs }, 'worker draining');
-    const batches = await closeAll(CloseCodes.GOING_AWAY, 'gateway shutting down', windowMs);
+    const batches = await closeAll(Close.GOING_AWAY, windowMs);
     log.info({ batches }, 'worker drained');
   },
-  roots: () => ctx.trie.roots(),
   testHook(action: TestHookAction): void {
     if (!config.testHooks || !TEST_HOOK_ACTIONS.includes(action)) {
-      throw new TormqError(ErrorCodes.BAD_REQUEST, 'test hooks are disabled (start with --enable-test-hooks)');
+      throw new TormqError(ErrorCodes.TEST_HOOK_REFUSED, 'test hooks are disabled (start with --enable-test-hooks)');
     }
     log.warn({ action }, 'test hook');
     // After the RPC has answered, so the caller sees the call succeed.
@@ -227,13 +227,13 @@ Comlink.expose(control, nodeEndpoint(workerData.controlPort as unknown as Parame
  * Closes every session, spread evenly over `windowMs` so clients do not all reconnect at once.
  * Returns the number of batches.
  */
-async function closeAll(code: number, reason: string, windowMs: number): Promise<number> {
+async function closeAll(close: { code: number; reason: string }, windowMs: number): Promise<number> {
   const all = [...sessions];
   const ticks = Math.max(1, Math.floor(windowMs / 50));
   const perTick = Math.ceil(all.length / ticks);
   let batches = 0;
   for (let i = 0; i < all.length; i += perTick) {
-    for (const session of all.slice(i, i + perTick)) session.ws.close(code, reason);
+    for (const session of all.slice(i, i + perTick)) session.ws.close(close.code, close.reason);
     batches++;
     if (i + perTick < all.length) await new Promise((resolve) => setTimeout(resolve, 50));
   }
@@ -249,7 +249,7 @@ async function closeAll(code: number, reason: string, windowMs: number): Promise
 process.on('uncaughtException', (error) => {
   log.error({ err: error }, 'worker failed');
   post({ type: 'fatal', error: new TormqError(ErrorCodes.WORKER_FAILED, String(error?.message ?? error)).toRecord() });
-  for (const session of sessions) session.ws.close(CloseCodes.INTERNAL_ERROR, 'worker failed, reconnect');
+  for (const session of sessions) session.ws.close(Close.INTERNAL_ERROR.code, Close.INTERNAL_ERROR.reason);
   setTimeout(() => process.exit(1), 100);
 });
 
@@ -257,7 +257,7 @@ process.on('uncaughtException', (error) => {
 // to reconnect, as far as a synchronous write allows.
 process.on('exit', () => {
   for (const session of sessions) {
-    if (session.ws.readyState === 1) session.ws.close(CloseCodes.INTERNAL_ERROR, 'worker failed, reconnect');
+    if (session.ws.readyState === 1) session.ws.close(Close.INTERNAL_ERROR.code, Close.INTERNAL_ERROR.reason);
   }
 });
 

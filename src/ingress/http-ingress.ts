@@ -21,37 +21,38 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { ErrorCodes, TormqError } from '../errors.js';
+import { ErrorCodes, type TormqError } from '../errors.js';
+import { listenOrFail } from '../listen.js';
 import type { Logger } from '../log.js';
+import { defineOptions, int, nonEmptyString, satisfies, type InputOf } from '../options/options.js';
 import { identityIdError, identityTopic } from '../protocol/identity.js';
 import { topicError } from '../protocol/topic.js';
 import { Publisher } from '../sdk/publisher.js';
 
-export const HTTP_INGRESS_DEFAULTS = Object.freeze({
-  host: '127.0.0.1',
-  /** Largest request body accepted (bytes); larger ones get 413. */
-  maxBodyBytes: 1_048_576,
-  /** Most messages one request may carry (array items for /publish, card ids for /push). */
-  maxMessagesPerRequest: 1000,
-  /** Longest wait `GET /ready` accepts (`timeout_ms`). */
-  maxReadyWaitMs: 30_000,
+export const HTTP_INGRESS_OPTIONS = defineOptions('an HTTP ingress', {
+  host: { default: '127.0.0.1', check: nonEmptyString, help: 'address to bind' },
+  port: { default: 0, check: int(0, 65535), help: 'port to bind; 0 picks a free one' },
+  /** Where the MPC's publisher port (XSUB) is reachable from this process. */
+  publisherHost: { default: '127.0.0.1', check: nonEmptyString, help: "host of the MPC's publisher port" },
+  publisherPort: { default: 5559, check: int(1, 65535), help: "the MPC's publisher port" },
+  token: {
+    default: undefined as string | undefined,
+    check: satisfies<string | undefined>('a non-empty string', (v) => v === undefined || (typeof v === 'string' && v.length > 0)),
+    secret: true,
+    help: 'when set, every request except GET /healthz needs `Authorization: Bearer <token>` (401 otherwise)',
+  },
+  maxBodyBytes: { default: 1_048_576, check: int(1), help: 'largest request body accepted (bytes); larger ones get 413' },
+  maxMessagesPerRequest: { default: 1000, check: int(1), help: 'most messages one request may carry (array items for /publish, card ids for /push)' },
 });
 
-export interface HttpIngressOptions {
-  /** Address to bind. Default 127.0.0.1. */
-  host?: string;
-  /** Port to bind; 0 picks a free one. */
-  port: number;
-  /** Where the MPC's publisher port (XSUB) is reachable from this process. */
-  publisherHost: string;
-  publisherPort: number;
-  /** When set, every request except `/healthz` needs `Authorization: Bearer <token>` (401 otherwise). */
-  token?: string;
-  maxBodyBytes?: number;
-  maxMessagesPerRequest?: number;
+export const HTTP_INGRESS_DEFAULTS = HTTP_INGRESS_OPTIONS.defaults;
+/** Longest wait `GET /ready` accepts (`timeout_ms`). */
+const MAX_READY_WAIT_MS = 30_000;
+
+export type HttpIngressOptions = InputOf<typeof HTTP_INGRESS_OPTIONS.specs> & {
+  /** Where refused requests and publish failures are logged. */
   log?: Logger;
-}
+};
 
 export interface HttpIngressStats {
   /** Messages handed to the MPC. */
@@ -79,7 +80,7 @@ function bad(error: string): ParsedRequest {
 }
 
 /** Validates a `/publish` body (already JSON-parsed): one `{topic, data}` object or an array of them. */
-export function parsePublishRequest(body: unknown, maxMessages: number = HTTP_INGRESS_DEFAULTS.maxMessagesPerRequest): ParsedRequest {
+export function parsePublishRequest(body: unknown, maxMessages: number = HTTP_INGRESS_OPTIONS.defaults.maxMessagesPerRequest): ParsedRequest {
   const single = !Array.isArray(body);
   const items = single ? [body] : (body as unknown[]);
   if (items.length === 0) return bad('body must not be an empty array');
@@ -103,7 +104,7 @@ export function parsePublishRequest(body: unknown, maxMessages: number = HTTP_IN
  * Validates a gopusher `/push` body: `{"from": "F", "to": ["C1", …], "content": …, "app_id"?: "A"}`.
  * Each distinct card id becomes one message on `C` (or `C:A`) with data `{"from", "content"}`.
  */
-export function parsePushRequest(body: unknown, maxMessages: number = HTTP_INGRESS_DEFAULTS.maxMessagesPerRequest): ParsedRequest {
+export function parsePushRequest(body: unknown, maxMessages: number = HTTP_INGRESS_OPTIONS.defaults.maxMessagesPerRequest): ParsedRequest {
   if (body === null || typeof body !== 'object' || Array.isArray(body)) return bad('body must be an object {"from", "to", "content"}');
   const { from, to, content, app_id: appId } = body as Record<string, unknown>;
   if (typeof from !== 'string') return bad('from must be a string');
@@ -135,36 +136,15 @@ export function bearerMatches(header: string | undefined, token: string): boolea
   return timingSafeEqual(digest(given), digest(token)) && given.length > 0;
 }
 
-function validate(options: HttpIngressOptions): Required<Omit<HttpIngressOptions, 'token' | 'log'>> & Pick<HttpIngressOptions, 'token' | 'log'> {
-  const c = {
-    ...options,
-    host: options.host ?? HTTP_INGRESS_DEFAULTS.host,
-    maxBodyBytes: options.maxBodyBytes ?? HTTP_INGRESS_DEFAULTS.maxBodyBytes,
-    maxMessagesPerRequest: options.maxMessagesPerRequest ?? HTTP_INGRESS_DEFAULTS.maxMessagesPerRequest,
-  };
-  if (typeof c.host !== 'string' || c.host.length === 0) throw new TypeError('options.host must be a non-empty string');
-  if (!Number.isInteger(c.port) || c.port < 0 || c.port > 65535) throw new RangeError(`options.port must be an integer from 0 to 65535, got ${c.port}`);
-  if (typeof c.publisherHost !== 'string' || c.publisherHost.length === 0) throw new TypeError('options.publisherHost must be a non-empty string');
-  if (!Number.isInteger(c.publisherPort) || c.publisherPort < 1 || c.publisherPort > 65535) {
-    throw new RangeError(`options.publisherPort must be an integer from 1 to 65535, got ${c.publisherPort}`);
-  }
-  if (c.token !== undefined && (typeof c.token !== 'string' || c.token.length === 0)) throw new TypeError('options.token must be a non-empty string');
-  if (!Number.isInteger(c.maxBodyBytes) || c.maxBodyBytes < 1) throw new RangeError(`options.maxBodyBytes must be a positive integer, got ${c.maxBodyBytes}`);
-  if (!Number.isInteger(c.maxMessagesPerRequest) || c.maxMessagesPerRequest < 1) {
-    throw new RangeError(`options.maxMessagesPerRequest must be a positive integer, got ${c.maxMessagesPerRequest}`);
-  }
-  return c;
-}
-
 /** Starts the HTTP ingress; resolves once it listens. */
-export async function startHttpIngress(options: HttpIngressOptions): Promise<HttpIngress> {
-  const config = validate(options);
+export async function startHttpIngress(options: HttpIngressOptions = {}): Promise<HttpIngress> {
+  const { log, ...rest } = options;
+  const config = HTTP_INGRESS_OPTIONS.validate(rest);
   const publisher = new Publisher(config.publisherHost, config.publisherPort, {
     // Room for a few full requests in flight; beyond it a request gets 503 instead of queueing unboundedly.
     maxQueue: config.maxMessagesPerRequest * 16,
   });
   const stats: HttpIngressStats = { accepted: 0, rejected: 0 };
-  const log = config.log;
 
   const reply = (res: http.ServerResponse, status: number, body: unknown, headers: http.OutgoingHttpHeaders = {}) => {
     if (status >= 400) {
@@ -203,8 +183,8 @@ export async function startHttpIngress(options: HttpIngressOptions): Promise<Htt
     }
     const rawTimeout = query.get('timeout_ms') ?? '0';
     const timeoutMs = /^\d+$/.test(rawTimeout) ? Number(rawTimeout) : NaN;
-    if (!(timeoutMs <= HTTP_INGRESS_DEFAULTS.maxReadyWaitMs)) {
-      reply(res, 400, { error: `timeout_ms must be an integer from 0 to ${HTTP_INGRESS_DEFAULTS.maxReadyWaitMs}` });
+    if (!(timeoutMs <= MAX_READY_WAIT_MS)) {
+      reply(res, 400, { error: `timeout_ms must be an integer from 0 to ${MAX_READY_WAIT_MS}` });
       return;
     }
     const isReady = timeoutMs === 0
@@ -257,13 +237,7 @@ export async function startHttpIngress(options: HttpIngressOptions): Promise<Htt
   // Keep-alive clients (most HTTP libraries) must not hold close() open forever.
   server.keepAliveTimeout = 5_000;
 
-  const port = await new Promise<number>((resolve, reject) => {
-    server.once('error', (error: NodeJS.ErrnoException) => {
-      const reason = error.code === 'EADDRINUSE' ? 'address already in use' : error.message;
-      reject(new TormqError(ErrorCodes.BIND_FAILED, `cannot bind the HTTP port ${config.host}:${config.port}: ${reason}`, { cause: error }));
-    });
-    server.listen({ host: config.host, port: config.port }, () => resolve((server.address() as AddressInfo).port));
-  }).catch(async (error: unknown) => {
+  const port = await listenOrFail(server, config.host, config.port, 'HTTP').catch(async (error: unknown) => {
     await publisher.close();
     throw error;
   });

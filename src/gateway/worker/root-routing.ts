@@ -8,7 +8,7 @@
  * Roots are reference-counted: the trie holds one reference per root it contains, and an upgrade may
  * pin a root before its connection exists (token auto-subscription).
  */
-import type { WorkerEvent } from './thread-protocol.js';
+import type { WorkerEvent } from '../shared/thread-protocol.js';
 
 export class RootRouting {
   private readonly refs = new Map<string, number>();

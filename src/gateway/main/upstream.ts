@@ -1,11 +1,11 @@
 /**
  * The gateway's one ZeroMQ SUB, connected to every MPC. It subscribes to exactly the roots some worker
- * needs (FanOut decides), and tracks whether each MPC link is up for /healthz. ZeroMQ reconnects by
+ * needs (Routing decides), and tracks whether each MPC link is up for /healthz. ZeroMQ reconnects by
  * itself and re-sends the subscriptions when an MPC comes back.
  */
 import { Subscriber } from 'zeromq';
-import type { Logger } from '../log.js';
-import { curveClientOptions, type CurveClientKeys } from '../protocol/curve.js';
+import type { Logger } from '../../log.js';
+import { curveClientOptions, type CurveClientKeys } from '../../zmq/curve.js';
 
 /** How long a root stays subscribed upstream after its last subscriber left (see `release`). */
 const UNSUBSCRIBE_DELAY_MS = 1000;
@@ -19,7 +19,6 @@ export class Upstream {
   private closed = false;
   /** With CURVE a link is up once the handshake succeeds, not at TCP connect. */
   private readonly upEvent: 'connect' | 'handshake';
-  reconnects = 0;
 
   constructor(
     endpoints: readonly string[],
@@ -109,7 +108,7 @@ export class Upstream {
           this.log.info({ mpc: endpoint }, 'MPC link up');
         } else if (event.type === 'disconnect') {
           const endpoint = normalise(event.address, this.endpoints);
-          if (this.connected.delete(endpoint)) this.reconnects++;
+          this.connected.delete(endpoint);
           this.log.warn({ mpc: endpoint }, 'MPC link down; reconnecting');
         }
       }

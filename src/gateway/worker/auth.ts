@@ -19,11 +19,11 @@
 import type http from 'node:http';
 import type { Duplex } from 'node:stream';
 import { errors as joseErrors, importSPKI, jwtVerify, type JWTPayload } from 'jose';
-import type { Logger } from '../log.js';
-import { isWithin, topicError } from '../protocol/topic.js';
-import type { GatewayConfig } from './config.js';
-import { algorithmForPublicKey, type AuthAlgorithm } from './security-config.js';
-import { WorkerStat } from './thread-protocol.js';
+import type { Logger } from '../../log.js';
+import { isWithin, topicError } from '../../protocol/topic.js';
+import type { GatewayConfig } from '../shared/config.js';
+import { WorkerStat } from '../shared/counters.js';
+import { algorithmForPublicKey, type AuthAlgorithm } from '../shared/security-options.js';
 import { refuseUpgrade } from './upgrade-refusal.js';
 
 /** The subprotocol a browser offers beside its `bearer.<jwt>` entry; the server selects it. */
@@ -206,7 +206,7 @@ export class ConnectionGuard {
     if (this.origins === null) return true;
     const origin = req.headers.origin;
     if (origin === undefined || this.origins.has(origin)) return true;
-    this.stats[WorkerStat.ORIGIN_REJECTIONS]++;
+    this.stats[WorkerStat.originRejections]++;
     this.log.debug({ origin: origin.slice(0, 200), remote: req.socket.remoteAddress }, 'upgrade refused: origin not allowed');
     refuseUpgrade(socket, 403, 'Forbidden', this.stats);
     return false;
@@ -232,7 +232,7 @@ export class ConnectionGuard {
         admit(result.grants);
         return;
       }
-      this.stats[WorkerStat.AUTH_FAILURES]++;
+      this.stats[WorkerStat.authFailures]++;
       this.log.debug({ reason: result.reason, remote: req.socket.remoteAddress }, 'upgrade refused: authentication failed');
       refuseUpgrade(socket, 401, 'Unauthorized', this.stats, 'WWW-Authenticate: Bearer\r\n');
     });

@@ -1,44 +1,35 @@
 /**
- * Spawns the worker threads, restarts one that dies, and relays their root changes. Each slot keeps
- * its ring and stats memory across restarts, so counters stay monotonic for Prometheus.
+ * Spawns the worker threads, restarts one that dies, and hands their root reports to the routing.
+ * Each slot keeps its ring and counters across restarts, so counters stay monotonic for Prometheus.
  */
 import { MessageChannel, Worker } from 'node:worker_threads';
 import * as Comlink from 'comlink/dist/esm/comlink.mjs';
 import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
-import type { Logger } from '../log.js';
-import { RingWriter, createRingBuffer } from '../protocol/ring.js';
-import type { GatewayConfig } from './config.js';
-import type { RingSlot } from './fan-out.js';
+import { ErrorCodes, TormqError } from '../../errors.js';
+import type { Logger } from '../../log.js';
+import type { GatewayConfig } from '../shared/config.js';
+import { WORKER_STATS_LENGTH, WorkerStat } from '../shared/counters.js';
+import { RingWriter, createRingBuffer } from '../shared/ring.js';
 import {
   GATEWAY_SHARED_LENGTH,
   GatewayShared,
   TEST_HOOK_ACTIONS,
   type TestHookAction,
-  WORKER_STATS_LENGTH,
-  WorkerStat,
   type MainEvent,
   type WorkerControl,
   type WorkerData,
   type WorkerEvent,
-} from './thread-protocol.js';
+} from '../shared/thread-protocol.js';
+import type { RingSlot, Routing } from './routing.js';
 
 export interface WorkerSlot extends RingSlot {
   readonly ringBuffer: SharedArrayBuffer;
   readonly statsBuffer: SharedArrayBuffer;
-  readonly stats: Float64Array;
   worker: Worker | null;
   control: Comlink.Remote<WorkerControl> | null;
   /** Resolves when the current thread exits (a comlink call to a dead worker would never settle). */
   exited: Promise<void>;
-  /** Roots this worker currently has subscribers under (from its events). */
-  readonly roots: Set<string>;
   up: boolean;
-  restarts: number;
-}
-
-export interface PoolEvents {
-  rootAdded(slot: WorkerSlot, root: string): void;
-  rootRemoved(slot: WorkerSlot, root: string): void;
 }
 
 const RESTART_BACKOFF_MS = [100, 250, 500, 1000, 2000, 5000];
@@ -53,7 +44,7 @@ export class WorkerPool {
   constructor(
     private readonly config: GatewayConfig,
     private readonly log: Logger,
-    private readonly events: PoolEvents,
+    private readonly routing: Routing,
   ) {}
 
   /** Starts the workers one after another: the first binds the port (maybe 0), the rest join it. */
@@ -65,15 +56,12 @@ export class WorkerPool {
         index,
         ringBuffer,
         ring: new RingWriter(ringBuffer),
-        ringDrops: 0,
         statsBuffer,
         stats: new Float64Array(statsBuffer),
         worker: null,
         control: null,
         exited: Promise.resolve(),
-        roots: new Set(),
         up: false,
-        restarts: 0,
       };
       this.slots.push(slot);
       const port = await this.spawn(slot, index === 0 ? this.config.port : this.port);
@@ -91,7 +79,7 @@ export class WorkerPool {
    * a stall. The worker refuses too when the hooks are off.
    */
   async testHook(index: number, action: string): Promise<void> {
-    if (!this.config.testHooks) throw new Error('test hooks are disabled');
+    if (!this.config.testHooks) throw new TormqError(ErrorCodes.TEST_HOOK_REFUSED, 'test hooks are disabled (start with --enable-test-hooks)');
     const shared = new Int32Array(this.sharedBuffer);
     if (action === 'release') {
       Atomics.store(shared, GatewayShared.TEST_STALL, 0);
@@ -99,13 +87,13 @@ export class WorkerPool {
       return;
     }
     const slot = this.slots[index];
-    if (!slot?.control) throw new Error(`no running worker ${index}`);
-    if (!(TEST_HOOK_ACTIONS as readonly string[]).includes(action)) throw new Error(`unknown test hook ${action}`);
+    if (!slot?.control) throw new TormqError(ErrorCodes.WORKER_UNAVAILABLE, `no running worker ${index}`);
+    if (!(TEST_HOOK_ACTIONS as readonly string[]).includes(action)) throw new TormqError(ErrorCodes.TEST_HOOK_REFUSED, `unknown test hook ${action}`);
     if (action === 'stall') Atomics.store(shared, GatewayShared.TEST_STALL, 1);
     const exited = slot.exited.then(() => 'exited' as const);
     // crash/exit may end the thread before its reply is delivered: its exit answers the call then.
     const outcome = await Promise.race([slot.control.testHook(action as TestHookAction), exited]);
-    if (outcome === 'exited' && action === 'stall') throw new Error(`worker ${index} exited`);
+    if (outcome === 'exited' && action === 'stall') throw new TormqError(ErrorCodes.WORKER_UNAVAILABLE, `worker ${index} exited`);
   }
 
   /**
@@ -120,9 +108,9 @@ export class WorkerPool {
 
   /** Calls the worker's control RPC; rejects if the thread exits before answering. */
   private async rpc<T>(slot: WorkerSlot, call: (control: Comlink.Remote<WorkerControl>) => Promise<T>): Promise<T> {
-    if (!slot.control) throw new Error(`worker ${slot.index} is not running`);
+    if (!slot.control) throw new TormqError(ErrorCodes.WORKER_UNAVAILABLE, `worker ${slot.index} is not running`);
     const exited = slot.exited.then(() => {
-      throw new Error(`worker ${slot.index} exited during a control call`);
+      throw new TormqError(ErrorCodes.WORKER_UNAVAILABLE, `worker ${slot.index} exited during a control call`);
     });
     exited.catch(() => {}); // the thread usually exits long after the call settled: not an unhandled rejection
     return Promise.race([call(slot.control), exited]);
@@ -151,7 +139,7 @@ export class WorkerPool {
       shared: this.sharedBuffer,
       controlPort: port2,
     };
-    const worker = new Worker(new URL('./worker.js', import.meta.url), {
+    const worker = new Worker(new URL('../worker/worker.js', import.meta.url), {
       workerData: data,
       transferList: [port2],
       name: `tormq-worker-${slot.index}`,
@@ -171,16 +159,14 @@ export class WorkerPool {
             resolve(event.port);
             break;
           case 'root-added': {
-            slot.roots.add(event.root);
-            this.events.rootAdded(slot, event.root);
+            this.routing.add(event.root, slot);
             // The route exists now: from here on, messages on this root reach this worker's ring.
             const routed: MainEvent = { type: 'root-routed', root: event.root, seq: event.seq };
             worker.postMessage(routed);
             break;
           }
           case 'root-removed':
-            slot.roots.delete(event.root);
-            this.events.rootRemoved(slot, event.root);
+            this.routing.remove(event.root, slot);
             break;
           case 'fatal':
             this.log.error({ worker: slot.index, code: event.error.code, err: event.error.message }, 'worker reported a fatal error');
@@ -204,16 +190,13 @@ export class WorkerPool {
     slot.up = false;
     slot.worker = null;
     slot.control = null;
-    for (const root of [...slot.roots]) {
-      slot.roots.delete(root);
-      this.events.rootRemoved(slot, root);
-    }
+    this.routing.removeSlot(slot);
     // Gauges belong to the dead thread; counters carry on in the replacement.
-    slot.stats[WorkerStat.CONNECTIONS] = 0;
-    slot.stats[WorkerStat.SUBSCRIPTIONS] = 0;
+    slot.stats[WorkerStat.connections] = 0;
+    slot.stats[WorkerStat.subscriptions] = 0;
     if (this.stopping) return;
-    const delay = RESTART_BACKOFF_MS[Math.min(slot.restarts, RESTART_BACKOFF_MS.length - 1)]!;
-    slot.restarts++;
+    const delay = RESTART_BACKOFF_MS[Math.min(slot.stats[WorkerStat.restarts]!, RESTART_BACKOFF_MS.length - 1)]!;
+    slot.stats[WorkerStat.restarts]++;
     this.log.warn({ worker: slot.index, code, restartInMs: delay }, 'worker died; restarting');
     setTimeout(() => {
       if (this.stopping) return;

@@ -12,15 +12,17 @@
 import http from 'node:http';
 import net from 'node:net';
 import type { Registry } from 'prom-client';
-import { ErrorCodes, TormqError } from '../errors.js';
-import { createLogger, type Logger } from '../log.js';
+import { ErrorCodes, TormqError } from '../../errors.js';
+import { listenOrFail } from '../../listen.js';
+import { createLogger, type Logger } from '../../log.js';
+import { validateGatewayConfig, type GatewayConfig, type GatewayOptions } from '../shared/config.js';
+import { WORKER_COUNTERS, WorkerStat } from '../shared/counters.js';
+import { curveKeysOf } from '../shared/security-options.js';
 import { createAdminServer } from './admin-server.js';
-import { validateGatewayConfig, type GatewayConfig, type GatewayOptions } from './config.js';
 import { FanOut } from './fan-out.js';
-import { answerOnline } from './online.js';
 import { createMetrics } from './metrics.js';
-import { curveKeysOf } from './security-config.js';
-import { WorkerStat } from './thread-protocol.js';
+import { answerOnline } from './online.js';
+import { Routing } from './routing.js';
 import { Upstream } from './upstream.js';
 import { WorkerPool } from './worker-pool.js';
 
@@ -29,6 +31,7 @@ export class Gateway {
   readonly log: Logger;
   readonly fanOut: FanOut;
   readonly upstream: Upstream;
+  readonly routing: Routing;
   readonly pool: WorkerPool;
   readonly metrics: Registry;
   private admin: http.Server | null = null;
@@ -38,17 +41,11 @@ export class Gateway {
   private constructor(config: GatewayConfig) {
     this.config = config;
     this.log = createLogger('tormq-gateway', config.logLevel);
-    this.fanOut = new FanOut(config);
     this.upstream = new Upstream(config.mpc, this.log, curveKeysOf(config), config.upstreamHighWaterMark);
-    this.pool = new WorkerPool(config, this.log, {
-      rootAdded: (slot, root) => {
-        if (this.fanOut.addRoute(root, slot)) this.upstream.want(root);
-      },
-      rootRemoved: (slot, root) => {
-        if (this.fanOut.removeRoute(root, slot)) this.upstream.release(root);
-      },
-    });
-    this.metrics = createMetrics(this.pool, this.fanOut, this.upstream);
+    this.routing = new Routing(this.upstream);
+    this.fanOut = new FanOut(config, this.routing);
+    this.pool = new WorkerPool(config, this.log, this.routing);
+    this.metrics = createMetrics(this.pool, this.fanOut, this.upstream, this.routing);
   }
 
   /** Validates `options`, starts workers, connects to the MPC(s) and serves admin HTTP. */
@@ -82,56 +79,30 @@ export class Gateway {
     };
   }
 
+  /** The `/stats` JSON: every per-worker counter (counters.ts), with gateway-wide sums in `totals`. */
   stats() {
-    const workers = this.pool.slots.map((slot) => ({
-      index: slot.index,
-      up: slot.up,
-      connections: slot.stats[WorkerStat.CONNECTIONS]!,
-      subscriptions: slot.stats[WorkerStat.SUBSCRIPTIONS]!,
-      messages: slot.stats[WorkerStat.RECORDS]!,
-      deliveries: slot.stats[WorkerStat.DELIVERIES]!,
-      ringDrops: slot.ringDrops,
-      ringUsedBytes: slot.ring.used(),
-      slowClientDrops: slot.stats[WorkerStat.SLOW_DROPS]!,
-      slowClientDisconnects: slot.stats[WorkerStat.SLOW_CLOSES]!,
-      badFrames: slot.stats[WorkerStat.BAD_FRAMES]!,
-      oversizeCloses: slot.stats[WorkerStat.OVERSIZE_CLOSES]!,
-      rateLimitedFrames: slot.stats[WorkerStat.RATE_LIMITED_FRAMES]!,
-      rateLimitDisconnects: slot.stats[WorkerStat.RATE_LIMIT_CLOSES]!,
-      connectionsRejected: slot.stats[WorkerStat.CONNECTIONS_REJECTED]!,
-      heartbeatTerminations: slot.stats[WorkerStat.HEARTBEAT_TERMINATIONS]!,
-      eventLoopLagMs: slot.stats[WorkerStat.EVENT_LOOP_LAG_MS]!,
-      authFailures: slot.stats[WorkerStat.AUTH_FAILURES]!,
-      originRejections: slot.stats[WorkerStat.ORIGIN_REJECTIONS]!,
-      forbiddenSubscriptions: slot.stats[WorkerStat.FORBIDDEN_SUBSCRIPTIONS]!,
-      tokenExpiredCloses: slot.stats[WorkerStat.TOKEN_EXPIRED_CLOSES]!,
-      tokenRefreshes: slot.stats[WorkerStat.TOKEN_REFRESHES]!,
-      tokenRefreshFailures: slot.stats[WorkerStat.TOKEN_REFRESH_FAILURES]!,
-      restarts: slot.restarts,
-      roots: [...slot.roots],
-    }));
-    const sum = (key: keyof (typeof workers)[number]) => workers.reduce((n, w) => n + (w[key] as number), 0);
+    const workers = this.pool.slots.map((slot) => {
+      const entry: Record<string, unknown> = { index: slot.index, up: slot.up };
+      for (const counter of WORKER_COUNTERS) entry[counter.key] = slot.stats[WorkerStat[counter.key]];
+      entry.ringUsedBytes = slot.ring.used();
+      entry.roots = this.routing.rootsOf(slot);
+      return entry;
+    });
+    const totals: Record<string, number> = {};
+    for (const counter of WORKER_COUNTERS) {
+      if (counter.type === 'counter' || counter.key === 'connections' || counter.key === 'subscriptions') {
+        totals[counter.key] = this.pool.slots.reduce((n, slot) => n + slot.stats[WorkerStat[counter.key]]!, 0);
+      }
+    }
     return {
-      connections: sum('connections'),
+      connections: totals.connections,
       openSockets: this.pool.openSockets(),
       messagesIn: this.fanOut.messagesIn,
-      deliveries: sum('deliveries'),
-      /** Gateway-wide sums of the per-worker counters below. */
-      totals: {
-        subscriptions: sum('subscriptions'),
-        ringDrops: sum('ringDrops'),
-        slowClientDrops: sum('slowClientDrops'),
-        slowClientDisconnects: sum('slowClientDisconnects'),
-        heartbeatTerminations: sum('heartbeatTerminations'),
-        badFrames: sum('badFrames'),
-        oversizeCloses: sum('oversizeCloses'),
-        rateLimitedFrames: sum('rateLimitedFrames'),
-        rateLimitDisconnects: sum('rateLimitDisconnects'),
-        connectionsRejected: sum('connectionsRejected'),
-        restarts: sum('restarts'),
-      },
+      deliveries: totals.deliveries,
+      /** Gateway-wide sums of the per-worker counters. */
+      totals,
       publishDrops: { ...this.fanOut.drops },
-      roots: this.fanOut.roots(),
+      roots: this.routing.roots(),
       mpc: this.upstream.links(),
       workers,
     };
@@ -146,7 +117,7 @@ export class Gateway {
     let timer: NodeJS.Timeout | undefined;
     // A worker that does not answer (busy or dying) fails the query instead of hanging the admin request.
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`a worker did not answer within ${timeoutMs} ms`)), timeoutMs);
+      timer = setTimeout(() => reject(new TormqError(ErrorCodes.WORKER_TIMEOUT, `a worker did not answer within ${timeoutMs} ms`)), timeoutMs);
     });
     return Promise.race([this.pool.reachable(topic), timeout]).finally(() => clearTimeout(timer));
   }
@@ -184,7 +155,7 @@ export class Gateway {
         testHook: config.testHooks ? (worker, action) => this.pool.testHook(worker, action) : undefined,
         online: (query) => answerOnline(query, (topic) => this.reachable(topic)),
       });
-      this.adminBoundPort = await listen(this.admin, config.adminHost, config.adminPort, 'admin');
+      this.adminBoundPort = await listenOrFail(this.admin, config.adminHost, config.adminPort, 'admin');
     }
     this.log.info(
       { port: this.port, adminPort: this.adminBoundPort, workers: config.workers, mpc: config.mpc, path: config.path },
@@ -195,15 +166,5 @@ export class Gateway {
 
 function assertPortFree(host: string, port: number, role: string): Promise<void> {
   const probe = net.createServer();
-  return listen(probe, host, port, role).then(() => new Promise((resolve) => probe.close(() => resolve())));
-}
-
-function listen(server: net.Server, host: string, port: number, role: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    server.once('error', (error: NodeJS.ErrnoException) => {
-      const reason = error.code === 'EADDRINUSE' ? 'address already in use' : error.message;
-      reject(new TormqError(ErrorCodes.BIND_FAILED, `cannot bind the ${role} port ${host}:${port}: ${reason}`, { cause: error }));
-    });
-    server.listen({ host, port }, () => resolve((server.address() as net.AddressInfo).port));
-  });
+  return listenOrFail(probe, host, port, role).then(() => new Promise((resolve) => probe.close(() => resolve())));
 }

@@ -3,7 +3,7 @@
  * through how many connections, that identity is connected to THIS gateway process (each gateway
  * answers for its own clients; ask every gateway, or sum, for a fleet-wide view).
  */
-import { identityIdError, identityTopic } from '../protocol/identity.js';
+import { identityIdError, identityTopic } from '../../protocol/identity.js';
 
 export interface OnlineAnswer {
   status: number;

@@ -1,11 +1,12 @@
 /**
- * Main thread hot path: one message from the MPC in, one copy into the ring of every worker that
- * has a subscriber under its root. Never blocks: a full ring drops the message for that worker only.
+ * Main thread hot path: one message from the MPC in, one copy into the ring of every worker that has
+ * a subscriber under its root. Never blocks: a full ring drops the message for that worker only.
  */
 import { performance } from 'node:perf_hooks';
-import { RingWriter } from '../protocol/ring.js';
-import { BodyRejects, extractTopic, parseBodyTopic, rootOf, topicError } from '../protocol/topic.js';
-import type { GatewayConfig } from './config.js';
+import { BodyRejects, extractTopic, parseBodyTopic, rootOf, topicError } from '../../protocol/topic.js';
+import type { GatewayConfig } from '../shared/config.js';
+import { WorkerStat } from '../shared/counters.js';
+import type { Routing } from './routing.js';
 
 /** Why a message from the MPC was not fanned out (label values of tormq_publish_drops_total). */
 export const PUBLISH_DROP_REASONS = [
@@ -19,51 +20,16 @@ export const PUBLISH_DROP_REASONS = [
 ] as const;
 export type PublishDropReason = (typeof PUBLISH_DROP_REASONS)[number];
 
-/** The main thread's view of one worker's ring. */
-export interface RingSlot {
-  readonly index: number;
-  readonly ring: RingWriter;
-  /** Messages dropped because this worker's ring was full. */
-  ringDrops: number;
-}
-
 export class FanOut {
   /** Messages received from the MPC, valid or not. */
   messagesIn = 0;
-  /** Ring writes (message x worker). */
-  ringWrites = 0;
   readonly drops: Record<PublishDropReason, number> = Object.fromEntries(PUBLISH_DROP_REASONS.map((r) => [r, 0])) as Record<PublishDropReason, number>;
-  private readonly routes = new Map<string, RingSlot[]>();
   private readonly timeOrigin = performance.timeOrigin;
 
-  constructor(private readonly config: GatewayConfig) {}
-
-  /** Routes `root` to `slot`. Returns true when the root was not routed before (subscribe upstream). */
-  addRoute(root: string, slot: RingSlot): boolean {
-    const slots = this.routes.get(root);
-    if (slots === undefined) {
-      this.routes.set(root, [slot]);
-      return true;
-    }
-    if (!slots.includes(slot)) slots.push(slot);
-    return false;
-  }
-
-  /** Stops routing `root` to `slot`. Returns true when no worker wants the root any more (unsubscribe). */
-  removeRoute(root: string, slot: RingSlot): boolean {
-    const slots = this.routes.get(root);
-    if (slots === undefined) return false;
-    const i = slots.indexOf(slot);
-    if (i !== -1) slots.splice(i, 1);
-    if (slots.length > 0) return false;
-    this.routes.delete(root);
-    return true;
-  }
-
-  /** Roots currently routed anywhere. */
-  roots(): string[] {
-    return [...this.routes.keys()];
-  }
+  constructor(
+    private readonly config: GatewayConfig,
+    private readonly routing: Routing,
+  ) {}
 
   /** One message from the MPC. */
   ingest(frames: Buffer[]): void {
@@ -81,14 +47,13 @@ export class FanOut {
     if (topicError(topic, this.config.maxTopicLength) !== null) return this.drop('invalid_topic');
     const root = rootOf(topic);
     if (rootFrame.length !== Buffer.byteLength(root) || rootFrame.toString('utf8') !== root) return this.drop('root_mismatch');
-    const slots = this.routes.get(root);
+    const slots = this.routing.slotsOf(root);
     if (slots === undefined) return this.drop('unrouted');
     const topicBytes = Buffer.from(topic, 'utf8');
     const receivedAt = this.timeOrigin + performance.now();
     for (let i = 0; i < slots.length; i++) {
       const slot = slots[i]!;
-      if (slot.ring.tryWrite(topicBytes, body, receivedAt)) this.ringWrites++;
-      else slot.ringDrops++;
+      if (!slot.ring.tryWrite(topicBytes, body, receivedAt)) slot.stats[WorkerStat.ringDrops]++;
       slot.ring.notify();
     }
   }

@@ -8,7 +8,7 @@
  * refused: fail closed.
  */
 import { Router } from 'zeromq';
-import { z85Encode } from '../protocol/curve.js';
+import { z85Encode } from './curve.js';
 
 const ZAP_ENDPOINT = 'inproc://zeromq.zap.01';
 

@@ -1,40 +1,30 @@
 /**
- * One client connection, owned by one worker: its subscriptions, its place in the trie, and the
- * bounded outbound path (`deliver`) that never lets a client that stops reading grow memory.
+ * One client connection, owned by one worker: what it may do (grants, rate limit), what it asked for
+ * (its subscriptions, in the trie through its writer) and its requests and their answers. Its
+ * outbound path, bounded against clients that stop reading, is its Writer.
  */
-import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { WebSocket } from 'ws';
-import { ErrorCodes } from '../errors.js';
-import { CloseCodes } from '../protocol/close-codes.js';
-import { rootOf } from '../protocol/topic.js';
-import { ackFrame, errorFrame, parseClientFrame, pongFrame, requestIdOf, type ClientCommand, type FrameError, type RequestId } from '../protocol/client-frames.js';
+import { Close } from '../../protocol/close-codes.js';
+import { rootOf } from '../../protocol/topic.js';
+import { ackFrame, errorFrame, parseClientFrame, pongFrame, requestIdOf, type ClientCommand, type FrameError, type RequestId } from '../../protocol/client-frames.js';
+import { WireErrorCodes } from '../../protocol/wire-errors.js';
+import { WorkerStat } from '../shared/counters.js';
 import { isGranted, type Grants } from './auth.js';
-import { WorkerStat } from './thread-protocol.js';
+import type { WorkerContext } from './context.js';
 import { TokenBucket } from './token-bucket.js';
-import type { WorkerContext } from './worker-context.js';
+import { Writer } from './writer.js';
 
 const OPEN = 1;
 /** Frames held while a refresh token is verified (verification takes microseconds; this is a bound, not a budget). */
 const MAX_HELD_FRAMES = 64;
 const MAX_TIMER_MS = 2 ** 31 - 1;
-/** How long a client the gateway closes (slow client, expired token) has to finish the close handshake. */
-const CLOSE_GRACE_MS = 5_000;
 
 export class Session {
-  /** Trie scratch: the last message epoch this session was visited for (at-most-once delivery). */
-  mark = 0;
   /** Answered the last heartbeat ping. */
   alive = true;
-  /** Delivery scratch: messages [runStart, runEnd) of the current batch are due to this socket (-1: none, -2: skipped). */
-  runStart = -1;
-  runEnd = -1;
-  /** Corked for the rest of the batch because its messages in it have gaps (see Delivery.addToRun). */
-  corked = false;
-  /** In the "drop" policy: currently over the limit, skipping messages. */
-  dropping = false;
   readonly topics = new Set<string>();
-  readonly socket: Socket;
+  readonly writer: Writer;
   /** Inbound frame limit (null when `clientRateLimit` is 0). */
   private readonly bucket: TokenBucket | null;
   /** Frames rejected by the rate limit since the last accepted one. */
@@ -55,8 +45,7 @@ export class Session {
     private readonly ctx: WorkerContext,
     grants: Grants | null = null,
   ) {
-    // ws keeps the raw socket privately; delivery writes pre-built frames to it directly (see deliver).
-    this.socket = (ws as unknown as { _socket: Socket })._socket;
+    this.writer = new Writer(ws, ctx.config, ctx.stats);
     const { clientRateLimit, clientRateBurst } = ctx.config;
     this.bucket = clientRateLimit > 0 ? new TokenBucket(clientRateLimit, clientRateBurst, performance.now()) : null;
     this.grants = grants;
@@ -64,53 +53,6 @@ export class Session {
       if (grants.autoSubscribe !== null) this.subscribe(grants.autoSubscribe);
       this.armExpiry();
     }
-  }
-
-  /**
-   * Hot path, once per delivery batch, before anything of the batch is written to this socket: false
-   * when the connection is closing or over `slowClientBytes` (the slow-client policy is applied then).
-   * Judged once per batch, on what earlier batches left unsent: within a batch `writableLength` also
-   * counts the batch's own writes, so a client reading at full speed would look slow whenever one batch
-   * alone exceeds the limit. Memory per connection stays bounded by slowClientBytes + one batch.
-   */
-  beginBatch(): boolean {
-    if (this.ws.readyState !== OPEN) return false;
-    if (this.socket.writableLength > this.ctx.config.slowClientBytes) {
-      this.onSlow();
-      return false;
-    }
-    this.dropping = false;
-    return true;
-  }
-
-  /**
-   * Hot path: writes a run of pre-framed messages (one or several frames back to back; Delivery writes
-   * each socket once per batch unless its messages have gaps). Writing beside ws's own sender is safe
-   * because tormq sends ws only control replies and frames, never compressed or Blob data, so ws never
-   * holds a queue of its own that a direct write could overtake.
-   */
-  write(frames: Buffer): void {
-    this.socket.write(frames);
-  }
-
-  private onSlow(): void {
-    const stats = this.ctx.stats;
-    if (this.ctx.config.slowClientPolicy === 'drop') {
-      stats[WorkerStat.SLOW_DROPS]++;
-      this.dropping = true;
-      return;
-    }
-    stats[WorkerStat.SLOW_CLOSES]++;
-    this.closeThenCut(CloseCodes.SLOW_CLIENT, 'slow client');
-  }
-
-  /**
-   * Sends a close frame, and cuts the connection if the close handshake has not finished after
-   * CLOSE_GRACE_MS: a client that does not read (slow, or gone) will not read the close frame either.
-   */
-  private closeThenCut(code: number, reason: string): void {
-    this.ws.close(code, reason);
-    setTimeout(() => this.ws.terminate(), CLOSE_GRACE_MS).unref();
   }
 
   /** A text frame from the client. */
@@ -122,7 +64,7 @@ export class Session {
   private handle(text: string): void {
     if (this.held !== null) {
       if (this.held.length < MAX_HELD_FRAMES) this.held.push(text);
-      else this.reject({ code: ErrorCodes.RATE_LIMITED, message: 'too many frames while a refresh is verified' });
+      else this.reject({ code: WireErrorCodes.RATE_LIMITED, message: 'too many frames while a refresh is verified' });
       return;
     }
     const result = parseClientFrame(text, this.ctx.frameLimits);
@@ -154,7 +96,7 @@ export class Session {
 
   onBinary(): void {
     if (!this.admit(null)) return;
-    this.reject({ code: ErrorCodes.BINARY_FRAME, message: 'binary frames are not part of the protocol' });
+    this.reject({ code: WireErrorCodes.BINARY_FRAME, message: 'binary frames are not part of the protocol' });
   }
 
   /**
@@ -168,12 +110,12 @@ export class Session {
       return true;
     }
     const stats = this.ctx.stats;
-    stats[WorkerStat.RATE_LIMITED_FRAMES]++;
+    stats[WorkerStat.rateLimitedFrames]++;
     if (this.closeAfterAcks !== null) return false; // closing: nothing more is served or answered
     if (++this.rateStrikes >= this.ctx.config.clientRateBurst) {
       if (this.ws.readyState === OPEN) {
-        stats[WorkerStat.RATE_LIMIT_CLOSES]++;
-        const close = () => this.ws.close(CloseCodes.RATE_LIMITED, 'rate limit exceeded');
+        stats[WorkerStat.rateLimitDisconnects]++;
+        const close = () => this.ws.close(Close.RATE_LIMITED.code, Close.RATE_LIMITED.reason);
         if (this.owedAcks === 0) close();
         else this.closeAfterAcks = close;
       }
@@ -181,7 +123,7 @@ export class Session {
     }
     const id = text === null ? undefined : requestIdOf(text);
     if (id !== undefined) {
-      this.reply(errorFrame({ code: ErrorCodes.RATE_LIMITED, message: `over ${this.ctx.config.clientRateLimit} frames per second`, id }));
+      this.reply(errorFrame({ code: WireErrorCodes.RATE_LIMITED, message: `over ${this.ctx.config.clientRateLimit} frames per second`, id }));
     }
     return false;
   }
@@ -191,8 +133,8 @@ export class Session {
     if (this.expiry !== null) clearTimeout(this.expiry);
     this.expiry = null;
     this.held = null;
-    for (const topic of this.topics) this.ctx.trie.remove(topic, this);
-    this.ctx.stats[WorkerStat.SUBSCRIPTIONS] -= this.topics.size;
+    for (const topic of this.topics) this.ctx.trie.remove(topic, this.writer);
+    this.ctx.stats[WorkerStat.subscriptions] -= this.topics.size;
     this.topics.clear();
   }
 
@@ -204,8 +146,8 @@ export class Session {
         const grants = this.grants;
         if (grants !== null && !command.topics.every((topic) => isGranted(grants, topic))) {
           // Refused whole: a frame is never half applied.
-          this.ctx.stats[WorkerStat.FORBIDDEN_SUBSCRIPTIONS]++;
-          return withId({ code: ErrorCodes.FORBIDDEN, message: 'subscription outside the granted topics' }, command.id);
+          this.ctx.stats[WorkerStat.forbiddenSubscriptions]++;
+          return withId({ code: WireErrorCodes.FORBIDDEN, message: 'subscription outside the granted topics' }, command.id);
         }
         const max = this.ctx.config.maxSubscriptions;
         if (command.mode === 'replace') {
@@ -214,7 +156,7 @@ export class Session {
           let added = 0;
           for (const topic of new Set(command.topics)) if (!this.topics.has(topic)) added++;
           if (this.topics.size + added > max) {
-            return withId({ code: ErrorCodes.TOO_MANY_SUBSCRIPTIONS, message: `at most ${max} subscriptions per connection` }, command.id);
+            return withId({ code: WireErrorCodes.TOO_MANY_SUBSCRIPTIONS, message: `at most ${max} subscriptions per connection` }, command.id);
           }
         }
         for (const topic of command.topics) this.subscribe(topic);
@@ -235,8 +177,8 @@ export class Session {
     const verifier = this.ctx.guard.verifier;
     const stats = this.ctx.stats;
     if (verifier === null || this.grants === null) {
-      stats[WorkerStat.TOKEN_REFRESH_FAILURES]++;
-      this.reject(withId({ code: ErrorCodes.BAD_REQUEST, message: 'authentication is not enabled' }, id));
+      stats[WorkerStat.tokenRefreshFailures]++;
+      this.reject(withId({ code: WireErrorCodes.BAD_REQUEST, message: 'authentication is not enabled' }, id));
       return;
     }
     const sub = this.grants.sub;
@@ -247,15 +189,15 @@ export class Session {
       this.held = null;
       if (result.ok && result.grants.sub === sub) {
         this.grants = result.grants;
-        stats[WorkerStat.TOKEN_REFRESHES]++;
+        stats[WorkerStat.tokenRefreshes]++;
         // Narrowed grants: drop what they no longer cover.
         for (const topic of this.topics) if (!isGranted(result.grants, topic)) this.unsubscribe(topic);
         this.armExpiry();
         if (id !== undefined) this.reply(ackFrame(id));
       } else {
-        stats[WorkerStat.TOKEN_REFRESH_FAILURES]++;
+        stats[WorkerStat.tokenRefreshFailures]++;
         this.ctx.log.debug({ reason: result.ok ? 'other-sub' : result.reason }, 'token refresh refused');
-        this.reject(withId({ code: ErrorCodes.UNAUTHORIZED, message: 'token refused' }, id));
+        this.reject(withId({ code: WireErrorCodes.UNAUTHORIZED, message: 'token refused' }, id));
       }
       for (let i = 0; i < held.length; i++) {
         // A held frame may itself be a refresh: the rest wait for that one in turn.
@@ -283,8 +225,8 @@ export class Session {
         this.armExpiry();
         return;
       }
-      this.ctx.stats[WorkerStat.TOKEN_EXPIRED_CLOSES]++;
-      this.closeThenCut(CloseCodes.POLICY_VIOLATION, 'token expired');
+      this.ctx.stats[WorkerStat.tokenExpiredCloses]++;
+      this.writer.closeThenCut(Close.POLICY_VIOLATION);
     }, wait);
     this.expiry.unref();
   }
@@ -292,24 +234,24 @@ export class Session {
   private subscribe(topic: string): void {
     if (this.topics.has(topic)) return;
     this.topics.add(topic);
-    this.ctx.trie.add(topic, this);
-    this.ctx.stats[WorkerStat.SUBSCRIPTIONS]++;
+    this.ctx.trie.add(topic, this.writer);
+    this.ctx.stats[WorkerStat.subscriptions]++;
   }
 
   private unsubscribe(topic: string): void {
     if (!this.topics.delete(topic)) return;
-    this.ctx.trie.remove(topic, this);
-    this.ctx.stats[WorkerStat.SUBSCRIPTIONS]--;
+    this.ctx.trie.remove(topic, this.writer);
+    this.ctx.stats[WorkerStat.subscriptions]--;
   }
 
   private reject(error: FrameError): void {
-    this.ctx.stats[WorkerStat.BAD_FRAMES]++;
+    this.ctx.stats[WorkerStat.badFrames]++;
     // Original clients expect nothing but pushes: errors are answered only when asked (an id).
     if (error.id !== undefined) this.reply(errorFrame(error));
   }
 
   private reply(text: string): void {
-    if (this.ws.readyState === OPEN) this.ws.send(text);
+    this.writer.reply(text);
   }
 }
 

@@ -1,0 +1,126 @@
+/**
+ * Prometheus metrics, read at scrape time from where the numbers already live: the workers'
+ * shared-memory counters (one series per entry of counters.ts), the slots, FanOut and Upstream.
+ * Nothing on the hot path touches prom-client.
+ */
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { LATENCY_BOUNDS, LATENCY_METRIC, LatencyStat, WORKER_COUNTERS, WorkerStat } from '../shared/counters.js';
+import { PUBLISH_DROP_REASONS, type FanOut } from './fan-out.js';
+import type { Routing } from './routing.js';
+import type { Upstream } from './upstream.js';
+import type { WorkerPool, WorkerSlot } from './worker-pool.js';
+
+/** Per-worker gauges read from the slot itself rather than from its counters. */
+export const SLOT_GAUGES = [
+  // Read from the ring's shared header at scrape time: accurate exactly when a worker is stuck.
+  { metric: 'tormq_ring_used_bytes', help: 'Bytes waiting in the worker ring', read: (s: WorkerSlot) => s.ring.used() },
+  { metric: 'tormq_ring_capacity_bytes', help: 'Size of the worker ring', read: (s: WorkerSlot) => s.ring.capacity },
+  { metric: 'tormq_worker_up', help: '1 when the worker thread is running', read: (s: WorkerSlot) => (s.up ? 1 : 0) },
+] as const;
+
+/** Gateway-wide metrics (no worker label). */
+export const GATEWAY_METRICS = [
+  { metric: 'tormq_gateway_connections', type: 'gauge', help: 'Sockets counted against --max-connections across all workers (open plus mid-handshake)' },
+  { metric: 'tormq_messages_in_total', type: 'counter', help: 'Messages received from the MPC, valid or not' },
+  { metric: 'tormq_publish_drops_total', type: 'counter', help: 'Messages from the MPC not fanned out, by reason (label reason)' },
+  { metric: 'tormq_mpc_up', type: 'gauge', help: '1 when the link to the MPC is connected (label endpoint)' },
+  { metric: 'tormq_upstream_roots', type: 'gauge', help: 'Roots routed to at least one worker (subscribed at the MPC; an unwanted root is unsubscribed 1 s later)' },
+] as const;
+
+export function createMetrics(pool: WorkerPool, fanOut: FanOut, upstream: Upstream, routing: Routing): Registry {
+  const registry = new Registry();
+  // prom-client's names already start with process_ or nodejs_: prefixed, tormq_process_resident_memory_bytes.
+  collectDefaultMetrics({ register: registry, prefix: 'tormq_' });
+
+  const perWorker = (type: 'counter' | 'gauge', name: string, help: string, value: (slot: WorkerSlot) => number) => {
+    const Kind = type === 'counter' ? Counter : Gauge;
+    return new Kind({
+      name,
+      help,
+      labelNames: ['worker'],
+      registers: [registry],
+      collect(this: Counter | Gauge) {
+        this.reset();
+        for (const slot of pool.slots) (this as Gauge).inc({ worker: String(slot.index) }, value(slot));
+      },
+    });
+  };
+  for (const counter of WORKER_COUNTERS) {
+    const index = WorkerStat[counter.key];
+    const scale = 'metricScale' in counter ? counter.metricScale : 1;
+    perWorker(counter.type, counter.metric, counter.help, (slot) => slot.stats[index]! * scale);
+  }
+  for (const gauge of SLOT_GAUGES) perWorker('gauge', gauge.metric, gauge.help, gauge.read);
+
+  const help = (metric: (typeof GATEWAY_METRICS)[number]['metric']) => GATEWAY_METRICS.find((m) => m.metric === metric)!.help;
+  new Gauge({
+    name: 'tormq_gateway_connections',
+    help: help('tormq_gateway_connections'),
+    registers: [registry],
+    collect() {
+      this.set(pool.openSockets());
+    },
+  });
+  new Counter({
+    name: 'tormq_messages_in_total',
+    help: help('tormq_messages_in_total'),
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(fanOut.messagesIn);
+    },
+  });
+  new Counter({
+    name: 'tormq_publish_drops_total',
+    help: help('tormq_publish_drops_total'),
+    labelNames: ['reason'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const reason of PUBLISH_DROP_REASONS) this.inc({ reason }, fanOut.drops[reason]);
+    },
+  });
+  new Gauge({
+    name: 'tormq_mpc_up',
+    help: help('tormq_mpc_up'),
+    labelNames: ['endpoint'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const link of upstream.links()) this.set({ endpoint: link.endpoint }, link.up ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'tormq_upstream_roots',
+    help: help('tormq_upstream_roots'),
+    registers: [registry],
+    collect() {
+      this.set(routing.roots().length);
+    },
+  });
+
+  // The latency histogram's buckets are filled by the workers in shared memory: expose them as-is.
+  registry.registerMetric({
+    name: LATENCY_METRIC.name,
+    help: LATENCY_METRIC.help,
+    type: 'histogram',
+    get() {
+      const bucket = `${LATENCY_METRIC.name}_bucket`;
+      const values: Array<{ labels: Record<string, string | number>; value: number; metricName: string }> = [];
+      for (const slot of pool.slots) {
+        const worker = String(slot.index);
+        let cumulative = 0;
+        LATENCY_BOUNDS.forEach((le, i) => {
+          cumulative += slot.stats[LatencyStat.BUCKETS + i]!;
+          values.push({ labels: { worker, le }, value: cumulative, metricName: bucket });
+        });
+        values.push({ labels: { worker, le: '+Inf' }, value: slot.stats[LatencyStat.COUNT]!, metricName: bucket });
+        values.push({ labels: { worker }, value: slot.stats[LatencyStat.SUM_SECONDS]!, metricName: `${LATENCY_METRIC.name}_sum` });
+        values.push({ labels: { worker }, value: slot.stats[LatencyStat.COUNT]!, metricName: `${LATENCY_METRIC.name}_count` });
+      }
+      return { name: LATENCY_METRIC.name, help: LATENCY_METRIC.help, type: 'histogram', values, aggregator: 'sum' };
+    },
+  } as unknown as Parameters<Registry['registerMetric']>[0]);
+
+  return registry;
+}

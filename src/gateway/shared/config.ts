@@ -1,0 +1,241 @@
+/**
+ * Gateway options: one table (key, default, check, help, CLI flag) from which the defaults, validation,
+ * `tormq-gateway --help` and the README's table are derived. Handed to every worker as the frozen
+ * config; read by both threads.
+ */
+import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { LOG_LEVELS } from '../../log.js';
+import { isCurveKey } from '../../zmq/curve.js';
+import { boolean, defineOptions, int, integerFromText, listOf, nonEmptyString, oneOf, satisfies, type ConfigOf, type InputOf } from '../../options/options.js';
+import { MIN_RING_BYTES, maxBodyFor } from './ring.js';
+import { isOrigin, MIN_AUTH_SECRET_LENGTH, publicKeyProblem } from './security-options.js';
+
+export const SLOW_CLIENT_POLICIES = ['close', 'drop'] as const;
+export type SlowClientPolicy = (typeof SLOW_CLIENT_POLICIES)[number];
+
+/** `host:port` with a non-empty host and a port in 1..65535. */
+export function isEndpoint(value: unknown): value is string {
+  if (typeof value !== 'string') return false;
+  const i = value.lastIndexOf(':');
+  const port = value.slice(i + 1);
+  return i > 0 && /^\d+$/.test(port) && Number(port) >= 1 && Number(port) <= 65535;
+}
+
+const isPowerOfTwo = (v: unknown) => typeof v === 'number' && Number.isInteger(v) && v >= MIN_RING_BYTES && v <= 2 ** 30 && (v & (v - 1)) === 0;
+
+const LIMITS = 'Limits';
+
+/** A flag naming a file whose contents are the option's value. */
+function readTextFile(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new TypeError(`cannot read ${path}: ${(error as Error).message}`);
+  }
+}
+const SECURITY = 'Security (README, "Security")';
+
+export const GATEWAY_OPTIONS = defineOptions('a gateway', {
+  mpc: {
+    default: ['127.0.0.1:5560'] as readonly string[],
+    check: listOf(isEndpoint, 'a non-empty list of host:port', 1),
+    help: 'MPC gateway port(s) to subscribe to; repeat or comma-separate',
+    cli: { flag: 'mpc', short: 'r', arg: 'HOST:PORT', repeatable: true },
+  },
+  port: { default: 8000, check: int(0, 65535), help: 'WebSocket port shared by all workers (0 = any free port)', cli: { flag: 'port', short: 'p', arg: 'PORT' } },
+  host: { default: '127.0.0.1', check: nonEmptyString, help: 'WebSocket listen address', cli: { flag: 'host', arg: 'ADDR' } },
+  path: {
+    default: '/ws',
+    check: satisfies<string>('a string starting with "/"', (v) => typeof v === 'string' && v.startsWith('/'), (t) => t),
+    help: 'WebSocket path (other paths: 404; `/` serves the demo page)',
+    cli: { flag: 'path', arg: 'PATH' },
+  },
+  workers: {
+    default: availableParallelism(),
+    defaultText: 'available parallelism',
+    check: int(1, 256),
+    help: 'worker threads, each owning a slice of the connections',
+    cli: { flag: 'workers', short: 'w', arg: 'N' },
+  },
+  adminPort: {
+    default: 9100,
+    check: int(-1, 65535, 'an integer from 0 to 65535 (or -1 to disable)'),
+    help: 'admin HTTP port (/healthz, /metrics, /stats); `off` disables',
+    cli: { flag: 'admin-port', arg: 'PORT', fromText: (t) => (t === 'off' ? -1 : integerFromText(t)) },
+  },
+  adminHost: { default: '127.0.0.1', check: nonEmptyString, help: 'admin HTTP address', cli: { flag: 'admin-host', arg: 'ADDR' } },
+  ringBytes: {
+    default: 8 * 1024 * 1024,
+    check: satisfies<number>(`a power of two from ${MIN_RING_BYTES} to 2^30`, isPowerOfTwo, integerFromText),
+    help: 'shared-memory ring per worker (power of two); a full ring drops for that worker only',
+    cli: { flag: 'ring-bytes', arg: 'N' },
+    section: LIMITS,
+  },
+  upstreamHighWaterMark: {
+    default: 100_000,
+    check: int(1),
+    help: 'messages the gateway\'s ZeroMQ SUB buffers from the MPC before ZeroMQ drops',
+    cli: { flag: 'upstream-hwm', arg: 'N' },
+    section: LIMITS,
+  },
+  maxMessageBytes: {
+    default: 1024 * 1024,
+    check: int(1),
+    help: 'largest published body accepted (at most what a ring record holds); larger ones are dropped and counted',
+    cli: { flag: 'max-message-bytes', arg: 'N' },
+    section: LIMITS,
+  },
+  maxFrameBytes: {
+    default: 64 * 1024,
+    check: int(64, 64 * 1024 * 1024, 'an integer from 64 to 64 MiB'),
+    help: 'largest client frame; a larger one closes the connection with 1009',
+    cli: { flag: 'max-frame-bytes', arg: 'N' },
+    section: LIMITS,
+  },
+  maxTopicLength: { default: 256, check: int(1, 65535), help: 'longest topic accepted from clients and publishers', cli: { flag: 'max-topic-length', arg: 'N' }, section: LIMITS },
+  maxSubscriptions: {
+    default: 256,
+    check: int(1, 1_000_000),
+    help: 'subscriptions per connection (and topics per frame); over it ERR_TOO_MANY_SUBSCRIPTIONS, nothing applied',
+    cli: { flag: 'max-subscriptions', arg: 'N' },
+    section: LIMITS,
+  },
+  maxConnections: {
+    default: 0,
+    check: int(0, Number.MAX_SAFE_INTEGER, 'a non-negative integer (0 = unlimited)'),
+    help: 'connections per gateway, all workers; 0 = unlimited; over it the upgrade gets HTTP 503',
+    cli: { flag: 'max-connections', arg: 'N' },
+    section: LIMITS,
+  },
+  slowClientBytes: {
+    default: 4 * 1024 * 1024,
+    check: int(1024),
+    help: 'outbound bytes buffered for one connection before the slow-client policy applies',
+    cli: { flag: 'slow-client-bytes', arg: 'N' },
+    section: LIMITS,
+  },
+  slowClientPolicy: {
+    default: 'close' as SlowClientPolicy,
+    check: oneOf(SLOW_CLIENT_POLICIES),
+    help: '`close`: disconnect a slow client with 4008; `drop`: skip messages for it (counted) until it catches up',
+    cli: { flag: 'slow-client-policy', arg: 'P' },
+    section: LIMITS,
+  },
+  heartbeatMs: {
+    default: 30_000,
+    check: satisfies<number>('0 (off) or an integer of at least 100', (v) => typeof v === 'number' && Number.isInteger(v) && (v === 0 || v >= 100), integerFromText),
+    help: 'WebSocket ping interval; a connection that missed the previous pong is terminated (0 = off)',
+    cli: { flag: 'heartbeat-ms', arg: 'N' },
+  },
+  drainMs: { default: 5_000, check: int(0), help: 'on SIGTERM/SIGINT, clients are closed with 1001 spread over this window', cli: { flag: 'drain-ms', arg: 'N' } },
+  clientRateLimit: {
+    default: 50,
+    check: int(0, 1_000_000, 'an integer from 0 (off) to 1000000'),
+    help: 'client frames per second per connection (token bucket refill); 0 = off',
+    cli: { flag: 'client-rate-limit', arg: 'N' },
+    section: LIMITS,
+  },
+  clientRateBurst: {
+    default: 100,
+    check: int(1, 1_000_000),
+    help: 'frames a connection may send at once; this many refused in a row close it with 4029',
+    cli: { flag: 'client-rate-burst', arg: 'N' },
+    section: LIMITS,
+  },
+  testHooks: {
+    default: false,
+    check: boolean,
+    help: 'TEST ONLY: fault-injection endpoints on the admin port; never in production',
+    cli: { flag: 'enable-test-hooks' },
+  },
+  batchDelayMs: {
+    default: 0,
+    check: int(0, 1000),
+    help: 'coalescing window: a worker woken from idle waits this long before draining its ring (adds latency)',
+    cli: { flag: 'batch-delay-ms', arg: 'N' },
+  },
+  validateJson: {
+    default: true,
+    check: boolean,
+    help: 'parse every published body fully and drop the ones that are not JSON',
+    cli: { flag: 'validate-json', negatable: true, help: 'forward bodies without a full JSON parse (the topic is still extracted)' },
+  },
+  demoPage: { default: true, check: boolean, help: 'serve the demo page at `/`', cli: { flag: 'demo-page', negatable: true, help: 'do not serve the demo page at `/`' } },
+  logLevel: { default: 'info' as (typeof LOG_LEVELS)[number], check: oneOf(LOG_LEVELS), help: 'pino log level', cli: { flag: 'log-level', arg: 'LEVEL' } },
+  authSecret: {
+    default: '',
+    check: satisfies<string>(`'' (off) or a string of at least ${MIN_AUTH_SECRET_LENGTH} characters`, (v) => typeof v === 'string' && (v === '' || v.length >= MIN_AUTH_SECRET_LENGTH), (t) => t),
+    secret: true,
+    help: 'HS256 secret: every connection needs a JWT (prefer --auth-secret-file or TORMQ_AUTH_SECRET)',
+    cli: { flag: 'auth-secret', arg: 'SECRET', env: 'TORMQ_AUTH_SECRET' },
+    section: SECURITY,
+  },
+  authPublicKey: {
+    default: '',
+    check: satisfies<string>('a PEM string', (v) => typeof v === 'string'),
+    help: 'PEM public key (RS256, ES256/384/512, EdDSA) verifying the JWTs',
+    cli: { flag: 'auth-public-key', arg: 'FILE', help: 'read the PEM public key (RS256, ES256/384/512, EdDSA) verifying the JWTs from FILE', fromText: readTextFile },
+    section: SECURITY,
+  },
+  authSubscribeSub: {
+    default: false,
+    check: boolean,
+    help: "subscribe each connection to the topic named by its token's `sub` (and grant it)",
+    cli: { flag: 'auth-subscribe-sub' },
+    section: SECURITY,
+  },
+  authClockToleranceSec: { default: 5, check: int(0, 300), help: 'leeway for exp/nbf, seconds', cli: { flag: 'auth-clock-tolerance', arg: 'S' }, section: SECURITY },
+  allowedOrigins: {
+    default: [] as readonly string[],
+    check: listOf(isOrigin, 'a list of origins like "https://app.example.com" (scheme://host[:port])'),
+    help: 'browser origins allowed to connect, comma-separated (else HTTP 403); empty = any',
+    cli: { flag: 'allowed-origins', arg: 'LIST' },
+    section: SECURITY,
+  },
+  curveServerKey: {
+    default: '',
+    check: satisfies<string>("the MPC's 40-character Z85 public key", (v) => v === '' || isCurveKey(v), (t) => t),
+    help: "the MPC's CURVE public key (Z85): encrypt the MPC link",
+    cli: { flag: 'curve-server-key', arg: 'KEY' },
+    section: SECURITY,
+  },
+  curvePublicKey: {
+    default: '',
+    check: satisfies<string>('a 40-character Z85 public key', (v) => v === '' || isCurveKey(v)),
+    help: "this gateway's CURVE public key (Z85)",
+    section: SECURITY,
+  },
+  curveSecretKey: {
+    default: '',
+    check: satisfies<string>('a 40-character Z85 secret key', (v) => v === '' || isCurveKey(v)),
+    secret: true,
+    help: "this gateway's CURVE secret key (Z85)",
+    section: SECURITY,
+  },
+}, (c, fail, name) => {
+  const largestBody = maxBodyFor(c.ringBytes, c.maxTopicLength * 3);
+  if (c.maxMessageBytes > largestBody) {
+    fail('maxMessageBytes', `a positive integer at most ${largestBody} (half of ${name('ringBytes')}, less a record header and the longest topic)`);
+  }
+  if (c.authSecret !== '' && c.authPublicKey !== '') fail('authPublicKey', `'' when ${name('authSecret')} is set (choose one way to verify tokens)`, '<key>');
+  if (c.authPublicKey !== '') {
+    const problem = publicKeyProblem(c.authPublicKey);
+    if (problem !== null) fail('authPublicKey', problem.must, problem.shown);
+  }
+  if (c.authSubscribeSub && c.authSecret === '' && c.authPublicKey === '') fail('authSubscribeSub', `false unless ${name('authSecret')} or ${name('authPublicKey')} is set`);
+  if (c.curveServerKey !== '' || c.curvePublicKey !== '' || c.curveSecretKey !== '') {
+    if (c.curveServerKey === '') fail('curveServerKey', `the MPC's 40-character Z85 public key (given with ${name('curvePublicKey')})`);
+    if (c.curvePublicKey === '') fail('curvePublicKey', `a 40-character Z85 public key (given with ${name('curveServerKey')})`);
+    if (c.curveSecretKey === '') fail('curveSecretKey', 'a 40-character Z85 secret key', '<redacted>');
+  }
+});
+
+export type GatewayConfig = ConfigOf<typeof GATEWAY_OPTIONS.specs>;
+export type GatewayOptions = InputOf<typeof GATEWAY_OPTIONS.specs>;
+export const GATEWAY_DEFAULTS: GatewayConfig = GATEWAY_OPTIONS.defaults;
+
+/** Validates gateway options against the table; throws TypeError/RangeError naming the option. */
+export function validateGatewayConfig(options: GatewayOptions = {}, naming?: (key: string) => string): GatewayConfig {
+  return GATEWAY_OPTIONS.validate(options, naming);
+}
