@@ -22,7 +22,7 @@ export const SLOT_GAUGES = [
 export const GATEWAY_METRICS = [
   { metric: 'tormq_gateway_connections', type: 'gauge', help: 'Sockets counted against --max-connections across all workers (open plus mid-handshake)' },
   { metric: 'tormq_messages_in_total', type: 'counter', help: 'Messages received from the MPC, valid or not' },
-  { metric: 'tormq_publish_drops_total', type: 'counter', help: 'Messages from the MPC not fanned out, by reason (label reason)' },
+  { metric: 'tormq_publish_drops_total', type: 'counter', help: `Messages from the MPC not fanned out, by label reason: ${PUBLISH_DROP_REASONS.join(', ')}` },
   { metric: 'tormq_mpc_up', type: 'gauge', help: '1 when the link to the MPC is connected (label endpoint)' },
   { metric: 'tormq_upstream_roots', type: 'gauge', help: 'Roots routed to at least one worker (subscribed at the MPC; an unwanted root is unsubscribed 1 s later)' },
 ] as const;

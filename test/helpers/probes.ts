@@ -1,4 +1,4 @@
-/** Helpers the hardening end-to-end tests share: Prometheus text, process RSS, worker mapping. */
+/** Helpers the end-to-end tests share: Prometheus text, process RSS, raw upgrades, worker mapping, polling. */
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import type { GatewayProcess } from './processes.js';

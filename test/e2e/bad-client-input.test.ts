@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { WebSocket } from 'ws';
 import { XPublisher } from 'zeromq';
 import { Publisher } from '../../src/index.js';
-import { metricValue, metricsText, rawUpgrade, until } from '../helpers/hardening.js';
+import { metricValue, metricsText, rawUpgrade, until } from '../helpers/probes.js';
 import { startGatewayProcess, startMpcProcess, type GatewayProcess, type GatewayStats, type MpcProcess } from '../helpers/processes.js';
 import { useSystem } from '../helpers/system.js';
 import { TestClient } from '../helpers/ws-client.js';

@@ -6,7 +6,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { XPublisher } from 'zeromq';
-import { metricValue, metricsText } from '../helpers/hardening.js';
+import { metricValue, metricsText } from '../helpers/probes.js';
 import { startGatewayProcess, startMpcProcess, type GatewayProcess, type MpcProcess } from '../helpers/processes.js';
 import { TestClient } from '../helpers/ws-client.js';
 

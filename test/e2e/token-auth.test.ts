@@ -12,7 +12,7 @@ import { SignJWT, UnsecuredJWT, importPKCS8 } from 'jose';
 import { WebSocket } from 'ws';
 import { encodeBody } from '../../src/index.js';
 import { startCli, startGatewayProcess, startMpcProcess, type GatewayProcess, type MpcProcess } from '../helpers/processes.js';
-import { rawUpgrade, until } from '../helpers/hardening.js';
+import { rawUpgrade, until } from '../helpers/probes.js';
 import { useSystem } from '../helpers/system.js';
 import { TestClient } from '../helpers/ws-client.js';
 

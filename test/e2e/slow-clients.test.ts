@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { WebSocket } from 'ws';
 import { Publisher } from '../../src/index.js';
-import { metricValue, metricsText, rssBytes, until } from '../helpers/hardening.js';
+import { metricValue, metricsText, rssBytes, until } from '../helpers/probes.js';
 import { startGatewayProcess, startMpcProcess, type GatewayProcess, type GatewayStats, type MpcProcess } from '../helpers/processes.js';
 import { useSystem } from '../helpers/system.js';
 import { TestClient } from '../helpers/ws-client.js';

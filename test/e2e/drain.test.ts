@@ -5,7 +5,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { WebSocket } from 'ws';
-import { clientsOnEveryWorker, until } from '../helpers/hardening.js';
+import { clientsOnEveryWorker, until } from '../helpers/probes.js';
 import { startGatewayProcess, startMpcProcess, type GatewayProcess, type MpcProcess } from '../helpers/processes.js';
 import { TestClient } from '../helpers/ws-client.js';
 

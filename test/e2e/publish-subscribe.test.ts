@@ -6,7 +6,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { encodeBody } from '../../src/index.js';
 import { publishFromPython } from '../helpers/python-publisher.js';
-import { until } from '../helpers/hardening.js';
+import { until } from '../helpers/probes.js';
 import { useSystem } from '../helpers/system.js';
 
 describe('tormq end to end (MPC + gateway with 2 workers)', () => {

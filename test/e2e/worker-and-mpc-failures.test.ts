@@ -6,7 +6,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Publisher } from '../../src/index.js';
-import { clientsOnEveryWorker, metricValue, metricsText, until } from '../helpers/hardening.js';
+import { clientsOnEveryWorker, metricValue, metricsText, until } from '../helpers/probes.js';
 import { startGatewayProcess, startMpcProcess, type GatewayProcess, type MpcProcess } from '../helpers/processes.js';
 import { useSystem } from '../helpers/system.js';
 import { TestClient } from '../helpers/ws-client.js';

