@@ -18,5 +18,6 @@ if (files.length === 0) {
   console.error(`no test files under ${root}${filter ? ` matching ${filter}` : ''}`);
   process.exit(1);
 }
-const result = spawnSync(process.execPath, ['--test', '--test-concurrency=1', ...files], { stdio: 'inherit' });
+// A test that hangs fails after two minutes instead of holding the whole run (and CI) forever.
+const result = spawnSync(process.execPath, ['--test', '--test-concurrency=1', '--test-timeout=120000', ...files], { stdio: 'inherit' });
 process.exit(result.status ?? 1);

@@ -1,11 +1,16 @@
 /**
- * The hot-path cases, mirroring src/: trie lookup (gateway/trie.ts), ring write/read
- * (protocol/ring.ts), topic extraction (protocol/topic.ts), framing (protocol/ws-frame.ts).
+ * The hot-path cases, mirroring src/: trie lookup (gateway/worker/trie.ts), ring write/read
+ * (gateway/shared/ring.ts), the MPC's per-message work (mpc/forwarder.ts, zmq/gateway-link.ts), framing
+ * (protocol/ws-frame.ts, the tormq.v2 variant in gateway/worker/delivery.ts).
  * Every case checks its own result once before it is timed.
  */
-import { createRingBuffer, RingReader, RingWriter } from '../../src/gateway/shared/ring.js';
-import { extractTopic } from '../../src/protocol/topic.js';
+import { isUtf8 } from 'node:buffer';
+import { positionedFrame } from '../../src/gateway/worker/delivery.js';
+import { createRingBuffer, RecordKind, RingReader, RingWriter, type RecordSource, type RecordView } from '../../src/gateway/shared/ring.js';
+import { MemoryStreamStore } from '../../src/mpc/streams.js';
+import { topicError } from '../../src/protocol/topic.js';
 import { encodeTextFrame } from '../../src/protocol/ws-frame.js';
+import { encodeStreamFrame, LinkKind, parseStreamFrame, type StreamFrameView } from '../../src/zmq/gateway-link.js';
 import { TopicTrie } from '../../src/gateway/worker/trie.js';
 import { check } from './check.js';
 import type { MicroCase } from './micro.js';
@@ -66,40 +71,56 @@ export function trieCases(): MicroCase[] {
 
 export function ringCases(): MicroCase[] {
   const topic = Buffer.from('bench:topic');
+  const epoch = Buffer.from('AbCdEfGh');
   const body = sampleBody('bench:topic', 100);
   const sab = createRingBuffer(1 << 20);
   const writer = new RingWriter(sab);
   const reader = new RingReader(sab);
+  const record: RecordSource = {
+    kind: RecordKind.MESSAGE, topicSource: topic, epochSource: epoch, bodySource: body,
+    topicStart: 0, topicEnd: topic.length, epochStart: 0, epochEnd: epoch.length, bodyStart: 0, bodyEnd: body.length, offset: 1, seq: 0, receivedAt: 0,
+  };
   let bytesSeen = 0;
   let lastTopic = '';
-  const sink = (t: string, bytes: Buffer, offset: number, length: number): void => {
-    lastTopic = t;
-    bytesSeen += bytes[offset]! + length; // touch the body like delivery does
+  const sink = (r: RecordView): void => {
+    lastTopic = r.topic;
+    bytesSeen += r.bytes[r.bodyOffset]! + r.bodyLength; // touch the body like delivery does
   };
   const BATCH = 256;
   const roundTrip = (): void => {
-    for (let i = 0; i < BATCH; i++) if (!writer.tryWrite(topic, body, 0)) throw new Error('ring full');
+    for (let i = 0; i < BATCH; i++) if (!writer.tryWrite(record)) throw new Error('ring full');
     if (reader.drain(sink, BATCH) !== BATCH) throw new Error('ring lost records');
   };
   roundTrip();
   check(lastTopic === 'bench:topic' && bytesSeen === BATCH * (body[0]! + body.length), 'ring returns what was written');
   check(reader.used() === 0, 'ring empty after drain');
-  // Wrap-around is exercised by the timed loop itself: 1 MiB / ~132-byte records wraps every ~31 calls.
+  // Wrap-around is exercised by the timed loop itself: 1 MiB / ~160-byte records wraps every ~25 calls.
   return [{ name: `write+drain ${BATCH} x ${body.length} B records`, ops: BATCH, fn: roundTrip }];
 }
 
-export function topicCases(): MicroCase[] {
+/** The MPC's work per publisher message (validate, stamp, keep, encode) and the gateway's frame parse. */
+export function mpcCases(): MicroCase[] {
   const body = sampleBody('ehr:api:patient:42', 100);
-  const escaped = Buffer.from(`{"data": {"t": 1}, "topic": "ehr:api:patient:42"}`);
-  check(extractTopic(body) === 'ehr:api:patient:42', 'fast path topic');
-  check(extractTopic(escaped) === 'ehr:api:patient:42', 'parse path topic (key not first)');
-  const parsed = JSON.parse(body.toString('utf8')) as { topic: string };
-  check(parsed.topic === 'ehr:api:patient:42', 'JSON.parse topic');
+  const limits = { historySize: 100, historyTtlMs: 300_000, historyMaxBytes: 256 << 20, maxStreams: 1_000_000 };
+  const store = new MemoryStreamStore(limits);
   let sink = 0;
+  const ingest = (): Buffer => {
+    if (!isUtf8(body)) throw new Error('not utf8');
+    const parsed = JSON.parse(body.toString('utf8')) as { topic: string };
+    if (topicError(parsed.topic) !== null) throw new Error('bad topic');
+    const stream = store.append(parsed.topic, body, 0);
+    return encodeStreamFrame(LinkKind.MESSAGE, stream.topicBytes, stream.epochBytes, stream.top, body);
+  };
+  const frame = ingest();
+  const view: StreamFrameView = { kind: 0, topicEnd: 0, epochStart: 0, epochEnd: 0, offset: 0, bodyStart: 0 };
+  check(parseStreamFrame(frame, view) && frame.toString('utf8', 0, view.topicEnd) === 'ehr:api:patient:42' && view.offset === 1 && frame.subarray(view.bodyStart).equals(body), 'link frame round trip');
+  const wide = new MemoryStreamStore(limits);
+  const topics = Array.from({ length: 10_000 }, (_, i) => `user:${i}`);
+  let next = 0;
   return [
-    { name: 'extractTopic fast path, 100 B body', ops: 1, fn: () => void (sink += (extractTopic(body) as string).length) },
-    { name: 'extractTopic parse path (topic not first)', ops: 1, fn: () => void (sink += (extractTopic(escaped) as string).length) },
-    { name: 'JSON.parse(body).topic, 100 B body', ops: 1, fn: () => void (sink += (JSON.parse(body.toString('utf8')) as { topic: string }).topic.length) },
+    { name: 'MPC ingest: isUtf8 + JSON.parse + stamp + history + encode, 100 B', ops: 1, fn: () => void (sink += ingest().length) },
+    { name: 'MPC stamp + history only, 10k topics round robin', ops: 1, fn: () => void (sink += wide.append(topics[(next = (next + 1) % topics.length)]!, body, 0).top) },
+    { name: 'gateway: parse link frame + topic string', ops: 1, fn: () => void (sink += parseStreamFrame(frame, view) ? frame.toString('utf8', 0, view.topicEnd).length : 0) },
   ];
 }
 
@@ -114,5 +135,11 @@ export function frameCases(): MicroCase[] {
     let sink = 0;
     rows.push({ name: `encodeTextFrame ${source.length} B`, ops: 1, fn: () => void (sink += encodeTextFrame(source, 0, source.length).length) });
   }
+  const body = sampleBody('bench', 100);
+  const frame = encodeTextFrame(body, 0, body.length);
+  const positioned = positionedFrame(frame, 'AbCdEfGh', 12345);
+  check((JSON.parse(positioned.toString('utf8', 2)) as { offset: number }).offset === 12345, 'tormq.v2 frame is JSON with the position');
+  let sink = 0;
+  rows.push({ name: 'tormq.v2 frame from a 100 B body frame', ops: 1, fn: () => void (sink += positionedFrame(frame, 'AbCdEfGh', 12345).length) });
   return rows;
 }

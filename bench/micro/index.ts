@@ -1,5 +1,5 @@
 /** All micro-benchmarks, in the order the report prints them. */
-import { frameCases, ringCases, topicCases, trieCases } from './cases.js';
+import { frameCases, mpcCases, ringCases, trieCases } from './cases.js';
 import { runCases, type MicroRow } from './micro.js';
 
 export type { MicroRow };
@@ -8,7 +8,7 @@ export async function runMicro(timeMs: number): Promise<MicroRow[]> {
   return [
     ...(await runCases('trie', trieCases(), timeMs)),
     ...(await runCases('ring', ringCases(), timeMs)),
-    ...(await runCases('topic', topicCases(), timeMs)),
+    ...(await runCases('mpc', mpcCases(), timeMs)),
     ...(await runCases('frame', frameCases(), timeMs)),
   ];
 }

@@ -2,12 +2,13 @@
 import { HTTP_INGRESS_OPTIONS } from '../ingress/http-ingress.js';
 import { LOG_LEVELS } from '../log.js';
 import { MPC_OPTIONS } from '../mpc/mpc.js';
-import { anyString, defineOptions, int, integerFromText, oneOf, type AnyOption, type CliSpec } from '../options/options.js';
+import { anyString, defineOptions, int, integerFromText, nonEmptyString, oneOf, type AnyOption, type CliSpec } from '../options/options.js';
 import type { CliDefinition } from './flags.js';
 
 export const PROGRAM = 'tormq-mpc';
 const HTTP = 'HTTP publishing (README, "Publishing over HTTP")';
 const CURVE = 'CURVE (README, "Protected publishing")';
+const HISTORY = MPC_OPTIONS.specs.historySize.section!;
 
 /** An option of the MPC or the ingress, as a flag of this CLI. */
 const asFlag = <O extends AnyOption>(option: O, cli: CliSpec, more: Partial<AnyOption> = {}): O => ({ ...option, cli, ...more });
@@ -17,7 +18,21 @@ export const MPC_CLI_OPTIONS = defineOptions('a tormq-mpc', {
   publisherPort: asFlag(MPC_OPTIONS.specs.publisherPort, { flag: 'sub-port', short: 's', arg: 'PORT' }),
   gatewayPort: asFlag(MPC_OPTIONS.specs.gatewayPort, { flag: 'pub-port', short: 'p', arg: 'PORT' }),
   host: asFlag(MPC_OPTIONS.specs.host, { flag: 'host', arg: 'ADDR' }),
+  plainPort: asFlag(MPC_OPTIONS.specs.plainPort, { flag: 'plain-port', arg: 'PORT' }),
   highWaterMark: asFlag(MPC_OPTIONS.specs.highWaterMark, { flag: 'hwm', arg: 'N' }),
+  maxMessageBytes: asFlag(MPC_OPTIONS.specs.maxMessageBytes, { flag: 'max-message-bytes', arg: 'N' }),
+  maxTopicLength: asFlag(MPC_OPTIONS.specs.maxTopicLength, { flag: 'max-topic-length', arg: 'N' }),
+  historySize: asFlag(MPC_OPTIONS.specs.historySize, { flag: 'history-size', arg: 'N' }),
+  historyTtl: { default: 300, check: int(1, 86_400 * 365), help: 'how long a message stays in history, seconds', cli: { flag: 'history-ttl', arg: 'S' }, section: HISTORY },
+  historyMaxBytes: asFlag(MPC_OPTIONS.specs.historyMaxBytes, { flag: 'history-max-bytes', arg: 'N' }),
+  historyMaxStreams: asFlag(MPC_OPTIONS.specs.historyMaxStreams, { flag: 'history-max-streams', arg: 'N' }),
+  adminPort: {
+    default: 9101,
+    check: int(-1, 65535, 'an integer from 0 to 65535 (or -1 to disable)'),
+    help: 'admin HTTP port (/healthz, /metrics, /stats); `off` disables',
+    cli: { flag: 'admin-port', arg: 'PORT', fromText: (t) => (t === 'off' ? -1 : integerFromText(t)) },
+  },
+  adminHost: { default: '127.0.0.1', check: nonEmptyString, help: 'admin HTTP address', cli: { flag: 'admin-host', arg: 'ADDR' } },
   logLevel: { default: 'info' as (typeof LOG_LEVELS)[number], check: oneOf(LOG_LEVELS), help: 'pino log level', cli: { flag: 'log-level', arg: 'LEVEL' } },
   httpPort: {
     default: -1,

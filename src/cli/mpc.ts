@@ -1,7 +1,12 @@
 #!/usr/bin/env node
 /** `tormq-mpc -s 5559 -p 5560 [--host ADDR]`: the ZeroMQ hub between publishers and gateways. */
+import type http from 'node:http';
+import { createAdminServer } from '../admin-server.js';
 import { startHttpIngress, type HttpIngress } from '../ingress/http-ingress.js';
+import { listenOrFail } from '../listen.js';
 import { createLogger } from '../log.js';
+import type { PublishDropReason } from '../mpc/forwarder.js';
+import { createMpcMetrics } from '../mpc/metrics.js';
 import { startMpc, type Mpc, type MpcCurveOptions } from '../mpc/mpc.js';
 import { readCurveKeyFile, readCurveKeyList } from '../zmq/curve.js';
 import { failStart, onShutdownSignal } from './common.js';
@@ -35,16 +40,54 @@ function curveOptions(): MpcCurveOptions | undefined {
   };
 }
 
-/** The MPC, and the HTTP ingress when `--http` is given (it publishes through the MPC's own port). */
-async function startAll(): Promise<{ mpc: Mpc; ingress: HttpIngress | null }> {
+/**
+ * Publisher messages the MPC drops are counted (/metrics); the log gets the first of each reason and
+ * then one line per reason per minute with the count since, so a publisher sending garbage is visible
+ * without flooding the log.
+ */
+const DROP_LOG_INTERVAL_MS = 60_000;
+const dropLog = new Map<PublishDropReason, { at: number; suppressed: number }>();
+function logDrop(reason: PublishDropReason, frames: Buffer[]): void {
+  const now = Date.now();
+  const last = dropLog.get(reason);
+  if (last !== undefined && now - last.at < DROP_LOG_INTERVAL_MS) {
+    last.suppressed++;
+    return;
+  }
+  const sample = frames.map((f) => f.subarray(0, 80).toString('utf8'));
+  log.warn({ reason, frames: frames.length, sample, droppedSinceLastLine: last?.suppressed ?? 0 }, 'publisher message dropped');
+  dropLog.set(reason, { at: now, suppressed: 0 });
+}
+
+/** The MPC, its admin port, and the HTTP ingress when `--http` is given (it publishes through the MPC's own port). */
+async function startAll(): Promise<{ mpc: Mpc; ingress: HttpIngress | null; admin: http.Server | null; adminPort: number }> {
   const mpc = await startMpc({
     host: flags.host,
     publisherPort: flags.publisherPort,
     gatewayPort: flags.gatewayPort,
+    plainPort: flags.plainPort,
     highWaterMark: flags.highWaterMark,
+    maxMessageBytes: flags.maxMessageBytes,
+    maxTopicLength: flags.maxTopicLength,
+    historySize: flags.historySize,
+    historyTtlMs: flags.historyTtl * 1000,
+    historyMaxBytes: flags.historyMaxBytes,
+    historyMaxStreams: flags.historyMaxStreams,
     curve: curveOptions(),
+    onDrop: logDrop,
   });
-  if (flags.httpPort === -1) return { mpc, ingress: null };
+  let admin: http.Server | null = null;
+  let adminPort = -1;
+  try {
+    if (flags.adminPort !== -1) {
+      admin = createAdminServer({ healthy: () => ({ ok: true, detail: {} }), stats: () => ({ ...mpc.stats() }), metrics: createMpcMetrics(() => mpc.stats()) });
+      adminPort = await listenOrFail(admin, flags.adminHost, flags.adminPort, 'admin');
+    }
+  } catch (error) {
+    await mpc.close();
+    throw error;
+  }
+  if (flags.httpPort === -1) return { mpc, ingress: null, admin, adminPort };
   const host = flags.host;
   try {
     const ingress = await startHttpIngress({
@@ -56,8 +99,9 @@ async function startAll(): Promise<{ mpc: Mpc; ingress: HttpIngress | null }> {
       maxBodyBytes: flags.httpMaxBody,
       log,
     });
-    return { mpc, ingress };
+    return { mpc, ingress, admin, adminPort };
   } catch (error) {
+    admin?.close();
     await mpc.close();
     throw error;
   }
@@ -68,20 +112,25 @@ async function startAll(): Promise<{ mpc: Mpc; ingress: HttpIngress | null }> {
 const starting = startAll();
 onShutdownSignal(PROGRAM, async (signal) => {
   log.info({ signal }, 'stopping');
-  const { mpc, ingress } = await starting;
+  const { mpc, ingress, admin } = await starting;
   await ingress?.close();
+  admin?.close();
   await mpc.close();
 });
 try {
-  const { mpc, ingress } = await starting;
+  const { mpc, ingress, adminPort } = await starting;
   log.info(
     {
       curve: flags.curveKeyFile !== '',
+      instance: mpc.instance,
       publisherPort: mpc.publisherPort,
       gatewayPort: mpc.gatewayPort,
+      plainPort: mpc.plainPort === -1 ? null : mpc.plainPort,
+      adminPort,
       publisherEndpoint: mpc.publisherEndpoint,
       gatewayEndpoint: mpc.gatewayEndpoint,
       httpPort: ingress?.port ?? null,
+      history: { size: flags.historySize, ttlSeconds: flags.historyTtl, maxBytes: flags.historyMaxBytes, maxStreams: flags.historyMaxStreams },
     },
     'mpc ready',
   );

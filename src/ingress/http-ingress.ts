@@ -5,12 +5,13 @@
  * - `POST /push` `{"from": "F", "to": ["C1", "C2"], "content": …, "app_id"?: "A"}` (gopusher) -> 202
  *   `{"accepted": n}`: one message per card id, on the identity's topic (protocol/identity.ts), whose
  *   body is `{"topic": "C1", "data": {"from": "F", "content": …}}`
- * - `GET /ready?topic=T&timeout_ms=N` -> 200 once a gateway subscribes to T's root, else 503
+ * - `GET /ready?topic=T&timeout_ms=N` -> 200 once the MPC takes messages on T (tormq-mpc takes every
+ *   topic, for history), else 503
  * - `GET /healthz` -> 200 with counters
  *
  * Every message goes through the ordinary {@link Publisher}, connected to the MPC's own publisher port,
- * so it is byte for byte what the Node SDK sends. Like any ZeroMQ publish, a message on a root that no
- * gateway subscribes to is dropped: 202 means "handed to the MPC", not "delivered" (see `/ready`).
+ * so it is byte for byte what the Node SDK sends. 202 means "handed to the MPC", which stamps it and
+ * keeps it in history for clients that recover; not "delivered".
  *
  * @example
  * ```ts

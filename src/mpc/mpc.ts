@@ -1,20 +1,28 @@
 /**
- * The MPC: a ZeroMQ XSUB (publishers connect here) proxied to an XPUB (gateways connect here), so
- * messages flow down and gateways' subscriptions flow up to the publishers, which then send only what
- * some gateway wants.
+ * The MPC: publishers connect to its publisher port (a SUB that takes everything), gateways to its
+ * gateway port (an XPUB). Every valid message is stamped with its stream position, kept in history and
+ * forwarded to the gateways subscribed to its topic (forwarder.ts); gateways' subscriptions are
+ * confirmed with positions and their history requests answered (gateway-control.ts). Original TORMQ
+ * gateways get the plain `[root, body]` output on the plain port, when one is given.
  *
  * @example
  * ```ts
  * const mpc = await startMpc({ publisherPort: 5559, gatewayPort: 5560 });
- * // ... later
+ * console.log(mpc.stats());
  * await mpc.close();
  * ```
  */
-import { Proxy, XPublisher, XSubscriber } from 'zeromq';
+import { randomBytes } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import { Subscriber, XPublisher } from 'zeromq';
 import { defineOptions, int, nonEmptyString, satisfies, type ConfigOf, type InputOf } from '../options/options.js';
 import { assertCurveAvailable, isCurveKey } from '../zmq/curve.js';
 import { bindOrFail, portOf } from '../zmq/endpoint.js';
+import { SerialSender } from '../zmq/serial-sender.js';
 import { registerZapDomain } from '../zmq/zap-handler.js';
+import { Forwarder, type PublishDropReason } from './forwarder.js';
+import { GatewayControl } from './gateway-control.js';
+import { MemoryStreamStore, type StreamStore } from './streams.js';
 
 export interface MpcCurveOptions {
   /** The MPC's secret key (Z85); publishers and gateways need its public half as `serverKey`. */
@@ -28,18 +36,35 @@ export interface MpcCurveOptions {
 }
 
 const isKeyList = (keys: unknown) => keys === undefined || (Array.isArray(keys) && keys.every(isCurveKey));
+const HISTORY = 'History (README, "Recoverable delivery")';
 
 export const MPC_OPTIONS = defineOptions('an MPC', {
   host: { default: '127.0.0.1', check: nonEmptyString, help: 'address to bind; 0.0.0.0 for remote publishers and gateways' },
-  publisherPort: { default: 5559, check: int(0, 65535), help: 'port publishers connect to (XSUB); 0 picks a free port' },
-  gatewayPort: { default: 5560, check: int(0, 65535), help: 'port gateways connect to (XPUB); 0 picks a free port' },
+  publisherPort: { default: 5559, check: int(0, 65535), help: 'port publishers connect to; 0 picks a free port' },
+  gatewayPort: { default: 5560, check: int(0, 65535), help: 'port tormq gateways connect to; 0 picks a free port' },
+  plainPort: {
+    default: -1,
+    defaultText: 'off',
+    check: int(-1, 65535, 'an integer from 0 to 65535 (or -1 for off)'),
+    help: 'also serve the original two-frame [root, body] output here, for original TORMQ gateways',
+  },
   /**
-   * Messages the MPC buffers per peer before ZeroMQ drops (pub/sub never blocks): the XSUB's receive
-   * and the XPUB's send high-water mark. ZeroMQ's default of 1000 lost messages in a 5000-message burst
-   * whenever a gateway paused briefly (test/e2e/python-clients); memory bound: this many messages per
-   * connected gateway.
+   * Messages the MPC buffers per peer before ZeroMQ drops (pub/sub never blocks): the publisher
+   * socket's receive and the gateway sockets' send high-water mark. ZeroMQ's default of 1000 lost
+   * messages in a 5000-message burst whenever a gateway paused briefly (test/e2e/python-clients).
    */
   highWaterMark: { default: 100_000, check: int(1), help: 'messages buffered per peer before ZeroMQ drops' },
+  maxMessageBytes: { default: 1024 * 1024, check: int(1), help: 'largest published body accepted; larger ones are dropped and counted' },
+  maxTopicLength: { default: 256, check: int(1, 65535), help: 'longest topic accepted from publishers' },
+  historySize: { default: 100, check: int(0, 1_000_000), help: 'messages kept per topic for recovery (0: none; positions are still assigned)', section: HISTORY },
+  historyTtlMs: { default: 300_000, check: int(1000), help: 'how long a message stays in history, ms', section: HISTORY },
+  historyMaxBytes: { default: 256 * 1024 * 1024, check: int(1024), help: 'all topics\' history together, bytes; the least recently published topics lose theirs first', section: HISTORY },
+  historyMaxStreams: {
+    default: 1_000_000,
+    check: int(1),
+    help: 'topics whose position (epoch, offset) is remembered after their messages are gone; past it the least recently used is forgotten',
+    section: HISTORY,
+  },
   curve: {
     default: undefined as MpcCurveOptions | undefined,
     check: satisfies<MpcCurveOptions | undefined>(
@@ -48,56 +73,128 @@ export const MPC_OPTIONS = defineOptions('an MPC', {
         isKeyList((v as MpcCurveOptions).allowedPublishers) && isKeyList((v as MpcCurveOptions).allowedGateways)),
     ),
     secret: true,
-    help: 'CURVE on both ports: encrypted links, and with allowlists, only known keys may connect',
+    help: 'CURVE on every port: encrypted links, and with allowlists, only known keys may connect',
   },
 });
 
-export type MpcOptions = InputOf<typeof MPC_OPTIONS.specs>;
+export type MpcOptions = InputOf<typeof MPC_OPTIONS.specs> & {
+  /** Called for each publisher message dropped (the CLI logs them, rate-limited). */
+  onDrop?: (reason: PublishDropReason, frames: Buffer[]) => void;
+};
 export type MpcConfig = ConfigOf<typeof MPC_OPTIONS.specs>;
 export const MPC_DEFAULTS = MPC_OPTIONS.defaults;
 
+/** Most messages and bytes one history reply carries; the gateway asks again for the rest. */
+const MAX_REPLY_MESSAGES = 1000;
+const MAX_REPLY_BYTES = 4 * 1024 * 1024;
+const SWEEP_INTERVAL_MS = 1000;
+
 export interface Mpc {
+  readonly config: MpcConfig;
   /** Bound endpoints, e.g. `tcp://127.0.0.1:5559` (with the real port when 0 was asked). */
   readonly publisherEndpoint: string;
   readonly gatewayEndpoint: string;
   readonly publisherPort: number;
   readonly gatewayPort: number;
-  /** Resolves when the proxy stops (after `close`). */
-  readonly done: Promise<void>;
+  /** The plain port, or -1 when off. */
+  readonly plainPort: number;
+  /** This process's id: part of nothing on the wire but logs and `ready` replies. */
+  readonly instance: string;
+  stats(): MpcStats;
   close(): Promise<void>;
 }
 
+export interface MpcStats {
+  messagesIn: number;
+  forwarded: number;
+  publishDrops: Record<PublishDropReason, number>;
+  positionsSent: number;
+  historyReplies: Record<string, number>;
+  badGatewayFrames: number;
+  /** Frames not sent because a send queue was full (never expected; see SerialSender). */
+  sendQueueDrops: number;
+  history: ReturnType<StreamStore['stats']>;
+}
+
 export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
-  const config = MPC_OPTIONS.validate(options);
+  const { onDrop, ...rest } = options;
+  const config = MPC_OPTIONS.validate(rest);
+  const instance = randomBytes(6).toString('base64url');
   const security = config.curve === undefined ? null : await curveServerOptions(config.curve);
-  const frontEnd = new XSubscriber({ linger: 0, receiveHighWaterMark: config.highWaterMark, ...security?.publisher });
-  const backEnd = new XPublisher({ linger: 0, sendHighWaterMark: config.highWaterMark, ...security?.gateway });
-  const proxy = new Proxy(frontEnd, backEnd);
+  const publishers = new Subscriber({ linger: 0, receiveHighWaterMark: config.highWaterMark, ...security?.publisher });
+  // 'allSubs': every subscription reaches the MPC, a repeated one too, so each can be confirmed.
+  const gateways = new XPublisher({ linger: 0, sendHighWaterMark: config.highWaterMark, verbosity: 'allSubs', ...security?.gateway });
+  const plain = config.plainPort === -1 ? null : new XPublisher({ linger: 0, sendHighWaterMark: config.highWaterMark, ...security?.gateway });
+  const sockets = [publishers, gateways, ...(plain ? [plain] : [])];
   try {
-    await bindOrFail(frontEnd, config.host, config.publisherPort, 'publisher');
-    await bindOrFail(backEnd, config.host, config.gatewayPort, 'gateway');
+    await bindOrFail(publishers, config.host, config.publisherPort, 'publisher');
+    await bindOrFail(gateways, config.host, config.gatewayPort, 'gateway');
+    if (plain) await bindOrFail(plain, config.host, config.plainPort, 'plain');
   } catch (error) {
-    frontEnd.close();
-    backEnd.close();
+    for (const socket of sockets) socket.close();
     security?.release();
     throw error;
   }
-  const done = proxy.run();
-  const publisherEndpoint = frontEnd.lastEndpoint!;
-  const gatewayEndpoint = backEnd.lastEndpoint!;
+  publishers.subscribe(); // everything: history needs every message, whoever subscribes later
+
+  const streams = new MemoryStreamStore({
+    historySize: config.historySize,
+    historyTtlMs: config.historyTtlMs,
+    historyMaxBytes: config.historyMaxBytes,
+    maxStreams: config.historyMaxStreams,
+  });
+  const toGateways = new SerialSender(gateways);
+  const toPlain = plain === null ? null : new SerialSender(plain);
+  const forwarder = new Forwarder(config, streams, toGateways, toPlain, onDrop);
+  const control = new GatewayControl(
+    { maxTopicLength: config.maxTopicLength, maxReplyMessages: MAX_REPLY_MESSAGES, maxReplyBytes: MAX_REPLY_BYTES },
+    streams,
+    toGateways,
+    instance,
+  );
+  let closed = false;
+  const loops = [
+    (async () => {
+      for await (const frames of publishers) forwarder.ingest(frames);
+    })(),
+    (async () => {
+      for await (const [frame] of gateways) if (frame !== undefined) control.handle(frame);
+    })(),
+    // The plain port's subscriptions are ZeroMQ's business; they are read so they do not pile up.
+    ...(plain ? [(async () => {
+      for await (const _ of plain) void _;
+    })()] : []),
+  ].map((loop) => loop.catch((error: unknown) => {
+    if (!closed) throw error;
+  }));
+  const sweep = setInterval(() => streams.sweep(performance.now()), SWEEP_INTERVAL_MS);
+  sweep.unref();
+
   let closing: Promise<void> | null = null;
   return {
-    publisherEndpoint,
-    gatewayEndpoint,
-    publisherPort: portOf(publisherEndpoint),
-    gatewayPort: portOf(gatewayEndpoint),
-    done,
+    config,
+    instance,
+    publisherEndpoint: publishers.lastEndpoint!,
+    gatewayEndpoint: gateways.lastEndpoint!,
+    publisherPort: portOf(publishers.lastEndpoint!),
+    gatewayPort: portOf(gateways.lastEndpoint!),
+    plainPort: plain === null ? -1 : portOf(plain.lastEndpoint!),
+    stats: () => ({
+      messagesIn: forwarder.messagesIn,
+      forwarded: forwarder.forwarded,
+      publishDrops: { ...forwarder.drops },
+      positionsSent: control.positionsSent,
+      historyReplies: { ...control.historyReplies },
+      badGatewayFrames: control.badRequests,
+      sendQueueDrops: toGateways.dropped + (toPlain?.dropped ?? 0),
+      history: streams.stats(),
+    }),
     close() {
       closing ??= (async () => {
-        proxy.terminate();
-        await done;
-        frontEnd.close();
-        backEnd.close();
+        closed = true;
+        clearInterval(sweep);
+        for (const socket of sockets) socket.close();
+        await Promise.allSettled(loops);
         security?.release();
       })();
       return closing;

@@ -4,13 +4,30 @@
  */
 import { WireErrorCodes as ErrorCodes, type WireErrorCode as ErrorCode } from './wire-errors.js';
 import { identityIdError, identityTopic } from './identity.js';
-import { topicError } from './topic.js';
+import { topicError, topicMatches } from './topic.js';
 
 export type RequestId = string | number;
 
+/** A client's position in one stream: the last message it has of the stream's topic. */
+export interface StreamPosition {
+  readonly epoch: string;
+  readonly offset: number;
+}
+
+export interface SubscribeCommand {
+  event: 'subscribe';
+  /** `topic`: the subscription set becomes exactly this topic (original semantics); `topics` adds. */
+  mode: 'replace' | 'add';
+  topics: string[];
+  id?: RequestId;
+  /** tormq.v2: replay what was missed since `since` before live messages (`recover: true`). */
+  recover?: boolean;
+  /** tormq.v2: the last position the client saw per stream topic (each a subscribed topic or an ancestor of one). */
+  since?: Map<string, StreamPosition>;
+}
+
 export type ClientCommand =
-  /** `topic`: the subscription set becomes exactly this topic (original semantics). */
-  | { event: 'subscribe'; mode: 'replace' | 'add'; topics: string[]; id?: RequestId }
+  | SubscribeCommand
   /** `topics === null`: drop every subscription (original semantics). */
   | { event: 'unsubscribe'; topics: string[] | null; id?: RequestId }
   | { event: 'ping'; id?: RequestId }
@@ -98,7 +115,10 @@ export function parseClientFrame(text: string, limits: FrameLimits): ParseResult
         }
       }
       if (event === 'subscribe') {
-        return { ok: true, command: withId({ event, mode: fields.topic !== undefined ? 'replace' : 'add', topics }, id) };
+        const command: SubscribeCommand = withId({ event, mode: fields.topic !== undefined ? 'replace' : 'add', topics }, id);
+        const problem = parseRecovery(fields, command, limits);
+        if (problem !== null) return fail(ErrorCodes.BAD_SINCE, problem, id);
+        return { ok: true, command };
       }
       return { ok: true, command: withId({ event, topics }, id) };
     }
@@ -138,6 +158,39 @@ function parseJoin(data: unknown, limits: FrameLimits, id: RequestId | undefined
   return { ok: true, command: withId({ event: 'subscribe', mode: 'add', topics: [topic] }, id) };
 }
 
+/**
+ * `recover` and `since` of a subscribe (tormq.v2): `since` maps stream topics (each a subscribed topic
+ * or an ancestor of one) to `{"epoch": string, "offset": integer >= 0}`. Returns what is wrong, or null.
+ */
+function parseRecovery(fields: Record<string, unknown>, command: SubscribeCommand, limits: FrameLimits): string | null {
+  const { recover, since } = fields;
+  if (recover !== undefined && typeof recover !== 'boolean') return 'recover must be true or false';
+  if (since === undefined) {
+    if (recover === true) command.recover = true;
+    return null;
+  }
+  if (recover !== true) return 'since needs "recover": true';
+  if (since === null || typeof since !== 'object' || Array.isArray(since)) return 'since must be an object {"<topic>": {"epoch": …, "offset": …}}';
+  const entries = Object.entries(since as Record<string, unknown>);
+  if (entries.length > limits.maxTopicsPerFrame) return `since may name at most ${limits.maxTopicsPerFrame} streams`;
+  const positions = new Map<string, StreamPosition>();
+  for (const [topic, position] of entries) {
+    const shown = JSON.stringify(topic.slice(0, 64));
+    if (topicError(topic, limits.maxTopicLength) !== null) return `since: ${shown} is not a valid topic`;
+    if (!command.topics.some((subscribed) => topicMatches(topic, subscribed))) {
+      return `since: ${shown} is not a stream of this subscription (a subscribed topic or an ancestor of one)`;
+    }
+    if (position === null || typeof position !== 'object') return `since[${shown}] must be {"epoch": string, "offset": integer}`;
+    const { epoch, offset } = position as Record<string, unknown>;
+    if (typeof epoch !== 'string' || epoch.length > 64) return `since[${shown}].epoch must be a string`;
+    if (typeof offset !== 'number' || !Number.isSafeInteger(offset) || offset < 0) return `since[${shown}].offset must be an integer of at least 0`;
+    positions.set(topic, { epoch, offset });
+  }
+  command.recover = true;
+  command.since = positions;
+  return null;
+}
+
 function withId<C extends ClientCommand>(command: C, id: RequestId | undefined): C {
   if (id !== undefined) command.id = id;
   return command;
@@ -146,6 +199,19 @@ function withId<C extends ClientCommand>(command: C, id: RequestId | undefined):
 /** Gateway -> client control replies (only sent in answer to frames with an `id`, and `pong`). */
 export function ackFrame(id: RequestId): string {
   return JSON.stringify({ event: 'ack', id });
+}
+
+/** A tormq.v2 subscribe's ack: where each stream of the subscription stands, and whether the recovery was complete. */
+export function positionsAckFrame(id: RequestId, positions: ReadonlyMap<string, StreamPosition>, recovered: boolean | undefined): string {
+  const ack: Record<string, unknown> = { event: 'ack', id };
+  if (recovered !== undefined) ack.recovered = recovered;
+  ack.positions = Object.fromEntries([...positions].map(([topic, p]) => [topic, { epoch: p.epoch, offset: p.offset }]));
+  return JSON.stringify(ack);
+}
+
+/** tormq.v2: continuity of these subscriptions was lost; the client reloads or resubscribes with `recover`. */
+export function gapFrame(topics: readonly string[]): string {
+  return JSON.stringify({ event: 'gap', topics });
 }
 
 export function errorFrame(error: FrameError): string {

@@ -23,6 +23,8 @@ export const WireErrorCodes = {
   UNAUTHORIZED: 'ERR_UNAUTHORIZED',
   /** A client sent frames faster than the gateway allows. */
   RATE_LIMITED: 'ERR_RATE_LIMITED',
+  /** `recover`/`since` of a subscribe are malformed, name streams outside the subscription, or need tormq.v2. */
+  BAD_SINCE: 'ERR_BAD_SINCE',
 } as const;
 
 export type WireErrorCode = (typeof WireErrorCodes)[keyof typeof WireErrorCodes];

@@ -6,7 +6,7 @@
  * ```ts
  * import { Publisher } from 'tormq';
  * const publisher = new Publisher('127.0.0.1', 5559);
- * await publisher.ready({ topic: 'ehr:api', timeoutMs: 5000 }); // a gateway wants this root
+ * await publisher.ready({ timeoutMs: 5000 }); // the MPC takes messages from this publisher
  * await publisher.send('ehr:api', { hello: 'world' });
  * await publisher.close();
  * ```
@@ -31,7 +31,7 @@ export interface PublisherOptions {
 }
 
 export interface ReadyOptions {
-  /** Resolve only once a subscriber wants this topic's root. Default: any subscription at all. */
+  /** Resolve only once something upstream takes this topic (tormq-mpc takes all). Default: any subscription at all. */
   topic?: string;
   /** Reject with ERR_READY_TIMEOUT after this many ms. Default 10000. */
   timeoutMs?: number;
@@ -111,18 +111,19 @@ export class Publisher {
   }
 
   /**
-   * `true` when some subscriber upstream wants `topic`'s root: a subscription to exactly that root (what
-   * tormq gateways make), or to everything (the empty prefix). A subscription to a shorter prefix does
-   * not count, although ZeroMQ would forward the message under it: a gateway subscribed to root `u`
-   * receives `user` messages but has no client for them and drops them (`unrouted`).
+   * `true` when something upstream takes `topic`: a subscription to everything (what tormq-mpc makes: it
+   * keeps every message for history, whoever subscribes later), or to exactly the topic's root (an
+   * original TORMQ MPC proxies its gateways' root subscriptions). A subscription to a shorter prefix
+   * does not count, although ZeroMQ would forward the message under it.
    */
   hasSubscribers(topic: string): boolean {
     return this.subscriptions.has(rootOf(topic)) || this.subscriptions.has('');
   }
 
   /**
-   * Resolves once a subscriber (a gateway with a client on that root, through the MPC) is connected:
-   * the slow-joiner guard the original SDK approximated with `time.sleep(0.2)`.
+   * Resolves once the MPC takes this publisher's messages (`topic`: that topic's; see hasSubscribers):
+   * the slow-joiner guard the original SDK approximated with `time.sleep(0.2)`. A ZeroMQ PUB socket
+   * drops what it sends before that. Rejects with ERR_READY_TIMEOUT after `timeoutMs`.
    */
   ready(options: ReadyOptions = {}): Promise<void> {
     const timeoutMs = options.timeoutMs ?? 10_000;

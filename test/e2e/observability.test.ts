@@ -54,8 +54,11 @@ describe('hardening: observability', () => {
         assert.notEqual(metricValue(text, 'tormq_delivery_latency_seconds_bucket', { worker, le }), undefined, `latency le=${le}`);
       }
     }
-    for (const reason of ['bad_frames', 'oversized', 'not_json', 'no_topic', 'invalid_topic', 'root_mismatch', 'unrouted']) {
+    for (const reason of ['bad_frames', 'oversized', 'unrouted', 'duplicate']) {
       assert.equal(metricValue(text, 'tormq_publish_drops_total', { reason }), 0, reason);
+    }
+    for (const name of ['tormq_upstream_gaps_total', 'tormq_upstream_gaps_repaired_total', 'tormq_upstream_gaps_unrepaired_total', 'tormq_upstream_subscribe_retries_total']) {
+      assert.equal(metricValue(text, name), 0, name);
     }
     const stats = await sys.gateway.stats();
     const sum = (name: string) => ['0', '1'].reduce((n, worker) => n + metricValue(text, name, { worker })!, 0);
@@ -73,7 +76,8 @@ describe('hardening: observability', () => {
     assert.equal(latencyCount, sum('tormq_worker_messages_total'));
     assert.ok(latencyCount >= 20);
     assert.equal(metricValue(text, 'tormq_mpc_up', { endpoint: `tcp://127.0.0.1:${sys.mpc.gatewayPort}` }), 1);
-    assert.equal(metricValue(text, 'tormq_upstream_roots'), 1);
+    // Subscribed upstream exactly: obs and obs:0 … obs:5.
+    assert.equal(metricValue(text, 'tormq_upstream_topics'), 7);
     // Process metrics of the gateway (main thread event loop, memory) come from prom-client's defaults.
     assert.notEqual(metricValue(text, 'tormq_process_resident_memory_bytes'), undefined);
     assert.notEqual(metricValue(text, 'tormq_nodejs_eventloop_lag_p99_seconds'), undefined);

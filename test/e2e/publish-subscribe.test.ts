@@ -99,23 +99,25 @@ describe('tormq end to end (MPC + gateway with 2 workers)', () => {
     await client.waitFor((m) => m.includes('"after"'));
     const stats = await sys.gateway.stats();
     assert.equal(stats.messagesIn - before, 1, 'only the marker crossed the MPC');
-    assert.ok(!stats.roots.includes('nobody'));
+    assert.ok(!stats.topics.includes('nobody'));
   });
 
-  test('ready() needs a subscriber of the exact root: a shorter root that ZeroMQ would match does not count', async () => {
+  test('an ack means the MPC confirmed the subscription: a message published right after it arrives, on its exact topic only', async () => {
     const short = await connect();
     await short.subscribe('ab');
-    await sys.publisher.ready({ topic: 'ab', timeoutMs: 5000 });
-    // Root "abc" starts with "ab", so ZeroMQ forwards it under the "ab" subscription, but no client wants
-    // it: the gateway would drop it as unrouted. The publisher must not call that ready.
-    assert.equal(sys.publisher.hasSubscribers('abc:1'), false);
-    await assert.rejects(sys.publisher.ready({ topic: 'abc:1', timeoutMs: 300 }), { code: 'ERR_READY_TIMEOUT' });
     const long = await connect();
     await long.subscribe('abc:1');
-    await sys.publisher.ready({ topic: 'abc:1', timeoutMs: 5000 });
-    // Ready means routed: a message sent at once is delivered.
+    // The MPC takes every message (it keeps history): ready() means connected to it.
+    await sys.publisher.ready({ timeoutMs: 5000 });
     await sys.publisher.send('abc:1', 'right away');
+    await sys.publisher.send('ab', 'to ab');
     await long.waitFor((m) => m.includes('"right away"'));
+    await short.waitFor((m) => m.includes('"to ab"'));
+    // "abc" starts with "ab", but topics are matched by segments, upstream too: "ab" never gets it.
+    assert.deepEqual(short.bodies(), [encodeBody('ab', 'to ab')]);
+    assert.deepEqual(long.bodies(), [encodeBody('abc:1', 'right away')]);
+    const stats = await sys.gateway.stats();
+    for (const topic of ['ab', 'abc', 'abc:1']) assert.ok(stats.topics.includes(topic), `${topic} subscribed upstream`);
   });
 
   test('replace, add and unsubscribe follow the protocol table', async () => {
@@ -131,7 +133,7 @@ describe('tormq end to end (MPC + gateway with 2 workers)', () => {
 
     assert.equal((await client.request({ event: 'unsubscribe' })).event, 'ack'); // drops all
     // The worker reports the root change to the main thread by postMessage, unordered with /stats.
-    await until('the last subscriber left: the root is no longer routed', async () => !(await sys.gateway.stats()).roots.includes('t3'));
+    await until('the last subscriber left: the root is no longer routed', async () => !(await sys.gateway.stats()).topics.includes('t3'));
   });
 
   test('ping, ids, and bad frames: answered only when they carry an id', async () => {

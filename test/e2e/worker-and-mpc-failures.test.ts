@@ -93,7 +93,7 @@ describe('hardening: a worker thread fails', () => {
       }
       // The dead worker's roots were unsubscribed; reconnecting clients reach the new worker 0.
       const stats = await sys.gateway.stats();
-      for (const { root } of victims) assert.ok(!stats.roots.includes(root), `${root} still routed`);
+      for (const { root } of victims) assert.ok(!stats.topics.includes(root), `${root} still routed`);
       const again = await clientsOnEveryWorker(sys.gateway, `${action}-again-`, 2, sys.clients);
       const { client, root } = again.get(0)![0]!;
       await sys.publisher.ready({ topic: root, timeoutMs: 10_000 });

@@ -42,7 +42,7 @@ export async function until(what: string, check: () => Promise<boolean> | boolea
 
 /**
  * Connects clients until every worker holds at least one, each subscribed to its own root `${prefix}N`.
- * The gateway's /stats lists each worker's roots, which tells which worker owns which client.
+ * The gateway's /stats lists each worker's topics, which tells which worker owns which client.
  * Returns clients grouped by worker index.
  */
 export async function clientsOnEveryWorker(
@@ -63,10 +63,10 @@ export async function clientsOnEveryWorker(
     // The worker reports a new root to the main thread by postMessage, which nothing orders against
     // this HTTP request: wait (bounded) until /stats shows it.
     let stats = await gateway.stats();
-    await until(`root ${root} reported`, async () => (stats = await gateway.stats()).workers.some((w) => w.roots.includes(root)));
+    await until(`root ${root} reported`, async () => (stats = await gateway.stats()).workers.some((w) => w.topics.includes(root)));
     byWorker.clear();
     for (const entry of all) {
-      const owner = stats.workers.find((w) => w.roots.includes(entry.root));
+      const owner = stats.workers.find((w) => w.topics.includes(entry.root));
       if (owner === undefined) throw new Error(`no worker holds root ${entry.root}`);
       const list = byWorker.get(owner.index) ?? [];
       list.push(entry);

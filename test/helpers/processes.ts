@@ -79,9 +79,22 @@ export function startCli(cli: 'mpc' | 'gateway', args: string[]): Started {
   };
 }
 
+export interface MpcStats {
+  messagesIn: number;
+  forwarded: number;
+  publishDrops: Record<string, number>;
+  positionsSent: number;
+  historyReplies: Record<string, number>;
+  history: { streams: number; messages: number; bytes: number; evictedMessages: number; forgottenStreams: number };
+}
+
 export interface MpcProcess extends Started {
   publisherPort: number;
   gatewayPort: number;
+  /** The plain [root, body] port (`--plain-port`), or null when off. */
+  plainPort: number | null;
+  adminPort: number;
+  stats(): Promise<MpcStats>;
   /** The HTTP ingress port (`--http`), or null when it is off. */
   httpPort: number | null;
   /** `fetch` against the HTTP ingress (throws when it is off). */
@@ -90,12 +103,16 @@ export interface MpcProcess extends Started {
 
 /** Starts tormq-mpc on free ports; `extra` adds flags, e.g. `['--http', '0']` for the HTTP ingress. */
 export async function startMpcProcess(args: string[] = ['-s', '0', '-p', '0'], extra: string[] = []): Promise<MpcProcess> {
-  const started = startCli('mpc', [...args, ...extra]);
+  const started = startCli('mpc', [...args, '--admin-port', '0', ...extra]);
   const ready = await started.waitForLog((l) => l.msg === 'mpc ready');
   const httpPort = (ready.httpPort as number | null | undefined) ?? null;
+  const adminPort = ready.adminPort as number;
   return Object.assign(started, {
     publisherPort: ready.publisherPort as number,
     gatewayPort: ready.gatewayPort as number,
+    plainPort: (ready.plainPort as number | null) ?? null,
+    adminPort,
+    stats: async () => (await (await fetch(`http://127.0.0.1:${adminPort}/stats`)).json()) as MpcStats,
     httpPort,
     http(path: string, init?: RequestInit) {
       if (httpPort === null) throw new Error('the MPC was started without --http');
@@ -133,8 +150,8 @@ export interface GatewayStats {
   messagesIn: number;
   deliveries: number;
   publishDrops: Record<string, number>;
-  roots: string[];
-  workers: Array<{ index: number; up: boolean; connections: number; subscriptions: number; deliveries: number; ringDrops: number; restarts: number; roots: string[] } & Record<string, number>>;
+  topics: string[];
+  workers: Array<{ index: number; up: boolean; connections: number; subscriptions: number; deliveries: number; ringDrops: number; restarts: number; topics: string[] } & Record<string, number>>;
 }
 
 export async function startGatewayProcess(mpcPort: number, extra: string[] = []): Promise<GatewayProcess> {

@@ -35,7 +35,6 @@ describe('gateway config', () => {
     [{ slowClientPolicy: 'ignore' as 'drop' }, /options\.slowClientPolicy must be one of close, drop/, TypeError],
     [{ heartbeatMs: 50 }, /options\.heartbeatMs must be 0 \(off\) or an integer of at least 100/, RangeError],
     [{ drainMs: -1 }, /options\.drainMs/, RangeError],
-    [{ validateJson: 'yes' as unknown as boolean }, /options\.validateJson must be a boolean/, TypeError],
     [{ demoPage: 1 as unknown as boolean }, /options\.demoPage must be a boolean/, RangeError],
     [{ logLevel: 'loud' as 'info' }, /options\.logLevel must be one of/, TypeError],
     [{ colour: 'blue' } as unknown as GatewayOptions, /options\.colour is not a gateway option/, TypeError],

@@ -1,111 +1,193 @@
-/** The main thread's fan-out and routing: validation, drop reasons, ring copies, upstream subscriptions. */
+/**
+ * The main thread's fan-out and routing: frames from the MPC into the workers' rings, positions and
+ * marks, continuity (gaps repaired from history or reported), upstream subscriptions.
+ */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createLogger } from '../../src/log.js';
 import { FanOut } from '../../src/gateway/main/fan-out.js';
-import { Routing, type RingSlot } from '../../src/gateway/main/routing.js';
-import { validateGatewayConfig, type GatewayOptions } from '../../src/gateway/shared/config.js';
+import type { HistoryClient, HistoryResult } from '../../src/gateway/main/history-client.js';
+import { RingSlot } from '../../src/gateway/main/ring-slot.js';
+import { Routing } from '../../src/gateway/main/routing.js';
 import { WORKER_STATS_LENGTH, WorkerStat } from '../../src/gateway/shared/counters.js';
-import { MIN_RING_BYTES, RingReader, RingWriter, createRingBuffer } from '../../src/gateway/shared/ring.js';
+import { MIN_RING_BYTES, RecordKind, RingReader, RingWriter, createRingBuffer } from '../../src/gateway/shared/ring.js';
+import { encodeStreamFrame, LinkKind } from '../../src/zmq/gateway-link.js';
 
-function setup(options: GatewayOptions = {}, ringBytes = 1 << 16) {
+const EPOCH = Buffer.from('EpochOne');
+
+interface Read {
+  kind: number;
+  topic: string;
+  epoch: string;
+  offset: number;
+  seq: number;
+  body: string;
+}
+
+function setup(ringBytes = 1 << 16) {
   const upstream: string[] = [];
-  const routing = new Routing({ want: (root) => upstream.push(`+${root}`), release: (root) => upstream.push(`-${root}`) });
-  const fanOut = new FanOut(validateGatewayConfig(options), routing);
+  const routing = new Routing({ want: (t) => upstream.push(`+${t}`), release: (t) => upstream.push(`-${t}`) });
+  const fetches: Array<{ topic: string; epoch: string; after: number; limit: number; resolve: (r: HistoryResult) => void }> = [];
+  const history = {
+    fetch: (topic: string, epoch: string, after: number, limit: number) => new Promise<HistoryResult>((resolve) => fetches.push({ topic, epoch, after, limit, resolve })),
+    reply: () => {},
+  } as unknown as HistoryClient;
+  const confirmed: string[] = [];
+  const fanOut = new FanOut({ maxMessageBytes: 1000 }, routing, history, (t) => confirmed.push(t), createLogger('test', 'silent'));
   const slots = [0, 1].map((index) => {
     const sab = createRingBuffer(ringBytes);
-    const slot: RingSlot = { index, ring: new RingWriter(sab), stats: new Float64Array(WORKER_STATS_LENGTH) };
-    return { slot, reader: new RingReader(sab) };
+    return { slot: new RingSlot(index, new RingWriter(sab), new Float64Array(WORKER_STATS_LENGTH)), reader: new RingReader(sab) };
   });
-  const read = (i: number) => {
-    const out: Array<{ topic: string; body: string }> = [];
-    slots[i]!.reader.drain((topic, bytes, offset, length) => out.push({ topic, body: bytes.toString('utf8', offset, offset + length) }), 1 << 20);
+  const read = (i: number): Read[] => {
+    const out: Read[] = [];
+    slots[i]!.reader.drain((r) => out.push({ kind: r.kind, topic: r.topic, epoch: r.epoch, offset: r.offset, seq: r.seq, body: r.bytes.toString('utf8', r.bodyOffset, r.bodyOffset + r.bodyLength) }), 1 << 20);
     return out;
   };
-  const message = (topic: string, root = topic.split(':')[0]!) => [Buffer.from(root), Buffer.from(JSON.stringify({ topic, data: 1 }))];
-  return { upstream, routing, fanOut, slots, read, message };
+  const message = (topic: string, offset: number, body = `${topic}#${offset}`, epoch = EPOCH) =>
+    fanOut.ingest(encodeStreamFrame(LinkKind.MESSAGE, Buffer.from(topic), epoch, offset, Buffer.from(body)));
+  const position = (topic: string, offset: number, epoch = EPOCH) => fanOut.ingest(encodeStreamFrame(LinkKind.POSITION, Buffer.from(topic), epoch, offset, null));
+  const messages = (i: number) => read(i).filter((r) => r.kind === RecordKind.MESSAGE).map((r) => r.body);
+  return { upstream, routing, fanOut, slots, read, message, position, messages, fetches, confirmed };
 }
 
 describe('FanOut and Routing', () => {
-  test('a message is copied once into the ring of every worker routed for its root, and nowhere else', () => {
-    const { routing, fanOut, slots, read, message } = setup();
-    routing.add('a', slots[0]!.slot);
-    routing.add('a', slots[1]!.slot);
-    routing.add('b', slots[1]!.slot);
-    fanOut.ingest(message('a:1'));
-    fanOut.ingest(message('b'));
-    assert.deepEqual(read(0).map((r) => r.topic), ['a:1']);
-    assert.deepEqual(read(1).map((r) => r.topic), ['a:1', 'b']);
-    assert.equal(fanOut.messagesIn, 2);
-    assert.ok(Object.values(fanOut.drops).every((n) => n === 0));
+  test('a message is copied once into the ring of every worker routed for its topic, and nowhere else', () => {
+    const { routing, slots, read, message, position } = setup();
+    const [w0, w1] = [slots[0]!.slot, slots[1]!.slot];
+    routing.add('a:1', w0, 1);
+    routing.add('a:1', w1, 1);
+    routing.add('b', w1, 2);
+    position('a:1', 0);
+    position('b', 0);
+    message('a:1', 1);
+    message('b', 1);
+    message('nobody', 1);
+    assert.deepEqual(read(0).map((r) => [r.kind, r.topic, r.body]), [[RecordKind.MARK, 'a:1', ''], [RecordKind.MESSAGE, 'a:1', 'a:1#1']]);
+    assert.deepEqual(read(1).map((r) => [r.kind, r.topic, r.body]), [
+      [RecordKind.MARK, 'a:1', ''], [RecordKind.MARK, 'b', ''], [RecordKind.MESSAGE, 'a:1', 'a:1#1'], [RecordKind.MESSAGE, 'b', 'b#1'],
+    ]);
   });
 
-  test('the body reaches the ring byte for byte, key order and spacing untouched', () => {
-    const { routing, fanOut, slots, read } = setup();
-    routing.add('r', slots[0]!.slot);
+  test('the body reaches the ring byte for byte, with its topic and stream position', () => {
+    const { routing, slots, read, position, fanOut } = setup();
+    routing.add('r:x', slots[0]!.slot, 1);
+    position('r:x', 6);
     const body = '{"data": {"x": "héllo ✓"}, "topic": "r:x"}';
-    fanOut.ingest([Buffer.from('r'), Buffer.from(body)]);
-    assert.deepEqual(read(0), [{ topic: 'r:x', body }]);
+    fanOut.ingest(encodeStreamFrame(LinkKind.MESSAGE, Buffer.from('r:x'), EPOCH, 7, Buffer.from(body)));
+    assert.deepEqual(read(0).at(-1), { kind: RecordKind.MESSAGE, topic: 'r:x', epoch: 'EpochOne', offset: 7, seq: 0, body });
   });
 
-  test('each malformed message is dropped and counted by its reason', () => {
-    const { routing, fanOut, slots, read } = setup({ maxMessageBytes: 1000 });
-    routing.add('ok', slots[0]!.slot);
-    const cases: Array<[Buffer[], string]> = [
-      [[Buffer.from('ok')], 'bad_frames'],
-      [[Buffer.from('ok'), Buffer.from('{}'), Buffer.from('x')], 'bad_frames'],
-      [[Buffer.from('ok'), Buffer.alloc(1001, 0x20)], 'oversized'],
-      [[Buffer.from('ok'), Buffer.from('{"topic": "ok", ')], 'not_json'],
-      [[Buffer.from('ok'), Buffer.from('[1]')], 'no_topic'],
-      [[Buffer.from('ok'), Buffer.from('{"topic": 7, "data": 1}')], 'no_topic'],
-      [[Buffer.from('ok'), Buffer.from('{"topic": "ok::x", "data": 1}')], 'invalid_topic'],
-      [[Buffer.from('okx'), Buffer.from('{"topic": "ok", "data": 1}')], 'root_mismatch'],
-      [[Buffer.from('nobody'), Buffer.from('{"topic": "nobody", "data": 1}')], 'unrouted'],
-    ];
-    for (const [frames, reason] of cases) {
-      const before = fanOut.drops[reason as keyof typeof fanOut.drops];
-      fanOut.ingest(frames);
-      assert.equal(fanOut.drops[reason as keyof typeof fanOut.drops], before + 1, reason);
-    }
-    assert.equal(fanOut.messagesIn, cases.length);
-    assert.deepEqual(read(0), []);
+  test('a worker\'s report is marked only once the MPC confirmed the topic, with the stream\'s position there', () => {
+    const { routing, slots, read, position, message, confirmed } = setup();
+    routing.add('t', slots[0]!.slot, 5);
+    assert.deepEqual(read(0), [], 'not confirmed yet: no mark');
+    position('t', 41);
+    assert.deepEqual(confirmed, ['t']);
+    assert.deepEqual(read(0), [{ kind: RecordKind.MARK, topic: 't', epoch: 'EpochOne', offset: 41, seq: 5, body: '' }]);
+    message('t', 42);
+    routing.mark('t', slots[0]!.slot, 6); // a tormq.v2 subscription asks where the stream is now
+    assert.deepEqual(read(0).map((r) => [r.kind, r.offset, r.seq]), [[RecordKind.MESSAGE, 42, 0], [RecordKind.MARK, 42, 6]]);
+    routing.mark('never', slots[0]!.slot, 7);
+    assert.deepEqual(read(0).map((r) => [r.kind, r.topic, r.offset, r.seq]), [[RecordKind.MARK, 'never', -1, 7]], 'answered even when not routed');
   });
 
-  test('--no-validate-json reads the topic from the bytes and forwards the rest unparsed', () => {
-    const { routing, fanOut, slots, read } = setup({ validateJson: false });
-    routing.add('t', slots[0]!.slot);
-    fanOut.ingest([Buffer.from('t'), Buffer.from('{"topic": "t", "data": not json}')]);
-    assert.deepEqual(read(0).map((r) => r.topic), ['t']);
-    assert.equal(fanOut.drops.not_json, 0);
+  test('a skipped offset holds the stream back while history fills the hole, then goes on in order', async () => {
+    const { routing, slots, position, message, messages, fetches, fanOut } = setup();
+    routing.add('s', slots[0]!.slot, 1);
+    position('s', 0);
+    message('s', 1);
+    message('s', 4); // 2 and 3 lost upstream
+    message('s', 5);
+    assert.deepEqual(messages(0), ['s#1'], 'held back until the repair');
+    assert.deepEqual(fetches.map((f) => [f.topic, f.epoch, f.after, f.limit]), [['s', 'EpochOne', 1, 2]]);
+    fetches[0]!.resolve({ status: 'ok', epoch: 'EpochOne', top: 5, from: 2, bodies: [Buffer.from('s#2'), Buffer.from('s#3')] });
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(messages(0), ['s#2', 's#3', 's#4', 's#5']);
+    message('s', 5); // a duplicate: dropped
+    message('s', 6);
+    assert.deepEqual(messages(0), ['s#6']);
+    assert.equal(fanOut.upstreamGaps, 1);
+    assert.equal(fanOut.repairedGaps, 1);
+    assert.equal(fanOut.drops.duplicate, 1);
   });
 
-  test('a full ring drops the message for that worker only, counted on its slot', () => {
-    const { routing, fanOut, slots, read } = setup({ ringBytes: MIN_RING_BYTES, maxMessageBytes: 1000 }, MIN_RING_BYTES);
-    routing.add('f', slots[0]!.slot);
-    routing.add('f', slots[1]!.slot);
-    const body = JSON.stringify({ topic: 'f', data: 'x'.repeat(900) });
-    for (let i = 0; i < 10; i++) {
-      fanOut.ingest([Buffer.from('f'), Buffer.from(body)]);
+  test('a hole history cannot fill becomes a GAP record, and the stream goes on', async () => {
+    const { routing, slots, position, message, read, fetches, fanOut } = setup();
+    routing.add('s', slots[0]!.slot, 1);
+    position('s', 0);
+    read(0);
+    message('s', 3);
+    fetches[0]!.resolve({ status: 'evicted', epoch: 'EpochOne', top: 3, from: 0, bodies: [] });
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(read(0).map((r) => [r.kind, r.topic, r.body]), [[RecordKind.GAP, 's', ''], [RecordKind.MESSAGE, 's', 's#3']]);
+    assert.equal(fanOut.unrepairedGaps, 1);
+  });
+
+  test('a new epoch (the MPC restarted) is a gap for every worker routed for the topic', () => {
+    const { routing, slots, position, message, read } = setup();
+    routing.add('e', slots[0]!.slot, 1);
+    routing.add('e', slots[1]!.slot, 1);
+    position('e', 10);
+    read(0);
+    read(1);
+    message('e', 1, 'fresh', Buffer.from('EpochTwo'));
+    for (const i of [0, 1]) assert.deepEqual(read(i).map((r) => [r.kind, r.epoch, r.body]), [[RecordKind.GAP, '', ''], [RecordKind.MESSAGE, 'EpochTwo', 'fresh']]);
+  });
+
+  test('a position ahead of what arrived is a gap too (a position check), repaired the same way', async () => {
+    const { routing, slots, position, message, messages, fetches } = setup();
+    routing.add('p', slots[0]!.slot, 1);
+    position('p', 0);
+    message('p', 1);
+    position('p', 3); // another gateway's subscription: the MPC says the stream is at 3
+    assert.deepEqual(fetches.map((f) => [f.after, f.limit]), [[1, 2]]);
+    fetches[0]!.resolve({ status: 'ok', epoch: 'EpochOne', top: 3, from: 2, bodies: [Buffer.from('p#2'), Buffer.from('p#3')] });
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(messages(0), ['p#1', 'p#2', 'p#3']);
+  });
+
+  test('a full ring drops for that worker only, counted, and owes it a GAP record written as soon as there is room', () => {
+    const { routing, slots, position, message, read } = setup(MIN_RING_BYTES);
+    routing.add('f', slots[0]!.slot, 1);
+    routing.add('f', slots[1]!.slot, 1);
+    position('f', 0);
+    read(0);
+    read(1);
+    const big = 'x'.repeat(900);
+    for (let i = 1; i <= 10; i++) {
+      message('f', i, big);
       read(1); // worker 1 keeps up, worker 0 does not
     }
-    assert.ok(slots[0]!.slot.stats[WorkerStat.ringDrops]! > 0);
+    const dropped = slots[0]!.slot.stats[WorkerStat.ringDrops]!;
+    assert.ok(dropped > 0);
     assert.equal(slots[1]!.slot.stats[WorkerStat.ringDrops], 0);
-    assert.equal(read(0).length + slots[0]!.slot.stats[WorkerStat.ringDrops]!, 10);
+    message('f', 11, 'after');
+    const records = read(0);
+    const arrived = records.filter((r) => r.kind === RecordKind.MESSAGE).map((r) => r.offset);
+    assert.equal(arrived.length + dropped, 11);
+    const firstLost = [...Array(11).keys()].map((i) => i + 1).find((o) => !arrived.includes(o))!;
+    const gapAt = records.findIndex((r) => r.kind === RecordKind.GAP && r.topic === 'f');
+    const nextAt = records.findIndex((r) => r.kind === RecordKind.MESSAGE && r.offset > firstLost);
+    assert.ok(gapAt !== -1 && gapAt < nextAt, 'the owed gap comes before anything after the lost message');
   });
 
-  test('routing subscribes a root upstream for its first worker and releases it after its last, also when a worker dies', () => {
-    const { routing, upstream, slots } = setup();
+  test('routing subscribes a topic upstream for its first worker; a released route lingers, still tracked, until the unsubscription goes out', () => {
+    const { routing, upstream, slots, position, message, read } = setup();
     const [w0, w1] = [slots[0]!.slot, slots[1]!.slot];
-    routing.add('a', w0);
-    routing.add('a', w1);
-    routing.add('a', w1);
+    routing.add('a', w0, 1);
+    routing.add('a', w1, 1);
     assert.deepEqual(upstream, ['+a']);
+    position('a', 0);
     routing.remove('a', w0);
-    assert.deepEqual(upstream, ['+a']);
-    assert.deepEqual(routing.rootsOf(w1), ['a']);
-    routing.add('b', w1);
-    routing.removeSlot(w1);
-    assert.deepEqual(upstream, ['+a', '+b', '-a', '-b']);
-    assert.deepEqual(routing.roots(), []);
-    assert.equal(routing.slotsOf('a'), undefined);
+    routing.remove('a', w1);
+    assert.deepEqual(upstream, ['+a', '-a']);
+    assert.deepEqual(routing.topics(), []);
+    message('a', 1); // tracked while lingering, delivered to no one
+    read(0);
+    routing.add('a', w0, 2); // back before the unsubscription went out: marked at once, at offset 1
+    assert.deepEqual(read(0).map((r) => [r.kind, r.offset, r.seq]), [[RecordKind.MARK, 1, 2]]);
+    routing.removeSlot(w0);
+    routing.forget('a');
+    assert.equal(routing.routeOf('a'), undefined);
   });
 });

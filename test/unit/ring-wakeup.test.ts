@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Worker } from 'node:worker_threads';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
-import { RingWriter, createRingBuffer } from '../../src/gateway/shared/ring.js';
+import { RecordKind, RingWriter, createRingBuffer } from '../../src/gateway/shared/ring.js';
 
 const RING_URL = new URL('../../src/gateway/shared/ring.js', import.meta.url).href;
 const TOTAL = 1_000_000;
@@ -21,7 +21,7 @@ import(workerData.ringUrl).then(async ({ RingReader }) => {
   const keepAlive = setInterval(() => {}, 1 << 30);
   let count = 0;
   let sum = 0;
-  const sink = (topic, bytes, offset) => { count++; sum += bytes.readUInt32LE(offset); };
+  const sink = (r) => { count++; sum += r.bytes.readUInt32LE(r.bodyOffset); };
   while (count < workerData.total) {
     if (reader.drain(sink, 256) > 0) { await yieldToEventLoop(); continue; }
     const wait = reader.waitForData();
@@ -42,6 +42,10 @@ test(`${TOTAL} records in irregular bursts all reach a parking reader`, async ()
   });
   const topic = Buffer.from('t');
   const body = Buffer.alloc(4);
+  const record = {
+    kind: RecordKind.MESSAGE, topicSource: topic, epochSource: topic, bodySource: body,
+    topicStart: 0, topicEnd: 1, epochStart: 0, epochEnd: 0, bodyStart: 0, bodyEnd: 4, offset: 0, seq: 0, receivedAt: 0,
+  };
   let written = 0;
   let expectedSum = 0;
   let burst = 1;
@@ -52,7 +56,7 @@ test(`${TOTAL} records in irregular bursts all reach a parking reader`, async ()
     const end = Math.min(TOTAL, written + burst);
     while (written < end) {
       body.writeUInt32LE(written % 1000);
-      if (!writer.tryWrite(topic, body, 0)) break; // full: let the reader catch up
+      if (!writer.tryWrite(record)) break; // full: let the reader catch up
       expectedSum += written % 1000;
       written++;
     }

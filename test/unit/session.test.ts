@@ -1,4 +1,4 @@
-/** One connection's requests and answers, with a fake ws: subscribe/ack ordering, errors, limits, cleanup. */
+/** One connection's requests and answers, with a fake ws: ack ordering, tormq.v2 recovery, errors, limits, cleanup. */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createLogger } from '../../src/log.js';
@@ -6,11 +6,13 @@ import { validateGatewayConfig, type GatewayOptions } from '../../src/gateway/sh
 import { WORKER_STATS_LENGTH, WorkerStat } from '../../src/gateway/shared/counters.js';
 import type { WorkerEvent } from '../../src/gateway/shared/thread-protocol.js';
 import { ConnectionGuard } from '../../src/gateway/worker/auth.js';
-import type { WorkerContext } from '../../src/gateway/worker/context.js';
-import { RootRouting } from '../../src/gateway/worker/root-routing.js';
-import { Session } from '../../src/gateway/worker/session.js';
+import type { HistoryReply, WorkerContext } from '../../src/gateway/worker/context.js';
+import { positionedFrame } from '../../src/gateway/worker/delivery.js';
+import { InterestRouting } from '../../src/gateway/worker/interest-routing.js';
+import { Session, streamsOf } from '../../src/gateway/worker/session.js';
 import { TopicTrie } from '../../src/gateway/worker/trie.js';
 import type { Writer } from '../../src/gateway/worker/writer.js';
+import { encodeTextFrame } from '../../src/protocol/ws-frame.js';
 import { FakeWs } from '../helpers/fake-socket.js';
 
 async function setup(options: GatewayOptions = {}) {
@@ -18,8 +20,9 @@ async function setup(options: GatewayOptions = {}) {
   const stats = new Float64Array(WORKER_STATS_LENGTH);
   const log = createLogger('test', 'silent');
   const posted: WorkerEvent[] = [];
-  const routing = new RootRouting((e) => posted.push(e));
-  const trie = new TopicTrie<Writer>({ onRootAdded: (r) => routing.acquire(r), onRootRemoved: (r) => routing.release(r) });
+  const routing = new InterestRouting((e) => posted.push(e));
+  const trie = new TopicTrie<Writer>({ onTopicAdded: (t) => routing.acquire(t), onTopicRemoved: (t) => routing.release(t) });
+  const historyCalls: Array<{ topic: string; epoch: string; after: number; limit: number; resolve: (r: HistoryReply) => void }> = [];
   const ctx: WorkerContext = {
     config,
     frameLimits: { maxTopicLength: config.maxTopicLength, maxTopicsPerFrame: config.maxSubscriptions },
@@ -28,42 +31,64 @@ async function setup(options: GatewayOptions = {}) {
     routing,
     log,
     guard: await ConnectionGuard.create(config, stats, log),
+    history: (topic, epoch, after, limit) => new Promise((resolve) => historyCalls.push({ topic, epoch, after, limit, resolve })),
+    positioned: (body, epoch, offset) => positionedFrame(encodeTextFrame(body, 0, body.length), epoch, offset),
   };
-  const open = () => {
+  const open = (v2 = false) => {
     const ws = new FakeWs();
-    const session = new Session(ws.asWebSocket(), ctx, null);
+    const session = new Session(ws.asWebSocket(), ctx, null, v2);
     const replies = () => ws.sent.map((t) => JSON.parse(t) as Record<string, unknown>);
     return { ws, session, replies };
   };
-  /** Main's answer to every root report so far. */
-  const routeAll = () => {
-    for (const e of posted.splice(0)) if (e.type === 'root-added') routing.routed(e.root, e.seq);
+  /** Main's MARK for every report and request so far, at `offset` in epoch E (per topic when a map). */
+  const markAll = (offset: number | Record<string, number> = 0) => {
+    for (const e of posted.splice(0)) {
+      if (e.type === 'interest-added' || e.type === 'mark-request') {
+        routing.marked(e.topic, e.seq, { epoch: 'E', offset: typeof offset === 'number' ? offset : (offset[e.topic] ?? 0) });
+      }
+    }
   };
   const reach = (topic: string) => trie.forEachRecipient(topic, () => {});
-  return { ctx, stats, posted, routing, trie, open, routeAll, reach };
+  const flush = () => new Promise((resolve) => setImmediate(resolve));
+  return { ctx, stats, posted, routing, trie, open, markAll, reach, historyCalls, flush };
 }
 
 describe('Session', () => {
-  test('a subscribe with an id is acknowledged only once main has routed its new roots', async () => {
-    const { open, routeAll, reach, posted } = await setup();
+  test('streamsOf: a subscription receives its topic and every ancestor', () => {
+    assert.deepEqual(streamsOf('a:b:c'), ['a', 'a:b', 'a:b:c']);
+    assert.deepEqual(streamsOf('a'), ['a']);
+  });
+
+  test('a subscribe with an id is acknowledged only once every stream of it is marked', async () => {
+    const { open, markAll, reach, posted } = await setup();
     const { session, replies } = open();
     session.onText(JSON.stringify({ event: 'subscribe', topics: ['a:1', 'b'], id: 1 }));
     assert.equal(reach('a:1'), 1, 'in the trie at once');
-    assert.deepEqual(replies(), [], 'no ack before the roots are routed');
-    assert.deepEqual(posted.map((e) => e.type === 'root-added' && e.root), ['a', 'b']);
-    routeAll();
+    assert.deepEqual(replies(), [], 'no ack before the marks');
+    assert.deepEqual(posted.map((e) => e.type === 'interest-added' && e.topic), ['a', 'a:1', 'b']);
+    markAll();
     assert.deepEqual(replies(), [{ event: 'ack', id: 1 }]);
-    // Already routed: answered at once.
-    session.onText(JSON.stringify({ event: 'subscribe', topics: ['a:2'], id: 'x' }));
-    assert.deepEqual(replies().at(-1), { event: 'ack', id: 'x' });
+    session.onText(JSON.stringify({ event: 'subscribe', topics: ['a:1'], id: 'x' }));
+    assert.deepEqual(replies().at(-1), { event: 'ack', id: 'x' }, 'already routed: at once');
+  });
+
+  test('replies come in request order: a pong behind a subscribe waiting for its mark waits too', async () => {
+    const { open, markAll } = await setup();
+    const { session, replies } = open();
+    session.onText('{"event":"subscribe","topics":["w"],"id":1}');
+    session.onText('{"event":"ping","id":2}');
+    session.onText('{"event":"dance","id":3}');
+    assert.deepEqual(replies(), []);
+    markAll();
+    assert.deepEqual(replies().map((r) => [r.event, r.id]), [['ack', 1], ['pong', 2], ['error', 3]]);
   });
 
   test('"topic" replaces the subscription set, "topics" adds, unsubscribe without topics drops all', async () => {
-    const { open, routeAll, reach } = await setup();
+    const { open, markAll, reach } = await setup();
     const { session } = open();
     session.onText('{"event":"subscribe","topics":["a","b"]}');
     session.onText('{"event":"subscribe","topic":"c"}');
-    routeAll();
+    markAll();
     assert.deepEqual([...session.topics], ['c']);
     assert.equal(reach('a'), 0);
     session.onText('{"event":"subscribe","topics":["d"]}');
@@ -98,10 +123,10 @@ describe('Session', () => {
   });
 
   test('a subscribe over --max-subscriptions is refused whole', async () => {
-    const { open, routeAll } = await setup({ maxSubscriptions: 2 });
+    const { open, markAll } = await setup({ maxSubscriptions: 2 });
     const { session, replies } = open();
     session.onText('{"event":"subscribe","topics":["a","b"],"id":1}');
-    routeAll();
+    markAll();
     session.onText('{"event":"subscribe","topics":["c"],"id":2}');
     assert.deepEqual([...session.topics], ['a', 'b']);
     assert.equal(replies().at(-1)!.code, 'ERR_TOO_MANY_SUBSCRIPTIONS');
@@ -119,7 +144,7 @@ describe('Session', () => {
     assert.equal(stats[WorkerStat.rateLimitDisconnects], 1);
   });
 
-  test('dispose removes every subscription from the trie and the gauges, and releases the roots', async () => {
+  test('dispose removes every subscription from the trie and the gauges, and releases the topics', async () => {
     const { open, reach, stats, posted } = await setup();
     const { session } = open();
     session.onText('{"event":"subscribe","topics":["a","a:b","c"]}');
@@ -127,6 +152,74 @@ describe('Session', () => {
     session.dispose();
     assert.equal(reach('a'), 0);
     assert.equal(stats[WorkerStat.subscriptions], 0);
-    assert.deepEqual(posted.filter((e) => e.type === 'root-removed').map((e) => e.type === 'root-removed' && e.root).sort(), ['a', 'c']);
+    assert.deepEqual(posted.filter((e) => e.type === 'interest-removed').map((e) => e.type === 'interest-removed' && e.topic).sort(), ['a', 'a:b', 'c']);
+  });
+
+  test('recover/since need tormq.v2, and a bad since is refused whole with ERR_BAD_SINCE', async () => {
+    const { open } = await setup({ maxSubscriptions: 3 });
+    const v1 = open(false);
+    v1.session.onText('{"event":"subscribe","topics":["a"],"recover":true,"id":1}');
+    assert.deepEqual(v1.replies(), [{ event: 'error', id: 1, code: 'ERR_BAD_SINCE', message: 'recover needs the tormq.v2 subprotocol' }]);
+    assert.deepEqual([...v1.session.topics], []);
+    const v2 = open(true);
+    const bad: Array<[unknown, RegExp]> = [
+      [{ recover: 'yes' }, /recover must be true or false/],
+      [{ since: {} }, /since needs "recover": true/],
+      [{ recover: true, since: [] }, /since must be an object/],
+      [{ recover: true, since: { 'x:y': { epoch: 'E', offset: 1 } } }, /not a stream of this subscription/],
+      [{ recover: true, since: { 'a::b': { epoch: 'E', offset: 1 } } }, /not a valid topic/],
+      [{ recover: true, since: { a: { epoch: 7, offset: 1 } } }, /epoch must be a string/],
+      [{ recover: true, since: { a: { epoch: 'E', offset: 1.5 } } }, /offset must be an integer/],
+      [{ recover: true, since: { a: { epoch: 'E', offset: -1 } } }, /offset must be an integer/],
+      [{ recover: true, since: { a: null } }, /must be \{"epoch"/],
+      [{ recover: true, since: { a: { epoch: 'E', offset: 1 }, 'a:b': { epoch: 'E', offset: 1 }, 'a:b:c': { epoch: 'E', offset: 1 }, 'a:b:c:d': { epoch: 'E', offset: 1 } } }, /at most 3 streams/],
+    ];
+    bad.forEach(([fields, message], i) => {
+      v2.session.onText(JSON.stringify({ event: 'subscribe', topics: ['a:b:c:d'], id: i, ...(fields as object) }));
+      const reply = v2.replies().at(-1)!;
+      assert.equal(reply.code, 'ERR_BAD_SINCE', JSON.stringify(fields));
+      assert.match(String(reply.message), message);
+    });
+    assert.deepEqual([...v2.session.topics], [], 'nothing applied');
+  });
+
+  test('tormq.v2 recovery: the missed messages from history, then the ack with positions, then the held live ones; frames that came meanwhile wait', async () => {
+    const { open, markAll, historyCalls, flush } = await setup();
+    const { ws, session, replies } = open(true);
+    session.onText(JSON.stringify({ event: 'subscribe', topics: ['user:42'], recover: true, since: { 'user:42': { epoch: 'E', offset: 17 }, user: { epoch: 'E', offset: 5 } }, id: 1 }));
+    session.onText('{"event":"ping","id":2}');
+    // A live message arrives while recovering: held (the writer holds the streams), not written.
+    markAll({ user: 5, 'user:42': 20 });
+    await flush();
+    assert.deepEqual(historyCalls.map((c) => [c.topic, c.epoch, c.after, c.limit]), [['user:42', 'E', 17, 3]], '"user" missed nothing');
+    assert.deepEqual(replies(), [], 'the ack waits for the replay');
+    historyCalls[0]!.resolve({ status: 'ok', epoch: 'E', top: 20, from: 18, bodies: [18, 19, 20].map((n) => Buffer.from(`{"topic": "user:42", "data": ${n}}`)) });
+    await flush();
+    assert.deepEqual(ws.pushed().map((m) => JSON.parse(m) as { data: number; offset: number }).map((m) => [m.data, m.offset]), [[18, 18], [19, 19], [20, 20]]);
+    assert.deepEqual(replies(), [
+      { event: 'ack', id: 1, recovered: true, positions: { user: { epoch: 'E', offset: 5 }, 'user:42': { epoch: 'E', offset: 20 } } },
+      { event: 'pong', id: 2 },
+    ]);
+  });
+
+  test('tormq.v2 recovery is "not recovered" when the epoch changed or more was missed than --max-recovery-messages; the subscription holds', async () => {
+    const { open, markAll, historyCalls, flush } = await setup({ maxRecoveryMessages: 10 });
+    const a = open(true);
+    a.session.onText(JSON.stringify({ event: 'subscribe', topics: ['s'], recover: true, since: { s: { epoch: 'OLD', offset: 3 } }, id: 1 }));
+    markAll(8);
+    await flush();
+    assert.deepEqual(a.replies(), [{ event: 'ack', id: 1, recovered: false, positions: { s: { epoch: 'E', offset: 8 } } }]);
+    const b = open(true);
+    b.session.onText(JSON.stringify({ event: 'subscribe', topics: ['s'], recover: true, since: { s: { epoch: 'E', offset: 1 } }, id: 1 }));
+    markAll(50);
+    await flush();
+    assert.equal(b.replies()[0]!.recovered, false);
+    assert.deepEqual(historyCalls, [], 'nothing fetched that could not be complete');
+    assert.deepEqual([...b.session.topics], ['s']);
+    const c = open(true);
+    c.session.onText(JSON.stringify({ event: 'subscribe', topics: ['s'], recover: true, id: 1 }));
+    markAll(50);
+    await flush();
+    assert.deepEqual(c.replies(), [{ event: 'ack', id: 1, recovered: false, positions: { s: { epoch: 'E', offset: 50 } } }], 'no since: just the positions');
   });
 });

@@ -1,6 +1,6 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { BodyRejects, extractTopic, isWithin, rootOf, topicError } from '../../src/protocol/topic.js';
+import { isWithin, rootOf, topicError } from '../../src/protocol/topic.js';
 import { encodeBody } from '../../src/sdk/publisher.js';
 import { encodeTextFrame, frameHeaderLength } from '../../src/protocol/ws-frame.js';
 
@@ -23,29 +23,6 @@ describe('topics', () => {
     assert.equal(isWithin('ehr', 'ehr'), true);
     assert.equal(isWithin('ehrx', 'ehr'), false);
     assert.equal(isWithin('ehr', 'ehr:api'), false);
-  });
-});
-
-describe('extractTopic', () => {
-  const b = (s: string) => Buffer.from(s);
-  test('fast path: Python json.dumps and JSON.stringify shapes', () => {
-    assert.equal(extractTopic(b('{"topic": "ehr:api", "data": "x"}')), 'ehr:api');
-    assert.equal(extractTopic(b('{"topic":"ehr:api","data":"x"}')), 'ehr:api');
-    assert.equal(extractTopic(b('{"topic": "日本", "data": 1}')), '日本');
-  });
-  test('any key order and escapes fall back to a full parse', () => {
-    assert.equal(extractTopic(b('{"data": {"topic": "inner"}, "topic": "outer"}')), 'outer');
-    assert.equal(extractTopic(b('{"topic": "a\\"b", "data": 1}')), 'a"b');
-    assert.equal(extractTopic(b('{"topic": "\\u00e9t\\u00e9", "data": 1}')), 'été');
-    assert.equal(extractTopic(b(' {"topic": "sp", "data": 1}')), 'sp');
-  });
-  test('rejects bodies without a string topic', () => {
-    assert.equal(extractTopic(b('hello')), BodyRejects.NOT_JSON);
-    assert.equal(extractTopic(b('')), BodyRejects.NOT_JSON);
-    assert.equal(extractTopic(b('{"topic": "unterminated')), BodyRejects.NOT_JSON);
-    assert.equal(extractTopic(b('{"data": 1}')), BodyRejects.NO_TOPIC);
-    assert.equal(extractTopic(b('{"topic": 5}')), BodyRejects.NO_TOPIC);
-    assert.equal(extractTopic(b('[{"topic": "a"}]')), BodyRejects.NO_TOPIC);
   });
 });
 

@@ -68,27 +68,28 @@ describe('TopicTrie', () => {
     assert.equal(trie.size, 0);
   });
 
-  test('unsubscribing prunes every empty node and reports root transitions', () => {
+  test('unsubscribing prunes every empty node; every node is reported with its whole topic as it comes and goes', () => {
     const events: string[] = [];
     const trie = new TopicTrie<Sub>({
-      onRootAdded: (r) => events.push(`+${r}`),
-      onRootRemoved: (r) => events.push(`-${r}`),
+      onTopicAdded: (t) => events.push(`+${t}`),
+      onTopicRemoved: (t) => events.push(`-${t}`),
     });
     const a = new Sub('a');
     const b = new Sub('b');
     trie.add('x:1:2:3', a);
     trie.add('x:1', b);
     trie.add('y', a);
-    assert.deepEqual(events, ['+x', '+y']);
-    assert.equal(trie.nodeCount(), 5); // x, 1, 2, 3, y
+    // The nodes are the topics whose messages these subscriptions receive: each one and its ancestors.
+    assert.deepEqual(events, ['+x', '+x:1', '+x:1:2', '+x:1:2:3', '+y']);
+    assert.equal(trie.nodeCount(), 5);
+    events.length = 0;
     trie.remove('x:1:2:3', a);
     assert.equal(trie.nodeCount(), 3, 'x:1:2 and x:1:2:3 pruned, x:1 kept (b is there)');
-    assert.deepEqual(trie.roots().sort(), ['x', 'y']);
+    assert.deepEqual(events, ['-x:1:2:3', '-x:1:2']);
     trie.remove('x:1', b);
     trie.remove('y', a);
     assert.equal(trie.nodeCount(), 0);
-    assert.deepEqual(trie.roots(), []);
-    assert.deepEqual(events, ['+x', '+y', '-x', '-y']);
+    assert.deepEqual(events, ['-x:1:2:3', '-x:1:2', '-x:1', '-x', '-y']);
   });
 
   test('wide and deep trees deliver to exactly the subtree', () => {

@@ -1,59 +1,212 @@
 /**
- * Main thread hot path: one message from the MPC in, one copy into the ring of every worker that has
- * a subscriber under its root. Never blocks: a full ring drops the message for that worker only.
+ * Main thread hot path: one frame from the MPC in (zmq/gateway-link.ts), one copy of the message into
+ * the ring of every worker routed for its topic. The MPC validated the message and names its topic in
+ * the frame, so nothing is parsed here. Never blocks: a full ring drops the message for that worker
+ * only (and owes it a gap).
+ *
+ * Continuity: each route tracks its stream's last offset. A message that skips offsets (ZeroMQ dropped
+ * some past a high-water mark, or the link was down) is held back with everything after it while the
+ * missing ones are fetched from the MPC's history and delivered first; when they cannot be had, the
+ * workers get a GAP record for the topic instead (their tormq.v2 clients get `gap`). A new epoch (the
+ * MPC restarted or forgot the stream) is a gap too.
  */
 import { performance } from 'node:perf_hooks';
-import { BodyRejects, extractTopic, parseBodyTopic, rootOf, topicError } from '../../protocol/topic.js';
-import type { GatewayConfig } from '../shared/config.js';
-import { WorkerStat } from '../shared/counters.js';
-import type { Routing } from './routing.js';
+import type { Logger } from '../../log.js';
+import { LinkKind, parseReply, parseStreamFrame, type StreamFrameView } from '../../zmq/gateway-link.js';
+import { RecordKind, type RecordSource } from '../shared/ring.js';
+import type { HistoryClient, HistoryResult } from './history-client.js';
+import type { Repair, Routing, TopicRoute } from './routing.js';
 
-/** Why a message from the MPC was not fanned out (label values of tormq_publish_drops_total). */
+/** Why a frame from the MPC was not fanned out (label values of tormq_publish_drops_total). */
 export const PUBLISH_DROP_REASONS = [
-  'bad_frames', // not exactly [root, body]
+  'bad_frames', // not a frame of the tormq link
   'oversized', // body over maxMessageBytes
-  'not_json',
-  'no_topic', // no string "topic"
-  'invalid_topic',
-  'root_mismatch', // root frame is not the topic's first segment
-  'unrouted', // no worker has the root (ZeroMQ prefix match like "ehrx" for "ehr", or just unsubscribed)
+  'unrouted', // no worker wants the topic (it was just unsubscribed)
+  'duplicate', // an offset already forwarded (a repair and the live stream overlapping)
 ] as const;
 export type PublishDropReason = (typeof PUBLISH_DROP_REASONS)[number];
 
+/** Frames and bytes one repair may hold back before it gives up (and the workers get a gap). */
+const MAX_HELD_FRAMES = 10_000;
+const MAX_HELD_BYTES = 64 * 1024 * 1024;
+const EMPTY = Buffer.alloc(0);
+
+export interface FanOutLimits {
+  readonly maxMessageBytes: number;
+}
+
 export class FanOut {
-  /** Messages received from the MPC, valid or not. */
+  /** Stream messages received from the MPC, valid or not. */
   messagesIn = 0;
-  readonly drops: Record<PublishDropReason, number> = Object.fromEntries(PUBLISH_DROP_REASONS.map((r) => [r, 0])) as Record<PublishDropReason, number>;
+  readonly drops = Object.fromEntries(PUBLISH_DROP_REASONS.map((r) => [r, 0])) as Record<PublishDropReason, number>;
+  /** Upstream gaps seen (offsets skipped, epochs changed). */
+  upstreamGaps = 0;
+  /** Gaps repaired from history, and gaps the workers were told about instead. */
+  repairedGaps = 0;
+  unrepairedGaps = 0;
+  /** Messages delivered from history by repairs. */
+  repairedMessages = 0;
+  private readonly view: StreamFrameView = { kind: 0, topicEnd: 0, epochStart: 0, epochEnd: 0, offset: 0, bodyStart: 0 };
+  private readonly record: RecordSource = {
+    kind: RecordKind.MESSAGE, topicSource: EMPTY, epochSource: EMPTY, bodySource: EMPTY,
+    topicStart: 0, topicEnd: 0, epochStart: 0, epochEnd: 0, bodyStart: 0, bodyEnd: 0, offset: 0, seq: 0, receivedAt: 0,
+  };
   private readonly timeOrigin = performance.timeOrigin;
 
   constructor(
-    private readonly config: GatewayConfig,
+    private readonly limits: FanOutLimits,
     private readonly routing: Routing,
+    private readonly history: HistoryClient,
+    private readonly confirmed: (topic: string) => void,
+    private readonly log: Logger,
   ) {}
 
-  /** One message from the MPC. */
-  ingest(frames: Buffer[]): void {
+  /** One frame from an MPC. */
+  ingest(frame: Buffer): void {
+    const view = this.view;
+    if (!parseStreamFrame(frame, view)) {
+      const reply = frame[0] === 0 ? parseReply(frame) : null;
+      if (reply !== null) this.history.reply(reply.header, reply.parts);
+      else this.drops.bad_frames++;
+      return;
+    }
+    const topic = frame.toString('utf8', 0, view.topicEnd);
+    const route = this.routing.routeOf(topic);
+    if (view.kind === LinkKind.POSITION) {
+      if (route !== undefined) this.position(route, frame, view);
+      return;
+    }
     this.messagesIn++;
-    if (frames.length !== 2) return this.drop('bad_frames');
-    const rootFrame = frames[0]!;
-    const body = frames[1]!;
-    if (body.length > this.config.maxMessageBytes) return this.drop('oversized');
-    // Validating (the default, like the original gateway, so no client gets broken JSON): one full parse
-    // both proves the body is JSON and yields the topic. Not validating: the topic is read from the
-    // bytes and the rest is forwarded unparsed.
-    const topic = this.config.validateJson ? parseBodyTopic(body) : extractTopic(body);
-    if (topic === BodyRejects.NOT_JSON) return this.drop('not_json');
-    if (topic === BodyRejects.NO_TOPIC) return this.drop('no_topic');
-    if (topicError(topic, this.config.maxTopicLength) !== null) return this.drop('invalid_topic');
-    const root = rootOf(topic);
-    if (rootFrame.length !== Buffer.byteLength(root) || rootFrame.toString('utf8') !== root) return this.drop('root_mismatch');
-    const slots = this.routing.slotsOf(root);
-    if (slots === undefined) return this.drop('unrouted');
-    const topicBytes = Buffer.from(topic, 'utf8');
-    const receivedAt = this.timeOrigin + performance.now();
+    if (route === undefined) return this.drop('unrouted');
+    if (frame.length - view.bodyStart > this.limits.maxMessageBytes) return this.drop('oversized');
+    if (route.repair !== null) return this.hold(route, route.repair, frame);
+    if (route.epoch === null) {
+      // The first of the stream seen here (before the subscription's position): the baseline.
+      route.epoch = Buffer.from(frame.subarray(view.epochStart, view.epochEnd));
+    } else if (!sameBytes(route.epoch, frame, view.epochStart, view.epochEnd)) {
+      this.upstreamGaps++;
+      this.newEpoch(route, frame, view);
+    } else if (view.offset !== route.offset + 1) {
+      if (view.offset <= route.offset) return this.drop('duplicate');
+      this.upstreamGaps++;
+      this.startRepair(route, view.offset - 1);
+      return this.hold(route, route.repair!, frame);
+    }
+    route.offset = view.offset;
+    this.deliver(route, frame, view.topicEnd, frame, view.epochStart, view.epochEnd, frame, view.bodyStart, frame.length, view.offset);
+  }
+
+  /** The MPC's position for a subscribed topic: the subscription's confirmation, and a continuity check. */
+  private position(route: TopicRoute, frame: Buffer, view: StreamFrameView): void {
+    this.confirmed(route.topic);
+    route.confirmed = true;
+    if (route.epoch === null) {
+      route.epoch = Buffer.from(frame.subarray(view.epochStart, view.epochEnd));
+      route.offset = view.offset;
+    } else if (!sameBytes(route.epoch, frame, view.epochStart, view.epochEnd)) {
+      this.upstreamGaps++;
+      this.newEpoch(route, frame, view);
+      route.offset = view.offset;
+    } else if (route.repair !== null) {
+      if (view.offset > route.repair.until) route.repair.until = view.offset;
+    } else if (view.offset > route.offset) {
+      // Messages up to the position were sent while this gateway was subscribed and never arrived.
+      this.upstreamGaps++;
+      this.startRepair(route, view.offset);
+    }
+    this.routing.settle(route);
+  }
+
+  private newEpoch(route: TopicRoute, frame: Buffer, view: StreamFrameView): void {
+    // Continuity across epochs cannot be vouched for: the stream starts again for everyone routed.
+    this.unrepairedGaps++;
+    for (const slot of route.slots) slot.gap(route.topic);
+    route.epoch = Buffer.from(frame.subarray(view.epochStart, view.epochEnd));
+    route.offset = view.offset - 1;
+  }
+
+  private startRepair(route: TopicRoute, until: number): void {
+    const repair: Repair = { until, held: [], heldBytes: 0 };
+    route.repair = repair;
+    const epoch = route.epoch!.toString('latin1');
+    const after = route.offset;
+    void this.history.fetch(route.topic, epoch, after, until - after).then((result) => this.repaired(route, repair, result));
+  }
+
+  private repaired(route: TopicRoute, repair: Repair, result: HistoryResult): void {
+    if (route.repair !== repair) return; // given up (held too much), or the route is gone
+    if (result.status === 'ok') {
+      const epoch = route.epoch!;
+      for (let i = 0; i < result.bodies.length; i++) {
+        const offset = result.from + i;
+        if (offset !== route.offset + 1) continue;
+        const body = result.bodies[i]!;
+        const topic = Buffer.from(route.topic, 'utf8');
+        route.offset = offset;
+        this.repairedMessages++;
+        this.deliver(route, topic, topic.length, epoch, 0, epoch.length, body, 0, body.length, offset);
+      }
+    }
+    if (route.offset >= repair.until) this.repairedGaps++;
+    else {
+      this.unrepairedGaps++;
+      this.log.warn({ topic: route.topic, status: result.status, missing: repair.until - route.offset }, 'upstream gap not repaired; tormq.v2 clients get a gap');
+      for (const slot of route.slots) slot.gap(route.topic);
+      route.offset = repair.until;
+    }
+    this.endRepair(route, repair);
+  }
+
+  private hold(route: TopicRoute, repair: Repair, frame: Buffer): void {
+    if (repair.held.length >= MAX_HELD_FRAMES || repair.heldBytes + frame.length > MAX_HELD_BYTES) {
+      // Too much to hold while waiting: give the repair up; the workers are told of the gap.
+      this.unrepairedGaps++;
+      for (const slot of route.slots) slot.gap(route.topic);
+      route.offset = repair.until;
+      this.endRepair(route, repair);
+      this.messagesIn--; // counted when it arrived
+      this.ingest(frame);
+      return;
+    }
+    repair.held.push(frame);
+    repair.heldBytes += frame.length;
+  }
+
+  /** Ends a repair: what was held goes through the continuity check again, in order. */
+  private endRepair(route: TopicRoute, repair: Repair): void {
+    route.repair = null;
+    const held = repair.held;
+    for (let i = 0; i < held.length; i++) {
+      this.messagesIn--; // counted when it first arrived
+      this.ingest(held[i]!);
+      if (route.repair !== null && route.repair !== repair) {
+        // A new gap among the held frames: the rest wait for that repair in turn.
+        for (let j = i + 1; j < held.length; j++) this.hold(route, route.repair, held[j]!);
+        break;
+      }
+    }
+    if (route.repair === null) this.routing.settle(route);
+  }
+
+  /** Copies one message into the ring of every worker routed for it. */
+  private deliver(route: TopicRoute, topicSource: Buffer, topicEnd: number, epochSource: Buffer, epochStart: number, epochEnd: number,
+    bodySource: Buffer, bodyStart: number, bodyEnd: number, offset: number): void {
+    const r = this.record;
+    r.topicSource = topicSource;
+    r.topicEnd = topicEnd;
+    r.epochSource = epochSource;
+    r.epochStart = epochStart;
+    r.epochEnd = epochEnd;
+    r.bodySource = bodySource;
+    r.bodyStart = bodyStart;
+    r.bodyEnd = bodyEnd;
+    r.offset = offset;
+    r.receivedAt = this.timeOrigin + performance.now();
+    const slots = route.slots;
+    if (slots.length === 0) this.drops.unrouted++; // a lingering route: tracked, delivered to no one
     for (let i = 0; i < slots.length; i++) {
       const slot = slots[i]!;
-      if (!slot.ring.tryWrite(topicBytes, body, receivedAt)) slot.stats[WorkerStat.ringDrops]++;
+      slot.message(r, route.topic);
       slot.ring.notify();
     }
   }
@@ -61,4 +214,11 @@ export class FanOut {
   private drop(reason: PublishDropReason): void {
     this.drops[reason]++;
   }
+}
+
+/** `a` equals `b[start, end)`. */
+function sameBytes(a: Buffer, b: Buffer, start: number, end: number): boolean {
+  if (a.length !== end - start) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[start + i]) return false;
+  return true;
 }

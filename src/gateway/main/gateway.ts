@@ -18,8 +18,9 @@ import { createLogger, type Logger } from '../../log.js';
 import { validateGatewayConfig, type GatewayConfig, type GatewayOptions } from '../shared/config.js';
 import { WORKER_COUNTERS, WorkerStat } from '../shared/counters.js';
 import { curveKeysOf } from '../shared/security-options.js';
-import { createAdminServer } from './admin-server.js';
+import { createAdminServer } from '../../admin-server.js';
 import { FanOut } from './fan-out.js';
+import { HistoryClient } from './history-client.js';
 import { createMetrics } from './metrics.js';
 import { answerOnline } from './online.js';
 import { Routing } from './routing.js';
@@ -32,6 +33,7 @@ export class Gateway {
   readonly fanOut: FanOut;
   readonly upstream: Upstream;
   readonly routing: Routing;
+  readonly history: HistoryClient;
   readonly pool: WorkerPool;
   readonly metrics: Registry;
   private admin: http.Server | null = null;
@@ -43,9 +45,10 @@ export class Gateway {
     this.log = createLogger('tormq-gateway', config.logLevel);
     this.upstream = new Upstream(config.mpc, this.log, curveKeysOf(config), config.upstreamHighWaterMark);
     this.routing = new Routing(this.upstream);
-    this.fanOut = new FanOut(config, this.routing);
-    this.pool = new WorkerPool(config, this.log, this.routing);
-    this.metrics = createMetrics(this.pool, this.fanOut, this.upstream, this.routing);
+    this.history = new HistoryClient(this.upstream);
+    this.fanOut = new FanOut(config, this.routing, this.history, (topic) => this.upstream.confirmed(topic), this.log);
+    this.pool = new WorkerPool(config, this.log, this.routing, this.history);
+    this.metrics = createMetrics(this.pool, this.fanOut, this.upstream, this.history);
   }
 
   /** Validates `options`, starts workers, connects to the MPC(s) and serves admin HTTP. */
@@ -85,7 +88,7 @@ export class Gateway {
       const entry: Record<string, unknown> = { index: slot.index, up: slot.up };
       for (const counter of WORKER_COUNTERS) entry[counter.key] = slot.stats[WorkerStat[counter.key]];
       entry.ringUsedBytes = slot.ring.used();
-      entry.roots = this.routing.rootsOf(slot);
+      entry.topics = this.routing.topicsOf(slot);
       return entry;
     });
     const totals: Record<string, number> = {};
@@ -102,7 +105,18 @@ export class Gateway {
       /** Gateway-wide sums of the per-worker counters. */
       totals,
       publishDrops: { ...this.fanOut.drops },
-      roots: this.routing.roots(),
+      upstream: {
+        topics: this.routing.size,
+        subscribed: this.upstream.topics(),
+        subscribeRetries: this.upstream.subscribeRetries,
+        gaps: this.fanOut.upstreamGaps,
+        repairedGaps: this.fanOut.repairedGaps,
+        unrepairedGaps: this.fanOut.unrepairedGaps,
+        repairedMessages: this.fanOut.repairedMessages,
+        historyRequests: this.history.requests,
+        historyFailures: this.history.failures,
+      },
+      topics: this.routing.topics(),
       mpc: this.upstream.links(),
       workers,
     };
@@ -142,7 +156,7 @@ export class Gateway {
     // SO_REUSEPORT would let a second gateway silently share a taken port: refuse that up front.
     if (config.port !== 0) await assertPortFree(config.host, config.port, 'WebSocket');
     await this.pool.start();
-    const receiving = this.upstream.start((frames) => this.fanOut.ingest(frames));
+    const receiving = this.upstream.start({ frame: (frame) => this.fanOut.ingest(frame), unsubscribed: (topic) => this.routing.forget(topic) });
     receiving.catch((error: unknown) => {
       this.log.fatal({ err: error }, 'MPC receive loop failed');
       process.exitCode = 1;

@@ -6,7 +6,7 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { LATENCY_BOUNDS, LATENCY_METRIC, LatencyStat, WORKER_COUNTERS, WorkerStat } from '../shared/counters.js';
 import { PUBLISH_DROP_REASONS, type FanOut } from './fan-out.js';
-import type { Routing } from './routing.js';
+import type { HistoryClient } from './history-client.js';
 import type { Upstream } from './upstream.js';
 import type { WorkerPool, WorkerSlot } from './worker-pool.js';
 
@@ -24,10 +24,17 @@ export const GATEWAY_METRICS = [
   { metric: 'tormq_messages_in_total', type: 'counter', help: 'Messages received from the MPC, valid or not' },
   { metric: 'tormq_publish_drops_total', type: 'counter', help: `Messages from the MPC not fanned out, by label reason: ${PUBLISH_DROP_REASONS.join(', ')}` },
   { metric: 'tormq_mpc_up', type: 'gauge', help: '1 when the link to the MPC is connected (label endpoint)' },
-  { metric: 'tormq_upstream_roots', type: 'gauge', help: 'Roots routed to at least one worker (subscribed at the MPC; an unwanted root is unsubscribed 1 s later)' },
+  { metric: 'tormq_upstream_topics', type: 'gauge', help: 'Topics routed to at least one worker (subscriptions and their ancestors; subscribed at the MPC, an unwanted one is unsubscribed 1 s later)' },
+  { metric: 'tormq_upstream_gaps_total', type: 'counter', help: 'Upstream gaps: a stream skipped offsets (messages lost between the MPC and this gateway) or changed epoch' },
+  { metric: 'tormq_upstream_gaps_repaired_total', type: 'counter', help: 'Upstream gaps repaired from the MPC\'s history before later messages went on' },
+  { metric: 'tormq_upstream_gaps_unrepaired_total', type: 'counter', help: 'Upstream gaps that could not be repaired (history gone, new epoch): tormq.v2 clients got a gap' },
+  { metric: 'tormq_upstream_repaired_messages_total', type: 'counter', help: 'Messages delivered from the MPC\'s history by gap repairs' },
+  { metric: 'tormq_upstream_subscribe_retries_total', type: 'counter', help: 'Subscriptions sent again because the MPC did not confirm them in time' },
+  { metric: 'tormq_history_requests_total', type: 'counter', help: 'History requests sent to the MPC (gap repairs and client recoveries; pages count one each)' },
+  { metric: 'tormq_history_failures_total', type: 'counter', help: 'History requests no MPC answered in time' },
 ] as const;
 
-export function createMetrics(pool: WorkerPool, fanOut: FanOut, upstream: Upstream, routing: Routing): Registry {
+export function createMetrics(pool: WorkerPool, fanOut: FanOut, upstream: Upstream, history: HistoryClient): Registry {
   const registry = new Registry();
   // prom-client's names already start with process_ or nodejs_: prefixed, tormq_process_resident_memory_bytes.
   collectDefaultMetrics({ register: registry, prefix: 'tormq_' });
@@ -91,13 +98,30 @@ export function createMetrics(pool: WorkerPool, fanOut: FanOut, upstream: Upstre
     },
   });
   new Gauge({
-    name: 'tormq_upstream_roots',
-    help: help('tormq_upstream_roots'),
+    name: 'tormq_upstream_topics',
+    help: help('tormq_upstream_topics'),
     registers: [registry],
     collect() {
-      this.set(routing.roots().length);
+      this.set(upstream.topics());
     },
   });
+  const counter = (metric: (typeof GATEWAY_METRICS)[number]['metric'], read: () => number) =>
+    new Counter({
+      name: metric,
+      help: help(metric),
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(read());
+      },
+    });
+  counter('tormq_upstream_gaps_total', () => fanOut.upstreamGaps);
+  counter('tormq_upstream_gaps_repaired_total', () => fanOut.repairedGaps);
+  counter('tormq_upstream_gaps_unrepaired_total', () => fanOut.unrepairedGaps);
+  counter('tormq_upstream_repaired_messages_total', () => fanOut.repairedMessages);
+  counter('tormq_upstream_subscribe_retries_total', () => upstream.subscribeRetries);
+  counter('tormq_history_requests_total', () => history.requests);
+  counter('tormq_history_failures_total', () => history.failures);
 
   // The latency histogram's buckets are filled by the workers in shared memory: expose them as-is.
   registry.registerMetric({

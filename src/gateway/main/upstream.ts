@@ -1,21 +1,55 @@
 /**
- * The gateway's one ZeroMQ SUB, connected to every MPC. It subscribes to exactly the roots some worker
- * needs (Routing decides), and tracks whether each MPC link is up for /healthz. ZeroMQ reconnects by
- * itself and re-sends the subscriptions when an MPC comes back.
+ * The gateway's link to its MPC(s): one ZeroMQ XSUB (zmq/gateway-link.ts for the wire). It subscribes
+ * to exactly the topics some worker needs (Routing decides), each exactly (a topic and every ancestor
+ * of a subscription are separate keys), confirmed by the MPC with the stream's position; it sends
+ * history requests and receives their replies on a private key. ZeroMQ reconnects by itself and sends
+ * the subscriptions again when an MPC comes back; the MPC answers each with a position again.
+ *
+ * Subscriptions travel on ZeroMQ pipes that drop past their high-water mark, so one may be lost:
+ * a subscription not confirmed within CONFIRM_TIMEOUT_MS while the link is up is sent again (and
+ * counted). An unwanted topic is unsubscribed UNSUBSCRIBE_DELAY_MS later, so a client flooding
+ * subscribe/unsubscribe does not churn subscription traffic through the MPC.
  */
-import { Subscriber } from 'zeromq';
+import { randomBytes } from 'node:crypto';
+import { XSubscriber } from 'zeromq';
 import type { Logger } from '../../log.js';
 import { curveClientOptions, type CurveClientKeys } from '../../zmq/curve.js';
+import { encodeRequest, GATEWAY_ID_BYTES, privateSubscription, topicSubscription, type LinkRequest } from '../../zmq/gateway-link.js';
+import { SerialSender } from '../../zmq/serial-sender.js';
 
-/** How long a root stays subscribed upstream after its last subscriber left (see `release`). */
+/** How long a topic stays subscribed upstream after its last subscriber left (see `release`). */
 const UNSUBSCRIBE_DELAY_MS = 1000;
+/** A subscription the MPC has not confirmed this long after it was sent is sent again. */
+const CONFIRM_TIMEOUT_MS = 2000;
+const CHECK_INTERVAL_MS = 250;
+
+export interface UpstreamHandlers {
+  /** One frame from an MPC (a stream message, a position or a private reply). */
+  frame(frame: Buffer): void;
+  /** The link to `endpoint` went down (messages may have been lost meanwhile; positions will tell). */
+  linkDown?(endpoint: string): void;
+  /** The unsubscription of `topic` went out (it stayed unwanted for the delay). */
+  unsubscribed?(topic: string): void;
+}
 
 export class Upstream {
-  private readonly socket: Subscriber;
+  /** This gateway's id: the key of its private replies. */
+  readonly id = randomBytes(GATEWAY_ID_BYTES);
+  readonly idText = this.id.toString('base64url');
+  /** Subscriptions sent again because the MPC did not confirm them in time. */
+  subscribeRetries = 0;
+  private readonly socket: XSubscriber;
+  private readonly sender: SerialSender;
   private readonly connected = new Set<string>();
-  /** Roots no worker wants any more, waiting to be unsubscribed (see `release`). */
-  private readonly pendingUnsubscribes = new Map<string, NodeJS.Timeout>();
+  /** Topics subscribed, and how many times (the XSUB counts them: as many unsubscribes end one). */
+  private readonly subscriptions = new Map<string, number>();
+  /** Unconfirmed subscriptions, oldest send first. */
+  private readonly awaiting = new Map<string, number>();
+  /** Unwanted subscriptions, by when they became unwanted, oldest first. */
+  private readonly releasing = new Map<string, number>();
   private readonly endpoints: string[];
+  private timer: NodeJS.Timeout | null = null;
+  private handlers: UpstreamHandlers | null = null;
   private closed = false;
   /** With CURVE a link is up once the handshake succeeds, not at TCP connect. */
   private readonly upEvent: 'connect' | 'handshake';
@@ -27,54 +61,70 @@ export class Upstream {
     curve: CurveClientKeys | null = null,
     highWaterMark = 100_000,
   ) {
-    this.socket = new Subscriber({
+    this.socket = new XSubscriber({
       receiveHighWaterMark: highWaterMark,
+      sendHighWaterMark: highWaterMark,
       reconnectInterval: 100,
       reconnectMaxInterval: 2000,
       linger: 0,
       ...(curve === null ? {} : curveClientOptions(curve)),
     });
+    this.sender = new SerialSender(this.socket);
     this.upEvent = curve === null ? 'connect' : 'handshake';
     this.endpoints = endpoints.map((e) => `tcp://${e}`);
   }
 
-  /** Connects and feeds every received message to `onMessage` until `close`. */
-  start(onMessage: (frames: Buffer[]) => void): Promise<void> {
-    void this.watchLinks();
+  /** Connects and feeds every received frame to `handlers.frame` until `close`. */
+  start(handlers: UpstreamHandlers): Promise<void> {
+    this.handlers = handlers;
+    void this.watchLinks(handlers);
+    // The private key first: ZeroMQ sends an XSUB's subscriptions to every MPC it connects to.
+    this.sender.send(privateSubscription(this.id, true));
     for (const endpoint of this.endpoints) this.socket.connect(endpoint);
-    return this.receive(onMessage);
+    this.timer = setInterval(() => this.check(), CHECK_INTERVAL_MS);
+    this.timer.unref();
+    return this.receive(handlers);
   }
 
-  /** Some worker wants `root`: subscribe, or cancel an unsubscribe that has not gone out yet. */
-  want(root: string): void {
-    const pending = this.pendingUnsubscribes.get(root);
-    if (pending === undefined) {
-      this.socket.subscribe(root);
+  /** Some worker wants `topic`: subscribe, or keep a subscription whose unsubscribe has not gone out. */
+  want(topic: string): void {
+    if (this.subscriptions.has(topic)) {
+      this.releasing.delete(topic);
       return;
     }
-    clearTimeout(pending);
-    this.pendingUnsubscribes.delete(root);
+    this.subscriptions.set(topic, 1);
+    this.awaiting.set(topic, Date.now());
+    this.sender.send(topicSubscription(topic, true));
   }
 
-  /**
-   * No worker wants `root` any more: unsubscribe once it has stayed unwanted for a moment. A client
-   * flooding subscribe/unsubscribe would otherwise churn ZeroMQ subscription messages through the MPC
-   * to every publisher; those travel on pipes with high-water marks, and a lost one leaves a root
-   * silently unsubscribed. Messages arriving meanwhile are dropped as `unrouted` (counted).
-   */
-  release(root: string): void {
-    this.pendingUnsubscribes.set(
-      root,
-      setTimeout(() => {
-        this.pendingUnsubscribes.delete(root);
-        this.socket.unsubscribe(root);
-      }, UNSUBSCRIBE_DELAY_MS).unref(),
-    );
+  /** No worker wants `topic` any more: unsubscribed once it has stayed unwanted for a moment. */
+  release(topic: string): void {
+    if (this.subscriptions.has(topic)) this.releasing.set(topic, Date.now());
+  }
+
+  /** The MPC confirmed `topic` (a position arrived for it). */
+  confirmed(topic: string): void {
+    this.awaiting.delete(topic);
+  }
+
+  /** Topics subscribed upstream (wanted, or released less than a moment ago). */
+  topics(): number {
+    return this.subscriptions.size;
+  }
+
+  /** Sends a request to every connected MPC (each answers on this gateway's private key). */
+  request(request: LinkRequest): void {
+    this.sender.send(encodeRequest(request));
   }
 
   /** Every MPC link is connected. */
   isUp(): boolean {
     return this.connected.size === this.endpoints.length;
+  }
+
+  /** Connected MPC links. */
+  upCount(): number {
+    return this.connected.size;
   }
 
   links(): Array<{ endpoint: string; up: boolean }> {
@@ -83,20 +133,47 @@ export class Upstream {
 
   close(): void {
     this.closed = true;
-    for (const timer of this.pendingUnsubscribes.values()) clearTimeout(timer);
-    this.pendingUnsubscribes.clear();
+    if (this.timer !== null) clearInterval(this.timer);
     this.socket.close();
   }
 
-  private async receive(onMessage: (frames: Buffer[]) => void): Promise<void> {
+  /** Unsubscribes what stayed unwanted; resends what stayed unconfirmed while a link was up. */
+  private check(): void {
+    const now = Date.now();
+    // Both maps are in time order: stop at the first entry that is not due.
+    for (const [topic, releasedAt] of this.releasing) {
+      if (now - releasedAt < UNSUBSCRIBE_DELAY_MS) break;
+      this.releasing.delete(topic);
+      this.awaiting.delete(topic);
+      const sends = this.subscriptions.get(topic) ?? 0;
+      this.subscriptions.delete(topic);
+      const cancel = topicSubscription(topic, false);
+      for (let i = 0; i < sends; i++) this.sender.send(cancel);
+      this.handlers?.unsubscribed?.(topic);
+    }
+    if (this.connected.size === 0) return; // ZeroMQ sends them all again on (re)connect
+    for (const [topic, sentAt] of this.awaiting) {
+      if (now - sentAt < CONFIRM_TIMEOUT_MS) break;
+      this.awaiting.delete(topic);
+      this.awaiting.set(topic, now);
+      this.subscriptions.set(topic, (this.subscriptions.get(topic) ?? 0) + 1);
+      this.subscribeRetries++;
+      this.sender.send(topicSubscription(topic, true));
+    }
+  }
+
+  private async receive(handlers: UpstreamHandlers): Promise<void> {
     try {
-      for await (const frames of this.socket) onMessage(frames);
+      for await (const frames of this.socket) {
+        // The link sends one frame per message; anything else is not from a tormq MPC.
+        if (frames.length === 1) handlers.frame(frames[0]!);
+      }
     } catch (error) {
       if (!this.closed) throw error;
     }
   }
 
-  private async watchLinks(): Promise<void> {
+  private async watchLinks(handlers: UpstreamHandlers): Promise<void> {
     try {
       for await (const event of this.socket.events) {
         if (event.type === 'handshake:error:auth' || event.type === 'handshake:error:protocol') {
@@ -105,11 +182,15 @@ export class Upstream {
         } else if (event.type === this.upEvent) {
           const endpoint = normalise(event.address, this.endpoints);
           this.connected.add(endpoint);
+          // ZeroMQ sends every subscription again on connect: the confirmation clock starts now.
+          const now = Date.now();
+          for (const topic of this.awaiting.keys()) this.awaiting.set(topic, now);
           this.log.info({ mpc: endpoint }, 'MPC link up');
         } else if (event.type === 'disconnect') {
           const endpoint = normalise(event.address, this.endpoints);
           this.connected.delete(endpoint);
           this.log.warn({ mpc: endpoint }, 'MPC link down; reconnecting');
+          handlers.linkDown?.(endpoint);
         }
       }
     } catch {

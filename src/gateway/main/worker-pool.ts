@@ -20,16 +20,25 @@ import {
   type WorkerData,
   type WorkerEvent,
 } from '../shared/thread-protocol.js';
-import type { RingSlot, Routing } from './routing.js';
+import type { HistoryClient } from './history-client.js';
+import { RingSlot } from './ring-slot.js';
+import type { Routing } from './routing.js';
 
-export interface WorkerSlot extends RingSlot {
-  readonly ringBuffer: SharedArrayBuffer;
-  readonly statsBuffer: SharedArrayBuffer;
-  worker: Worker | null;
-  control: Comlink.Remote<WorkerControl> | null;
+/** One worker: its ring and counters (kept across restarts) and its current thread. */
+export class WorkerSlot extends RingSlot {
+  worker: Worker | null = null;
+  control: Comlink.Remote<WorkerControl> | null = null;
   /** Resolves when the current thread exits (a comlink call to a dead worker would never settle). */
-  exited: Promise<void>;
-  up: boolean;
+  exited: Promise<void> = Promise.resolve();
+  up = false;
+
+  constructor(
+    index: number,
+    readonly ringBuffer: SharedArrayBuffer,
+    readonly statsBuffer: SharedArrayBuffer,
+  ) {
+    super(index, new RingWriter(ringBuffer), new Float64Array(statsBuffer));
+  }
 }
 
 const RESTART_BACKOFF_MS = [100, 250, 500, 1000, 2000, 5000];
@@ -45,24 +54,13 @@ export class WorkerPool {
     private readonly config: GatewayConfig,
     private readonly log: Logger,
     private readonly routing: Routing,
+    private readonly history: HistoryClient,
   ) {}
 
   /** Starts the workers one after another: the first binds the port (maybe 0), the rest join it. */
   async start(): Promise<void> {
     for (let index = 0; index < this.config.workers; index++) {
-      const ringBuffer = createRingBuffer(this.config.ringBytes);
-      const statsBuffer = new SharedArrayBuffer(WORKER_STATS_LENGTH * 8);
-      const slot: WorkerSlot = {
-        index,
-        ringBuffer,
-        ring: new RingWriter(ringBuffer),
-        statsBuffer,
-        stats: new Float64Array(statsBuffer),
-        worker: null,
-        control: null,
-        exited: Promise.resolve(),
-        up: false,
-      };
+      const slot = new WorkerSlot(index, createRingBuffer(this.config.ringBytes), new SharedArrayBuffer(WORKER_STATS_LENGTH * 8));
       this.slots.push(slot);
       const port = await this.spawn(slot, index === 0 ? this.config.port : this.port);
       if (index === 0) this.port = port;
@@ -158,15 +156,21 @@ export class WorkerPool {
             this.log.info({ worker: slot.index, port: event.port, threadId: worker.threadId }, 'worker listening');
             resolve(event.port);
             break;
-          case 'root-added': {
-            this.routing.add(event.root, slot);
-            // The route exists now: from here on, messages on this root reach this worker's ring.
-            const routed: MainEvent = { type: 'root-routed', root: event.root, seq: event.seq };
-            worker.postMessage(routed);
+          case 'interest-added':
+            this.routing.add(event.topic, slot, event.seq);
             break;
-          }
-          case 'root-removed':
-            this.routing.remove(event.root, slot);
+          case 'interest-removed':
+            this.routing.remove(event.topic, slot);
+            break;
+          case 'mark-request':
+            this.routing.mark(event.topic, slot, event.seq);
+            break;
+          case 'history-request':
+            void this.history.fetch(event.topic, event.epoch, event.after, event.limit).then((result) => {
+              if (slot.worker !== worker) return; // that thread is gone
+              const reply: MainEvent = { type: 'history-reply', id: event.id, ...result };
+              worker.postMessage(reply);
+            });
             break;
           case 'fatal':
             this.log.error({ worker: slot.index, code: event.error.code, err: event.error.message }, 'worker reported a fatal error');

@@ -101,6 +101,13 @@ export const GATEWAY_OPTIONS = defineOptions('a gateway', {
     cli: { flag: 'max-subscriptions', arg: 'N' },
     section: LIMITS,
   },
+  maxRecoveryMessages: {
+    default: 1000,
+    check: int(0, 1_000_000),
+    help: 'most messages one stream replays to a tormq.v2 client recovering; more missed than this: not recovered',
+    cli: { flag: 'max-recovery-messages', arg: 'N' },
+    section: LIMITS,
+  },
   maxConnections: {
     default: 0,
     check: int(0, Number.MAX_SAFE_INTEGER, 'a non-negative integer (0 = unlimited)'),
@@ -154,12 +161,6 @@ export const GATEWAY_OPTIONS = defineOptions('a gateway', {
     check: int(0, 1000),
     help: 'coalescing window: a worker woken from idle waits this long before draining its ring (adds latency)',
     cli: { flag: 'batch-delay-ms', arg: 'N' },
-  },
-  validateJson: {
-    default: true,
-    check: boolean,
-    help: 'parse every published body fully and drop the ones that are not JSON',
-    cli: { flag: 'validate-json', negatable: true, help: 'forward bodies without a full JSON parse (the topic is still extracted)' },
   },
   demoPage: { default: true, check: boolean, help: 'serve the demo page at `/`', cli: { flag: 'demo-page', negatable: true, help: 'do not serve the demo page at `/`' } },
   logLevel: { default: 'info' as (typeof LOG_LEVELS)[number], check: oneOf(LOG_LEVELS), help: 'pino log level', cli: { flag: 'log-level', arg: 'LEVEL' } },

@@ -21,18 +21,35 @@ export interface WorkerData {
   readonly controlPort: MessagePort;
 }
 
-/** Worker -> main events, posted on `parentPort`, in order. */
+/**
+ * Worker -> main events, posted on `parentPort`, in order. Main answers `interest-added` and
+ * `mark-request` with a MARK record in the worker's ring (ring.ts), ordered with the messages.
+ */
 export type WorkerEvent =
   | { type: 'listening'; port: number }
-  /** `seq` numbers this worker's root reports; main answers each `root-added` with `root-routed`. */
-  | { type: 'root-added'; root: string; seq: number }
-  | { type: 'root-removed'; root: string }
+  /**
+   * The worker's trie holds `topic` now (a subscription or an ancestor of one): route its messages here.
+   * `seq` numbers the worker's reports and requests.
+   */
+  | { type: 'interest-added'; topic: string; seq: number }
+  | { type: 'interest-removed'; topic: string }
+  /** Where is `topic`'s stream for this worker now? (tormq.v2 subscriptions need the exact position.) */
+  | { type: 'mark-request'; topic: string; seq: number }
+  /** Messages of `topic` after `after` in `epoch`, for a client's recovery. */
+  | { type: 'history-request'; id: number; topic: string; epoch: string; after: number; limit: number }
   | { type: 'fatal'; error: ErrorRecord };
 
 /** Main -> worker events, posted on the Worker, in order. */
-export type MainEvent =
-  /** Main now copies messages on `root` into this worker's ring (answers `root-added` with the same seq). */
-  { type: 'root-routed'; root: string; seq: number };
+export type MainEvent = {
+  type: 'history-reply';
+  id: number;
+  status: 'ok' | 'epoch' | 'evicted' | 'ahead' | 'failed';
+  epoch: string;
+  top: number;
+  /** Offset of bodies[0]. */
+  from: number;
+  bodies: Uint8Array[];
+};
 
 export const TEST_HOOK_ACTIONS = ['crash', 'exit', 'stall'] as const;
 export type TestHookAction = (typeof TEST_HOOK_ACTIONS)[number];

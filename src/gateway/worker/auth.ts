@@ -28,6 +28,8 @@ import { refuseUpgrade } from './upgrade-refusal.js';
 
 /** The subprotocol a browser offers beside its `bearer.<jwt>` entry; the server selects it. */
 export const TORMQ_SUBPROTOCOL = 'tormq';
+/** The subprotocol that opts a connection into stream positions, recovery and gap notices. */
+export const TORMQ_V2_SUBPROTOCOL = 'tormq.v2';
 /** Prefix of the `Sec-WebSocket-Protocol` entry that carries a token. */
 export const BEARER_SUBPROTOCOL_PREFIX = 'bearer.';
 /** Longest token read from anywhere; longer ones are refused unparsed. */
@@ -156,12 +158,14 @@ export function tokenOf(req: http.IncomingMessage): string {
 }
 
 /**
- * ws `handleProtocols`: answers `tormq` when offered; otherwise the first other entry (ws's default,
- * which clients from before authentication may rely on); never a bearer entry, which would echo the
- * token back. A browser offering only `bearer.<jwt>` gets no protocol and fails the connection: offer
- * `["tormq", "bearer.<jwt>"]`.
+ * ws `handleProtocols`: answers `tormq.v2` when offered (the connection then gets positions), else
+ * `tormq`; otherwise the first other entry (ws's default, which clients from before authentication may
+ * rely on); never a bearer entry, which would echo the token back. A browser offering only
+ * `bearer.<jwt>` gets no protocol and fails the connection: offer `["tormq", "bearer.<jwt>"]` (or
+ * `["tormq.v2", "bearer.<jwt>"]`).
  */
 export function selectProtocol(protocols: Set<string>): string | false {
+  if (protocols.has(TORMQ_V2_SUBPROTOCOL)) return TORMQ_V2_SUBPROTOCOL;
   if (protocols.has(TORMQ_SUBPROTOCOL)) return TORMQ_SUBPROTOCOL;
   for (const protocol of protocols) if (!protocol.startsWith(BEARER_SUBPROTOCOL_PREFIX)) return protocol;
   return false;

@@ -1,8 +1,9 @@
 import type { Logger } from '../../log.js';
 import type { FrameLimits } from '../../protocol/client-frames.js';
 import type { GatewayConfig } from '../shared/config.js';
+import type { MainEvent } from '../shared/thread-protocol.js';
 import type { ConnectionGuard } from './auth.js';
-import type { RootRouting } from './root-routing.js';
+import type { InterestRouting } from './interest-routing.js';
 import type { TopicTrie } from './trie.js';
 import type { Writer } from './writer.js';
 
@@ -14,9 +15,16 @@ export interface WorkerContext {
   readonly stats: Float64Array;
   /** Subscriptions: each connection's writer at the nodes of its topics. */
   readonly trie: TopicTrie<Writer>;
-  /** Which roots main routes to this worker; subscription acks wait for it. */
-  readonly routing: RootRouting;
+  /** Which topics main routes to this worker, and where their streams stand; subscription acks wait for it. */
+  readonly routing: InterestRouting;
+  /** Messages of a stream from the MPC's history (through the main thread), for a tormq.v2 recovery. */
+  history(topic: string, epoch: string, after: number, limit: number): Promise<HistoryReply>;
+  /** The tormq.v2 frame of a message body at a stream position. */
+  positioned(body: Uint8Array, epoch: string, offset: number): Buffer;
   readonly log: Logger;
   /** Origin and token checks at upgrade; its verifier (null when auth is off) checks refresh tokens. */
   readonly guard: ConnectionGuard;
 }
+
+/** A history reply as the worker gets it from main. */
+export type HistoryReply = Omit<Extract<MainEvent, { type: 'history-reply' }>, 'type' | 'id'>;

@@ -2,23 +2,48 @@
  * One client connection, owned by one worker: what it may do (grants, rate limit), what it asked for
  * (its subscriptions, in the trie through its writer) and its requests and their answers. Its
  * outbound path, bounded against clients that stop reading, is its Writer.
+ *
+ * Replies come in request order: each frame with an `id` takes a place in line when it is read, and a
+ * reply that is ready early (a pong behind a subscribe waiting for routing) waits for the ones before
+ * it. Frames that arrive while an asynchronous step runs (a refresh token being checked, a tormq.v2
+ * subscribe recovering) wait for it and are then handled in order.
  */
 import { performance } from 'node:perf_hooks';
 import type { WebSocket } from 'ws';
 import { Close } from '../../protocol/close-codes.js';
-import { rootOf } from '../../protocol/topic.js';
-import { ackFrame, errorFrame, parseClientFrame, pongFrame, requestIdOf, type ClientCommand, type FrameError, type RequestId } from '../../protocol/client-frames.js';
+import {
+  ackFrame,
+  errorFrame,
+  parseClientFrame,
+  pongFrame,
+  positionsAckFrame,
+  requestIdOf,
+  type ClientCommand,
+  type FrameError,
+  type RequestId,
+  type StreamPosition,
+  type SubscribeCommand,
+} from '../../protocol/client-frames.js';
 import { WireErrorCodes } from '../../protocol/wire-errors.js';
 import { WorkerStat } from '../shared/counters.js';
 import { isGranted, type Grants } from './auth.js';
 import type { WorkerContext } from './context.js';
+import { NOT_ROUTED, type Position } from './interest-routing.js';
 import { TokenBucket } from './token-bucket.js';
-import { Writer } from './writer.js';
+import { Variant, Writer } from './writer.js';
 
 const OPEN = 1;
-/** Frames held while a refresh token is verified (verification takes microseconds; this is a bound, not a budget). */
+/** Frames held while an asynchronous step runs (a bound, not a budget: the steps take milliseconds). */
 const MAX_HELD_FRAMES = 64;
 const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** The streams a subscription to `topic` receives: the topic and each ancestor (`a:b:c` → `a`, `a:b`, `a:b:c`). */
+export function streamsOf(topic: string): string[] {
+  const streams: string[] = [];
+  for (let i = topic.indexOf(':'); i !== -1; i = topic.indexOf(':', i + 1)) streams.push(topic.slice(0, i));
+  streams.push(topic);
+  return streams;
+}
 
 export class Session {
   /** Answered the last heartbeat ping. */
@@ -29,23 +54,25 @@ export class Session {
   private readonly bucket: TokenBucket | null;
   /** Frames rejected by the rate limit since the last accepted one. */
   private rateStrikes = 0;
-  /** Subscribe acks waiting for their roots to be routed (see handle). */
-  private owedAcks = 0;
-  /** A close decided while acks were owed: it follows them, so served frames are still answered. */
-  private closeAfterAcks: (() => void) | null = null;
-
+  /** Replies in request order: a place per frame with an id, filled when its answer is ready. */
+  private readonly replies: Array<string | null> = [];
+  /** A close decided while replies were owed: it follows them, so served frames are still answered. */
+  private closeAfterReplies: (() => void) | null = null;
   /** What the connection's token allows (null: authentication is off). Replaced by a refresh. */
   private grants: Grants | null;
-  /** Frames that arrived while a refresh token was being verified, applied after it in order. */
+  /** Frames that arrived while an asynchronous step ran, handled after it in order (null: none running). */
   private held: string[] | null = null;
   private expiry: NodeJS.Timeout | null = null;
+  private disposed = false;
 
   constructor(
     readonly ws: WebSocket,
     private readonly ctx: WorkerContext,
     grants: Grants | null = null,
+    /** The connection speaks tormq.v2: positions on messages, recovery, gap notices. */
+    readonly v2 = false,
   ) {
-    this.writer = new Writer(ws, ctx.config, ctx.stats);
+    this.writer = new Writer(ws, v2 ? Variant.POSITIONED : Variant.BODY, ctx.config, ctx.stats, this.topics);
     const { clientRateLimit, clientRateBurst } = ctx.config;
     this.bucket = clientRateLimit > 0 ? new TokenBucket(clientRateLimit, clientRateBurst, performance.now()) : null;
     this.grants = grants;
@@ -60,11 +87,27 @@ export class Session {
     if (this.admit(text)) this.handle(text);
   }
 
-  /** A frame past the rate limit (held frames replayed after a refresh come back here, not to onText). */
+  onBinary(): void {
+    if (!this.admit(null)) return;
+    this.reject({ code: WireErrorCodes.BINARY_FRAME, message: 'binary frames are not part of the protocol' });
+  }
+
+  /** Removes every subscription (connection closed). */
+  dispose(): void {
+    this.disposed = true;
+    if (this.expiry !== null) clearTimeout(this.expiry);
+    this.expiry = null;
+    this.held = null;
+    for (const topic of this.topics) this.ctx.trie.remove(topic, this.writer);
+    this.ctx.stats[WorkerStat.subscriptions] -= this.topics.size;
+    this.topics.clear();
+  }
+
+  /** A frame past the rate limit (held frames come back here, not to onText). */
   private handle(text: string): void {
     if (this.held !== null) {
       if (this.held.length < MAX_HELD_FRAMES) this.held.push(text);
-      else this.reject({ code: WireErrorCodes.RATE_LIMITED, message: 'too many frames while a refresh is verified' });
+      else this.reject({ code: WireErrorCodes.RATE_LIMITED, message: 'too many frames while an earlier request is served' });
       return;
     }
     const result = parseClientFrame(text, this.ctx.frameLimits);
@@ -77,26 +120,78 @@ export class Session {
       this.refresh(command.token, command.id);
       return;
     }
+    if (command.event === 'subscribe' && (command.recover !== undefined || command.since !== undefined) && !this.v2) {
+      this.reject(withId({ code: WireErrorCodes.BAD_SINCE, message: 'recover needs the tormq.v2 subprotocol' }, command.id));
+      return;
+    }
+    const place = command.id === undefined && command.event !== 'ping' ? -1 : this.reserve();
     const error = this.apply(command);
-    if (error !== null) this.reject(error);
-    else if (command.event === 'ping') this.reply(pongFrame(command.id));
-    else if (command.id === undefined) return;
-    else if (command.event !== 'subscribe') this.reply(ackFrame(command.id));
+    if (error !== null) {
+      this.ctx.stats[WorkerStat.badFrames]++;
+      this.answer(place, error.id === undefined ? null : errorFrame(error));
+    } else if (command.event === 'ping') this.answer(place, pongFrame(command.id));
+    else if (command.event !== 'subscribe') this.answer(place, command.id === undefined ? null : ackFrame(command.id));
+    else if (this.v2) this.recover(command, place);
     else {
-      // Acknowledged once main routes the new roots to this worker: an ack means "messages published
-      // from now on reach you" (root-routing.ts). Immediate when the roots were routed already.
-      const ack = ackFrame(command.id);
-      this.owedAcks++;
-      this.ctx.routing.whenRouted(command.topics.map(rootOf), () => {
-        this.reply(ack);
-        if (--this.owedAcks === 0 && this.closeAfterAcks !== null) this.closeAfterAcks();
-      });
+      // Acknowledged once every stream of the subscription is routed here and confirmed upstream: an
+      // ack means "messages published from now on reach you" (interest-routing.ts).
+      const ack = command.id === undefined ? null : ackFrame(command.id);
+      if (place !== -1) this.ctx.routing.whenRouted(command.topics.flatMap(streamsOf), () => this.answer(place, ack));
     }
   }
 
-  onBinary(): void {
-    if (!this.admit(null)) return;
-    this.reject({ code: WireErrorCodes.BINARY_FRAME, message: 'binary frames are not part of the protocol' });
+  /**
+   * A tormq.v2 subscribe: hold the subscription's streams back, learn each stream's position at a mark
+   * in the ring, replay what the client missed since `since` (when asked and still in history), ack
+   * with the positions, then release the held messages after them: none lost or repeated across the
+   * switch from history to live. Frames arriving meanwhile wait.
+   */
+  private recover(command: SubscribeCommand, place: number): void {
+    const streams = [...new Set(command.topics.flatMap(streamsOf))];
+    this.writer.hold(streams);
+    this.held = [];
+    this.ctx.routing.positions(streams, (positions) => {
+      void this.replay(command, streams, positions).then((recovered) => {
+        if (this.disposed) return;
+        const ackPositions = new Map<string, StreamPosition>();
+        for (const stream of streams) {
+          const position = positions.get(stream)!;
+          if (position !== NOT_ROUTED) ackPositions.set(stream, position);
+        }
+        this.answer(place, command.id === undefined ? null : positionsAckFrame(command.id, ackPositions, command.recover ? recovered : undefined));
+        for (const stream of streams) this.writer.release(stream, positions.get(stream)!.offset);
+        this.writer.flushGaps();
+        this.resume();
+      });
+    });
+  }
+
+  /** Sends what the client missed of each stream in `since`; true when every one was complete. */
+  private async replay(command: SubscribeCommand, streams: string[], positions: Map<string, Position>): Promise<boolean> {
+    if (command.since === undefined) return false; // nothing to recover from: a fresh subscription
+    const max = this.ctx.config.maxRecoveryMessages;
+    let recovered = true;
+    const fetches: Array<Promise<Buffer[] | null>> = [];
+    for (const stream of streams) {
+      const since = command.since.get(stream);
+      if (since === undefined) continue; // a stream new to the client: nothing missed
+      const position = positions.get(stream)!;
+      const missed = position.offset - since.offset;
+      if (position === NOT_ROUTED || since.epoch !== position.epoch || missed < 0 || missed > max) {
+        recovered = false;
+        continue;
+      }
+      if (missed === 0) continue;
+      fetches.push(this.ctx.history(stream, since.epoch, since.offset, missed).then((reply) => {
+        if (reply.status !== 'ok' || reply.from !== since.offset + 1 || reply.bodies.length !== missed) return null;
+        return reply.bodies.map((body, i) => this.ctx.positioned(body, since.epoch, since.offset + 1 + i));
+      }));
+    }
+    for (const frames of await Promise.all(fetches)) {
+      if (frames === null) recovered = false;
+      else this.writer.writeFrames(frames);
+    }
+    return recovered;
   }
 
   /**
@@ -105,37 +200,27 @@ export class Session {
    * not a burst) close the connection with 4029.
    */
   private admit(text: string | null): boolean {
-    if (this.closeAfterAcks === null && (this.bucket === null || this.bucket.take(performance.now()))) {
+    if (this.closeAfterReplies === null && (this.bucket === null || this.bucket.take(performance.now()))) {
       this.rateStrikes = 0;
       return true;
     }
     const stats = this.ctx.stats;
     stats[WorkerStat.rateLimitedFrames]++;
-    if (this.closeAfterAcks !== null) return false; // closing: nothing more is served or answered
+    if (this.closeAfterReplies !== null) return false; // closing: nothing more is served or answered
     if (++this.rateStrikes >= this.ctx.config.clientRateBurst) {
       if (this.ws.readyState === OPEN) {
         stats[WorkerStat.rateLimitDisconnects]++;
         const close = () => this.ws.close(Close.RATE_LIMITED.code, Close.RATE_LIMITED.reason);
-        if (this.owedAcks === 0) close();
-        else this.closeAfterAcks = close;
+        if (this.replies.length === 0) close();
+        else this.closeAfterReplies = close;
       }
       return false;
     }
     const id = text === null ? undefined : requestIdOf(text);
     if (id !== undefined) {
-      this.reply(errorFrame({ code: WireErrorCodes.RATE_LIMITED, message: `over ${this.ctx.config.clientRateLimit} frames per second`, id }));
+      this.answer(this.reserve(), errorFrame({ code: WireErrorCodes.RATE_LIMITED, message: `over ${this.ctx.config.clientRateLimit} frames per second`, id }));
     }
     return false;
-  }
-
-  /** Removes every subscription (connection closed). */
-  dispose(): void {
-    if (this.expiry !== null) clearTimeout(this.expiry);
-    this.expiry = null;
-    this.held = null;
-    for (const topic of this.topics) this.ctx.trie.remove(topic, this.writer);
-    this.ctx.stats[WorkerStat.subscriptions] -= this.topics.size;
-    this.topics.clear();
   }
 
   private apply(command: Exclude<ClientCommand, { event: 'refresh' }>): FrameError | null {
@@ -176,39 +261,47 @@ export class Session {
   private refresh(token: string, id: RequestId | undefined): void {
     const verifier = this.ctx.guard.verifier;
     const stats = this.ctx.stats;
+    const place = id === undefined ? -1 : this.reserve();
     if (verifier === null || this.grants === null) {
       stats[WorkerStat.tokenRefreshFailures]++;
-      this.reject(withId({ code: WireErrorCodes.BAD_REQUEST, message: 'authentication is not enabled' }, id));
+      stats[WorkerStat.badFrames]++;
+      this.answer(place, id === undefined ? null : errorFrame({ code: WireErrorCodes.BAD_REQUEST, message: 'authentication is not enabled', id }));
       return;
     }
     const sub = this.grants.sub;
     this.held = [];
     void verifier.verify(token).then((result) => {
-      const held = this.held;
-      if (held === null) return; // closed meanwhile
-      this.held = null;
+      if (this.held === null) return; // closed meanwhile
       if (result.ok && result.grants.sub === sub) {
         this.grants = result.grants;
         stats[WorkerStat.tokenRefreshes]++;
         // Narrowed grants: drop what they no longer cover.
         for (const topic of this.topics) if (!isGranted(result.grants, topic)) this.unsubscribe(topic);
         this.armExpiry();
-        if (id !== undefined) this.reply(ackFrame(id));
+        this.answer(place, id === undefined ? null : ackFrame(id));
       } else {
         stats[WorkerStat.tokenRefreshFailures]++;
+        stats[WorkerStat.badFrames]++;
         this.ctx.log.debug({ reason: result.ok ? 'other-sub' : result.reason }, 'token refresh refused');
-        this.reject(withId({ code: WireErrorCodes.UNAUTHORIZED, message: 'token refused' }, id));
+        this.answer(place, id === undefined ? null : errorFrame({ code: WireErrorCodes.UNAUTHORIZED, message: 'token refused', id }));
       }
-      for (let i = 0; i < held.length; i++) {
-        // A held frame may itself be a refresh: the rest wait for that one in turn.
-        const waiting = this.held as string[] | null; // handle below may have started another refresh
-        if (waiting !== null) {
-          for (let j = i; j < held.length; j++) waiting.push(held[j]!);
-          break;
-        }
-        this.handle(held[i]!);
-      }
+      this.resume();
     });
+  }
+
+  /** Ends an asynchronous step: the frames that waited are handled in order (one may start another step). */
+  private resume(): void {
+    const held = this.held;
+    if (held === null) return;
+    this.held = null;
+    for (let i = 0; i < held.length; i++) {
+      this.handle(held[i]!);
+      if (this.held !== null) {
+        // That frame started another step: the rest wait for it in turn.
+        (this.held as string[]).push(...held.slice(i + 1));
+        return;
+      }
+    }
   }
 
   /** Closes the connection with 1008 when its token expires (re-armed by every accepted refresh). */
@@ -244,14 +337,40 @@ export class Session {
     this.ctx.stats[WorkerStat.subscriptions]--;
   }
 
+  /** A refused frame: counted, and answered only when it carries an id (original clients expect nothing but pushes). */
   private reject(error: FrameError): void {
     this.ctx.stats[WorkerStat.badFrames]++;
-    // Original clients expect nothing but pushes: errors are answered only when asked (an id).
-    if (error.id !== undefined) this.reply(errorFrame(error));
+    if (error.id !== undefined) this.answer(this.reserve(), errorFrame(error));
   }
 
-  private reply(text: string): void {
-    this.writer.reply(text);
+  /** Takes the next place in the reply order. */
+  private reserve(): number {
+    this.replies.push(null);
+    return this.replyBase + this.replies.length - 1;
+  }
+
+  /** Place numbers of `replies[0]`: places are numbered from the connection's start. */
+  private replyBase = 0;
+
+  /** Fills a place (null: answered with nothing) and sends every reply now at the head of the line. */
+  private answer(place: number, text: string | null): void {
+    if (place === -1) return;
+    this.replies[place - this.replyBase] = text ?? '';
+    let sent = 0;
+    while (sent < this.replies.length && this.replies[sent] !== null) {
+      const reply = this.replies[sent]!;
+      if (reply !== '') this.writer.reply(reply);
+      sent++;
+    }
+    if (sent > 0) {
+      this.replies.splice(0, sent);
+      this.replyBase += sent;
+    }
+    if (this.replies.length === 0 && this.closeAfterReplies !== null) {
+      const close = this.closeAfterReplies;
+      this.closeAfterReplies = () => {}; // closing: still refuses every later frame
+      close();
+    }
   }
 }
 

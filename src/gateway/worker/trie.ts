@@ -2,6 +2,10 @@
  * Topic-prefix trie, one per worker. Keyed by `:` segments; a subscription sits at its topic's node.
  * A message on `M` walks to node(M) and reaches every subscriber in that subtree, so delivery costs
  * the walk plus the recipients, independent of how many other topics exist.
+ *
+ * The nodes are exactly the topics whose messages some subscriber here receives (each subscription
+ * and its ancestors): the trie reports each node as it appears and goes, and the worker routes those
+ * topics from the main thread (interest-routing.ts).
  */
 
 /** What the trie stores: `mark` is scratch space for at-most-once delivery per message. */
@@ -11,20 +15,22 @@ export interface TrieSubscriber {
 
 interface TrieNode<T> {
   readonly segment: string;
+  /** The node's whole topic. */
+  readonly topic: string;
   readonly parent: TrieNode<T> | null;
   children: Map<string, TrieNode<T>> | null;
   subscribers: Set<T> | null;
 }
 
 export interface TrieEvents {
-  /** A root segment got its first subscription in this trie. */
-  onRootAdded?(root: string): void;
-  /** A root segment lost its last subscription in this trie. */
-  onRootRemoved?(root: string): void;
+  /** A node appeared: some subscription here is `topic` or below it. */
+  onTopicAdded?(topic: string): void;
+  /** A node went: no subscription here is `topic` or below it any more. */
+  onTopicRemoved?(topic: string): void;
 }
 
 export class TopicTrie<T extends TrieSubscriber> {
-  private readonly root: TrieNode<T> = { segment: '', parent: null, children: null, subscribers: null };
+  private readonly root: TrieNode<T> = { segment: '', topic: '', parent: null, children: null, subscribers: null };
   private readonly events: TrieEvents;
   private epoch = 0;
   // Reused traversal stack: delivery allocates nothing per message.
@@ -40,10 +46,6 @@ export class TopicTrie<T extends TrieSubscriber> {
     return this.subscriptionCount;
   }
 
-  /** Root segments that have at least one subscription. */
-  roots(): string[] {
-    return this.root.children === null ? [] : [...this.root.children.keys()];
-  }
 
   /** Adds `subscriber` at `topic`. Returns false when it was already there. */
   add(topic: string, subscriber: T): boolean {
@@ -54,9 +56,9 @@ export class TopicTrie<T extends TrieSubscriber> {
       const segment = end === -1 ? topic.slice(start) : topic.slice(start, end);
       let child = node.children?.get(segment);
       if (child === undefined) {
-        child = { segment, parent: node, children: null, subscribers: null };
+        child = { segment, topic: end === -1 ? topic : topic.slice(0, end), parent: node, children: null, subscribers: null };
         (node.children ??= new Map()).set(segment, child);
-        if (node === this.root) this.events.onRootAdded?.(segment);
+        this.events.onTopicAdded?.(child.topic);
       }
       node = child;
       if (end === -1) break;
@@ -135,7 +137,7 @@ export class TopicTrie<T extends TrieSubscriber> {
       const parent = node.parent;
       parent.children!.delete(node.segment);
       if (parent.children!.size === 0) parent.children = null;
-      if (parent === this.root) this.events.onRootRemoved?.(node.segment);
+      this.events.onTopicRemoved?.(node.topic);
       node = parent;
     }
   }

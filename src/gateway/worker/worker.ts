@@ -13,17 +13,17 @@ import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
 import { ErrorCodes, TormqError } from '../../errors.js';
 import { createLogger } from '../../log.js';
 import { Close } from '../../protocol/close-codes.js';
-import { rootOf } from '../../protocol/topic.js';
+import { encodeTextFrame } from '../../protocol/ws-frame.js';
 import { WorkerStat } from '../shared/counters.js';
-import { RingReader } from '../shared/ring.js';
+import { ALL_TOPICS, RingReader } from '../shared/ring.js';
 import { GatewayShared, TEST_HOOK_ACTIONS, type MainEvent, type TestHookAction, type WorkerControl, type WorkerData, type WorkerEvent } from '../shared/thread-protocol.js';
-import { ConnectionGuard, selectProtocol, type Grants } from './auth.js';
-import type { WorkerContext } from './context.js';
-import { Delivery } from './delivery.js';
+import { ConnectionGuard, selectProtocol, TORMQ_V2_SUBPROTOCOL, type Grants } from './auth.js';
+import type { HistoryReply, WorkerContext } from './context.js';
+import { Delivery, positionedFrame } from './delivery.js';
 import { demoPage } from './demo-page.js';
 import { listenReusePort } from './listener.js';
-import { RootRouting } from './root-routing.js';
-import { Session } from './session.js';
+import { InterestRouting, NOT_ROUTED } from './interest-routing.js';
+import { Session, streamsOf } from './session.js';
 import { TopicTrie } from './trie.js';
 import { refuseUpgrade } from './upgrade-refusal.js';
 import type { Writer } from './writer.js';
@@ -37,24 +37,52 @@ const post = (event: WorkerEvent) => port.postMessage(event);
 const stats = new Float64Array(workerData.stats);
 const shared = new Int32Array(workerData.shared);
 const guard = await ConnectionGuard.create(config, stats, log);
-const routing = new RootRouting(post);
+const routing = new InterestRouting(post);
+
+/** History requests to main for tormq.v2 recoveries, by id. */
+const historyRequests = new Map<number, (reply: HistoryReply) => void>();
+let nextHistoryId = 1;
 port.on('message', (event: MainEvent) => {
-  if (event.type === 'root-routed') routing.routed(event.root, event.seq);
+  if (event.type === 'history-reply') {
+    const { type: _, id, ...reply } = event;
+    historyRequests.get(id)?.(reply);
+    historyRequests.delete(id);
+  }
 });
+
 const ctx: WorkerContext = {
   config,
   guard,
   frameLimits: { maxTopicLength: config.maxTopicLength, maxTopicsPerFrame: config.maxSubscriptions },
   stats,
   trie: new TopicTrie<Writer>({
-    onRootAdded: (root) => routing.acquire(root),
-    onRootRemoved: (root) => routing.release(root),
+    onTopicAdded: (topic) => routing.acquire(topic),
+    onTopicRemoved: (topic) => routing.release(topic),
   }),
   routing,
   log,
+  history(topic, epoch, after, limit) {
+    const id = nextHistoryId++;
+    post({ type: 'history-request', id, topic, epoch, after, limit });
+    return new Promise((resolve) => historyRequests.set(id, resolve));
+  },
+  positioned: (body, epoch, offset) => positionedFrame(encodeTextFrame(body, 0, body.length), epoch, offset),
 };
 const sessions = new Set<Session>();
-const delivery = new Delivery(new RingReader(workerData.ring), ctx.trie, stats, config.batchDelayMs);
+const delivery = new Delivery(new RingReader(workerData.ring), ctx.trie, stats, {
+  mark: (topic, seq, epoch, offset) => routing.marked(topic, seq, offset === -1 ? NOT_ROUTED : { epoch, offset }),
+  gap(topic) {
+    // The connections the topic's stream feeds (a control record: rare, a closure is fine). Writers
+    // tell only tormq.v2 connections; a held stream's gap is told after its recovery.
+    const writers: Writer[] = [];
+    if (topic === ALL_TOPICS) for (const session of sessions) writers.push(session.writer);
+    else delivery.forEachWriter(topic, (writer) => writers.push(writer));
+    for (const writer of writers) {
+      writer.noteGap(topic);
+      writer.flushGaps();
+    }
+  },
+}, config.batchDelayMs);
 let draining = false;
 
 // --- HTTP and upgrades -------------------------------------------------------------------------
@@ -103,32 +131,33 @@ server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) =
       refuse(socket, 503, 'Service Unavailable');
       return;
     }
-    // An auto-subscribed connection opens only once its root is routed to this worker (see
-    // root-routing.ts), so it misses nothing published after it opened.
-    const unpin = grants?.autoSubscribe ? pinRoot(rootOf(grants.autoSubscribe), socket) : null;
-    routing.whenRouted(unpin === null ? [] : [rootOf(grants!.autoSubscribe!)], () => {
+    // An auto-subscribed connection opens only once its streams are routed to this worker (see
+    // interest-routing.ts), so it misses nothing published after it opened.
+    const streams = grants?.autoSubscribe ? streamsOf(grants.autoSubscribe) : [];
+    const unpin = streams.length > 0 ? pinTopics(streams, socket) : null;
+    routing.whenRouted(streams, () => {
       if (socket.destroyed) return;
       wss.handleUpgrade(req, socket, head, (ws) => {
         onConnection(ws, grants);
-        unpin?.(); // the session's own subscription holds the root now
+        unpin?.(); // the session's own subscription holds the topics now
       });
     });
   });
 });
 
 /**
- * Holds a reference on `root` for an upgrade in progress, until the returned function is called or the
- * socket closes (a failed handshake never leaks it). Its own scope: closures here must not capture the
- * upgrade's request (see releaseConnectionSlot).
+ * Holds references on `topics` for an upgrade in progress, until the returned function is called or
+ * the socket closes (a failed handshake never leaks them). Its own scope: closures here must not
+ * capture the upgrade's request (see releaseConnectionSlot).
  */
-function pinRoot(root: string, socket: Duplex): () => void {
-  routing.acquire(root);
+function pinTopics(topics: readonly string[], socket: Duplex): () => void {
+  for (const topic of topics) routing.acquire(topic);
   let pinned = true;
   const unpin = () => {
     if (!pinned) return;
     pinned = false;
     socket.off('close', unpin);
-    routing.release(root);
+    for (const topic of topics) routing.release(topic);
   };
   socket.once('close', unpin);
   return unpin;
@@ -143,7 +172,7 @@ function refuse(socket: Duplex, status: number, reason: string): void {
 }
 
 function onConnection(ws: WebSocket, grants: Grants | null): void {
-  const session = new Session(ws, ctx, grants);
+  const session = new Session(ws, ctx, grants, ws.protocol === TORMQ_V2_SUBPROTOCOL);
   sessions.add(session);
   stats[WorkerStat.connectionsAccepted]++;
   stats[WorkerStat.connections] = sessions.size;

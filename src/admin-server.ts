@@ -1,6 +1,6 @@
 /**
- * Admin HTTP on the main thread: `/healthz`, `/metrics` (Prometheus text), `/stats` (JSON).
- * Never touches client sockets.
+ * Admin HTTP of a tormq process (the gateway's main thread, the MPC): `/healthz`, `/metrics`
+ * (Prometheus text), `/stats` (JSON), and the gateway's optional routes. Never touches client sockets.
  */
 import http from 'node:http';
 import type { Registry } from 'prom-client';
@@ -57,7 +57,7 @@ export function createAdminServer(handlers: AdminHandlers): http.Server {
         );
         return;
       default:
-        sendJson(res, 404, { error: 'not found', paths: ['/healthz', '/metrics', '/stats', '/online'] });
+        sendJson(res, 404, { error: 'not found', paths: ['/healthz', '/metrics', '/stats', ...(handlers.online ? ['/online'] : [])] });
     }
   });
 }

@@ -1,0 +1,84 @@
+/**
+ * What gateways send the MPC on their link (zmq/gateway-link.ts): topic subscriptions, each answered
+ * with the stream's position (the subscription's confirmation), a gateway's subscription to its private
+ * replies (answered "ready"), and history requests. Control plane: nothing here runs per published
+ * message.
+ */
+import { performance } from 'node:perf_hooks';
+import { topicError } from '../protocol/topic.js';
+import { encodeReply, encodeStreamFrame, GATEWAY_ID_BYTES, LinkKind, parseRequest, type HistoryRequest } from '../zmq/gateway-link.js';
+import type { SerialSender } from '../zmq/serial-sender.js';
+import type { StreamStore } from './streams.js';
+
+export interface GatewayControlLimits {
+  readonly maxTopicLength: number;
+  /** Most messages one history reply carries (the gateway asks again for the rest). */
+  readonly maxReplyMessages: number;
+  /** About how many body bytes one history reply carries. */
+  readonly maxReplyBytes: number;
+}
+
+export class GatewayControl {
+  /** Subscriptions confirmed with a position. */
+  positionsSent = 0;
+  /** History requests answered, by status. */
+  readonly historyReplies = { ok: 0, epoch: 0, evicted: 0, ahead: 0 };
+  /** Frames from gateways that were none of the above. */
+  badRequests = 0;
+
+  constructor(
+    private readonly limits: GatewayControlLimits,
+    private readonly streams: StreamStore,
+    private readonly gateways: SerialSender,
+    /** This MPC process's id (reported to gateways in "ready"). */
+    private readonly instance: string,
+  ) {}
+
+  /** One frame a gateway sent. */
+  handle(frame: Buffer): void {
+    const type = frame[0];
+    if (type === 1 && frame.length > 1 && frame[1] === 0) {
+      // A gateway's private channel: confirm it, so the gateway knows replies can reach it.
+      const id = frame.subarray(2);
+      if (id.length === GATEWAY_ID_BYTES) this.gateways.send(encodeReply(id, { type: 'ready', mpc: this.instance }));
+      else this.badRequests++;
+      return;
+    }
+    if (type === 1) {
+      const end = frame.length - 1;
+      const topic = frame[end] === 0 ? frame.toString('utf8', 1, end) : null;
+      if (topic === null || topicError(topic, this.limits.maxTopicLength) !== null) {
+        this.badRequests++;
+        return;
+      }
+      const stream = this.streams.position(topic);
+      this.gateways.send(encodeStreamFrame(LinkKind.POSITION, stream.topicBytes, stream.epochBytes, stream.top, null));
+      this.positionsSent++;
+      return;
+    }
+    if (type === 0) return; // an unsubscription: ZeroMQ already stopped sending that topic
+    const request = parseRequest(frame);
+    if (request === null) {
+      this.badRequests++;
+      return;
+    }
+    this.history(request);
+  }
+
+  private history(request: HistoryRequest): void {
+    const id = Buffer.from(String(request.reply), 'base64url');
+    if (id.length !== GATEWAY_ID_BYTES || typeof request.topic !== 'string' || topicError(request.topic, this.limits.maxTopicLength) !== null ||
+      typeof request.epoch !== 'string' || !Number.isSafeInteger(request.after) || request.after < 0 || !Number.isSafeInteger(request.limit) || request.limit < 1) {
+      this.badRequests++;
+      return;
+    }
+    const limit = Math.min(request.limit, this.limits.maxReplyMessages);
+    const read = this.streams.read(request.topic, request.epoch, request.after, limit, this.limits.maxReplyBytes, performance.now());
+    this.historyReplies[read.status]++;
+    if (read.status === 'ok') {
+      this.gateways.send(encodeReply(id, { type: 'history', id: request.id, status: 'ok', epoch: read.epoch, top: read.top, from: read.from, more: read.more }, read.bodies));
+    } else {
+      this.gateways.send(encodeReply(id, { type: 'history', id: request.id, status: read.status, epoch: read.epoch, top: read.top, from: 0, more: false }));
+    }
+  }
+}

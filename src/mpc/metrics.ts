@@ -1,0 +1,51 @@
+/**
+ * The MPC's Prometheus metrics, read at scrape time from `Mpc.stats()`; the README's MPC metrics table
+ * is generated from MPC_METRICS.
+ */
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { PUBLISH_DROP_REASONS } from './forwarder.js';
+import type { MpcStats } from './mpc.js';
+
+type Read = (s: MpcStats) => number | Record<string, number>;
+
+export const MPC_METRICS: ReadonlyArray<{ metric: string; type: 'counter' | 'gauge'; help: string; label?: string; read: Read }> = [
+  { metric: 'tormq_mpc_messages_in_total', type: 'counter', help: 'Publisher messages received, valid or not', read: (s) => s.messagesIn },
+  { metric: 'tormq_mpc_messages_forwarded_total', type: 'counter', help: 'Messages stamped with their position and forwarded to gateways', read: (s) => s.forwarded },
+  {
+    metric: 'tormq_mpc_publish_drops_total',
+    type: 'counter',
+    help: `Publisher messages dropped, by label reason: ${PUBLISH_DROP_REASONS.join(', ')}`,
+    label: 'reason',
+    read: (s) => s.publishDrops,
+  },
+  { metric: 'tormq_mpc_positions_sent_total', type: 'counter', help: 'Gateway subscriptions confirmed with the stream position', read: (s) => s.positionsSent },
+  { metric: 'tormq_mpc_history_replies_total', type: 'counter', help: 'History requests answered, by label status: ok, epoch, evicted, ahead', label: 'status', read: (s) => s.historyReplies },
+  { metric: 'tormq_mpc_bad_gateway_frames_total', type: 'counter', help: 'Frames from gateways that were not a subscription or a valid request', read: (s) => s.badGatewayFrames },
+  { metric: 'tormq_mpc_send_queue_drops_total', type: 'counter', help: 'Frames not sent because a send queue was full', read: (s) => s.sendQueueDrops },
+  { metric: 'tormq_mpc_streams', type: 'gauge', help: 'Topics whose position is remembered', read: (s) => s.history.streams },
+  { metric: 'tormq_mpc_history_messages', type: 'gauge', help: 'Messages held in history', read: (s) => s.history.messages },
+  { metric: 'tormq_mpc_history_bytes', type: 'gauge', help: 'Bytes held in history (bodies plus an estimated overhead per message)', read: (s) => s.history.bytes },
+  { metric: 'tormq_mpc_history_evicted_total', type: 'counter', help: 'Messages dropped from history by its size, age or count limits', read: (s) => s.history.evictedMessages },
+  { metric: 'tormq_mpc_streams_forgotten_total', type: 'counter', help: 'Topics forgotten entirely (past --history-max-streams): their next message starts a new epoch', read: (s) => s.history.forgottenStreams },
+];
+
+export function createMpcMetrics(stats: () => MpcStats): Registry {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'tormq_mpc_' });
+  for (const m of MPC_METRICS) {
+    const Kind = m.type === 'counter' ? Counter : Gauge;
+    new Kind({
+      name: m.metric,
+      help: m.help,
+      labelNames: m.label ? [m.label] : [],
+      registers: [registry],
+      collect(this: Counter | Gauge) {
+        this.reset();
+        const value = m.read(stats());
+        if (typeof value === 'number') (this as Gauge).inc(value);
+        else for (const [label, n] of Object.entries(value)) (this as Gauge).inc({ [m.label!]: label }, n);
+      },
+    });
+  }
+  return registry;
+}

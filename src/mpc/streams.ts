@@ -1,0 +1,310 @@
+/**
+ * Stream positions and history. Every topic is a stream; each message published on it gets the
+ * stream's `(epoch, offset)`: offsets count 1, 2, 3, … and the epoch is a random string that changes
+ * whenever the MPC cannot vouch for the stream's continuity (a new MPC process, or a stream it forgot).
+ *
+ * `StreamStore` is the one interface the MPC uses, so a replicated engine (Redis Streams, NATS
+ * JetStream) can take the memory engine's place when the MPC must not be a single point of failure.
+ *
+ * The memory engine keeps, per stream, the last `historySize` messages for `historyTtlMs`, all streams
+ * together bounded by `historyMaxBytes` (the least recently published streams lose their messages
+ * first). A stream's epoch and top offset outlive its messages — a resume after eviction is answered
+ * "not recovered", never silently restarted at offset 1 — up to `maxStreams` streams; past that the
+ * least recently used stream is forgotten entirely (its next message starts a new epoch).
+ */
+import { randomBytes } from 'node:crypto';
+
+export interface StreamPosition {
+  readonly epoch: string;
+  readonly offset: number;
+}
+
+export type HistoryRead =
+  | { status: 'ok'; epoch: string; top: number; from: number; bodies: Buffer[]; more: boolean }
+  | { status: 'epoch' | 'evicted' | 'ahead'; epoch: string; top: number };
+
+export interface StreamStore {
+  /** Stamps one message of `topic` and keeps it in history. Returns the stream (its `epochBytes`, `top`). */
+  append(topic: string, body: Buffer, now: number): StreamState;
+  /** The stream of `topic`, created (offset 0, a new epoch) when it does not exist. */
+  position(topic: string): StreamState;
+  /** Up to `limit` messages (and about `maxBytes`) of `topic` after `after` in `epoch`. */
+  read(topic: string, epoch: string, after: number, limit: number, maxBytes: number, now: number): HistoryRead;
+  /** Drops messages older than the TTL (called periodically). */
+  sweep(now: number): void;
+  stats(): StreamStoreStats;
+}
+
+export interface StreamStoreStats {
+  streams: number;
+  /** Streams holding at least one message. */
+  streamsWithHistory: number;
+  messages: number;
+  bytes: number;
+  /** Messages dropped from history by the size, age or count limits. */
+  evictedMessages: number;
+  /** Streams forgotten entirely (past maxStreams). */
+  forgottenStreams: number;
+}
+
+export interface MemoryStoreLimits {
+  /** Messages kept per stream; 0 keeps none (positions are still assigned). */
+  readonly historySize: number;
+  readonly historyTtlMs: number;
+  /** All streams' messages together, bytes (bodies plus a per-message overhead estimate). */
+  readonly historyMaxBytes: number;
+  /** Streams whose position is remembered. */
+  readonly maxStreams: number;
+}
+
+/** Bytes one held message costs beyond its body (array slots, timestamp, Buffer object), estimated. */
+export const MESSAGE_OVERHEAD_BYTES = 96;
+
+/** One stream: its position, its retained messages (a circular array) and its places in the LRU lists. */
+export class StreamState {
+  readonly epoch: string;
+  readonly epochBytes: Buffer;
+  readonly topicBytes: Buffer;
+  /** Offset of the last message. */
+  top = 0;
+  /** Retained messages: offsets [top - count + 1, top]; slot of offset o is o % capacity. */
+  bodies: Buffer[] | null = null;
+  times: number[] | null = null;
+  count = 0;
+  bytes = 0;
+  // Intrusive doubly linked lists: every stream by last use; streams with messages by last publish.
+  prevUse: StreamState | null = null;
+  nextUse: StreamState | null = null;
+  prevHeld: StreamState | null = null;
+  nextHeld: StreamState | null = null;
+  held = false;
+
+  constructor(readonly topic: string) {
+    this.epoch = randomBytes(6).toString('base64url');
+    this.epochBytes = Buffer.from(this.epoch, 'latin1');
+    this.topicBytes = Buffer.from(topic, 'utf8');
+  }
+}
+
+/** A doubly linked list threaded through StreamState by one pair of fields. */
+class Lru {
+  head: StreamState | null = null;
+  tail: StreamState | null = null;
+  size = 0;
+
+  constructor(private readonly held: boolean) {}
+
+  private prev(s: StreamState) {
+    return this.held ? s.prevHeld : s.prevUse;
+  }
+  private next(s: StreamState) {
+    return this.held ? s.nextHeld : s.nextUse;
+  }
+  private link(s: StreamState, prev: StreamState | null, next: StreamState | null) {
+    if (this.held) {
+      s.prevHeld = prev;
+      s.nextHeld = next;
+    } else {
+      s.prevUse = prev;
+      s.nextUse = next;
+    }
+  }
+  private setNext(s: StreamState, next: StreamState | null) {
+    if (this.held) s.nextHeld = next;
+    else s.nextUse = next;
+  }
+  private setPrev(s: StreamState, prev: StreamState | null) {
+    if (this.held) s.prevHeld = prev;
+    else s.prevUse = prev;
+  }
+
+  remove(s: StreamState): void {
+    const prev = this.prev(s);
+    const next = this.next(s);
+    if (prev === null) this.head = next;
+    else this.setNext(prev, next);
+    if (next === null) this.tail = prev;
+    else this.setPrev(next, prev);
+    this.link(s, null, null);
+    this.size--;
+  }
+
+  /** Appends `s` (most recent); it must not be in the list. */
+  push(s: StreamState): void {
+    this.link(s, this.tail, null);
+    if (this.tail === null) this.head = s;
+    else this.setNext(this.tail, s);
+    this.tail = s;
+    this.size++;
+  }
+
+  /** Moves a member to the most recent end. */
+  touch(s: StreamState): void {
+    if (this.tail === s) return;
+    this.remove(s);
+    this.push(s);
+  }
+}
+
+export class MemoryStreamStore implements StreamStore {
+  private readonly streams = new Map<string, StreamState>();
+  private readonly byUse = new Lru(false);
+  private readonly byPublish = new Lru(true);
+  private messages = 0;
+  private bytes = 0;
+  private evictedMessages = 0;
+  private forgottenStreams = 0;
+
+  constructor(private readonly limits: MemoryStoreLimits) {}
+
+  append(topic: string, body: Buffer, now: number): StreamState {
+    const stream = this.streamOf(topic);
+    stream.top++;
+    const capacity = this.limits.historySize;
+    if (capacity === 0) return stream;
+    if (stream.bodies === null) {
+      stream.bodies = [];
+      stream.times = [];
+    }
+    const slot = stream.top % capacity;
+    if (stream.count === capacity) this.dropOldest(stream);
+    stream.bodies[slot] = body;
+    stream.times![slot] = now;
+    stream.count++;
+    const cost = body.length + MESSAGE_OVERHEAD_BYTES;
+    stream.bytes += cost;
+    this.bytes += cost;
+    this.messages++;
+    if (stream.held) this.byPublish.touch(stream);
+    else {
+      stream.held = true;
+      this.byPublish.push(stream);
+    }
+    // Over the memory budget: the least recently published streams lose their messages first.
+    while (this.bytes > this.limits.historyMaxBytes) {
+      const victim = this.byPublish.head!;
+      if (victim !== stream) {
+        this.clearMessages(victim);
+        continue;
+      }
+      // Only this stream holds messages: its oldest go, but the newest stays until the next one.
+      if (stream.count <= 1) break;
+      this.dropOldest(stream);
+    }
+    return stream;
+  }
+
+  position(topic: string): StreamState {
+    return this.streamOf(topic);
+  }
+
+  read(topic: string, epoch: string, after: number, limit: number, maxBytes: number, now: number): HistoryRead {
+    const stream = this.streamOf(topic);
+    if (stream.epoch !== epoch) return { status: 'epoch', epoch: stream.epoch, top: stream.top };
+    if (after > stream.top) return { status: 'ahead', epoch: stream.epoch, top: stream.top };
+    if (after === stream.top) return { status: 'ok', epoch: stream.epoch, top: stream.top, from: after + 1, bodies: [], more: false };
+    this.expire(stream, now);
+    const oldest = stream.top - stream.count + 1;
+    if (stream.count === 0 || after + 1 < oldest) return { status: 'evicted', epoch: stream.epoch, top: stream.top };
+    const capacity = this.limits.historySize;
+    const bodies: Buffer[] = [];
+    let size = 0;
+    let offset = after + 1;
+    for (; offset <= stream.top && bodies.length < limit; offset++) {
+      const body = stream.bodies![offset % capacity]!;
+      if (bodies.length > 0 && size + body.length > maxBytes) break;
+      bodies.push(body);
+      size += body.length;
+    }
+    return { status: 'ok', epoch: stream.epoch, top: stream.top, from: after + 1, bodies, more: offset <= stream.top };
+  }
+
+  sweep(now: number): void {
+    // Least recently published first; a stream published within the TTL ends the sweep (the ones after
+    // it were published later still). Older messages of recent streams go on their next append/read.
+    for (let stream = this.byPublish.head; stream !== null; ) {
+      const next = stream.nextHeld;
+      const newest = stream.times![stream.top % this.limits.historySize]!;
+      if (now - newest < this.limits.historyTtlMs) {
+        this.expire(stream, now);
+        break;
+      }
+      this.clearMessages(stream);
+      stream = next;
+    }
+  }
+
+  stats(): StreamStoreStats {
+    return {
+      streams: this.streams.size,
+      streamsWithHistory: this.byPublish.size,
+      messages: this.messages,
+      bytes: this.bytes,
+      evictedMessages: this.evictedMessages,
+      forgottenStreams: this.forgottenStreams,
+    };
+  }
+
+  private streamOf(topic: string): StreamState {
+    let stream = this.streams.get(topic);
+    if (stream !== undefined) {
+      this.byUse.touch(stream);
+      return stream;
+    }
+    stream = new StreamState(topic);
+    this.streams.set(topic, stream);
+    this.byUse.push(stream);
+    while (this.streams.size > this.limits.maxStreams && this.byUse.head !== null && this.byUse.head !== stream) {
+      this.forget(this.byUse.head);
+    }
+    return stream;
+  }
+
+  private forget(stream: StreamState): void {
+    if (stream.held) this.clearMessages(stream);
+    this.byUse.remove(stream);
+    this.streams.delete(stream.topic);
+    this.forgottenStreams++;
+  }
+
+  /** Drops the messages older than the TTL from the front of `stream`. */
+  private expire(stream: StreamState, now: number): void {
+    const capacity = this.limits.historySize;
+    while (stream.count > 0) {
+      const oldest = stream.top - stream.count + 1;
+      if (now - stream.times![oldest % capacity]! < this.limits.historyTtlMs) return;
+      this.dropOldest(stream);
+    }
+    if (stream.held) {
+      stream.held = false;
+      this.byPublish.remove(stream);
+    }
+  }
+
+  private dropOldest(stream: StreamState): void {
+    const slot = (stream.top - stream.count + 1) % this.limits.historySize;
+    const cost = stream.bodies![slot]!.length + MESSAGE_OVERHEAD_BYTES;
+    stream.bodies![slot] = EMPTY;
+    stream.count--;
+    stream.bytes -= cost;
+    this.bytes -= cost;
+    this.messages--;
+    this.evictedMessages++;
+  }
+
+  private clearMessages(stream: StreamState): void {
+    this.bytes -= stream.bytes;
+    this.messages -= stream.count;
+    this.evictedMessages += stream.count;
+    stream.bodies = null;
+    stream.times = null;
+    stream.count = 0;
+    stream.bytes = 0;
+    if (stream.held) {
+      stream.held = false;
+      this.byPublish.remove(stream);
+    }
+  }
+}
+
+const EMPTY = Buffer.alloc(0);
