@@ -6,7 +6,10 @@
  */
 import { performance } from 'node:perf_hooks';
 import { topicError } from '../protocol/topic.js';
-import { encodeReply, encodeStreamFrame, GATEWAY_ID_BYTES, LinkKind, parseRequest, type HistoryRequest } from '../zmq/gateway-link.js';
+import { encodeReply, encodeStreamFrame, GATEWAY_ID_BYTES, LinkKind, parseRequest, type HistoryRequest, type PositionsRequest } from '../zmq/gateway-link.js';
+
+/** Most topics one position check names (the gateway sends several). */
+export const MAX_POSITIONS_PER_REQUEST = 1000;
 import type { SerialSender } from '../zmq/serial-sender.js';
 import type { StreamStore } from './streams.js';
 
@@ -25,6 +28,8 @@ export class GatewayControl {
   readonly historyReplies = { ok: 0, epoch: 0, evicted: 0, ahead: 0 };
   /** Frames from gateways that were none of the above. */
   badRequests = 0;
+  /** Position checks answered (each covers up to MAX_POSITIONS_PER_REQUEST topics). */
+  positionChecks = 0;
 
   constructor(
     private readonly limits: GatewayControlLimits,
@@ -62,7 +67,23 @@ export class GatewayControl {
       this.badRequests++;
       return;
     }
-    this.history(request);
+    if (request.type === 'history') this.history(request);
+    else this.positions(request);
+  }
+
+  /** Where each stream stands (a gateway's check for losses no later message would reveal). */
+  private positions(request: PositionsRequest): void {
+    const id = Buffer.from(String(request.reply), 'base64url');
+    if (id.length !== GATEWAY_ID_BYTES || !Array.isArray(request.topics) || request.topics.length > MAX_POSITIONS_PER_REQUEST) {
+      this.badRequests++;
+      return;
+    }
+    this.positionChecks++;
+    const positions = request.topics.map((topic): readonly [string, number] => {
+      const stream = typeof topic === 'string' ? this.streams.peek(topic) : undefined;
+      return stream === undefined ? ['', 0] : [stream.epoch, stream.top];
+    });
+    this.gateways.send(encodeReply(id, { type: 'positions', id: request.id, positions }));
   }
 
   private history(request: HistoryRequest): void {

@@ -28,6 +28,8 @@ export interface StreamStore {
   append(topic: string, body: Buffer, now: number): StreamState;
   /** The stream of `topic`, created (offset 0, a new epoch) when it does not exist. */
   position(topic: string): StreamState;
+  /** The stream of `topic` if it exists (nothing created). */
+  peek(topic: string): StreamState | undefined;
   /** Up to `limit` messages (and about `maxBytes`) of `topic` after `after` in `epoch`. */
   read(topic: string, epoch: string, after: number, limit: number, maxBytes: number, now: number): HistoryRead;
   /** Drops messages older than the TTL (called periodically). */
@@ -198,8 +200,13 @@ export class MemoryStreamStore implements StreamStore {
     return this.streamOf(topic);
   }
 
+  peek(topic: string): StreamState | undefined {
+    return this.streams.get(topic);
+  }
+
   read(topic: string, epoch: string, after: number, limit: number, maxBytes: number, now: number): HistoryRead {
-    const stream = this.streamOf(topic);
+    const stream = this.streams.get(topic);
+    if (stream === undefined) return { status: 'epoch', epoch: '', top: 0 };
     if (stream.epoch !== epoch) return { status: 'epoch', epoch: stream.epoch, top: stream.top };
     if (after > stream.top) return { status: 'ahead', epoch: stream.epoch, top: stream.top };
     if (after === stream.top) return { status: 'ok', epoch: stream.epoch, top: stream.top, from: after + 1, bodies: [], more: false };

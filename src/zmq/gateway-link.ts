@@ -16,7 +16,7 @@
  * - `0x01 topic 0x00` / `0x00 topic 0x00`: subscribe / unsubscribe one topic, exactly (the 0x00 ends the
  *   prefix ZeroMQ matches, so `ehr` never matches `ehrx` or `ehr:api`).
  * - `0x01 0x00 id`: subscribe to its private replies.
- * - `0x02 JSON`: a request (history), answered on the private key.
+ * - `0x02 JSON`: a request (history, positions), answered on the private key.
  */
 
 export const LinkKind = {
@@ -96,7 +96,19 @@ export function privateSubscription(gatewayId: Buffer, on: boolean): Buffer {
 }
 
 /** Requests a gateway sends to the MPC (JSON after a 0x02 byte). */
-export type LinkRequest = HistoryRequest;
+export type LinkRequest = HistoryRequest | PositionsRequest;
+
+/**
+ * Where these streams stand now. The reply travels the same ordered pipe as the messages, so any
+ * message at or below a reported offset that has not arrived before the reply was lost on the way:
+ * the gateway's check for losses at the end of a burst, which no later message would reveal.
+ */
+export interface PositionsRequest {
+  readonly type: 'positions';
+  readonly id: number;
+  readonly reply: string;
+  readonly topics: readonly string[];
+}
 
 export interface HistoryRequest {
   readonly type: 'history';
@@ -135,7 +147,14 @@ export interface HistoryReplyHeader {
   readonly more: boolean;
 }
 
-export type LinkReplyHeader = HistoryReplyHeader | { readonly type: 'ready'; readonly mpc: string };
+export interface PositionsReplyHeader {
+  readonly type: 'positions';
+  readonly id: number;
+  /** Per requested topic, in order: [epoch, top offset] ('' and 0 for a stream the MPC does not know). */
+  readonly positions: ReadonlyArray<readonly [string, number]>;
+}
+
+export type LinkReplyHeader = HistoryReplyHeader | PositionsReplyHeader | { readonly type: 'ready'; readonly mpc: string };
 
 export function encodeRequest(request: LinkRequest): Buffer {
   const json = Buffer.from(JSON.stringify(request), 'utf8');
@@ -150,7 +169,7 @@ export function parseRequest(frame: Buffer): LinkRequest | null {
   if (frame.length < 2 || frame[0] !== REQUEST) return null;
   try {
     const request = JSON.parse(frame.toString('utf8', 1)) as LinkRequest;
-    return typeof request === 'object' && request !== null && request.type === 'history' ? request : null;
+    return typeof request === 'object' && request !== null && (request.type === 'history' || request.type === 'positions') ? request : null;
   } catch {
     return null;
   }

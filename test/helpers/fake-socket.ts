@@ -2,9 +2,10 @@
  * Stand-ins for one connection's ws and raw socket, for unit tests of the worker's writer, delivery
  * and session (the end-to-end tests use real sockets). They record what the code under test did.
  */
+import { EventEmitter } from 'node:events';
 import type { WebSocket } from 'ws';
 
-export class FakeSocket {
+export class FakeSocket extends EventEmitter {
   /** Each write, decoded as the text payloads of the WebSocket frames it carries. */
   readonly writes: string[][] = [];
   writableLength = 0;

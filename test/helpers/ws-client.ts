@@ -11,8 +11,8 @@ export class TestClient {
   readonly opened: Promise<void>;
   readonly closed: Promise<number>;
 
-  constructor(url: string, options?: ConstructorParameters<typeof WebSocket>[2]) {
-    this.ws = new WebSocket(url, options);
+  constructor(url: string, options?: ConstructorParameters<typeof WebSocket>[2], protocols?: string[]) {
+    this.ws = protocols === undefined ? new WebSocket(url, options) : new WebSocket(url, protocols, options);
     this.ws.on('message', (data, isBinary) => {
       this.messages.push(isBinary ? `<binary ${(data as Buffer).length}>` : (data as Buffer).toString('utf8'));
       this.wake();
@@ -32,10 +32,25 @@ export class TestClient {
     this.ws.on('error', () => {});
   }
 
-  static async connect(url: string, options?: ConstructorParameters<typeof WebSocket>[2]): Promise<TestClient> {
-    const client = new TestClient(url, options);
+  static async connect(url: string, options?: ConstructorParameters<typeof WebSocket>[2], protocols?: string[]): Promise<TestClient> {
+    const client = new TestClient(url, options, protocols);
     await client.opened;
     return client;
+  }
+
+  /** A tormq.v2 connection (positions, recovery, gap notices). */
+  static v2(url: string): Promise<TestClient> {
+    return TestClient.connect(url, undefined, ['tormq.v2']);
+  }
+
+  /** tormq.v2: the published messages received (parsed), in order. */
+  publications(): Array<{ topic: string; data: unknown; epoch: string; offset: number }> {
+    return this.messages.map((m) => JSON.parse(m) as Record<string, unknown>).filter((m) => m.event === undefined && typeof m.topic === 'string') as never;
+  }
+
+  /** tormq.v2: the gap notices received. */
+  gaps(): string[][] {
+    return this.messages.map((m) => JSON.parse(m) as { event?: string; topics?: string[] }).filter((m) => m.event === 'gap').map((m) => m.topics!);
   }
 
   send(frame: unknown): void {
@@ -67,11 +82,13 @@ export class TestClient {
   /** Resolves with the first message from index `from` on matching `predicate`. */
   waitFor(predicate: (message: string) => boolean, from = 0, timeoutMs = 10_000): Promise<string> {
     return new Promise((resolve, reject) => {
+      // Each message is looked at once: checks run on every arrival, and rescanning would be quadratic.
+      let next = from;
       const check = () => {
-        for (let i = from; i < this.messages.length; i++) {
-          if (predicate(this.messages[i]!)) {
+        for (; next < this.messages.length; next++) {
+          if (predicate(this.messages[next]!)) {
             cleanup();
-            resolve(this.messages[i]!);
+            resolve(this.messages[next]!);
             return;
           }
         }
@@ -82,7 +99,7 @@ export class TestClient {
       };
       const timer = setTimeout(() => {
         cleanup();
-        reject(new Error(`no matching message within ${timeoutMs} ms; got ${JSON.stringify(this.messages.slice(-5))}`));
+        reject(new Error(`no matching message within ${timeoutMs} ms; ${this.messages.length} so far, the last: ${JSON.stringify(this.messages.slice(-3).map((m) => (m.length > 160 ? `${m.slice(0, 160)}…` : m)))}`));
       }, timeoutMs);
       const cleanup = () => {
         clearTimeout(timer);

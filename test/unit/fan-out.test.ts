@@ -29,7 +29,7 @@ function setup(ringBytes = 1 << 16) {
   const routing = new Routing({ want: (t) => upstream.push(`+${t}`), release: (t) => upstream.push(`-${t}`) });
   const fetches: Array<{ topic: string; epoch: string; after: number; limit: number; resolve: (r: HistoryResult) => void }> = [];
   const history = {
-    fetch: (topic: string, epoch: string, after: number, limit: number) => new Promise<HistoryResult>((resolve) => fetches.push({ topic, epoch, after, limit, resolve })),
+    page: (topic: string, epoch: string, after: number, limit: number) => new Promise<HistoryResult>((resolve) => fetches.push({ topic, epoch, after, limit, resolve })),
     reply: () => {},
   } as unknown as HistoryClient;
   const confirmed: string[] = [];
@@ -100,7 +100,7 @@ describe('FanOut and Routing', () => {
     message('s', 5);
     assert.deepEqual(messages(0), ['s#1'], 'held back until the repair');
     assert.deepEqual(fetches.map((f) => [f.topic, f.epoch, f.after, f.limit]), [['s', 'EpochOne', 1, 2]]);
-    fetches[0]!.resolve({ status: 'ok', epoch: 'EpochOne', top: 5, from: 2, bodies: [Buffer.from('s#2'), Buffer.from('s#3')] });
+    fetches[0]!.resolve({ status: 'ok', epoch: 'EpochOne', top: 5, from: 2, bodies: [Buffer.from('s#2'), Buffer.from('s#3')], more: false });
     await new Promise((resolve) => setImmediate(resolve));
     assert.deepEqual(messages(0), ['s#2', 's#3', 's#4', 's#5']);
     message('s', 5); // a duplicate: dropped
@@ -117,7 +117,7 @@ describe('FanOut and Routing', () => {
     position('s', 0);
     read(0);
     message('s', 3);
-    fetches[0]!.resolve({ status: 'evicted', epoch: 'EpochOne', top: 3, from: 0, bodies: [] });
+    fetches[0]!.resolve({ status: 'evicted', epoch: 'EpochOne', top: 3, from: 0, bodies: [], more: false });
     await new Promise((resolve) => setImmediate(resolve));
     assert.deepEqual(read(0).map((r) => [r.kind, r.topic, r.body]), [[RecordKind.GAP, 's', ''], [RecordKind.MESSAGE, 's', 's#3']]);
     assert.equal(fanOut.unrepairedGaps, 1);
@@ -141,7 +141,7 @@ describe('FanOut and Routing', () => {
     message('p', 1);
     position('p', 3); // another gateway's subscription: the MPC says the stream is at 3
     assert.deepEqual(fetches.map((f) => [f.after, f.limit]), [[1, 2]]);
-    fetches[0]!.resolve({ status: 'ok', epoch: 'EpochOne', top: 3, from: 2, bodies: [Buffer.from('p#2'), Buffer.from('p#3')] });
+    fetches[0]!.resolve({ status: 'ok', epoch: 'EpochOne', top: 3, from: 2, bodies: [Buffer.from('p#2'), Buffer.from('p#3')], more: false });
     await new Promise((resolve) => setImmediate(resolve));
     assert.deepEqual(messages(0), ['p#1', 'p#2', 'p#3']);
   });

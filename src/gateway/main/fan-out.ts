@@ -12,7 +12,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import type { Logger } from '../../log.js';
-import { LinkKind, parseReply, parseStreamFrame, type StreamFrameView } from '../../zmq/gateway-link.js';
+import { LinkKind, parseReply, parseStreamFrame, type PositionsReplyHeader, type StreamFrameView } from '../../zmq/gateway-link.js';
 import { RecordKind, type RecordSource } from '../shared/ring.js';
 import type { HistoryClient, HistoryResult } from './history-client.js';
 import type { Repair, Routing, TopicRoute } from './routing.js';
@@ -29,6 +29,9 @@ export type PublishDropReason = (typeof PUBLISH_DROP_REASONS)[number];
 /** Frames and bytes one repair may hold back before it gives up (and the workers get a gap). */
 const MAX_HELD_FRAMES = 10_000;
 const MAX_HELD_BYTES = 64 * 1024 * 1024;
+/** A repair waiting for ring room tries again this often, and gives up after this long without progress. */
+const REPAIR_PACE_MS = 2;
+const REPAIR_STALL_MS = 5000;
 const EMPTY = Buffer.alloc(0);
 
 export interface FanOutLimits {
@@ -52,6 +55,8 @@ export class FanOut {
     topicStart: 0, topicEnd: 0, epochStart: 0, epochEnd: 0, bodyStart: 0, bodyEnd: 0, offset: 0, seq: 0, receivedAt: 0,
   };
   private readonly timeOrigin = performance.timeOrigin;
+  /** Where the MPC's answers to position checks go (position-check.ts). */
+  positionReplies: ((header: PositionsReplyHeader) => void) | null = null;
 
   constructor(
     private readonly limits: FanOutLimits,
@@ -66,8 +71,9 @@ export class FanOut {
     const view = this.view;
     if (!parseStreamFrame(frame, view)) {
       const reply = frame[0] === 0 ? parseReply(frame) : null;
-      if (reply !== null) this.history.reply(reply.header, reply.parts);
-      else this.drops.bad_frames++;
+      if (reply === null) this.drops.bad_frames++;
+      else if (reply.header.type === 'positions') this.positionReplies?.(reply.header);
+      else this.history.reply(reply.header, reply.parts);
       return;
     }
     const topic = frame.toString('utf8', 0, view.topicEnd);
@@ -117,6 +123,24 @@ export class FanOut {
     this.routing.settle(route);
   }
 
+  /**
+   * The MPC says `route`'s stream is at (epoch, top) as of now, in the order of the messages: more than
+   * arrived means messages were lost on the way (repaired like any gap); another epoch, a new stream.
+   */
+  checkPosition(route: TopicRoute, epoch: string, top: number): void {
+    if (!route.confirmed || route.epoch === null || route.repair !== null || epoch === '') return;
+    if (route.epoch.toString('latin1') !== epoch) {
+      this.upstreamGaps++;
+      this.unrepairedGaps++;
+      for (const slot of route.slots) slot.gap(route.topic);
+      route.epoch = Buffer.from(epoch, 'latin1');
+      route.offset = top;
+    } else if (top > route.offset) {
+      this.upstreamGaps++;
+      this.startRepair(route, top);
+    }
+  }
+
   private newEpoch(route: TopicRoute, frame: Buffer, view: StreamFrameView): void {
     // Continuity across epochs cannot be vouched for: the stream starts again for everyone routed.
     this.unrepairedGaps++;
@@ -128,32 +152,64 @@ export class FanOut {
   private startRepair(route: TopicRoute, until: number): void {
     const repair: Repair = { until, held: [], heldBytes: 0 };
     route.repair = repair;
-    const epoch = route.epoch!.toString('latin1');
-    const after = route.offset;
-    void this.history.fetch(route.topic, epoch, after, until - after).then((result) => this.repaired(route, repair, result));
+    this.repairPage(route, repair);
   }
 
-  private repaired(route: TopicRoute, repair: Repair, result: HistoryResult): void {
-    if (route.repair !== repair) return; // given up (held too much), or the route is gone
-    if (result.status === 'ok') {
-      const epoch = route.epoch!;
-      for (let i = 0; i < result.bodies.length; i++) {
-        const offset = result.from + i;
-        if (offset !== route.offset + 1) continue;
-        const body = result.bodies[i]!;
-        const topic = Buffer.from(route.topic, 'utf8');
-        route.offset = offset;
-        this.repairedMessages++;
-        this.deliver(route, topic, topic.length, epoch, 0, epoch.length, body, 0, body.length, offset);
+  /** Asks for the next page of what is missing; the pages go into the rings paced by their room. */
+  private repairPage(route: TopicRoute, repair: Repair): void {
+    const epoch = route.epoch!.toString('latin1');
+    void this.history.page(route.topic, epoch, route.offset, repair.until - route.offset).then((page) => {
+      if (route.repair !== repair) return; // given up (held too much), or the route is gone
+      if (page.status !== 'ok' || page.from !== route.offset + 1) this.repairFailed(route, repair, page.status);
+      else this.repairDeliver(route, repair, page, 0, Date.now());
+    });
+  }
+
+  /**
+   * Delivers a page of history into the rings, never past half a ring: a repair is not worth ring
+   * drops (live traffic needs the other half), so it waits for the workers to read instead. A worker
+   * that reads nothing for REPAIR_STALL_MS makes the repair give up (a gap) rather than hold the stream.
+   */
+  private repairDeliver(route: TopicRoute, repair: Repair, page: HistoryResult, start: number, lastProgress: number): void {
+    if (route.repair !== repair) return;
+    const topic = Buffer.from(route.topic, 'utf8');
+    const epoch = route.epoch!;
+    let i = start;
+    for (; i < page.bodies.length && route.offset < repair.until; i++) {
+      const body = page.bodies[i]!;
+      if (!this.roomFor(route, body.length + topic.length + 64)) {
+        if (Date.now() - lastProgress > REPAIR_STALL_MS) {
+          this.repairFailed(route, repair, 'stalled');
+          return;
+        }
+        const next = i;
+        setTimeout(() => this.repairDeliver(route, repair, page, next, next > start ? Date.now() : lastProgress), REPAIR_PACE_MS).unref();
+        return;
       }
+      route.offset = page.from + i;
+      this.repairedMessages++;
+      this.deliver(route, topic, topic.length, epoch, 0, epoch.length, body, 0, body.length, route.offset);
     }
-    if (route.offset >= repair.until) this.repairedGaps++;
-    else {
-      this.unrepairedGaps++;
-      this.log.warn({ topic: route.topic, status: result.status, missing: repair.until - route.offset }, 'upstream gap not repaired; tormq.v2 clients get a gap');
-      for (const slot of route.slots) slot.gap(route.topic);
-      route.offset = repair.until;
+    if (route.offset >= repair.until) {
+      this.repairedGaps++;
+      this.endRepair(route, repair);
+    } else if (page.more && page.bodies.length > 0) {
+      this.repairPage(route, repair);
+    } else {
+      this.repairFailed(route, repair, 'incomplete');
     }
+  }
+
+  private roomFor(route: TopicRoute, bytes: number): boolean {
+    for (const slot of route.slots) if (slot.ring.used() + bytes > slot.ring.capacity >>> 1) return false;
+    return true;
+  }
+
+  private repairFailed(route: TopicRoute, repair: Repair, status: string): void {
+    this.unrepairedGaps++;
+    this.log.warn({ topic: route.topic, status, missing: repair.until - route.offset }, 'upstream gap not repaired; tormq.v2 clients get a gap');
+    for (const slot of route.slots) slot.gap(route.topic);
+    route.offset = repair.until;
     this.endRepair(route, repair);
   }
 

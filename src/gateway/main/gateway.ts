@@ -21,6 +21,7 @@ import { curveKeysOf } from '../shared/security-options.js';
 import { createAdminServer } from '../../admin-server.js';
 import { FanOut } from './fan-out.js';
 import { HistoryClient } from './history-client.js';
+import { PositionCheck } from './position-check.js';
 import { createMetrics } from './metrics.js';
 import { answerOnline } from './online.js';
 import { Routing } from './routing.js';
@@ -34,6 +35,7 @@ export class Gateway {
   readonly upstream: Upstream;
   readonly routing: Routing;
   readonly history: HistoryClient;
+  readonly positionCheck: PositionCheck;
   readonly pool: WorkerPool;
   readonly metrics: Registry;
   private admin: http.Server | null = null;
@@ -47,6 +49,8 @@ export class Gateway {
     this.routing = new Routing(this.upstream);
     this.history = new HistoryClient(this.upstream);
     this.fanOut = new FanOut(config, this.routing, this.history, (topic) => this.upstream.confirmed(topic), this.log);
+    this.positionCheck = new PositionCheck(this.routing, this.upstream, this.fanOut, config.positionCheckMs);
+    this.fanOut.positionReplies = (header) => this.positionCheck.reply(header);
     this.pool = new WorkerPool(config, this.log, this.routing, this.history);
     this.metrics = createMetrics(this.pool, this.fanOut, this.upstream, this.history);
   }
@@ -114,6 +118,7 @@ export class Gateway {
         unrepairedGaps: this.fanOut.unrepairedGaps,
         repairedMessages: this.fanOut.repairedMessages,
         historyRequests: this.history.requests,
+        positionChecks: this.positionCheck.requests,
         historyFailures: this.history.failures,
       },
       topics: this.routing.topics(),
@@ -144,6 +149,7 @@ export class Gateway {
     this.stopping ??= (async () => {
       this.log.info({ drainMs }, 'draining');
       await this.pool.drain(drainMs);
+      this.positionCheck.stop();
       this.upstream.close();
       await new Promise<void>((resolve) => (this.admin ? this.admin.close(() => resolve()) : resolve()));
       this.log.info('stopped');
@@ -156,6 +162,7 @@ export class Gateway {
     // SO_REUSEPORT would let a second gateway silently share a taken port: refuse that up front.
     if (config.port !== 0) await assertPortFree(config.host, config.port, 'WebSocket');
     await this.pool.start();
+    this.positionCheck.start();
     const receiving = this.upstream.start({ frame: (frame) => this.fanOut.ingest(frame), unsubscribed: (topic) => this.routing.forget(topic) });
     receiving.catch((error: unknown) => {
       this.log.fatal({ err: error }, 'MPC receive loop failed');

@@ -3,8 +3,11 @@
  * recoveries. Requests go to every connected MPC; each answers on this gateway's private key. A stream
  * is known to one MPC (its epoch is random), so an "ok" answer wins; when every connected MPC has
  * answered otherwise, the first such answer stands. A request not answered in time is sent again,
- * then fails. Pages (`more`) are fetched until the caller's limit. Identical requests in flight are
- * asked once (a deploy makes many clients resume the same streams at once).
+ * then fails. Identical requests in flight are asked once (a deploy makes many clients resume the same
+ * streams at once).
+ *
+ * `page` is one reply (at most ~1,000 messages or ~4 MiB, the MPC decides); `fetch` follows the pages
+ * up to the caller's limit (tormq.v2 recoveries, bounded by --max-recovery-messages).
  */
 import type { HistoryReplyHeader, HistoryStatus, LinkReplyHeader } from '../../zmq/gateway-link.js';
 import type { Upstream } from './upstream.js';
@@ -19,34 +22,36 @@ export interface HistoryResult {
   /** Offset of bodies[0]. */
   from: number;
   bodies: Buffer[];
+  /** This page ends before the stream's top (`page` only). */
+  more: boolean;
 }
 
 interface Pending {
   readonly topic: string;
   readonly epoch: string;
-  after: number;
-  limit: number;
-  readonly result: HistoryResult;
+  readonly after: number;
+  readonly limit: number;
   readonly done: Array<(result: HistoryResult) => void>;
   attempt: number;
   timer: NodeJS.Timeout | null;
-  /** Non-ok answers to the current page so far (with several MPCs). */
+  /** Non-ok answers so far (with several MPCs). */
   answers: HistoryReplyHeader[];
   id: number;
 }
 
 export class HistoryClient {
+  /** Requests sent (pages count one each). */
+  requests = 0;
   /** Requests that failed (no MPC answered in time). */
   failures = 0;
-  requests = 0;
   private nextId = 1;
   private readonly byId = new Map<number, Pending>();
   private readonly byKey = new Map<string, Pending>();
 
   constructor(private readonly upstream: Upstream) {}
 
-  /** Up to `limit` messages of `topic` after `after` in `epoch`. Never rejects: failures are a status. */
-  fetch(topic: string, epoch: string, after: number, limit: number): Promise<HistoryResult> {
+  /** One page of messages of `topic` after `after` in `epoch` (at most `limit`). Never rejects. */
+  page(topic: string, epoch: string, after: number, limit: number): Promise<HistoryResult> {
     const key = `${topic}\u0000${epoch}\u0000${after}\u0000${limit}`;
     return new Promise((resolve) => {
       const existing = this.byKey.get(key);
@@ -54,15 +59,26 @@ export class HistoryClient {
         existing.done.push(resolve);
         return;
       }
-      const pending: Pending = {
-        topic, epoch, after, limit, attempt: 0, timer: null, answers: [], id: 0,
-        result: { status: 'ok', epoch, top: 0, from: after + 1, bodies: [] },
-        done: [resolve],
-      };
+      const pending: Pending = { topic, epoch, after, limit, attempt: 0, timer: null, answers: [], id: 0, done: [resolve] };
       this.byKey.set(key, pending);
       pending.done.push(() => this.byKey.delete(key));
       this.send(pending);
     });
+  }
+
+  /** Up to `limit` messages, following pages; stops at the first page that is not ok. Never rejects. */
+  async fetch(topic: string, epoch: string, after: number, limit: number): Promise<HistoryResult> {
+    const result: HistoryResult = { status: 'ok', epoch, top: 0, from: after + 1, bodies: [], more: false };
+    while (result.bodies.length < limit) {
+      const page = await this.page(topic, epoch, after + result.bodies.length, limit - result.bodies.length);
+      result.status = page.status;
+      result.epoch = page.epoch;
+      result.top = page.top;
+      if (page.status !== 'ok') return result;
+      result.bodies.push(...page.bodies);
+      if (!page.more || page.bodies.length === 0) break;
+    }
+    return result;
   }
 
   /** A private reply from an MPC. */
@@ -72,23 +88,15 @@ export class HistoryClient {
     if (pending === undefined) return; // answered already, or timed out
     if (header.status !== 'ok') {
       pending.answers.push(header);
-      if (pending.answers.length >= Math.max(1, this.upstream.upCount())) this.complete(pending, pending.answers[0]!);
+      if (pending.answers.length >= Math.max(1, this.upstream.upCount())) {
+        const first = pending.answers[0]!;
+        this.finish(pending, { status: first.status, epoch: first.epoch, top: first.top, from: pending.after + 1, bodies: [], more: false });
+      }
       return;
     }
-    const result = pending.result;
-    result.epoch = header.epoch;
-    result.top = header.top;
-    // Bodies are views into the received frame: copied, so the frame is not retained by a long replay.
-    for (const part of parts) result.bodies.push(Buffer.from(part));
-    pending.after += parts.length;
-    pending.limit -= parts.length;
-    if (header.more && pending.limit > 0 && parts.length > 0) {
-      this.clear(pending);
-      pending.attempt = 0;
-      this.send(pending);
-      return;
-    }
-    this.complete(pending, header);
+    // Bodies are views into the received frame: copied, so a long replay does not pin the whole frame.
+    const bodies = parts.map((part) => Buffer.from(part));
+    this.finish(pending, { status: 'ok', epoch: header.epoch, top: header.top, from: header.from, bodies, more: header.more });
   }
 
   private send(pending: Pending): void {
@@ -100,33 +108,20 @@ export class HistoryClient {
     this.requests++;
     this.upstream.request({ type: 'history', id, reply: this.upstream.idText, topic: pending.topic, epoch: pending.epoch, after: pending.after, limit: pending.limit });
     pending.timer = setTimeout(() => {
-      this.clear(pending);
+      this.byId.delete(id);
       if (pending.attempt < ATTEMPTS) this.send(pending);
       else {
         this.failures++;
-        this.finish(pending, 'failed');
+        this.finish(pending, { status: 'failed', epoch: pending.epoch, top: 0, from: pending.after + 1, bodies: [], more: false });
       }
     }, REQUEST_TIMEOUT_MS);
     pending.timer.unref();
   }
 
-  private complete(pending: Pending, header: HistoryReplyHeader): void {
-    this.clear(pending);
-    if (header.status !== 'ok') {
-      pending.result.epoch = header.epoch;
-      pending.result.top = header.top;
-    }
-    this.finish(pending, header.status);
-  }
-
-  private finish(pending: Pending, status: HistoryResult['status']): void {
-    pending.result.status = status;
-    for (const done of pending.done) done(pending.result);
-  }
-
-  private clear(pending: Pending): void {
+  private finish(pending: Pending, result: HistoryResult): void {
     if (pending.timer !== null) clearTimeout(pending.timer);
     pending.timer = null;
     this.byId.delete(pending.id);
+    for (const done of pending.done) done(result);
   }
 }

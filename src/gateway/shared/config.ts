@@ -101,6 +101,12 @@ export const GATEWAY_OPTIONS = defineOptions('a gateway', {
     cli: { flag: 'max-subscriptions', arg: 'N' },
     section: LIMITS,
   },
+  positionCheckMs: {
+    default: 5000,
+    check: satisfies<number>('0 (off) or an integer from 100 to 3600000', (v) => typeof v === 'number' && Number.isInteger(v) && (v === 0 || (v >= 100 && v <= 3_600_000)), integerFromText),
+    help: 'how often the gateway asks the MPC where its streams stand, to find messages lost at the end of a burst (0 = never)',
+    cli: { flag: 'position-check-ms', arg: 'N' },
+  },
   maxRecoveryMessages: {
     default: 1000,
     check: int(0, 1_000_000),

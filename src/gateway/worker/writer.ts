@@ -169,13 +169,22 @@ export class Writer implements TrieSubscriber {
       return true;
     }
     if (this.limits.slowClientPolicy === 'drop') {
-      this.dropping = true;
+      if (!this.dropping) {
+        this.dropping = true;
+        // Caught up without another message to deliver: the gap notice must not wait for one.
+        this.socket.once('drain', this.drained);
+      }
       return false;
     }
     this.stats[WorkerStat.slowClientDisconnects]++;
     this.closeThenCut(Close.SLOW_CLIENT);
     return false;
   }
+
+  private readonly drained = (): void => {
+    this.dropping = false;
+    this.flushGaps();
+  };
 
   /** Frames written outside a batch, in order (a recovery's replay). */
   writeFrames(frames: readonly Buffer[]): void {

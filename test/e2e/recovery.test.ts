@@ -1,0 +1,260 @@
+/**
+ * Recoverable delivery (tormq.v2), for real: positions assigned by the MPC, resume on another gateway,
+ * history limits, an MPC that restarts, messages lost between the MPC and a gateway, slow clients —
+ * every tormq.v2 client either has every message, in order, once, or is told (`recovered: false`, `gap`).
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Publisher } from '../../src/index.js';
+import { until } from '../helpers/probes.js';
+import { startGatewayProcess, startMpcProcess, type GatewayProcess, type MpcProcess } from '../helpers/processes.js';
+import { useSystem } from '../helpers/system.js';
+import { TestClient } from '../helpers/ws-client.js';
+
+type Positions = Record<string, { epoch: string; offset: number }>;
+
+/** Subscribes a tormq.v2 client (with `recover` and `since` when given) and returns the ack. */
+async function subscribeV2(client: TestClient, topics: string[], since?: Positions): Promise<{ recovered?: boolean; positions: Positions; event: string }> {
+  const reply = await client.request(since === undefined ? { event: 'subscribe', topics, recover: true } : { event: 'subscribe', topics, recover: true, since });
+  assert.equal(reply.event, 'ack', JSON.stringify(reply));
+  return reply as never;
+}
+
+/** The last position a client saw per stream (what it would pass as `since`). */
+function lastPositions(client: TestClient, start: Positions): Positions {
+  const positions: Positions = { ...start };
+  for (const p of client.publications()) positions[p.topic] = { epoch: p.epoch, offset: p.offset };
+  return positions;
+}
+
+async function publishRange(publisher: Publisher, topic: string, from: number, to: number): Promise<void> {
+  for (let n = from; n <= to; n++) await publisher.send(topic, n);
+}
+
+describe('recovery: positions, resume, history limits', () => {
+  const sys = useSystem({ mpcArgs: ['--history-size', '20'] });
+  let second: GatewayProcess;
+  before(async () => {
+    second = await startGatewayProcess(sys.mpc.gatewayPort);
+  });
+  after(async () => {
+    await second?.stop();
+  });
+
+  test('tormq.v2 messages carry their stream position; original connections get the body byte for byte', async () => {
+    const v1 = await sys.connect();
+    await v1.subscribe('pos:a');
+    const v2 = await TestClient.v2(sys.gateway.url);
+    sys.clients.push(v2);
+    assert.equal(v2.ws.protocol, 'tormq.v2');
+    const ack = await subscribeV2(v2, ['pos:a']);
+    assert.equal(ack.recovered, false, 'nothing to recover from without since');
+    assert.deepEqual(Object.keys(ack.positions).sort(), ['pos', 'pos:a'], 'a position for the topic and its ancestor');
+    await sys.publisher.send('pos:a', 'one');
+    await sys.publisher.send('pos', 'to all of pos');
+    await v2.waitFor((m) => m.includes('to all of pos'));
+    await v1.waitFor((m) => m.includes('to all of pos'));
+    assert.deepEqual(v1.bodies(), ['{"topic": "pos:a", "data": "one"}', '{"topic": "pos", "data": "to all of pos"}']);
+    const [a, b] = v2.publications();
+    assert.deepEqual(a, { topic: 'pos:a', data: 'one', epoch: ack.positions['pos:a']!.epoch, offset: ack.positions['pos:a']!.offset + 1 });
+    assert.deepEqual(b, { topic: 'pos', data: 'to all of pos', epoch: ack.positions.pos!.epoch, offset: ack.positions.pos!.offset + 1 });
+    assert.notEqual(ack.positions.pos!.epoch, ack.positions['pos:a']!.epoch, 'every topic is its own stream');
+  });
+
+  test('a client dropped by one gateway resumes on another: every missed message once, in order, then the ack, then live ones', async () => {
+    const client = await TestClient.v2(sys.gateway.url);
+    const start = (await subscribeV2(client, ['room:1'])).positions;
+    await publishRange(sys.publisher, 'room:1', 1, 5);
+    await client.waitFor((m) => m.includes('"data": 5'));
+    const since = lastPositions(client, start);
+    await client.close();
+    await publishRange(sys.publisher, 'room:1', 6, 10); // missed while away
+    await publishRange(sys.publisher, 'room', 100, 101); // the parent stream too
+
+    const resumed = await TestClient.v2(second.url);
+    sys.clients.push(resumed);
+    const ack = await subscribeV2(resumed, ['room:1'], since);
+    assert.equal(ack.recovered, true);
+    await sys.publisher.send('room:1', 11);
+    await resumed.waitFor((m) => m.includes('"data": 11'));
+    const events = resumed.messages.map((m) => JSON.parse(m) as { event?: string; data?: number });
+    const ackAt = events.findIndex((e) => e.event === 'ack');
+    const replayed = events.slice(0, ackAt).map((e) => e.data);
+    assert.deepEqual(replayed.filter((d) => d! < 100), [6, 7, 8, 9, 10], 'room:1 missed, in order, before the ack');
+    assert.deepEqual(replayed.filter((d) => d! >= 100), [100, 101], 'and the parent stream');
+    assert.deepEqual(events.slice(ackAt + 1).map((e) => e.data), [11], 'then live, nothing twice');
+    assert.deepEqual(ack.positions['room:1'], { epoch: since['room:1']!.epoch, offset: 10 });
+  });
+
+  test('more missed than history holds: recovered false, current positions, and the subscription works', async () => {
+    const client = await TestClient.v2(sys.gateway.url);
+    sys.clients.push(client);
+    const start = (await subscribeV2(client, ['long'])).positions;
+    await client.close();
+    await publishRange(sys.publisher, 'long', 1, 30); // the MPC keeps the last 20
+    const again = await TestClient.v2(sys.gateway.url);
+    sys.clients.push(again);
+    const ack = await subscribeV2(again, ['long'], start);
+    assert.equal(ack.recovered, false);
+    assert.equal(ack.positions.long!.offset, start.long!.offset + 30);
+    assert.deepEqual(again.publications(), [], 'a partial replay would be a silent hole: none');
+    await sys.publisher.send('long', 'live');
+    await again.waitFor((m) => m.includes('"live"'));
+  });
+
+  test('a since from another epoch, or ahead of the stream, is not recovered; one outside the subscription is refused', async () => {
+    const client = await TestClient.v2(sys.gateway.url);
+    sys.clients.push(client);
+    const start = (await subscribeV2(client, ['ep'])).positions;
+    const other = await subscribeV2(client, ['ep'], { ep: { epoch: 'not-this-one', offset: start.ep!.offset } });
+    assert.equal(other.recovered, false);
+    const ahead = await subscribeV2(client, ['ep'], { ep: { epoch: start.ep!.epoch, offset: start.ep!.offset + 5 } });
+    assert.equal(ahead.recovered, false);
+    const refused = await client.request({ event: 'subscribe', topics: ['ep'], recover: true, since: { other: { epoch: 'x', offset: 1 } } });
+    assert.equal(refused.code, 'ERR_BAD_SINCE');
+    const v1 = await sys.connect();
+    assert.equal((await v1.request({ event: 'subscribe', topics: ['ep'], recover: true })).code, 'ERR_BAD_SINCE');
+  });
+});
+
+describe('recovery: history expires', () => {
+  const sys = useSystem({ mpcArgs: ['--history-ttl', '1'] });
+
+  test('messages older than --history-ttl are gone: recovered false (the epoch and offset outlive them)', async () => {
+    const client = await TestClient.v2(sys.gateway.url);
+    sys.clients.push(client);
+    const start = (await subscribeV2(client, ['ttl'])).positions;
+    await client.close();
+    await publishRange(sys.publisher, 'ttl', 1, 3);
+    // The MPC sweeps expired messages every second: its counter says when they are gone.
+    await until('history expired', async () => (await sys.mpc.stats()).history.messages === 0, 10_000);
+    const again = await TestClient.v2(sys.gateway.url);
+    sys.clients.push(again);
+    const ack = await subscribeV2(again, ['ttl'], start);
+    assert.equal(ack.recovered, false);
+    assert.deepEqual(ack.positions.ttl, { epoch: start.ttl!.epoch, offset: start.ttl!.offset + 3 }, 'position kept');
+  });
+});
+
+describe('recovery: the MPC restarts', () => {
+  const sys = useSystem();
+
+  test('SIGKILL and restart: new epochs, a live gap for tormq.v2 clients, and a resume is not recovered', async () => {
+    const client = await TestClient.v2(sys.gateway.url);
+    sys.clients.push(client);
+    const start = (await subscribeV2(client, ['phoenix'])).positions;
+    await sys.publisher.send('phoenix', 'before');
+    await client.waitFor((m) => m.includes('"before"'));
+    const since = lastPositions(client, start);
+    await sys.publisher.close();
+    const { publisherPort, gatewayPort } = sys.mpc;
+    sys.mpc.child.kill('SIGKILL');
+    await sys.mpc.exited;
+    sys.mpc = await startMpcProcess(['-s', String(publisherPort), '-p', String(gatewayPort)]);
+    // The gateway subscribes again; the new MPC answers with a new epoch: continuity is lost.
+    await client.waitFor((m) => m.includes('"event":"gap"'), 0, 20_000);
+    assert.deepEqual(client.gaps(), [['phoenix']]);
+    const ack = await subscribeV2(client, ['phoenix'], since);
+    assert.equal(ack.recovered, false);
+    assert.notEqual(ack.positions.phoenix!.epoch, since.phoenix!.epoch);
+    sys.publisher = new Publisher('127.0.0.1', publisherPort);
+    await sys.publisher.ready({ timeoutMs: 10_000 });
+    await sys.publisher.send('phoenix', 'after');
+    await client.waitFor((m) => m.includes('"after"'));
+    const after = client.publications().at(-1)!;
+    assert.deepEqual({ epoch: after.epoch, offset: after.offset }, { epoch: ack.positions.phoenix!.epoch, offset: 1 });
+  });
+});
+
+describe('recovery: messages lost between the MPC and the gateway', () => {
+  let mpc: MpcProcess;
+  let gateway: GatewayProcess;
+  let publisher: Publisher;
+  const clients: TestClient[] = [];
+
+  before(async () => {
+    // Small buffers on both sides of the link, history large enough to repair from.
+    mpc = await startMpcProcess(undefined, ['--hwm', '20', '--history-size', '100000']);
+    // The test process reads 20,000 messages of 1 KB while it also runs the publisher: not a slow client.
+    gateway = await startGatewayProcess(mpc.gatewayPort, ['--upstream-hwm', '10', '--position-check-ms', '500', '--slow-client-bytes', String(256 << 20)]);
+    publisher = new Publisher('127.0.0.1', mpc.publisherPort, { sendHighWaterMark: 0 });
+    await publisher.ready({ timeoutMs: 10_000 });
+  });
+  after(async () => {
+    for (const c of clients) await c.close();
+    await publisher?.close();
+    if (gateway?.child.signalCode === null && gateway.child.exitCode === null) gateway.child.kill('SIGCONT');
+    await gateway?.stop();
+    await mpc?.stop();
+  });
+
+  test('the gateway stalls during a burst (SIGSTOP): ZeroMQ drops, the gateway repairs from history; every client has every message once, in order, or got a gap', async () => {
+    const COUNT = 20_000;
+    const v2 = await TestClient.v2(gateway.url);
+    const v1 = await TestClient.connect(gateway.url);
+    clients.push(v2, v1);
+    const start = (await subscribeV2(v2, ['burst'])).positions;
+    await v1.subscribe('burst');
+    const data = 'x'.repeat(1000); // big enough that the socket buffers between the processes fill
+    gateway.child.kill('SIGSTOP');
+    try {
+      for (let n = 1; n <= COUNT; n++) await publisher.send('burst', { n, data });
+      await until('the MPC took the burst', async () => (await mpc.stats()).forwarded >= COUNT, 30_000);
+    } finally {
+      gateway.child.kill('SIGCONT');
+    }
+    // Counted, not scanned: 20,000 messages of 1 KB.
+    let scanned = 0;
+    let gapped = false;
+    await until('every message or a gap arrived', () => {
+      for (; scanned < v2.messages.length; scanned++) if (v2.messages[scanned]!.startsWith('{"event":"gap"')) gapped = true;
+      return v2.messages.length > COUNT || gapped;
+    }, 60_000);
+    const stats = await gateway.stats() as unknown as { upstream: { gaps: number; repairedGaps: number; unrepairedGaps: number; repairedMessages: number } };
+    const offsets = v2.publications().map((p) => p.offset);
+    const base = start.burst!.offset;
+    if (v2.gaps().length === 0) {
+      assert.deepEqual(offsets, Array.from({ length: COUNT }, (_, i) => base + i + 1), 'every message, once, in order');
+    } else {
+      // Told: what did arrive is in order and never twice.
+      for (let i = 1; i < offsets.length; i++) assert.ok(offsets[i]! > offsets[i - 1]!, 'in order, no duplicates');
+    }
+    assert.ok(stats.upstream.gaps > 0, `ZeroMQ dropped messages on the link (gaps ${stats.upstream.gaps})`);
+    assert.ok(stats.upstream.repairedMessages > 0 || stats.upstream.unrepairedGaps > 0, JSON.stringify(stats.upstream));
+    // Report what happened (the figures, not a timing).
+    console.log(`# burst of ${COUNT}: upstream ${JSON.stringify(stats.upstream)}; tormq.v2 client got ${offsets.length}, gaps ${v2.gaps().length}`);
+  });
+});
+
+describe('recovery: a slow client under --slow-client-policy drop', () => {
+  const sys = useSystem({
+    gatewayArgs: ['--slow-client-policy', 'drop', '--slow-client-bytes', '65536', '--workers', '1', '--max-recovery-messages', '10000'],
+    mpcArgs: ['--history-size', '10000'],
+  });
+
+  test('skipped messages end in a gap notice; a recovery then replays them from history', async () => {
+    const client = await TestClient.v2(sys.gateway.url);
+    sys.clients.push(client);
+    const start = (await subscribeV2(client, ['slow'])).positions;
+    const socket = (client.ws as unknown as { _socket: import('node:net').Socket })._socket;
+    socket.pause(); // stops reading: the gateway's buffer for it fills
+    const data = 'y'.repeat(2000);
+    let n = 0;
+    await until('the gateway skips messages for it', async () => {
+      for (let i = 0; i < 50; i++) await sys.publisher.send('slow', { n: ++n, data });
+      return ((await sys.gateway.stats()) as unknown as { totals: Record<string, number> }).totals.slowClientDrops! > 0;
+    }, 30_000);
+    socket.resume();
+    // Told once it has caught up, with no further message needed to carry the notice.
+    await client.waitFor((m) => m.includes('"event":"gap"'), 0, 20_000);
+    assert.deepEqual(client.gaps(), [['slow']]);
+    await sys.publisher.send('slow', { n: ++n, data: 'after the gap' });
+    await client.waitFor((m) => m.includes('"after the gap"'), 0, 20_000);
+    // Everything is still in the MPC's history: resubscribing from the first position gets it all back.
+    const from = client.messages.length;
+    const ack = await subscribeV2(client, ['slow'], start);
+    assert.equal(ack.recovered, true);
+    const replayed = client.messages.slice(from).map((m) => JSON.parse(m) as { event?: string; data?: { n: number } }).filter((m) => m.event === undefined).map((m) => m.data!.n);
+    assert.deepEqual(replayed, Array.from({ length: n }, (_, i) => i + 1), 'every message of the stream, in order');
+  });
+});
