@@ -161,15 +161,19 @@ export class MemoryStreamStore implements StreamStore {
 
   append(topic: string, body: Buffer, now: number): StreamState {
     const stream = this.streamOf(topic);
-    stream.top++;
     const capacity = this.limits.historySize;
-    if (capacity === 0) return stream;
+    if (capacity === 0) {
+      stream.top++;
+      return stream;
+    }
     if (stream.bodies === null) {
       stream.bodies = [];
       stream.times = [];
     }
-    const slot = stream.top % capacity;
+    // Full: the oldest goes first (its slot is the one the new message takes).
     if (stream.count === capacity) this.dropOldest(stream);
+    stream.top++;
+    const slot = stream.top % capacity;
     stream.bodies[slot] = body;
     stream.times![slot] = now;
     stream.count++;
