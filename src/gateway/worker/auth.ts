@@ -221,14 +221,10 @@ export class ConnectionGuard {
       admit(null);
       return;
     }
-    // Node's HTTP server drops its error listener on upgrade; until ws adds its own, a reset would be
-    // an uncaught error that takes the whole worker down.
-    const ignore = () => {};
-    socket.on('error', ignore);
+    // A reset meanwhile is harmless: every socket has an error listener from accept (admission.ts).
     void this.verifier.verify(tokenOf(req)).then((result) => {
       if (socket.destroyed) return;
       if (result.ok) {
-        socket.off('error', ignore);
         admit(result.grants);
         return;
       }

@@ -16,7 +16,9 @@ import { Close } from '../../protocol/close-codes.js';
 import { rootOf } from '../../protocol/topic.js';
 import { WorkerStat } from '../shared/counters.js';
 import { RingReader } from '../shared/ring.js';
+import { SocketCounts, SocketKind } from '../shared/socket-counts.js';
 import { GatewayShared, TEST_HOOK_ACTIONS, type MainEvent, type TestHookAction, type WorkerControl, type WorkerData, type WorkerEvent } from '../shared/thread-protocol.js';
+import { Admission } from './admission.js';
 import { ConnectionGuard, selectProtocol, type Grants } from './auth.js';
 import type { WorkerContext } from './context.js';
 import { Delivery } from './delivery.js';
@@ -36,6 +38,7 @@ const post = (event: WorkerEvent) => port.postMessage(event);
 
 const stats = new Float64Array(workerData.stats);
 const shared = new Int32Array(workerData.shared);
+const socketCounts = new SocketCounts(workerData.shared);
 const guard = await ConnectionGuard.create(config, stats, log);
 const routing = new RootRouting(post);
 port.on('message', (event: MainEvent) => {
@@ -71,6 +74,10 @@ const server = http.createServer((req, res) => {
   }
 });
 
+// Every socket from accept: its one error listener, the socket budget, the handshake deadline.
+const admission = new Admission({ counts: socketCounts, worker: index, stats, handshakeTimeoutMs: config.handshakeTimeoutMs, log });
+admission.attach(server);
+
 const wss = new WebSocketServer({
   noServer: true,
   maxPayload: config.maxFrameBytes,
@@ -88,7 +95,7 @@ server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) =
   if (!guard.checkOrigin(req, socket)) return;
   // Reserve a slot in the gateway-wide count before the handshake; released when the socket closes,
   // whether or not the upgrade completes, so a failed handshake never leaks a slot.
-  const open = Atomics.add(shared, GatewayShared.CONNECTIONS, 1) + 1;
+  const open = socketCounts.add(index, SocketKind.connections, 1);
   // A module-level listener, not a closure: a closure here would share this handler's scope with the
   // authenticate callback below and keep `req` and `head` alive as long as the connection (measured:
   // ~1.8 KB of heap per idle connection, in worker heap snapshots at 2,000 connections).
@@ -109,6 +116,7 @@ server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) =
     routing.whenRouted(unpin === null ? [] : [rootOf(grants!.autoSubscribe!)], () => {
       if (socket.destroyed) return;
       wss.handleUpgrade(req, socket, head, (ws) => {
+        admission.upgraded(socket);
         onConnection(ws, grants);
         unpin?.(); // the session's own subscription holds the root now
       });
@@ -135,7 +143,7 @@ function pinRoot(root: string, socket: Duplex): () => void {
 }
 
 function releaseConnectionSlot(): void {
-  Atomics.sub(shared, GatewayShared.CONNECTIONS, 1);
+  socketCounts.add(index, SocketKind.connections, -1);
 }
 
 function refuse(socket: Duplex, status: number, reason: string): void {
@@ -167,7 +175,7 @@ function onConnection(ws: WebSocket, grants: Grants | null): void {
   });
 }
 
-// --- Heartbeats and event-loop lag ---------------------------------------------------------------
+// --- Heartbeats (client pings, and the worker's own) and event-loop lag -------------------------------
 
 if (config.heartbeatMs > 0) {
   setInterval(() => {
@@ -188,6 +196,8 @@ loopDelay.enable();
 setInterval(() => {
   stats[WorkerStat.eventLoopLagMs] = loopDelay.percentile(99) / 1e6;
   loopDelay.reset();
+  // Proof of life: main reports this worker stalled when the count stops moving (main/stall-watch.ts).
+  stats[WorkerStat.heartbeats]++;
 }, 1000).unref();
 
 // --- Control plane ---------------------------------------------------------------------------------
