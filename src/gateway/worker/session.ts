@@ -12,6 +12,7 @@ import { WireErrorCodes } from '../../protocol/wire-errors.js';
 import { WorkerStat } from '../shared/counters.js';
 import { isGranted, type Grants } from './auth.js';
 import type { WorkerContext } from './context.js';
+import { SubscriptionBudget } from './subscription-budget.js';
 import { TokenBucket } from './token-bucket.js';
 import { Writer } from './writer.js';
 
@@ -25,6 +26,8 @@ export class Session {
   alive = true;
   readonly topics = new Set<string>();
   readonly writer: Writer;
+  /** Segments of its topics, against what one connection may make the trie hold. */
+  private readonly budget: SubscriptionBudget;
   /** Inbound frame limit (null when `clientRateLimit` is 0). */
   private readonly bucket: TokenBucket | null;
   /** Frames rejected by the rate limit since the last accepted one. */
@@ -46,6 +49,7 @@ export class Session {
     grants: Grants | null = null,
   ) {
     this.writer = new Writer(ws, ctx.config, ctx.stats);
+    this.budget = new SubscriptionBudget(ctx.config, ctx.stats);
     const { clientRateLimit, clientRateBurst } = ctx.config;
     this.bucket = clientRateLimit > 0 ? new TokenBucket(clientRateLimit, clientRateBurst, performance.now()) : null;
     this.grants = grants;
@@ -149,6 +153,8 @@ export class Session {
           this.ctx.stats[WorkerStat.forbiddenSubscriptions]++;
           return withId({ code: WireErrorCodes.FORBIDDEN, message: 'subscription outside the granted topics' }, command.id);
         }
+        const refusal = this.budget.refusal(command.topics, this.topics, command.mode === 'replace');
+        if (refusal !== null) return withId(refusal, command.id);
         const max = this.ctx.config.maxSubscriptions;
         if (command.mode === 'replace') {
           for (const topic of this.topics) if (topic !== command.topics[0]) this.unsubscribe(topic);
@@ -234,12 +240,14 @@ export class Session {
   private subscribe(topic: string): void {
     if (this.topics.has(topic)) return;
     this.topics.add(topic);
+    this.budget.charge(topic);
     this.ctx.trie.add(topic, this.writer);
     this.ctx.stats[WorkerStat.subscriptions]++;
   }
 
   private unsubscribe(topic: string): void {
     if (!this.topics.delete(topic)) return;
+    this.budget.refund(topic);
     this.ctx.trie.remove(topic, this.writer);
     this.ctx.stats[WorkerStat.subscriptions]--;
   }
