@@ -54,6 +54,7 @@ async function startAll(): Promise<{ mpc: Mpc; ingress: HttpIngress | null }> {
       publisherPort: mpc.publisherPort,
       token: flags.httpToken,
       maxBodyBytes: flags.httpMaxBody,
+      maxDataDepth: flags.httpMaxDepth,
       log,
     });
     return { mpc, ingress };
