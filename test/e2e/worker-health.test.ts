@@ -94,7 +94,7 @@ describe('worker health: the restart backoff starts over after a healthy run', (
     }, 20_000);
   };
 
-  test('deaths in a row back off 0.1, 0.25, 0.5, 1 s; after running the reset period the next restart waits 0.1 s again', async () => {
+  test('deaths in a row back off 0.1, 0.25, 0.5, 1 s; after running the reset period the next restart waits 0.1 s again; a dead worker leaves no socket counted', async () => {
     // Crashed as soon as it is back: each run far shorter than the reset period.
     for (let i = 1; i <= 4; i++) await crashAndWait(i);
     assert.deepEqual(restartDelays(), [100, 250, 500, 1000]);
@@ -104,9 +104,21 @@ describe('worker health: the restart backoff starts over after a healthy run', (
     await until('the backoff starts over', async () => (await sys.gateway.stats()).workers[0]!.restartBackoffMs === 100, RESET_MS + 10_000);
     await crashAndWait(5);
     assert.deepEqual(restartDelays(), [100, 250, 500, 1000, 100]);
-    // And it grows again from there.
-    await crashAndWait(6);
+    // And it grows again from there. This time the thread exits at once, with connections: none of
+    // their 'close' listeners runs, and the gateway-wide socket counts must forget them all the same.
+    const again = await clientsOnEveryWorker(sys.gateway, 'backoff-again-', 2, sys.clients);
+    assert.equal((await hook(sys.gateway, 0, 'exit')).status, 200);
+    for (const { client } of again.get(0)!) await client.closed;
+    await until('worker 0 restarted (6)', async () => {
+      const w = (await sys.gateway.stats()).workers[0]!;
+      return w.up && w.restarts === 6;
+    }, 20_000);
     assert.deepEqual(restartDelays(), [100, 250, 500, 1000, 100, 250]);
+    const open = sys.clients.filter((c) => c.closeCode === null).length;
+    await until(`socket counts back to the ${open} open clients`, async () => {
+      const stats = (await sys.gateway.stats()) as unknown as { openSockets: number; sockets: number };
+      return stats.openSockets === open && stats.sockets === open;
+    });
 
     await roundTrip(sys.publisher, survivor.client, survivor.root, 'the other worker never noticed');
     assert.equal(survivor.client.closeCode, null);
