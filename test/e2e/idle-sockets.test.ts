@@ -18,13 +18,14 @@ import { TestClient } from '../helpers/ws-client.js';
 const FILE_LIMIT = 1024;
 /** More than the gateway has descriptors for. */
 const IDLE = 1100;
-const HANDSHAKE_TIMEOUT_MS = 3000;
+/** The default: opening all of them takes well under it, so the budget is reached before any times out. */
+const HANDSHAKE_TIMEOUT_MS = 5000;
 
 type Stats = GatewayStats & { sockets: number; socketLimit: number };
 const total = (stats: GatewayStats, key: string) => stats.workers.reduce((n, w) => n + (w[key] as number), 0);
 
 describe(`hostile input: ${IDLE} idle TCP connections against a gateway with ulimit -n ${FILE_LIMIT}`, () => {
-  const sys = useSystem({ gatewayFileLimit: FILE_LIMIT, gatewayArgs: ['--handshake-timeout-ms', String(HANDSHAKE_TIMEOUT_MS)] });
+  const sys = useSystem({ gatewayFileLimit: FILE_LIMIT });
   const idle: net.Socket[] = [];
   let bystanders: TestClient[];
 
@@ -65,7 +66,9 @@ describe(`hostile input: ${IDLE} idle TCP connections against a gateway with uli
       await new Promise((resolve) => socket.once('connect', resolve));
     }
 
-    // While they are held (the first ones timed out at the earliest 3 s after they were opened).
+    // While they are held (the first ones time out 5 s after they were opened). The gateway may still
+    // be accepting the last of them: once it has, it holds no more sockets than its budget.
+    await until('sockets within the budget', async () => ((await sys.gateway.stats()) as Stats).sockets <= budget.limit);
     const health = await sys.gateway.admin('/healthz');
     assert.equal(health.status, 200, 'the admin port still accepts');
     await served(bystanders, 'while idle sockets are held');
@@ -74,10 +77,10 @@ describe(`hostile input: ${IDLE} idle TCP connections against a gateway with uli
     await served([...bystanders, newcomer], 'to the newcomer too');
     const during = (await sys.gateway.stats()) as Stats;
     assert.ok(total(during, 'socketsShed') - total(before, 'socketsShed') >= IDLE - budget.limit, `shed: ${total(during, 'socketsShed')}`);
-    assert.ok(during.sockets <= budget.limit + 2, `sockets held ${during.sockets} of ${budget.limit}`);
+    assert.ok(during.sockets <= budget.limit, `sockets held ${during.sockets} of ${budget.limit}`);
     const metrics = await metricsText(sys.gateway);
     assert.equal(metricValue(metrics, 'tormq_gateway_socket_limit'), budget.limit);
-    assert.ok(metricValue(metrics, 'tormq_gateway_sockets')! <= budget.limit + 2);
+    assert.ok(metricValue(metrics, 'tormq_gateway_sockets')! <= budget.limit);
     assert.equal(metricValue(metrics, 'tormq_mpc_up', { endpoint: `tcp://127.0.0.1:${sys.mpc.gatewayPort}` }), 1);
 
     // Not one of them completes a handshake: the gateway closes every one.

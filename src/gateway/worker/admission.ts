@@ -70,7 +70,8 @@ export class Admission {
   /** A socket just accepted. */
   admit(socket: Duplex): void {
     socket.on('error', this.onError);
-    socket.once('close', this.onClose);
+    // `on`, not `once`: 'close' is emitted once anyway, and once's wrapper would cost every connection heap.
+    socket.on('close', this.onClose);
     this.handshaking.set(socket, performance.now());
     const total = this.counts.add(this.worker, SocketKind.sockets, 1);
     const limit = this.counts.limit;
