@@ -117,11 +117,12 @@ describe('hostile input: refused upgrades reset by the client (404, 403, 503)', 
     ['an upgrade over --max-connections (503)', upgradeRequest('/ws', `Origin: ${ORIGIN}\r\n`), 'connectionsRejected'],
   ];
   for (const [stage, request, counter] of stages) {
-    test(`${stage}, reset at once ${TRIES} times: no worker dies, bystanders miss nothing, /healthz 200, refusals counted`, async () => {
+    test(`${stage}, reset at once ${TRIES} times: no worker dies, bystanders miss nothing, /healthz 200, refusals counted`, async (t) => {
       const { before, after } = await underAttack(sys.gateway, sys.publisher, bystanders, () => resetFlood(sys.gateway.port, () => request, TRIES));
       const refused = total(after, counter) - total(before, counter);
-      // A reset that reaches the server before it has read the request leaves nothing to refuse; most do not.
-      assert.ok(refused >= TRIES / 2 && refused <= TRIES, `${counter} +${refused} of ${TRIES}`);
+      t.diagnostic(`${counter} +${refused}, socket errors +${total(after, 'socketErrors') - total(before, 'socketErrors')} of ${TRIES} tries`);
+      // The request arrives before its RST, so the server reads it and refuses (300 of 300 in every run seen).
+      assert.ok(refused >= TRIES * 0.9 && refused <= TRIES, `${counter} +${refused} of ${TRIES}`);
       if (counter !== 'connectionsRejected') assert.equal(total(after, 'connectionsRejected') - total(before, 'connectionsRejected'), refused);
       assert.equal(total(after, 'connectionsAccepted'), total(before, 'connectionsAccepted'), 'nothing accepted');
       await countsSettle(sys.gateway);
@@ -140,9 +141,8 @@ describe('hostile input: refused upgrades reset by the client (404, 403, 503)', 
 describe('hostile input: upgrades reset during the token check and the routing wait (--auth-subscribe-sub)', () => {
   const sys = useSystem({ gatewayArgs: ['--auth-secret', SECRET, '--auth-subscribe-sub'] });
   const bearer = (jwt: string) => upgradeRequest('/ws', `Authorization: Bearer ${jwt}\r\n`);
-  /** Resets seen (socket errors) plus upgrades that completed before their reset. */
-  const seen = (before: GatewayStats, after: GatewayStats) =>
-    total(after, 'socketErrors') - total(before, 'socketErrors') + total(after, 'connectionsAccepted') - total(before, 'connectionsAccepted');
+  /** Resets the gateway saw as socket errors (before, during or after the upgrade). */
+  const resets = (before: GatewayStats, after: GatewayStats) => total(after, 'socketErrors') - total(before, 'socketErrors');
   let token: string;
   let bystanders: TestClient[];
 
@@ -152,25 +152,28 @@ describe('hostile input: upgrades reset during the token check and the routing w
     bystanders = await placeBystanders(sys, () => sys.connect({ headers: { authorization: `Bearer ${token}` } }), false);
   });
 
-  test(`a bad token (401), reset at once ${TRIES} times: no worker dies, bystanders miss nothing, /healthz 200, refusals counted`, async () => {
+  test(`a bad token (401), reset at once ${TRIES} times: no worker dies, bystanders miss nothing, /healthz 200, refusals counted`, async (t) => {
     const { before, after } = await underAttack(sys.gateway, sys.publisher, bystanders, () => resetFlood(sys.gateway.port, () => bearer('not.a.jwt'), TRIES));
     const refused = total(after, 'authFailures') - total(before, 'authFailures');
-    assert.ok(refused >= TRIES / 2 && refused <= TRIES, `authFailures +${refused} of ${TRIES}`);
+    t.diagnostic(`authFailures +${refused}, socket errors +${total(after, 'socketErrors') - total(before, 'socketErrors')} of ${TRIES} tries`);
+    assert.ok(refused >= TRIES * 0.9 && refused <= TRIES, `authFailures +${refused} of ${TRIES}`);
     assert.equal(total(after, 'connectionsRejected') - total(before, 'connectionsRejected'), refused);
     await countsSettle(sys.gateway);
   });
 
-  test(`a valid token, reset while it is verified (${TRIES} times): no worker dies, bystanders miss nothing, /healthz 200`, async () => {
+  test(`a valid token, reset while it is verified (${TRIES} times): no worker dies, bystanders miss nothing, /healthz 200`, async (t) => {
     const { before, after } = await underAttack(sys.gateway, sys.publisher, bystanders, () => resetFlood(sys.gateway.port, () => bearer(token), TRIES));
-    assert.ok(seen(before, after) > 0, `resets or connections seen: ${seen(before, after)}`);
+    t.diagnostic(`socket errors +${total(after, 'socketErrors') - total(before, 'socketErrors')}, accepted +${total(after, 'connectionsAccepted') - total(before, 'connectionsAccepted')} of ${TRIES} tries`);
+    assert.ok(resets(before, after) > 0, `resets seen: ${resets(before, after)}`);
     assert.equal(total(after, 'authFailures'), total(before, 'authFailures'));
     await countsSettle(sys.gateway);
   });
 
-  test(`a valid token for a new root, reset while the root is routed (${TRIES} times): no worker dies, bystanders miss nothing, /healthz 200`, async () => {
+  test(`a valid token for a new root, reset while the root is routed (${TRIES} times): no worker dies, bystanders miss nothing, /healthz 200`, async (t) => {
     const tokens = await Promise.all([...Array(TRIES).keys()].map((i) => mint(`fresh${i}`)));
     const { before, after } = await underAttack(sys.gateway, sys.publisher, bystanders, () => resetFlood(sys.gateway.port, (i) => bearer(tokens[i]!), TRIES));
-    assert.ok(seen(before, after) > 0, `resets or connections seen: ${seen(before, after)}`);
+    t.diagnostic(`socket errors +${total(after, 'socketErrors') - total(before, 'socketErrors')}, accepted +${total(after, 'connectionsAccepted') - total(before, 'connectionsAccepted')} of ${TRIES} tries`);
+    assert.ok(resets(before, after) > 0, `resets seen: ${resets(before, after)}`);
     await countsSettle(sys.gateway);
     // Every root pinned by an upgrade was let go with its socket: only the bystanders' root is left.
     await until('fresh roots released', async () => (await sys.gateway.stats()).roots.every((root) => !root.startsWith('fresh')));
