@@ -48,6 +48,7 @@ export const MPC_CLI_OPTIONS = defineOptions('a tormq-mpc', {
     section: HTTP,
   }),
   httpMaxBody: asFlag(HTTP_INGRESS_OPTIONS.specs.maxBodyBytes, { flag: 'http-max-body', arg: 'BYTES' }, { section: HTTP }),
+  httpMaxDepth: asFlag(HTTP_INGRESS_OPTIONS.specs.maxDataDepth, { flag: 'http-max-depth', arg: 'N' }, { section: HTTP }),
   curveKeyFile: file('curve-key-file', 'CURVE on both ports with this key pair (from tormq-keys)'),
   curveAllowPublishers: file('curve-allow-publishers', 'public keys allowed to publish, one per line (# comments)'),
   curveAllowGateways: file('curve-allow-gateways', 'public keys allowed to subscribe (gateways), one per line'),

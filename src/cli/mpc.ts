@@ -97,6 +97,7 @@ async function startAll(): Promise<{ mpc: Mpc; ingress: HttpIngress | null; admi
       publisherPort: mpc.publisherPort,
       token: flags.httpToken,
       maxBodyBytes: flags.httpMaxBody,
+      maxDataDepth: flags.httpMaxDepth,
       log,
     });
     return { mpc, ingress, admin, adminPort };

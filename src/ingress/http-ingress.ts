@@ -22,13 +22,13 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
-import { ErrorCodes, type TormqError } from '../errors.js';
+import { TormqError } from '../errors.js';
 import { listenOrFail } from '../listen.js';
 import type { Logger } from '../log.js';
 import { defineOptions, int, nonEmptyString, satisfies, type InputOf } from '../options/options.js';
 import { identityIdError, identityTopic } from '../protocol/identity.js';
-import { topicError } from '../protocol/topic.js';
-import { Publisher } from '../sdk/publisher.js';
+import { rootOf, topicError } from '../protocol/topic.js';
+import { Publisher, encodeBody } from '../sdk/publisher.js';
 
 export const HTTP_INGRESS_OPTIONS = defineOptions('an HTTP ingress', {
   host: { default: '127.0.0.1', check: nonEmptyString, help: 'address to bind' },
@@ -44,6 +44,10 @@ export const HTTP_INGRESS_OPTIONS = defineOptions('an HTTP ingress', {
   },
   maxBodyBytes: { default: 1_048_576, check: int(1), help: 'largest request body accepted (bytes); larger ones get 413' },
   maxMessagesPerRequest: { default: 1000, check: int(1), help: 'most messages one request may carry (array items for /publish, card ids for /push)' },
+  // JSON.parse takes any depth, but encoding a body recurses: past ~1000–5000 levels (Node 20) it threw,
+  // and the request was answered 503 ERR_PUBLISHER_QUEUE_FULL, which clients retry forever. Common JSON
+  // parsers of the clients stop far earlier (serde_json at 128, Python's json near 1000).
+  maxDataDepth: { default: 100, check: int(1, 1000), help: 'deepest nesting of arrays and objects in a message\'s data; deeper: 400' },
 });
 
 export const HTTP_INGRESS_DEFAULTS = HTTP_INGRESS_OPTIONS.defaults;
@@ -80,8 +84,27 @@ function bad(error: string): ParsedRequest {
   return { ok: false, error };
 }
 
+/** `true` when `value` nests arrays and objects deeper than `max` levels (a scalar is 0, `[]` is 1). */
+export function nestedDeeperThan(value: unknown, max: number): boolean {
+  // Iterative: a recursive walk would hit the very stack limit this guards against.
+  const stack: Array<[unknown, number]> = [[value, 0]];
+  while (stack.length > 0) {
+    const [item, depth] = stack.pop()!;
+    if (item === null || typeof item !== 'object') continue;
+    if (depth + 1 > max) return true;
+    for (const child of Array.isArray(item) ? item : Object.values(item)) {
+      if (child !== null && typeof child === 'object') stack.push([child, depth + 1]);
+    }
+  }
+  return false;
+}
+
 /** Validates a `/publish` body (already JSON-parsed): one `{topic, data}` object or an array of them. */
-export function parsePublishRequest(body: unknown, maxMessages: number = HTTP_INGRESS_OPTIONS.defaults.maxMessagesPerRequest): ParsedRequest {
+export function parsePublishRequest(
+  body: unknown,
+  maxMessages: number = HTTP_INGRESS_OPTIONS.defaults.maxMessagesPerRequest,
+  maxDataDepth: number = HTTP_INGRESS_OPTIONS.defaults.maxDataDepth,
+): ParsedRequest {
   const single = !Array.isArray(body);
   const items = single ? [body] : (body as unknown[]);
   if (items.length === 0) return bad('body must not be an empty array');
@@ -96,6 +119,7 @@ export function parsePublishRequest(body: unknown, maxMessages: number = HTTP_IN
     const problem = topicError(topic);
     if (problem !== null) return bad(`body${where}: ${problem}`);
     if (data === undefined) return bad(`body${where} needs a "data" (any JSON value)`);
+    if (nestedDeeperThan(data, maxDataDepth)) return bad(`body${where}: data must not nest arrays and objects deeper than ${maxDataDepth} levels`);
     messages.push({ topic: topic as string, data });
   }
   return { ok: true, messages };
@@ -105,13 +129,19 @@ export function parsePublishRequest(body: unknown, maxMessages: number = HTTP_IN
  * Validates a gopusher `/push` body: `{"from": "F", "to": ["C1", …], "content": …, "app_id"?: "A"}`.
  * Each distinct card id becomes one message on `C` (or `C:A`) with data `{"from", "content"}`.
  */
-export function parsePushRequest(body: unknown, maxMessages: number = HTTP_INGRESS_OPTIONS.defaults.maxMessagesPerRequest): ParsedRequest {
+export function parsePushRequest(
+  body: unknown,
+  maxMessages: number = HTTP_INGRESS_OPTIONS.defaults.maxMessagesPerRequest,
+  maxDataDepth: number = HTTP_INGRESS_OPTIONS.defaults.maxDataDepth,
+): ParsedRequest {
   if (body === null || typeof body !== 'object' || Array.isArray(body)) return bad('body must be an object {"from", "to", "content"}');
   const { from, to, content, app_id: appId } = body as Record<string, unknown>;
   if (typeof from !== 'string') return bad('from must be a string');
   if (!Array.isArray(to) || to.length === 0) return bad('to must be a non-empty array of card ids');
   if (to.length > maxMessages) return bad(`to may name at most ${maxMessages} card ids`);
   if (content === undefined) return bad('content is required (any JSON value)');
+  // The message's data is {"from", "content"}: content sits one level down.
+  if (nestedDeeperThan(content, maxDataDepth - 1)) return bad(`content must not nest arrays and objects deeper than ${maxDataDepth - 1} levels`);
   if (appId !== undefined && appId !== null) {
     const problem = identityIdError(appId, 'app_id');
     if (problem !== null) return bad(problem);
@@ -161,9 +191,20 @@ export async function startHttpIngress(options: HttpIngressOptions = {}): Promis
       reply(res, 400, { error: parsed.error });
       return;
     }
+    // Every body is encoded before any is sent: a message that cannot be is the caller's error (400),
+    // and the request is refused whole.
+    const bodies: string[] = [];
+    for (const [i, message] of parsed.messages.entries()) {
+      try {
+        bodies.push(encodeBody(message.topic, message.data));
+      } catch (error) {
+        reply(res, 400, { error: `message ${i}: data cannot be encoded: ${(error as Error).message}` });
+        return;
+      }
+    }
     // Sends are queued synchronously in order, so when the queue overflows the refused ones are a
     // suffix: the first `accepted` messages went out and the caller can retry the rest.
-    const results = await Promise.allSettled(parsed.messages.map((m) => publisher.send(m.topic, m.data)));
+    const results = await Promise.allSettled(parsed.messages.map((m, i) => publisher.sendRaw(rootOf(m.topic), bodies[i]!)));
     const accepted = results.filter((r) => r.status === 'fulfilled').length;
     stats.accepted += accepted;
     if (accepted === results.length) {
@@ -172,7 +213,9 @@ export async function startHttpIngress(options: HttpIngressOptions = {}): Promis
     }
     const failure = (results.find((r) => r.status === 'rejected') as PromiseRejectedResult).reason as Error;
     log?.warn({ accepted, refused: results.length - accepted, err: failure.message }, 'http publish refused messages');
-    reply(res, 503, { accepted, error: failure.message, code: (failure as TormqError).code ?? ErrorCodes.PUBLISHER_QUEUE_FULL }, { 'retry-after': '1' });
+    // Only a full queue (or a publisher closing at shutdown) is worth retrying.
+    if (failure instanceof TormqError) reply(res, 503, { accepted, error: failure.message, code: failure.code }, { 'retry-after': '1' });
+    else reply(res, 500, { accepted, error: `publish failed: ${failure.message}` });
   }
 
   async function ready(res: http.ServerResponse, query: URLSearchParams): Promise<void> {
@@ -229,7 +272,7 @@ export async function startHttpIngress(options: HttpIngressOptions = {}): Promis
         return;
       }
       const parse = path === '/publish' ? parsePublishRequest : parsePushRequest;
-      return publishAll(res, parse(body.value, config.maxMessagesPerRequest));
+      return publishAll(res, parse(body.value, config.maxMessagesPerRequest, config.maxDataDepth));
     }).catch((error: Error) => {
       log?.error({ err: error }, 'http ingress request failed');
       if (!res.headersSent) reply(res, 500, { error: 'internal error' });

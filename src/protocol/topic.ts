@@ -31,6 +31,13 @@ export function topicError(topic: unknown, maxLength = DEFAULT_MAX_TOPIC_LENGTH)
   return null;
 }
 
+/** Number of segments of a valid topic: `ehr:api:1` has 3 (what it costs in trie nodes). */
+export function topicDepth(topic: string): number {
+  let depth = 1;
+  for (let i = topic.indexOf(SEPARATOR); i !== -1; i = topic.indexOf(SEPARATOR, i + 1)) depth++;
+  return depth;
+}
+
 /** The first segment of a topic: the ZeroMQ routing key (`ehr` for `ehr:api:1`). */
 export function rootOf(topic: string): string {
   const i = topic.indexOf(SEPARATOR);

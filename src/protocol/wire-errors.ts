@@ -15,6 +15,10 @@ export const WireErrorCodes = {
   INVALID_TOPIC: 'ERR_INVALID_TOPIC',
   /** The connection would exceed its maximum number of subscriptions. */
   TOO_MANY_SUBSCRIPTIONS: 'ERR_TOO_MANY_SUBSCRIPTIONS',
+  /** A topic to subscribe to has more segments than the gateway allows (`--max-topic-depth`). */
+  TOPIC_TOO_DEEP: 'ERR_TOPIC_TOO_DEEP',
+  /** The connection's topics would have more segments in all than it may hold (`--max-subscription-segments`). */
+  SUBSCRIPTION_BUDGET: 'ERR_SUBSCRIPTION_BUDGET',
   /** Binary frames are not part of the client protocol. */
   BINARY_FRAME: 'ERR_BINARY_FRAME',
   /** The subscription lies outside the topics the connection was granted. */

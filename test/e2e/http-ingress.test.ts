@@ -106,6 +106,43 @@ describe('HTTP ingress: POST /publish', () => {
   });
 });
 
+describe('hostile input: deeply nested data under --http-max-body (issue 10, item 7)', () => {
+  const sys = useSystem({ mpcArgs: ['--http', '0'] });
+  const nested = (depth: number) => '['.repeat(depth) + '"core"' + ']'.repeat(depth);
+
+  test('400 with a clear error (not 503 + retry-after), nothing published; depth 100 passes; the ingress keeps serving', async () => {
+    const client = await sys.connect();
+    await client.subscribe('nest');
+    await waitHttpReady(sys.mpc, 'nest');
+    const healthBefore = (await (await sys.mpc.http('/healthz')).json()) as { rejected: number };
+    // 400,000 levels (800 KB, under the 1 MiB limit): the encoder used to overflow its stack and the
+    // request got 503 ERR_PUBLISHER_QUEUE_FULL with retry-after, so clients retried it forever. 3,000
+    // levels is where encoding first failed on Node 20.
+    for (const depth of [400_000, 3_000, 101]) {
+      for (const [path, body] of [
+        ['/publish', `{"topic": "nest", "data": ${nested(depth)}}`],
+        ['/publish', `[{"topic": "nest", "data": 1}, {"topic": "nest", "data": ${nested(depth)}}]`],
+        ['/push', `{"from": "f", "to": ["nest"], "content": ${nested(depth - 1)}}`],
+      ] as const) {
+        assert.ok(Buffer.byteLength(body) < 1_048_576);
+        const res = await sys.mpc.http(path, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+        assert.equal(res.status, 400, `${path} depth ${depth}`);
+        assert.equal(res.headers.get('retry-after'), null);
+        const error = String(((await res.json()) as { error: string }).error);
+        assert.match(error, path === '/push' ? /^content must not nest arrays and objects deeper than 99 levels$/ : /data must not nest arrays and objects deeper than 100 levels$/);
+      }
+    }
+    const healthAfter = (await (await sys.mpc.http('/healthz')).json()) as { rejected: number };
+    assert.equal(healthAfter.rejected - healthBefore.rejected, 9, 'every refusal counted');
+    // At the limit it is published, byte for byte as the SDK would.
+    assert.deepEqual(await postJson(sys.mpc, '/publish', `{"topic": "nest", "data": ${nested(100)}}`), { status: 202, body: { accepted: 1 } });
+    assert.deepEqual(await postJson(sys.mpc, '/publish', { topic: 'nest', data: 'after' }), { status: 202, body: { accepted: 1 } });
+    await client.waitFor((m) => m.includes('"after"'));
+    assert.deepEqual(client.bodies(), [`{"topic": "nest", "data": ${nested(100)}}`, encodeBody('nest', 'after')], 'nothing of the refused requests');
+    assert.equal(client.closeCode, null);
+  });
+});
+
 describe('HTTP ingress with --http-token', () => {
   let mpc: MpcProcess;
   let gateway: GatewayProcess;

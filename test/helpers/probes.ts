@@ -94,3 +94,41 @@ export function rawUpgrade(port: number, extraHeaders = ''): Promise<{ status: s
     );
   });
 }
+
+/** An upgrade request for `path` with `extraHeaders` (each ending in CRLF), as raw bytes. */
+export function upgradeRequest(path = '/ws', extraHeaders = ''): string {
+  return (
+    `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+    `Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n${extraHeaders}\r\n`
+  );
+}
+
+/**
+ * Like an attacker with SO_LINGER 0: connects, sends `request`, and resets the connection (TCP RST,
+ * `socket.resetAndDestroy()`) `delayMs` later (0: in the same tick). Resolves once the socket is closed.
+ */
+export function resetAfterRequest(port: number, request: string, delayMs = 0): Promise<void> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: '127.0.0.1', port }, () => {
+      socket.write(request);
+      if (delayMs === 0) socket.resetAndDestroy();
+      else setTimeout(() => socket.resetAndDestroy(), delayMs);
+    });
+    socket.on('error', () => {}); // our own reset, or the server's refusal closing first
+    socket.once('close', () => resolve());
+  });
+}
+
+/**
+ * `count` tries of `resetAfterRequest`, started `1000 / perSecond` ms apart (not waiting for each
+ * other), the reset coming 0–3 ms after the request so that it lands at every stage of the server's
+ * answer. `request(i)` makes the i-th request. Resolves when every socket has closed.
+ */
+export async function resetFlood(port: number, request: (i: number) => string | Promise<string>, count: number, perSecond = 100): Promise<void> {
+  const all: Array<Promise<void>> = [];
+  for (let i = 0; i < count; i++) {
+    all.push(resetAfterRequest(port, await request(i), i % 4));
+    await new Promise((resolve) => setTimeout(resolve, 1000 / perSecond));
+  }
+  await Promise.all(all);
+}

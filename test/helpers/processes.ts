@@ -21,8 +21,17 @@ export interface Started {
   exited: Promise<number | null>;
 }
 
-export function startCli(cli: 'mpc' | 'gateway', args: string[]): Started {
-  const child = spawn(process.execPath, [`${CLI_DIR}${cli}.js`, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+export interface CliOptions {
+  /** Run under this open-files limit (`ulimit -n`, soft and hard), as a deployment with a low one would. */
+  fileLimit?: number;
+}
+
+export function startCli(cli: 'mpc' | 'gateway', args: string[], options: CliOptions = {}): Started {
+  const command = [process.execPath, `${CLI_DIR}${cli}.js`, ...args];
+  // `exec` replaces the shell: the PID stays node's (stop() and /proc reads reach the CLI itself).
+  const child = options.fileLimit === undefined
+    ? spawn(command[0]!, command.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] })
+    : spawn('sh', ['-c', `ulimit -n ${options.fileLimit} && exec "$@"`, 'sh', ...command], { stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: Array<Record<string, unknown>> = [];
   const stderr: string[] = [];
   const watchers = new Set<() => void>();
@@ -154,14 +163,15 @@ export interface GatewayStats {
   workers: Array<{ index: number; up: boolean; connections: number; subscriptions: number; deliveries: number; ringDrops: number; restarts: number; topics: string[] } & Record<string, number>>;
 }
 
-export async function startGatewayProcess(mpcPort: number, extra: string[] = []): Promise<GatewayProcess> {
-  const started = startCli('gateway', ['-r', `127.0.0.1:${mpcPort}`, '-p', '0', '--admin-port', '0', '--workers', '2', '--log-level', 'info', ...extra]);
+export async function startGatewayProcess(mpcPort: number, extra: string[] = [], options: CliOptions = {}): Promise<GatewayProcess> {
+  const started = startCli('gateway', ['-r', `127.0.0.1:${mpcPort}`, '-p', '0', '--admin-port', '0', '--workers', '2', '--log-level', 'info', ...extra], options);
   const ready = await started.waitForLog((l) => l.msg === 'gateway ready');
   // Ready means listening; the MPC link comes up asynchronously.
   await started.waitForLog((l) => l.msg === 'MPC link up');
   const port = ready.port as number;
   const adminPort = ready.adminPort as number;
-  const admin = (path: string) => fetch(`http://127.0.0.1:${adminPort}${path}`);
+  // Bounded: a gateway whose admin port cannot accept must fail the test, not hang it.
+  const admin = (path: string) => fetch(`http://127.0.0.1:${adminPort}${path}`, { signal: AbortSignal.timeout(15_000) });
   return Object.assign(started, {
     port,
     adminPort,

@@ -13,6 +13,8 @@ export interface SystemOptions {
   gatewayArgs?: string[];
   /** Extra tormq-mpc flags after `-s 0 -p 0`. */
   mpcArgs?: string[];
+  /** The gateway's open-files limit (`ulimit -n`). */
+  gatewayFileLimit?: number;
 }
 
 export interface System {
@@ -36,7 +38,7 @@ export function useSystem(options: SystemOptions = {}): System {
 
   before(async () => {
     system.mpc = await startMpcProcess(undefined, options.mpcArgs);
-    system.gateway = await startGatewayProcess(system.mpc.gatewayPort, options.gatewayArgs);
+    system.gateway = await startGatewayProcess(system.mpc.gatewayPort, options.gatewayArgs, { fileLimit: options.gatewayFileLimit });
     system.publisher = new Publisher('127.0.0.1', system.mpc.publisherPort);
   });
 

@@ -60,6 +60,12 @@ describe('TokenVerifier (HS256)', async () => {
     assert.deepEqual(await verifier.verify(await hs256({ sub: 'a::b', exp: now() + 60 })), { ok: false, reason: 'bad-claims' });
   });
 
+  test('with authSubscribeSub, a sub deeper than maxTopicDepth is refused: it could not be subscribed to', async () => {
+    const shallow = await TokenVerifier.create({ secret: SECRET, subscribeSub: true, maxTopicDepth: 3 });
+    assert.equal((await shallow.verify(await hs256({ sub: 'a:b:c', exp: now() + 60 }))).ok, true);
+    assert.deepEqual(await shallow.verify(await hs256({ sub: 'a:b:c:d', exp: now() + 60 })), { ok: false, reason: 'bad-claims' });
+  });
+
   test('clock tolerance extends exp and the expiry deadline alike', async () => {
     const lenient = await TokenVerifier.create({ secret: SECRET, clockToleranceSec: 30 });
     const exp = now() - 5;

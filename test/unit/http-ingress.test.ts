@@ -1,7 +1,7 @@
 /** Pure parts of the HTTP ingress: request validation, the bearer check, option validation. */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { bearerMatches, parsePublishRequest, parsePushRequest, startHttpIngress } from '../../src/ingress/http-ingress.js';
+import { bearerMatches, nestedDeeperThan, parsePublishRequest, parsePushRequest, startHttpIngress } from '../../src/ingress/http-ingress.js';
 
 describe('parsePublishRequest', () => {
   test('one object or an array of them', () => {
@@ -25,6 +25,21 @@ describe('parsePublishRequest', () => {
       [[{ topic: 'a', data: 1 }, { topic: 'b' }], 'body[1] needs a "data" (any JSON value)'],
     ];
     for (const [body, error] of cases) assert.deepEqual(parsePublishRequest(body), { ok: false, error }, JSON.stringify(body));
+  });
+
+  test('data nested deeper than maxDataDepth is refused (a scalar is 0 levels, [] is 1)', () => {
+    const nest = (depth: number): unknown => (depth === 0 ? 'x' : depth % 2 ? [nest(depth - 1)] : { k: nest(depth - 1) });
+    assert.equal(parsePublishRequest({ topic: 't', data: nest(3) }, 10, 3).ok, true);
+    assert.deepEqual(parsePublishRequest([{ topic: 't', data: 1 }, { topic: 't', data: nest(4) }], 10, 3), {
+      ok: false,
+      error: 'body[1]: data must not nest arrays and objects deeper than 3 levels',
+    });
+    assert.equal(nestedDeeperThan([[], {}, [1]], 2), false);
+    assert.equal(nestedDeeperThan([[], {}, [[1]]], 2), true);
+    assert.equal(nestedDeeperThan({ a: 1, b: [2] }, 1), true);
+    assert.equal(nestedDeeperThan(JSON.parse('['.repeat(200_000) + ']'.repeat(200_000)), 100), true);
+    assert.equal(parsePushRequest({ from: 'f', to: ['c'], content: nest(3) }, 10, 3).ok, false, 'content sits one level below data');
+    assert.equal(parsePushRequest({ from: 'f', to: ['c'], content: nest(2) }, 10, 3).ok, true);
   });
 
   test('at most maxMessages per request', () => {

@@ -19,12 +19,14 @@ import { validateGatewayConfig, type GatewayConfig, type GatewayOptions } from '
 import { WORKER_COUNTERS, WorkerStat } from '../shared/counters.js';
 import { curveKeysOf } from '../shared/security-options.js';
 import { createAdminServer } from '../../admin-server.js';
+import { socketBudget, type SocketBudget } from './descriptors.js';
 import { FanOut } from './fan-out.js';
 import { HistoryClient } from './history-client.js';
 import { PositionCheck } from './position-check.js';
 import { createMetrics } from './metrics.js';
 import { answerOnline } from './online.js';
 import { Routing } from './routing.js';
+import { StallWatch } from './stall-watch.js';
 import { Upstream } from './upstream.js';
 import { WorkerPool } from './worker-pool.js';
 
@@ -38,6 +40,9 @@ export class Gateway {
   readonly positionCheck: PositionCheck;
   readonly pool: WorkerPool;
   readonly metrics: Registry;
+  readonly stallWatch: StallWatch;
+  /** The socket budget taken at start (null: the platform does not tell). */
+  socketBudget: SocketBudget | null = null;
   private admin: http.Server | null = null;
   private adminBoundPort = -1;
   private stopping: Promise<void> | null = null;
@@ -52,6 +57,7 @@ export class Gateway {
     this.positionCheck = new PositionCheck(this.routing, this.upstream, this.fanOut, config.positionCheckMs);
     this.fanOut.positionReplies = (header) => this.positionCheck.reply(header);
     this.pool = new WorkerPool(config, this.log, this.routing, this.history);
+    this.stallWatch = new StallWatch(this.pool.slots, config.workerStallMs, this.log);
     this.metrics = createMetrics(this.pool, this.fanOut, this.upstream, this.history);
   }
 
@@ -80,9 +86,10 @@ export class Gateway {
   healthy(): { ok: boolean; detail: Record<string, unknown> } {
     const workersUp = this.pool.slots.filter((s) => s.up).length;
     const mpcUp = this.upstream.isUp();
+    const stalledWorkers = this.stallWatch.stalled();
     return {
-      ok: mpcUp && this.pool.allUp() && this.stopping === null,
-      detail: { mpc: this.upstream.links(), workersUp, workers: this.pool.slots.length, draining: this.stopping !== null },
+      ok: mpcUp && this.pool.allUp() && stalledWorkers.length === 0 && this.stopping === null,
+      detail: { mpc: this.upstream.links(), workersUp, workers: this.pool.slots.length, stalledWorkers, draining: this.stopping !== null },
     };
   }
 
@@ -92,6 +99,8 @@ export class Gateway {
       const entry: Record<string, unknown> = { index: slot.index, up: slot.up };
       for (const counter of WORKER_COUNTERS) entry[counter.key] = slot.stats[WorkerStat[counter.key]];
       entry.ringUsedBytes = slot.ring.used();
+      entry.stalled = slot.stalled;
+      entry.restartBackoffMs = this.pool.restartDelay(slot);
       entry.topics = this.routing.topicsOf(slot);
       return entry;
     });
@@ -104,6 +113,9 @@ export class Gateway {
     return {
       connections: totals.connections,
       openSockets: this.pool.openSockets(),
+      /** Every socket held on the WebSocket port (mid-handshake too), and the budget it is held to (0: none). */
+      sockets: this.pool.sockets(),
+      socketLimit: this.pool.socketCounts.limit,
       messagesIn: this.fanOut.messagesIn,
       deliveries: totals.deliveries,
       /** Gateway-wide sums of the per-worker counters. */
@@ -148,6 +160,7 @@ export class Gateway {
   stop(drainMs = this.config.drainMs): Promise<void> {
     this.stopping ??= (async () => {
       this.log.info({ drainMs }, 'draining');
+      this.stallWatch.stop();
       await this.pool.drain(drainMs);
       this.positionCheck.stop();
       this.upstream.close();
@@ -178,8 +191,12 @@ export class Gateway {
       });
       this.adminBoundPort = await listenOrFail(this.admin, config.adminHost, config.adminPort, 'admin');
     }
+    // Taken once everything of the gateway's own is open: what is left, less the reserve, is for clients.
+    this.socketBudget = socketBudget(config.fdReserve);
+    if (this.socketBudget !== null) this.pool.socketCounts.limit = this.socketBudget.limit;
+    this.stallWatch.start();
     this.log.info(
-      { port: this.port, adminPort: this.adminBoundPort, workers: config.workers, mpc: config.mpc, path: config.path },
+      { port: this.port, adminPort: this.adminBoundPort, workers: config.workers, mpc: config.mpc, path: config.path, socketBudget: this.socketBudget },
       'gateway ready',
     );
   }

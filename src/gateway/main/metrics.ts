@@ -16,11 +16,14 @@ export const SLOT_GAUGES = [
   { metric: 'tormq_ring_used_bytes', help: 'Bytes waiting in the worker ring', read: (s: WorkerSlot) => s.ring.used() },
   { metric: 'tormq_ring_capacity_bytes', help: 'Size of the worker ring', read: (s: WorkerSlot) => s.ring.capacity },
   { metric: 'tormq_worker_up', help: '1 when the worker thread is running', read: (s: WorkerSlot) => (s.up ? 1 : 0) },
+  { metric: 'tormq_worker_stalled', help: '1 while the worker\'s event loop has not run for --worker-stall-ms (/healthz answers 503)', read: (s: WorkerSlot) => (s.stalled ? 1 : 0) },
 ] as const;
 
 /** Gateway-wide metrics (no worker label). */
 export const GATEWAY_METRICS = [
   { metric: 'tormq_gateway_connections', type: 'gauge', help: 'Sockets counted against --max-connections across all workers (open plus mid-handshake)' },
+  { metric: 'tormq_gateway_sockets', type: 'gauge', help: 'Every socket held on the WebSocket port, all workers, from TCP accept (idle and mid-handshake too)' },
+  { metric: 'tormq_gateway_socket_limit', type: 'gauge', help: 'The socket budget: open-files limit less descriptors in use at start less --fd-reserve (0: none, not Linux)' },
   { metric: 'tormq_messages_in_total', type: 'counter', help: 'Messages received from the MPC, valid or not' },
   { metric: 'tormq_publish_drops_total', type: 'counter', help: `Messages from the MPC not fanned out, by label reason: ${PUBLISH_DROP_REASONS.join(', ')}` },
   { metric: 'tormq_mpc_up', type: 'gauge', help: '1 when the link to the MPC is connected (label endpoint)' },
@@ -66,6 +69,22 @@ export function createMetrics(pool: WorkerPool, fanOut: FanOut, upstream: Upstre
     registers: [registry],
     collect() {
       this.set(pool.openSockets());
+    },
+  });
+  new Gauge({
+    name: 'tormq_gateway_sockets',
+    help: help('tormq_gateway_sockets'),
+    registers: [registry],
+    collect() {
+      this.set(pool.sockets());
+    },
+  });
+  new Gauge({
+    name: 'tormq_gateway_socket_limit',
+    help: help('tormq_gateway_socket_limit'),
+    registers: [registry],
+    collect() {
+      this.set(pool.socketCounts.limit);
     },
   });
   new Counter({

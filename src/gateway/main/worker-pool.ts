@@ -10,8 +10,8 @@ import type { Logger } from '../../log.js';
 import type { GatewayConfig } from '../shared/config.js';
 import { WORKER_STATS_LENGTH, WorkerStat } from '../shared/counters.js';
 import { RingWriter, createRingBuffer } from '../shared/ring.js';
+import { SocketCounts, SocketKind, gatewaySharedBytes } from '../shared/socket-counts.js';
 import {
-  GATEWAY_SHARED_LENGTH,
   GatewayShared,
   TEST_HOOK_ACTIONS,
   type TestHookAction,
@@ -31,6 +31,12 @@ export class WorkerSlot extends RingSlot {
   /** Resolves when the current thread exits (a comlink call to a dead worker would never settle). */
   exited: Promise<void> = Promise.resolve();
   up = false;
+  /** When the current thread started listening (Date.now). */
+  upSince = 0;
+  /** Deaths in a row, each after less than `restartBackoffResetMs` of running: picks the restart backoff. */
+  failures = 0;
+  /** Its event loop has not run for `workerStallMs` (stall-watch.ts). */
+  stalled = false;
 
   constructor(
     index: number,
@@ -41,11 +47,13 @@ export class WorkerSlot extends RingSlot {
   }
 }
 
-const RESTART_BACKOFF_MS = [100, 250, 500, 1000, 2000, 5000];
+export const RESTART_BACKOFF_MS = [100, 250, 500, 1000, 2000, 5000] as const;
 
 export class WorkerPool {
   readonly slots: WorkerSlot[] = [];
-  readonly sharedBuffer = new SharedArrayBuffer(GATEWAY_SHARED_LENGTH * 4);
+  readonly sharedBuffer: SharedArrayBuffer;
+  /** Sockets and connections per worker, gateway-wide totals, the socket budget. */
+  readonly socketCounts: SocketCounts;
   /** The bound WebSocket port (known after `start`). */
   port = 0;
   private stopping = false;
@@ -55,7 +63,10 @@ export class WorkerPool {
     private readonly log: Logger,
     private readonly routing: Routing,
     private readonly history: HistoryClient,
-  ) {}
+  ) {
+    this.sharedBuffer = new SharedArrayBuffer(gatewaySharedBytes(config.workers));
+    this.socketCounts = new SocketCounts(this.sharedBuffer);
+  }
 
   /** Starts the workers one after another: the first binds the port (maybe 0), the rest join it. */
   async start(): Promise<void> {
@@ -69,7 +80,25 @@ export class WorkerPool {
 
   /** Sockets counted against `maxConnections` across all workers (open plus mid-handshake). */
   openSockets(): number {
-    return Atomics.load(new Int32Array(this.sharedBuffer), GatewayShared.CONNECTIONS);
+    return this.socketCounts.total(SocketKind.connections);
+  }
+
+  /** Every socket the workers accepted on the WebSocket port and hold (counted against the socket budget). */
+  sockets(): number {
+    return this.socketCounts.total(SocketKind.sockets);
+  }
+
+  /**
+   * How long a restart of `slot` would wait if its thread died now: the backoff grows with deaths in
+   * a row (0.1 s to 5 s) and starts over once a thread has run `restartBackoffResetMs`.
+   */
+  restartDelay(slot: WorkerSlot, now = Date.now()): number {
+    return RESTART_BACKOFF_MS[Math.min(this.failuresInARow(slot, now), RESTART_BACKOFF_MS.length - 1)]!;
+  }
+
+  /** Deaths in a row so far, forgetting them once the current thread has run long enough. */
+  private failuresInARow(slot: WorkerSlot, now: number): number {
+    return slot.up && now - slot.upSince >= this.config.restartBackoffResetMs ? 0 : slot.failures;
   }
 
   /**
@@ -153,6 +182,7 @@ export class WorkerPool {
           case 'listening':
             listening = true;
             slot.up = true;
+            slot.upSince = Date.now();
             this.log.info({ worker: slot.index, port: event.port, threadId: worker.threadId }, 'worker listening');
             resolve(event.port);
             break;
@@ -191,15 +221,21 @@ export class WorkerPool {
 
   private onExit(slot: WorkerSlot, worker: Worker, code: number): void {
     if (slot.worker !== worker) return;
+    // Before `up` goes: a thread that ran long enough starts the backoff over.
+    const now = Date.now();
+    const delay = this.restartDelay(slot, now);
+    slot.failures = this.failuresInARow(slot, now) + 1;
     slot.up = false;
+    slot.stalled = false;
     slot.worker = null;
     slot.control = null;
     this.routing.removeSlot(slot);
+    // Its sockets closed with the thread, without running their 'close' listeners: uncount them.
+    this.socketCounts.clear(slot.index);
     // Gauges belong to the dead thread; counters carry on in the replacement.
     slot.stats[WorkerStat.connections] = 0;
     slot.stats[WorkerStat.subscriptions] = 0;
     if (this.stopping) return;
-    const delay = RESTART_BACKOFF_MS[Math.min(slot.stats[WorkerStat.restarts]!, RESTART_BACKOFF_MS.length - 1)]!;
     slot.stats[WorkerStat.restarts]++;
     this.log.warn({ worker: slot.index, code, restartInMs: delay }, 'worker died; restarting');
     setTimeout(() => {

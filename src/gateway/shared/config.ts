@@ -114,11 +114,39 @@ export const GATEWAY_OPTIONS = defineOptions('a gateway', {
     cli: { flag: 'max-recovery-messages', arg: 'N' },
     section: LIMITS,
   },
+  maxTopicDepth: {
+    default: 16,
+    check: int(1, 256),
+    help: 'most segments in a topic a client subscribes to; deeper: ERR_TOPIC_TOO_DEEP, nothing applied',
+    cli: { flag: 'max-topic-depth', arg: 'N' },
+    section: LIMITS,
+  },
+  maxSubscriptionSegments: {
+    default: 1024,
+    check: int(1, 1_000_000),
+    help: 'segments of all its topics one connection may hold (what it can make the trie hold); over it ERR_SUBSCRIPTION_BUDGET, nothing applied',
+    cli: { flag: 'max-subscription-segments', arg: 'N' },
+    section: LIMITS,
+  },
   maxConnections: {
     default: 0,
     check: int(0, Number.MAX_SAFE_INTEGER, 'a non-negative integer (0 = unlimited)'),
     help: 'connections per gateway, all workers; 0 = unlimited; over it the upgrade gets HTTP 503',
     cli: { flag: 'max-connections', arg: 'N' },
+    section: LIMITS,
+  },
+  handshakeTimeoutMs: {
+    default: 5_000,
+    check: int(100, 600_000),
+    help: 'a socket on the WebSocket port that has not completed its WebSocket handshake this long after accept is closed',
+    cli: { flag: 'handshake-timeout-ms', arg: 'N' },
+    section: LIMITS,
+  },
+  fdReserve: {
+    default: 128,
+    check: int(0, 1_000_000),
+    help: 'descriptors kept for the admin port, MPC links and restarts: sockets on the WebSocket port are capped at the open-files limit (ulimit -n) minus those in use at start minus this (Linux)',
+    cli: { flag: 'fd-reserve', arg: 'N' },
     section: LIMITS,
   },
   slowClientBytes: {
@@ -155,6 +183,19 @@ export const GATEWAY_OPTIONS = defineOptions('a gateway', {
     help: 'frames a connection may send at once; this many refused in a row close it with 4029',
     cli: { flag: 'client-rate-burst', arg: 'N' },
     section: LIMITS,
+  },
+  workerStallMs: {
+    default: 10_000,
+    // Above the worker's 1 s heartbeat interval with room for a busy loop to run it late.
+    check: int(2_000, 3_600_000),
+    help: 'a worker whose event loop has not run its 1 s heartbeat for this long is reported stalled (/healthz 503, tormq_worker_stalled)',
+    cli: { flag: 'worker-stall-ms', arg: 'N' },
+  },
+  restartBackoffResetMs: {
+    default: 60_000,
+    check: int(0, 86_400_000),
+    help: 'a worker that ran this long before dying restarts after the shortest backoff (0.1 s) again, not the next longer one',
+    cli: { flag: 'restart-backoff-reset-ms', arg: 'N' },
   },
   testHooks: {
     default: false,
@@ -225,6 +266,7 @@ export const GATEWAY_OPTIONS = defineOptions('a gateway', {
   if (c.maxMessageBytes > largestBody) {
     fail('maxMessageBytes', `a positive integer at most ${largestBody} (half of ${name('ringBytes')}, less a record header and the longest topic)`);
   }
+  if (c.maxTopicDepth > c.maxSubscriptionSegments) fail('maxTopicDepth', `an integer from 1 to ${name('maxSubscriptionSegments')} (${c.maxSubscriptionSegments})`);
   if (c.authSecret !== '' && c.authPublicKey !== '') fail('authPublicKey', `'' when ${name('authSecret')} is set (choose one way to verify tokens)`, '<key>');
   if (c.authPublicKey !== '') {
     const problem = publicKeyProblem(c.authPublicKey);

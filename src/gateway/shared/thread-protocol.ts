@@ -15,7 +15,7 @@ export interface WorkerData {
   readonly ring: SharedArrayBuffer;
   /** This worker's counters (Float64Array laid out by counters.ts). */
   readonly stats: SharedArrayBuffer;
-  /** Gateway-wide counters (Int32Array, `GatewayShared`), shared by all workers. */
+  /** Gateway-wide cells (Int32Array: `GatewayShared`, then the socket counts of socket-counts.ts), shared by all threads. */
   readonly shared: SharedArrayBuffer;
   /** The comlink endpoint for the control RPC (`WorkerControl`). */
   readonly controlPort: MessagePort;
@@ -68,11 +68,11 @@ export interface WorkerControl {
   reachable(topic: string): number;
 }
 
-/** Indices into the gateway-wide Int32Array shared by all workers. */
+/** Indices into the gateway-wide Int32Array shared by all threads; the per-worker socket counts follow (socket-counts.ts). */
 export const GatewayShared = {
-  /** Open connections across all workers (Atomics), for the connection cap. */
-  CONNECTIONS: 0,
+  /** Most sockets the gateway may hold on the WebSocket port (written by main once it knows its descriptors; 0 = none). */
+  SOCKET_LIMIT: 0,
   /** Test hooks only (`--enable-test-hooks`): 1 while a stalled worker must stay blocked. */
   TEST_STALL: 1,
 } as const;
-export const GATEWAY_SHARED_LENGTH = 2;
+export const GATEWAY_SHARED_CELLS = 2;

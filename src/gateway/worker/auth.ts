@@ -20,7 +20,7 @@ import type http from 'node:http';
 import type { Duplex } from 'node:stream';
 import { errors as joseErrors, importSPKI, jwtVerify, type JWTPayload } from 'jose';
 import type { Logger } from '../../log.js';
-import { isWithin, topicError } from '../../protocol/topic.js';
+import { isWithin, topicDepth, topicError } from '../../protocol/topic.js';
 import type { GatewayConfig } from '../shared/config.js';
 import { WorkerStat } from '../shared/counters.js';
 import { algorithmForPublicKey, type AuthAlgorithm } from '../shared/security-options.js';
@@ -65,6 +65,8 @@ export interface TokenVerifierOptions {
   readonly subscribeSub?: boolean;
   readonly clockToleranceSec?: number;
   readonly maxTopicLength?: number;
+  /** With `subscribeSub`: a `sub` deeper than this cannot be subscribed to, so the token is refused. */
+  readonly maxTopicDepth?: number;
 }
 
 /** Verifies JWTs into grants. Pure apart from the clock: usable outside a worker (tests, tools). */
@@ -75,17 +77,19 @@ export class TokenVerifier {
     private readonly subscribeSub: boolean,
     private readonly clockToleranceSec: number,
     private readonly maxTopicLength: number,
+    private readonly maxTopicDepth: number,
   ) {}
 
   static async create(options: TokenVerifierOptions): Promise<TokenVerifier> {
     const subscribeSub = options.subscribeSub ?? false;
     const tolerance = options.clockToleranceSec ?? 0;
     const maxTopicLength = options.maxTopicLength ?? 256;
-    if (options.secret) return new TokenVerifier(new TextEncoder().encode(options.secret), 'HS256', subscribeSub, tolerance, maxTopicLength);
+    const maxTopicDepth = options.maxTopicDepth ?? Infinity;
+    if (options.secret) return new TokenVerifier(new TextEncoder().encode(options.secret), 'HS256', subscribeSub, tolerance, maxTopicLength, maxTopicDepth);
     if (options.publicKey) {
       const algorithm = algorithmForPublicKey(options.publicKey);
       const key = await importSPKI(options.publicKey, algorithm);
-      return new TokenVerifier(key, algorithm, subscribeSub, tolerance, maxTopicLength);
+      return new TokenVerifier(key, algorithm, subscribeSub, tolerance, maxTopicLength, maxTopicDepth);
     }
     throw new TypeError('options.secret or options.publicKey must be set');
   }
@@ -122,7 +126,7 @@ export class TokenVerifier {
     let autoSubscribe: string | null = null;
     if (this.subscribeSub) {
       // The identity doubles as a topic: it must be a valid one.
-      if (topicError(sub, this.maxTopicLength) !== null) return null;
+      if (topicError(sub, this.maxTopicLength) !== null || topicDepth(sub) > this.maxTopicDepth) return null;
       prefixes.push(sub);
       autoSubscribe = sub;
     }
@@ -196,6 +200,7 @@ export class ConnectionGuard {
           subscribeSub: config.authSubscribeSub,
           clockToleranceSec: config.authClockToleranceSec,
           maxTopicLength: config.maxTopicLength,
+          maxTopicDepth: config.maxTopicDepth,
         })
       : null;
     return new ConnectionGuard(verifier, config, stats, log);
@@ -225,14 +230,10 @@ export class ConnectionGuard {
       admit(null);
       return;
     }
-    // Node's HTTP server drops its error listener on upgrade; until ws adds its own, a reset would be
-    // an uncaught error that takes the whole worker down.
-    const ignore = () => {};
-    socket.on('error', ignore);
+    // A reset meanwhile is harmless: every socket has an error listener from accept (admission.ts).
     void this.verifier.verify(tokenOf(req)).then((result) => {
       if (socket.destroyed) return;
       if (result.ok) {
-        socket.off('error', ignore);
         admit(result.grants);
         return;
       }

@@ -29,6 +29,7 @@ import { WorkerStat } from '../shared/counters.js';
 import { isGranted, type Grants } from './auth.js';
 import type { WorkerContext } from './context.js';
 import { NOT_ROUTED, type Position } from './interest-routing.js';
+import { SubscriptionBudget } from './subscription-budget.js';
 import { TokenBucket } from './token-bucket.js';
 import { Variant, Writer } from './writer.js';
 
@@ -50,6 +51,8 @@ export class Session {
   alive = true;
   readonly topics = new Set<string>();
   readonly writer: Writer;
+  /** Segments of its topics, against what one connection may make the trie hold. */
+  private readonly budget: SubscriptionBudget;
   /** Inbound frame limit (null when `clientRateLimit` is 0). */
   private readonly bucket: TokenBucket | null;
   /** Frames rejected by the rate limit since the last accepted one. */
@@ -73,6 +76,7 @@ export class Session {
     readonly v2 = false,
   ) {
     this.writer = new Writer(ws, v2 ? Variant.POSITIONED : Variant.BODY, ctx.config, ctx.stats, this.topics);
+    this.budget = new SubscriptionBudget(ctx.config, ctx.stats);
     const { clientRateLimit, clientRateBurst } = ctx.config;
     this.bucket = clientRateLimit > 0 ? new TokenBucket(clientRateLimit, clientRateBurst, performance.now()) : null;
     this.grants = grants;
@@ -234,6 +238,8 @@ export class Session {
           this.ctx.stats[WorkerStat.forbiddenSubscriptions]++;
           return withId({ code: WireErrorCodes.FORBIDDEN, message: 'subscription outside the granted topics' }, command.id);
         }
+        const refusal = this.budget.refusal(command.topics, this.topics, command.mode === 'replace');
+        if (refusal !== null) return withId(refusal, command.id);
         const max = this.ctx.config.maxSubscriptions;
         if (command.mode === 'replace') {
           for (const topic of this.topics) if (topic !== command.topics[0]) this.unsubscribe(topic);
@@ -327,12 +333,14 @@ export class Session {
   private subscribe(topic: string): void {
     if (this.topics.has(topic)) return;
     this.topics.add(topic);
+    this.budget.charge(topic);
     this.ctx.trie.add(topic, this.writer);
     this.ctx.stats[WorkerStat.subscriptions]++;
   }
 
   private unsubscribe(topic: string): void {
     if (!this.topics.delete(topic)) return;
+    this.budget.refund(topic);
     this.ctx.trie.remove(topic, this.writer);
     this.ctx.stats[WorkerStat.subscriptions]--;
   }

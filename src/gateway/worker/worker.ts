@@ -16,7 +16,9 @@ import { Close } from '../../protocol/close-codes.js';
 import { encodeTextFrame } from '../../protocol/ws-frame.js';
 import { WorkerStat } from '../shared/counters.js';
 import { ALL_TOPICS, RingReader } from '../shared/ring.js';
+import { SocketCounts, SocketKind } from '../shared/socket-counts.js';
 import { GatewayShared, TEST_HOOK_ACTIONS, type MainEvent, type TestHookAction, type WorkerControl, type WorkerData, type WorkerEvent } from '../shared/thread-protocol.js';
+import { Admission } from './admission.js';
 import { ConnectionGuard, selectProtocol, TORMQ_V2_SUBPROTOCOL, type Grants } from './auth.js';
 import type { HistoryReply, WorkerContext } from './context.js';
 import { Delivery, positionedFrame } from './delivery.js';
@@ -36,6 +38,7 @@ const post = (event: WorkerEvent) => port.postMessage(event);
 
 const stats = new Float64Array(workerData.stats);
 const shared = new Int32Array(workerData.shared);
+const socketCounts = new SocketCounts(workerData.shared);
 const guard = await ConnectionGuard.create(config, stats, log);
 const routing = new InterestRouting(post);
 
@@ -99,6 +102,10 @@ const server = http.createServer((req, res) => {
   }
 });
 
+// Every socket from accept: its one error listener, the socket budget, the handshake deadline.
+const admission = new Admission({ counts: socketCounts, worker: index, stats, handshakeTimeoutMs: config.handshakeTimeoutMs, log });
+admission.attach(server);
+
 const wss = new WebSocketServer({
   noServer: true,
   maxPayload: config.maxFrameBytes,
@@ -116,7 +123,7 @@ server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) =
   if (!guard.checkOrigin(req, socket)) return;
   // Reserve a slot in the gateway-wide count before the handshake; released when the socket closes,
   // whether or not the upgrade completes, so a failed handshake never leaks a slot.
-  const open = Atomics.add(shared, GatewayShared.CONNECTIONS, 1) + 1;
+  const open = socketCounts.add(index, SocketKind.connections, 1);
   // A module-level listener, not a closure: a closure here would share this handler's scope with the
   // authenticate callback below and keep `req` and `head` alive as long as the connection (measured:
   // ~1.8 KB of heap per idle connection, in worker heap snapshots at 2,000 connections).
@@ -138,6 +145,7 @@ server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) =
     routing.whenRouted(streams, () => {
       if (socket.destroyed) return;
       wss.handleUpgrade(req, socket, head, (ws) => {
+        admission.upgraded(socket);
         onConnection(ws, grants);
         unpin?.(); // the session's own subscription holds the topics now
       });
@@ -164,7 +172,7 @@ function pinTopics(topics: readonly string[], socket: Duplex): () => void {
 }
 
 function releaseConnectionSlot(): void {
-  Atomics.sub(shared, GatewayShared.CONNECTIONS, 1);
+  socketCounts.add(index, SocketKind.connections, -1);
 }
 
 function refuse(socket: Duplex, status: number, reason: string): void {
@@ -196,7 +204,7 @@ function onConnection(ws: WebSocket, grants: Grants | null): void {
   });
 }
 
-// --- Heartbeats and event-loop lag ---------------------------------------------------------------
+// --- Heartbeats (client pings, and the worker's own) and event-loop lag -------------------------------
 
 if (config.heartbeatMs > 0) {
   setInterval(() => {
@@ -217,6 +225,8 @@ loopDelay.enable();
 setInterval(() => {
   stats[WorkerStat.eventLoopLagMs] = loopDelay.percentile(99) / 1e6;
   loopDelay.reset();
+  // Proof of life: main reports this worker stalled when the count stops moving (main/stall-watch.ts).
+  stats[WorkerStat.heartbeats]++;
 }, 1000).unref();
 
 // --- Control plane ---------------------------------------------------------------------------------

@@ -1,0 +1,62 @@
+/**
+ * Gateway-wide socket accounting, in the Int32Array every thread shares (after the `GatewayShared`
+ * cells). Each worker counts in its own cells and a total is the sum over workers, so a worker thread
+ * that dies — whose sockets close without running a single 'close' listener — leaves no phantom count:
+ * the main thread clears its cells when the thread has exited.
+ *
+ * - `sockets`: every TCP socket a worker accepted on the WebSocket port, from accept to close (mid
+ *   handshake or open), counted against the socket budget `limit` (descriptors, see main/descriptors.ts).
+ * - `connections`: sockets that asked to upgrade, from that request to close, counted against
+ *   `--max-connections`.
+ */
+import { GATEWAY_SHARED_CELLS, GatewayShared } from './thread-protocol.js';
+
+export const SocketKind = { sockets: 0, connections: 1 } as const;
+export type SocketKind = (typeof SocketKind)[keyof typeof SocketKind];
+const KINDS = 2;
+
+/** Bytes of the shared buffer for `workers` workers. */
+export function gatewaySharedBytes(workers: number): number {
+  return (GATEWAY_SHARED_CELLS + KINDS * workers) * 4;
+}
+
+export class SocketCounts {
+  private readonly cells: Int32Array;
+  private readonly workers: number;
+
+  constructor(buffer: SharedArrayBuffer) {
+    this.cells = new Int32Array(buffer);
+    this.workers = (this.cells.length - GATEWAY_SHARED_CELLS) / KINDS;
+  }
+
+  /** Adds `delta` to `worker`'s count of `kind`; returns the gateway-wide total after it. */
+  add(worker: number, kind: SocketKind, delta: number): number {
+    Atomics.add(this.cells, this.cell(worker, kind), delta);
+    return this.total(kind);
+  }
+
+  /** Gateway-wide total of `kind` (the sum of the workers' cells; each read is atomic, the sum is not). */
+  total(kind: SocketKind): number {
+    let sum = 0;
+    for (let worker = 0; worker < this.workers; worker++) sum += Atomics.load(this.cells, this.cell(worker, kind));
+    return sum;
+  }
+
+  /** Forgets `worker`'s counts: its thread has exited and its sockets are gone (main thread only). */
+  clear(worker: number): void {
+    for (let kind = 0; kind < KINDS; kind++) Atomics.store(this.cells, this.cell(worker, kind as SocketKind), 0);
+  }
+
+  /** Most sockets the gateway may hold on the WebSocket port; 0 = no budget (not known yet, or not Linux). */
+  get limit(): number {
+    return Atomics.load(this.cells, GatewayShared.SOCKET_LIMIT);
+  }
+
+  set limit(value: number) {
+    Atomics.store(this.cells, GatewayShared.SOCKET_LIMIT, value);
+  }
+
+  private cell(worker: number, kind: SocketKind): number {
+    return GATEWAY_SHARED_CELLS + worker * KINDS + kind;
+  }
+}

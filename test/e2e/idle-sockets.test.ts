@@ -1,0 +1,100 @@
+/**
+ * Hostile input (issue 10, item 5): TCP connections that never send a byte. ~19,900 of them under a
+ * 20,000 open-files limit were not counted by anything; while held, new clients failed and the admin
+ * port could not even accept /healthz. Reproduced under a low limit (`ulimit -n 1024`): more idle
+ * sockets than the gateway has descriptors. The gateway counts every socket from accept against its
+ * socket budget (the limit less what it holds less --fd-reserve), closes the oldest idle one to make
+ * room, and closes whatever has not completed a handshake within --handshake-timeout-ms. Meanwhile
+ * /healthz answers, bystanders keep receiving, a new client connects, and the counters show it.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { clientsOnEveryWorker, metricValue, metricsText, until } from '../helpers/probes.js';
+import type { GatewayStats } from '../helpers/processes.js';
+import { useSystem } from '../helpers/system.js';
+import { TestClient } from '../helpers/ws-client.js';
+
+const FILE_LIMIT = 1024;
+/** More than the gateway has descriptors for. */
+const IDLE = 1100;
+/** The default: opening all of them takes well under it, so the budget is reached before any times out. */
+const HANDSHAKE_TIMEOUT_MS = 5000;
+
+type Stats = GatewayStats & { sockets: number; socketLimit: number };
+const total = (stats: GatewayStats, key: string) => stats.workers.reduce((n, w) => n + (w[key] as number), 0);
+
+describe(`hostile input: ${IDLE} idle TCP connections against a gateway with ulimit -n ${FILE_LIMIT}`, () => {
+  const sys = useSystem({ gatewayFileLimit: FILE_LIMIT });
+  const idle: net.Socket[] = [];
+  let bystanders: TestClient[];
+
+  before(async () => {
+    const byWorker = await clientsOnEveryWorker(sys.gateway, 'bystander-', 2, sys.clients);
+    bystanders = [...byWorker.values()].flat().map((entry) => entry.client);
+    for (const bystander of bystanders) await bystander.subscribe('bystander');
+    await sys.publisher.ready({ topic: 'bystander', timeoutMs: 10_000 });
+  });
+
+  after(() => {
+    for (const socket of idle) socket.destroy();
+  });
+
+  const served = async (clients: TestClient[], text: string) => {
+    const from = clients.map((c) => c.messages.length);
+    await sys.publisher.send('bystander', text);
+    for (const [i, client] of clients.entries()) await client.waitFor((m) => m.includes(`"${text}"`), from[i]);
+  };
+
+  test('the socket budget holds: /healthz answers, bystanders are served, a new client connects; idle sockets are shed, then timed out', async (t) => {
+    const ready = await sys.gateway.waitForLog((l) => l.msg === 'gateway ready');
+    const budget = ready.socketBudget as { fileLimit: number; inUse: number; reserve: number; limit: number };
+    assert.equal(budget.fileLimit, FILE_LIMIT);
+    assert.equal(budget.reserve, 128);
+    assert.equal(budget.limit, FILE_LIMIT - budget.inUse - budget.reserve);
+    assert.ok(budget.limit > bystanders.length && budget.limit < IDLE, `socket limit ${budget.limit}`);
+    const before = (await sys.gateway.stats()) as Stats;
+    assert.equal(before.socketLimit, budget.limit);
+    t.diagnostic(`open-files limit ${budget.fileLimit}, ${budget.inUse} in use at start, reserve ${budget.reserve}: socket budget ${budget.limit}`);
+
+    let closedByServer = 0;
+    for (let i = 0; i < IDLE; i++) {
+      const socket = net.connect({ host: '127.0.0.1', port: sys.gateway.port });
+      socket.on('error', () => {});
+      socket.once('close', () => closedByServer++);
+      idle.push(socket);
+      await new Promise((resolve) => socket.once('connect', resolve));
+    }
+
+    // While they are held (the first ones time out 5 s after they were opened). The gateway may still
+    // be accepting the last of them: once it has, it holds no more sockets than its budget.
+    await until('sockets within the budget', async () => ((await sys.gateway.stats()) as Stats).sockets <= budget.limit);
+    const health = await sys.gateway.admin('/healthz');
+    assert.equal(health.status, 200, 'the admin port still accepts');
+    await served(bystanders, 'while idle sockets are held');
+    const newcomer = await sys.connect();
+    await newcomer.subscribe('bystander');
+    await served([...bystanders, newcomer], 'to the newcomer too');
+    const during = (await sys.gateway.stats()) as Stats;
+    assert.ok(total(during, 'socketsShed') - total(before, 'socketsShed') >= IDLE - budget.limit, `shed: ${total(during, 'socketsShed')}`);
+    assert.ok(during.sockets <= budget.limit, `sockets held ${during.sockets} of ${budget.limit}`);
+    const metrics = await metricsText(sys.gateway);
+    assert.equal(metricValue(metrics, 'tormq_gateway_socket_limit'), budget.limit);
+    assert.ok(metricValue(metrics, 'tormq_gateway_sockets')! <= budget.limit);
+    assert.equal(metricValue(metrics, 'tormq_mpc_up', { endpoint: `tcp://127.0.0.1:${sys.mpc.gatewayPort}` }), 1);
+
+    // Not one of them completes a handshake: the gateway closes every one.
+    await until('every idle socket closed by the gateway', () => closedByServer === IDLE, HANDSHAKE_TIMEOUT_MS + 10_000);
+    const after = (await sys.gateway.stats()) as Stats;
+    const timedOut = total(after, 'handshakeTimeouts') - total(before, 'handshakeTimeouts');
+    const shed = total(after, 'socketsShed') - total(before, 'socketsShed');
+    assert.ok(timedOut > 0, 'the ones left were timed out');
+    assert.equal(timedOut + shed, IDLE, `timed out ${timedOut} + shed ${shed}`);
+    t.diagnostic(`${IDLE} idle sockets: ${shed} shed at the budget, ${timedOut} timed out`);
+    await until('only the WebSocket connections left', async () => ((await sys.gateway.stats()) as Stats).sockets === bystanders.length + 1);
+    assert.ok([...bystanders, newcomer].every((c) => c.closeCode === null));
+    assert.deepEqual(after.workers.map((w) => w.restarts), after.workers.map(() => 0));
+    await served([...bystanders, newcomer], 'after');
+    assert.equal((await sys.gateway.admin('/healthz')).status, 200);
+  });
+});
