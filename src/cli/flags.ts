@@ -103,16 +103,17 @@ export function usage<S extends OptionSpecs>(def: CliDefinition<S>): string {
 }
 
 /**
- * `--heartbeat-ms -1`: parseArgs reads a value starting with `-` as a flag and refuses it as
- * ambiguous; such numeric values are joined to their flag (`--heartbeat-ms=-1`) so that validation
- * reports the real problem.
+ * `--heartbeat-ms -1`, `--curve-server-key -x8…`: parseArgs reads a value starting with `-` as a flag
+ * and refuses it as ambiguous. A value-taking flag followed by anything that is not itself a known
+ * flag is joined to it (`--heartbeat-ms=-1`), so that a Z85 key may start with `-` and a bad number
+ * gets its real error from validation.
  */
-function joinNegativeNumbers(args: string[], valued: Set<string>): string[] {
+function joinDashedValues(args: string[], valued: Set<string>, known: Set<string>): string[] {
   const out: string[] = [];
   for (let i = 0; i < args.length; i++) {
     const arg = args[i]!;
     const next = args[i + 1];
-    if (valued.has(arg) && next !== undefined && /^-\d/.test(next)) {
+    if (valued.has(arg) && next !== undefined && next.startsWith('-') && next !== '-' && !known.has(next.split('=')[0]!)) {
       out.push(`${arg}=${next}`);
       i++;
     } else {
@@ -142,10 +143,15 @@ export function parseCommandLine<S extends OptionSpecs>(def: CliDefinition<S>, a
     spec[extra.flag] = { type: extra.arg ? 'string' : 'boolean', ...(extra.short ? { short: extra.short } : {}) };
     if (extra.arg) valued.add(`--${extra.flag}`).add(extra.short ? `-${extra.short}` : `--${extra.flag}`);
   }
+  const known = new Set<string>();
+  for (const [flag, entry] of Object.entries(spec)) {
+    known.add(`--${flag}`).add(`--no-${flag}`);
+    if (entry.short) known.add(`-${entry.short}`);
+  }
   const hint = `(${program} --help lists every flag)`;
   let parsed: ReturnType<typeof parseArgs>;
   try {
-    parsed = parseArgs({ args: joinNegativeNumbers(argv, valued), options: spec, strict: true, allowPositionals: false, allowNegative: true, tokens: true });
+    parsed = parseArgs({ args: joinDashedValues(argv, valued, known), options: spec, strict: true, allowPositionals: false, allowNegative: true, tokens: true });
   } catch (error) {
     die(program, `${(error as Error).message}\n${hint}`, ExitCodes.USAGE);
   }

@@ -10,6 +10,8 @@ import { encodeReply, encodeStreamFrame, GATEWAY_ID_BYTES, LinkKind, parseReques
 
 /** Most topics one position check names (the gateway sends several). */
 export const MAX_POSITIONS_PER_REQUEST = 1000;
+const COLON = 0x3a;
+const EMPTY = Buffer.alloc(0);
 import type { SerialSender } from '../zmq/serial-sender.js';
 import type { StreamStore } from './streams.js';
 
@@ -49,6 +51,17 @@ export class GatewayControl {
       else this.badRequests++;
       return;
     }
+    if (type === 1 && frame.length > 2 && frame[frame.length - 1] === COLON) {
+      // A subtree (`root:`): confirmed with a frame only that subscription matches.
+      const root = frame.toString('utf8', 1, frame.length - 1);
+      if (root.includes(':') || topicError(root, this.limits.maxTopicLength) !== null) {
+        this.badRequests++;
+        return;
+      }
+      this.gateways.send(encodeStreamFrame(LinkKind.SUBTREE, frame.subarray(1), EMPTY, 0, null));
+      this.positionsSent++;
+      return;
+    }
     if (type === 1) {
       const end = frame.length - 1;
       const topic = frame[end] === 0 ? frame.toString('utf8', 1, end) : null;
@@ -80,7 +93,8 @@ export class GatewayControl {
     }
     this.positionChecks++;
     const positions = request.topics.map((topic): readonly [string, number] => {
-      const stream = typeof topic === 'string' ? this.streams.peek(topic) : undefined;
+      if (typeof topic !== 'string' || topicError(topic, this.limits.maxTopicLength) !== null) return ['', 0];
+      const stream = request.create === true ? this.streams.position(topic) : this.streams.peek(topic);
       return stream === undefined ? ['', 0] : [stream.epoch, stream.top];
     });
     this.gateways.send(encodeReply(id, { type: 'positions', id: request.id, positions }));

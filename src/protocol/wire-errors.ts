@@ -19,6 +19,8 @@ export const WireErrorCodes = {
   TOPIC_TOO_DEEP: 'ERR_TOPIC_TOO_DEEP',
   /** The connection's topics would have more segments in all than it may hold (`--max-subscription-segments`). */
   SUBSCRIPTION_BUDGET: 'ERR_SUBSCRIPTION_BUDGET',
+  /** The gateway holds as many distinct topics as --max-topics allows: no new one until some go. */
+  TOPIC_LIMIT: 'ERR_TOPIC_LIMIT',
   /** Binary frames are not part of the client protocol. */
   BINARY_FRAME: 'ERR_BINARY_FRAME',
   /** The subscription lies outside the topics the connection was granted. */

@@ -6,15 +6,21 @@
  * for a one-frame message vs 5.2 µs for three, /work/scratch/recvtest.mjs-style loop of 100,000):
  * - stream message: `[topic][0x00][MESSAGE][epochLen u8][offset f64 LE][epoch][body]`
  * - position:       `[topic][0x00][POSITION][epochLen u8][offset f64 LE][epoch]` — sent whenever the MPC
- *   sees a subscription to `topic` (also a repeated one), to every gateway subscribed to it: from here
- *   on the subscriber gets every message of the stream after `offset`. It is the subscription's
- *   confirmation (subscriptions travel on ZeroMQ pipes that can drop) and a free position check.
+ *   sees a subscription to `topic` exactly (also a repeated one), to every gateway subscribed to it:
+ *   from here on the subscriber gets every message of the stream after `offset`. It is the
+ *   subscription's confirmation (subscriptions travel on ZeroMQ pipes that can drop) and a free
+ *   position check.
+ * - subtree:        `[root][':'][0x00][SUBTREE][0][0 f64]` — the confirmation of a subscription to every
+ *   topic below `root` (`root:`): from here on the subscriber gets every message published below it.
  * - private:        `[0x00][gateway id, 16 bytes][REPLY][u32 LE header length][JSON header][u32 LE length][bytes]…`
  *   (answers to one gateway's requests; the gateway subscribes to `0x00 + id`).
  *
  * Gateway → MPC:
  * - `0x01 topic 0x00` / `0x00 topic 0x00`: subscribe / unsubscribe one topic, exactly (the 0x00 ends the
  *   prefix ZeroMQ matches, so `ehr` never matches `ehrx` or `ehr:api`).
+ * - `0x01 root ':'` / `0x00 root ':'`: subscribe / unsubscribe every topic below a root. A gateway
+ *   subscribes a root with both (the root exactly and its subtree): one root, two keys, whatever the
+ *   number of topics its clients hold below it.
  * - `0x01 0x00 id`: subscribe to its private replies.
  * - `0x02 JSON`: a request (history, positions), answered on the private key.
  */
@@ -23,6 +29,7 @@ export const LinkKind = {
   MESSAGE: 1,
   POSITION: 2,
   REPLY: 3,
+  SUBTREE: 4,
 } as const;
 
 export const GATEWAY_ID_BYTES = 16;
@@ -30,8 +37,11 @@ const REQUEST = 0x02;
 /** Offset of the kind byte after a topic of `n` bytes: the topic and its 0x00 terminator. */
 const FIXED_HEADER = 10; // kind, epoch length, f64 offset
 
-/** Stream message or position frame (MPC side). `body` may be null for a position. */
-export function encodeStreamFrame(kind: typeof LinkKind.MESSAGE | typeof LinkKind.POSITION, topic: Buffer, epoch: Buffer, offset: number, body: Buffer | null): Buffer {
+/**
+ * Stream message, position or subtree frame (MPC side). `body` may be null for a position; a subtree
+ * confirmation's "topic" is the root and its `:` (never a topic: topics have no empty segment).
+ */
+export function encodeStreamFrame(kind: typeof LinkKind.MESSAGE | typeof LinkKind.POSITION | typeof LinkKind.SUBTREE, topic: Buffer, epoch: Buffer, offset: number, body: Buffer | null): Buffer {
   const bodyLength = body === null ? 0 : body.length;
   const frame = Buffer.allocUnsafe(topic.length + 1 + FIXED_HEADER + epoch.length + bodyLength);
   topic.copy(frame, 0);
@@ -69,7 +79,7 @@ export function parseStreamFrame(frame: Buffer, view: StreamFrameView): boolean 
   const kind = frame[topicEnd + 1]!;
   const epochLength = frame[topicEnd + 2]!;
   const epochStart = topicEnd + 1 + FIXED_HEADER;
-  if ((kind !== LinkKind.MESSAGE && kind !== LinkKind.POSITION) || frame.length < epochStart + epochLength) return false;
+  if ((kind !== LinkKind.MESSAGE && kind !== LinkKind.POSITION && kind !== LinkKind.SUBTREE) || frame.length < epochStart + epochLength) return false;
   view.kind = kind;
   view.topicEnd = topicEnd;
   view.offset = frame.readDoubleLE(topicEnd + 3);
@@ -82,6 +92,13 @@ export function parseStreamFrame(frame: Buffer, view: StreamFrameView): boolean 
 /** The subscription message for exactly `topic` (`on`) or its cancellation. */
 export function topicSubscription(topic: string, on: boolean): Buffer {
   const bytes = Buffer.from(`\u0000${topic}\u0000`, 'utf8');
+  bytes[0] = on ? 1 : 0;
+  return bytes;
+}
+
+/** The subscription to every topic below `root` (not `root` itself: see topicSubscription). */
+export function subtreeSubscription(root: string, on: boolean): Buffer {
+  const bytes = Buffer.from(`\u0000${root}:`, 'utf8');
   bytes[0] = on ? 1 : 0;
   return bytes;
 }
@@ -108,6 +125,11 @@ export interface PositionsRequest {
   readonly id: number;
   readonly reply: string;
   readonly topics: readonly string[];
+  /**
+   * Give a topic without a stream one now (a new epoch at offset 0): a gateway routing a topic for the
+   * first time needs an epoch its clients can resume from, even before the first message.
+   */
+  readonly create?: boolean;
 }
 
 export interface HistoryRequest {

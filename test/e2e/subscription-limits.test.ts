@@ -79,8 +79,13 @@ async function bystandersServed(gateway: GatewayProcess, publisher: Publisher, b
   assert.equal((await gateway.admin('/healthz')).status, 200);
 }
 
+/** The gateway-wide cap on distinct topics in the first test (the default is 250,000). */
+const MAX_TOPICS = 100_000;
+/** What one distinct topic may cost the gateway at most, bytes of RSS: ≈ 2 KB measured (README, "Subscription limits"), with room for garbage. */
+const WORST_CASE_BYTES_PER_TOPIC = 4096;
+
 describe('hostile input: 1,600 connections each subscribing to 256 topics of 125 segments', () => {
-  const sys = useSystem();
+  const sys = useSystem({ gatewayArgs: ['--max-topics', String(MAX_TOPICS)] });
   const attackers: TestClient[] = [];
   let bystanders: TestClient[];
 
@@ -95,7 +100,7 @@ describe('hostile input: 1,600 connections each subscribing to 256 topics of 125
     await Promise.all(attackers.map((c) => c.close()));
   });
 
-  test('the frame is refused (ERR_TOPIC_TOO_DEEP), the costliest allowed set fits the documented worst case, the next one is refused (ERR_SUBSCRIPTION_BUDGET); workers and bystanders unharmed', async (t) => {
+  test('the frame is refused (ERR_TOPIC_TOO_DEEP); the costliest allowed sets are accepted up to --max-topics (then ERR_TOPIC_LIMIT), a full connection gets ERR_SUBSCRIPTION_BUDGET; memory stays within the documented worst case; workers and bystanders unharmed', async (t) => {
     const rssBefore = rssBytes(sys.gateway.child.pid!);
     const before = await sys.gateway.stats();
     for (let i = 0; i < ATTACKERS; i++) attackers.push(await TestClient.connect(sys.gateway.url));
@@ -103,22 +108,34 @@ describe('hostile input: 1,600 connections each subscribing to 256 topics of 125
     assert.deepEqual([...(await everyone(attackers, () => ({ event: 'subscribe', topics: attackTopics() })))], [['ERR_TOPIC_TOO_DEEP', ATTACKERS]]);
     await bystandersServed(sys.gateway, sys.publisher, bystanders, 'after the deep frames');
 
-    const worst = await everyone(attackers, () => ({ event: 'subscribe', topics: worstTopics() }));
-    assert.deepEqual([...worst], [['ack', ATTACKERS]]);
-    // At the budget, one more segment is too many.
-    assert.deepEqual([...(await everyone(attackers, () => ({ event: 'subscribe', topics: ['w0:one-more'] })))], [['ERR_SUBSCRIPTION_BUDGET', ATTACKERS]]);
+    // Each set is ~768 topics no one else holds: the gateway takes them until --max-topics.
+    const full: TestClient[] = [];
+    let limited = 0;
+    for (let i = 0; i < attackers.length; i += 100) {
+      const batch = attackers.slice(i, i + 100);
+      const replies = await Promise.all(batch.map((client) => client.request({ event: 'subscribe', topics: worstTopics() })));
+      replies.forEach((reply, j) => {
+        if (reply.event === 'ack') full.push(batch[j]!);
+        else if (reply.code === 'ERR_TOPIC_LIMIT') limited++;
+        else assert.fail(`unexpected reply ${JSON.stringify(reply)}`);
+      });
+    }
+    t.diagnostic(`${full.length} sets accepted, ${limited} refused with ERR_TOPIC_LIMIT at ${(await sys.gateway.stats()).upstream.topics} topics`);
+    assert.ok(full.length >= MAX_TOPICS / 1024 - 1 && limited > 0, `${full.length} accepted, ${limited} limited`);
+    assert.ok((await sys.gateway.stats()).upstream.topics <= MAX_TOPICS);
+    // A connection at its own budget: one more segment is too many.
+    assert.deepEqual([...(await everyone(full, () => ({ event: 'subscribe', topics: ['w0:one-more'] })))], [['ERR_SUBSCRIPTION_BUDGET', full.length]]);
     await bystandersServed(sys.gateway, sys.publisher, bystanders, 'after the budget is full');
 
     const grown = rssBytes(sys.gateway.child.pid!) - rssBefore;
-    t.diagnostic(`gateway RSS grew ${(grown / 2 ** 20).toFixed(0)} MB for ${ATTACKERS} connections`);
-    assert.ok(
-      grown < ATTACKERS * WORST_CASE_BYTES_PER_CONNECTION,
-      `gateway RSS grew ${(grown / 2 ** 20).toFixed(0)} MB for ${ATTACKERS} connections (bound ${((ATTACKERS * WORST_CASE_BYTES_PER_CONNECTION) / 2 ** 20).toFixed(0)} MB)`,
-    );
+    const bound = MAX_TOPICS * WORST_CASE_BYTES_PER_TOPIC + ATTACKERS * WORST_CASE_BYTES_PER_CONNECTION;
+    t.diagnostic(`gateway RSS grew ${(grown / 2 ** 20).toFixed(0)} MB for ${ATTACKERS} connections (bound ${(bound / 2 ** 20).toFixed(0)} MB)`);
+    assert.ok(grown < bound, `gateway RSS grew ${(grown / 2 ** 20).toFixed(0)} MB (bound ${(bound / 2 ** 20).toFixed(0)} MB)`);
     const stats = await sys.gateway.stats();
     assert.equal(total(stats, 'deepTopicRefusals') - total(before, 'deepTopicRefusals'), ATTACKERS);
-    assert.equal(total(stats, 'subscriptionBudgetRefusals') - total(before, 'subscriptionBudgetRefusals'), ATTACKERS);
-    assert.equal(total(stats, 'subscriptions'), total(before, 'subscriptions') + ATTACKERS * 256);
+    assert.equal(total(stats, 'subscriptionBudgetRefusals') - total(before, 'subscriptionBudgetRefusals'), full.length);
+    assert.equal(total(stats, 'topicLimitRefusals') - total(before, 'topicLimitRefusals'), limited);
+    assert.equal(total(stats, 'subscriptions'), total(before, 'subscriptions') + full.length * 256);
     const metrics = await metricsText(sys.gateway);
     const sum = (name: string) => stats.workers.reduce((n, w) => n + (metricValue(metrics, name, { worker: String(w.index) }) ?? NaN), 0);
     assert.equal(sum('tormq_deep_topic_refusals_total'), total(stats, 'deepTopicRefusals'));

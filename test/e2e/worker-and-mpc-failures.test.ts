@@ -143,12 +143,20 @@ describe('hardening: a worker that cannot keep up', () => {
       for (let k = 0; k < 8 && sent < count; k++, sent++) await publisher.send('ring', { n: sent, pad });
       await fast.waitForCount(fastFrom + sent); // flow control on the healthy worker only
     }
-    const stats = await gateway.stats();
+    // The healthy worker can deliver the last message before main has written it to the stalled ring
+    // (they are other threads): read once the counts agree.
+    let stats!: Awaited<ReturnType<GatewayProcess['stats']>>;
+    let metrics = '';
+    await until('main wrote the last message to both rings', async () => {
+      stats = await gateway.stats();
+      metrics = await metricsText(gateway);
+      return metricValue(metrics, 'tormq_ring_drops_total', { worker: '0' }) === stats.workers[0]!.ringDrops &&
+        metricValue(metrics, 'tormq_ring_used_bytes', { worker: '0' }) === stats.workers[0]!.ringUsedBytes;
+    });
     const [w0, w1] = stats.workers;
     assert.ok(w0!.ringDrops > 0, `stalled worker drops: ${w0!.ringDrops}`);
     assert.equal(w1!.ringDrops, 0);
     assert.ok((w0!.ringUsedBytes as number) > 65536 / 2, `ring fill while stalled: ${w0!.ringUsedBytes}`);
-    const metrics = await metricsText(gateway);
     assert.equal(metricValue(metrics, 'tormq_ring_drops_total', { worker: '0' }), w0!.ringDrops);
     assert.equal(metricValue(metrics, 'tormq_ring_drops_total', { worker: '1' }), 0);
     assert.equal(metricValue(metrics, 'tormq_ring_used_bytes', { worker: '0' }), w0!.ringUsedBytes);

@@ -160,6 +160,7 @@ export interface GatewayStats {
   deliveries: number;
   publishDrops: Record<string, number>;
   topics: string[];
+  upstream: { topics: number; roots: number; gaps: number; repairedGaps: number; unrepairedGaps: number; repairedMessages: number } & Record<string, number>;
   workers: Array<{ index: number; up: boolean; connections: number; subscriptions: number; deliveries: number; ringDrops: number; restarts: number; topics: string[] } & Record<string, number>>;
 }
 

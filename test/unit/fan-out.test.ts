@@ -46,19 +46,32 @@ function setup(ringBytes = 1 << 16) {
   const message = (topic: string, offset: number, body = `${topic}#${offset}`, epoch = EPOCH) =>
     fanOut.ingest(encodeStreamFrame(LinkKind.MESSAGE, Buffer.from(topic), epoch, offset, Buffer.from(body)));
   const position = (topic: string, offset: number, epoch = EPOCH) => fanOut.ingest(encodeStreamFrame(LinkKind.POSITION, Buffer.from(topic), epoch, offset, null));
+  const baselines: string[] = [];
+  routing.requestBaseline = (topic) => baselines.push(topic);
+  /**
+   * The MPC confirms the topic's root (its position, and its subtree), and answers the topic's baseline
+   * request with `offset` (what position-check.ts does with a positions reply).
+   */
+  const confirm = (topic: string, offset: number, epoch = EPOCH) => {
+    const root = topic.split(':')[0]!;
+    position(root, root === topic ? offset : 0, epoch);
+    fanOut.ingest(encodeStreamFrame(LinkKind.SUBTREE, Buffer.from(`${root}:`), Buffer.alloc(0), 0, null));
+    const route = routing.routeOf(topic);
+    if (root !== topic && route !== undefined) fanOut.baseline(route, epoch.toString('latin1'), offset);
+  };
   const messages = (i: number) => read(i).filter((r) => r.kind === RecordKind.MESSAGE).map((r) => r.body);
-  return { upstream, routing, fanOut, slots, read, message, position, messages, fetches, confirmed };
+  return { upstream, routing, fanOut, slots, read, message, position, confirm, baselines, messages, fetches, confirmed };
 }
 
 describe('FanOut and Routing', () => {
   test('a message is copied once into the ring of every worker routed for its topic, and nowhere else', () => {
-    const { routing, slots, read, message, position } = setup();
+    const { routing, slots, read, message, confirm } = setup();
     const [w0, w1] = [slots[0]!.slot, slots[1]!.slot];
     routing.add('a:1', w0, 1);
     routing.add('a:1', w1, 1);
     routing.add('b', w1, 2);
-    position('a:1', 0);
-    position('b', 0);
+    confirm('a:1', 0);
+    confirm('b', 0);
     message('a:1', 1);
     message('b', 1);
     message('nobody', 1);
@@ -69,32 +82,38 @@ describe('FanOut and Routing', () => {
   });
 
   test('the body reaches the ring byte for byte, with its topic and stream position', () => {
-    const { routing, slots, read, position, fanOut } = setup();
+    const { routing, slots, read, confirm, fanOut } = setup();
     routing.add('r:x', slots[0]!.slot, 1);
-    position('r:x', 6);
+    confirm('r:x', 6);
     const body = '{"data": {"x": "héllo ✓"}, "topic": "r:x"}';
     fanOut.ingest(encodeStreamFrame(LinkKind.MESSAGE, Buffer.from('r:x'), EPOCH, 7, Buffer.from(body)));
     assert.deepEqual(read(0).at(-1), { kind: RecordKind.MESSAGE, topic: 'r:x', epoch: 'EpochOne', offset: 7, seq: 0, body });
   });
 
-  test('a worker\'s report is marked only once the MPC confirmed the topic, with the stream\'s position there', () => {
-    const { routing, slots, read, position, message, confirmed } = setup();
-    routing.add('t', slots[0]!.slot, 5);
+  test('a worker\'s report is marked only once the MPC confirmed the root (both keys) and the topic\'s position is known', () => {
+    const { routing, slots, read, position, message, confirmed, baselines, fanOut } = setup();
+    routing.add('t:x', slots[0]!.slot, 5);
+    routing.add('t', slots[0]!.slot, 6);
     assert.deepEqual(read(0), [], 'not confirmed yet: no mark');
     position('t', 41);
-    assert.deepEqual(confirmed, ['t']);
-    assert.deepEqual(read(0), [{ kind: RecordKind.MARK, topic: 't', epoch: 'EpochOne', offset: 41, seq: 5, body: '' }]);
-    message('t', 42);
-    routing.mark('t', slots[0]!.slot, 6); // a tormq.v2 subscription asks where the stream is now
-    assert.deepEqual(read(0).map((r) => [r.kind, r.offset, r.seq]), [[RecordKind.MESSAGE, 42, 0], [RecordKind.MARK, 42, 6]]);
-    routing.mark('never', slots[0]!.slot, 7);
-    assert.deepEqual(read(0).map((r) => [r.kind, r.topic, r.offset, r.seq]), [[RecordKind.MARK, 'never', -1, 7]], 'answered even when not routed');
+    assert.deepEqual(read(0), [], 'the subtree is not confirmed yet');
+    fanOut.ingest(encodeStreamFrame(LinkKind.SUBTREE, Buffer.from('t:'), Buffer.alloc(0), 0, null));
+    assert.deepEqual(confirmed, ['t', 't:'], 'both keys confirmed upstream');
+    assert.deepEqual(read(0).map((r) => [r.kind, r.topic, r.offset, r.seq]), [[RecordKind.MARK, 't', 41, 6]], 'the root had its position with its confirmation');
+    assert.deepEqual(baselines, ['t:x'], 't:x asks where its stream is');
+    fanOut.baseline(routing.routeOf('t:x')!, 'EpochOne', 9);
+    assert.deepEqual(read(0), [{ kind: RecordKind.MARK, topic: 't:x', epoch: 'EpochOne', offset: 9, seq: 5, body: '' }]);
+    message('t:x', 10);
+    routing.mark('t:x', slots[0]!.slot, 7); // a tormq.v2 subscription asks where the stream is now
+    assert.deepEqual(read(0).map((r) => [r.kind, r.offset, r.seq]), [[RecordKind.MESSAGE, 10, 0], [RecordKind.MARK, 10, 7]]);
+    routing.mark('never', slots[0]!.slot, 8);
+    assert.deepEqual(read(0).map((r) => [r.kind, r.topic, r.offset, r.seq]), [[RecordKind.MARK, 'never', -1, 8]], 'answered even when not routed');
   });
 
   test('a skipped offset holds the stream back while history fills the hole, then goes on in order', async () => {
-    const { routing, slots, position, message, messages, fetches, fanOut } = setup();
+    const { routing, slots, confirm, message, messages, fetches, fanOut } = setup();
     routing.add('s', slots[0]!.slot, 1);
-    position('s', 0);
+    confirm('s', 0);
     message('s', 1);
     message('s', 4); // 2 and 3 lost upstream
     message('s', 5);
@@ -112,9 +131,9 @@ describe('FanOut and Routing', () => {
   });
 
   test('a hole history cannot fill becomes a GAP record, and the stream goes on', async () => {
-    const { routing, slots, position, message, read, fetches, fanOut } = setup();
+    const { routing, slots, confirm, message, read, fetches, fanOut } = setup();
     routing.add('s', slots[0]!.slot, 1);
-    position('s', 0);
+    confirm('s', 0);
     read(0);
     message('s', 3);
     fetches[0]!.resolve({ status: 'evicted', epoch: 'EpochOne', top: 3, from: 0, bodies: [], more: false });
@@ -124,10 +143,10 @@ describe('FanOut and Routing', () => {
   });
 
   test('a new epoch (the MPC restarted) is a gap for every worker routed for the topic', () => {
-    const { routing, slots, position, message, read } = setup();
+    const { routing, slots, confirm, message, read } = setup();
     routing.add('e', slots[0]!.slot, 1);
     routing.add('e', slots[1]!.slot, 1);
-    position('e', 10);
+    confirm('e', 10);
     read(0);
     read(1);
     message('e', 1, 'fresh', Buffer.from('EpochTwo'));
@@ -135,9 +154,9 @@ describe('FanOut and Routing', () => {
   });
 
   test('a position ahead of what arrived is a gap too (a position check), repaired the same way', async () => {
-    const { routing, slots, position, message, messages, fetches } = setup();
+    const { routing, slots, confirm, position, message, messages, fetches } = setup();
     routing.add('p', slots[0]!.slot, 1);
-    position('p', 0);
+    confirm('p', 0);
     message('p', 1);
     position('p', 3); // another gateway's subscription: the MPC says the stream is at 3
     assert.deepEqual(fetches.map((f) => [f.after, f.limit]), [[1, 2]]);
@@ -147,10 +166,10 @@ describe('FanOut and Routing', () => {
   });
 
   test('a full ring drops for that worker only, counted, and owes it a GAP record written as soon as there is room', () => {
-    const { routing, slots, position, message, read } = setup(MIN_RING_BYTES);
+    const { routing, slots, confirm, message, read } = setup(MIN_RING_BYTES);
     routing.add('f', slots[0]!.slot, 1);
     routing.add('f', slots[1]!.slot, 1);
-    position('f', 0);
+    confirm('f', 0);
     read(0);
     read(1);
     const big = 'x'.repeat(900);
@@ -171,23 +190,28 @@ describe('FanOut and Routing', () => {
     assert.ok(gapAt !== -1 && gapAt < nextAt, 'the owed gap comes before anything after the lost message');
   });
 
-  test('routing subscribes a topic upstream for its first worker; a released route lingers, still tracked, until the unsubscription goes out', () => {
-    const { routing, upstream, slots, position, message, read } = setup();
+  test('routing subscribes a root upstream for its first route and releases it after its last; a route that comes back asks its position again', () => {
+    const { routing, upstream, slots, confirm, read, baselines } = setup();
     const [w0, w1] = [slots[0]!.slot, slots[1]!.slot];
-    routing.add('a', w0, 1);
-    routing.add('a', w1, 1);
+    routing.add('a:1', w0, 1);
+    routing.add('a:2', w1, 1);
+    routing.add('a', w1, 2);
+    assert.deepEqual(upstream, ['+a'], 'one root, however many topics below it');
+    confirm('a:1', 0);
+    routing.remove('a:1', w0);
+    routing.remove('a:2', w1);
     assert.deepEqual(upstream, ['+a']);
-    position('a', 0);
-    routing.remove('a', w0);
+    assert.deepEqual(routing.topics(), ['a']);
     routing.remove('a', w1);
     assert.deepEqual(upstream, ['+a', '-a']);
-    assert.deepEqual(routing.topics(), []);
-    message('a', 1); // tracked while lingering, delivered to no one
+    assert.equal(routing.size, 0);
     read(0);
-    routing.add('a', w0, 2); // back before the unsubscription went out: marked at once, at offset 1
-    assert.deepEqual(read(0).map((r) => [r.kind, r.offset, r.seq]), [[RecordKind.MARK, 1, 2]]);
+    baselines.length = 0;
+    routing.add('a:1', w0, 3); // back before the root's unsubscription went out: still confirmed
+    assert.deepEqual(upstream, ['+a', '-a', '+a']);
+    assert.deepEqual(baselines, ['a:1']);
     routing.removeSlot(w0);
     routing.forget('a');
-    assert.equal(routing.routeOf('a'), undefined);
+    assert.equal(routing.rootOf('a'), undefined);
   });
 });

@@ -10,6 +10,7 @@ import type { HistoryReply, WorkerContext } from '../../src/gateway/worker/conte
 import { positionedFrame } from '../../src/gateway/worker/delivery.js';
 import { InterestRouting } from '../../src/gateway/worker/interest-routing.js';
 import { Session, streamsOf } from '../../src/gateway/worker/session.js';
+import { UNLIMITED_TOPICS } from '../../src/gateway/worker/subscription-budget.js';
 import { TopicTrie } from '../../src/gateway/worker/trie.js';
 import type { Writer } from '../../src/gateway/worker/writer.js';
 import { encodeTextFrame } from '../../src/protocol/ws-frame.js';
@@ -33,6 +34,7 @@ async function setup(options: GatewayOptions = {}) {
     guard: await ConnectionGuard.create(config, stats, log),
     history: (topic, epoch, after, limit) => new Promise((resolve) => historyCalls.push({ topic, epoch, after, limit, resolve })),
     positioned: (body, epoch, offset) => positionedFrame(encodeTextFrame(body, 0, body.length), epoch, offset),
+    topics: UNLIMITED_TOPICS,
   };
   const open = (v2 = false) => {
     const ws = new FakeWs();

@@ -8,7 +8,8 @@ import { ConnectionGuard } from '../../src/gateway/worker/auth.js';
 import type { WorkerContext } from '../../src/gateway/worker/context.js';
 import { InterestRouting } from '../../src/gateway/worker/interest-routing.js';
 import { Session } from '../../src/gateway/worker/session.js';
-import { SubscriptionBudget } from '../../src/gateway/worker/subscription-budget.js';
+import { SocketCounts, SocketKind, gatewaySharedBytes } from '../../src/gateway/shared/socket-counts.js';
+import { SubscriptionBudget, UNLIMITED_TOPICS, type TopicAllowance } from '../../src/gateway/worker/subscription-budget.js';
 import { TopicTrie } from '../../src/gateway/worker/trie.js';
 import type { Writer } from '../../src/gateway/worker/writer.js';
 import { topicDepth } from '../../src/protocol/topic.js';
@@ -25,7 +26,7 @@ describe('topicDepth', () => {
 });
 
 describe('SubscriptionBudget', () => {
-  const limits = { maxTopicDepth: 4, maxSubscriptionSegments: 10 };
+  const limits = { maxTopicDepth: 4, maxSubscriptionSegments: 10, maxTopics: 1000 };
 
   test('refuses a topic deeper than maxTopicDepth, naming it, and counts it', () => {
     const stats = new Float64Array(WORKER_STATS_LENGTH);
@@ -71,7 +72,10 @@ describe('Session with subscription limits', () => {
     const config = validateGatewayConfig({ maxTopicDepth: 4, maxSubscriptionSegments: 10 });
     const stats = new Float64Array(WORKER_STATS_LENGTH);
     const log = createLogger('test', 'silent');
-    const routing = new InterestRouting(() => {});
+    // Main's answer comes at once: every report is marked (routed) as soon as it is made.
+    const routing: InterestRouting = new InterestRouting((e) => {
+      if (e.type === 'interest-added' || e.type === 'mark-request') routing.marked(e.topic, e.seq, { epoch: 'E', offset: 0 });
+    });
     const trie = new TopicTrie<Writer>({ onTopicAdded: (t) => routing.acquire(t), onTopicRemoved: (t) => routing.release(t) });
     const ctx: WorkerContext = {
       config,
@@ -83,6 +87,7 @@ describe('Session with subscription limits', () => {
       guard: await ConnectionGuard.create(config, stats, log),
       history: () => new Promise(() => {}),
       positioned: () => Buffer.alloc(0),
+      topics: UNLIMITED_TOPICS,
     };
     const ws = new FakeWs();
     const session = new Session(ws.asWebSocket(), ctx, null);
@@ -112,6 +117,38 @@ describe('Session with subscription limits', () => {
     assert.equal(stats[WorkerStat.badFrames], 3);
     session.dispose();
     assert.equal(trie.nodeCount(), 0);
+  });
+
+  test('the gateway-wide --max-topics: routed topics, reports in flight and reservations of every worker count; refusals are counted (ERR_TOPIC_LIMIT)', () => {
+    const counts = new SocketCounts(new SharedArrayBuffer(gatewaySharedBytes(2)));
+    const allowance = (worker: number): TopicAllowance => ({
+      reserve: (n, limit) => counts.reserveTopics(worker, n, limit),
+      release: (n) => counts.add(worker, SocketKind.topicReports, -n),
+    });
+    const limits = { maxTopicDepth: 4, maxSubscriptionSegments: 10, maxTopics: 1000 };
+    const stats = new Float64Array(WORKER_STATS_LENGTH);
+    const first = new SubscriptionBudget(limits, stats, allowance(0));
+    const second = new SubscriptionBudget(limits, stats, allowance(1));
+    counts.routedTopics = 995;
+    assert.equal(first.refusal(['a:b:c:d'], new Set(), false), null, '995 + 4 fits');
+    assert.equal(second.refusal(['x:y'], new Set(), false)?.code, 'ERR_TOPIC_LIMIT', "the first worker's reservation counts");
+    assert.equal(stats[WorkerStat.topicLimitRefusals], 1);
+    // Applied: its 4 topics are reported (in flight to main) and the reservation is released.
+    counts.add(0, SocketKind.topicReports, 4);
+    first.settle();
+    assert.equal(counts.total(SocketKind.topicReports), 4);
+    assert.equal(second.refusal(['x:y'], new Set(), false)?.code, 'ERR_TOPIC_LIMIT', 'reports in flight count');
+    assert.equal(second.refusal(['a:b:c:d'], new Set(['a:b:c:d']), false), null, 'a held topic adds nothing');
+    second.settle();
+    // Main routes them: counted there instead.
+    counts.routedTopics = 999;
+    counts.add(0, SocketKind.topicReports, -4);
+    assert.equal(second.refusal(['z'], new Set(), false), null, 'exactly at the limit');
+    second.settle();
+    assert.equal(counts.total(SocketKind.topicReports), 0, 'every reservation released');
+    counts.routedTopics = 10;
+    assert.equal(first.refusal(['a:b', 'c:d:e:f'], new Set(), false), null, 'room again once topics went');
+    assert.equal(stats[WorkerStat.topicLimitRefusals], 2);
   });
 
   test('the original replace form is held to the depth limit too', async () => {

@@ -77,9 +77,18 @@ export class FanOut {
       return;
     }
     const topic = frame.toString('utf8', 0, view.topicEnd);
+    if (view.kind === LinkKind.SUBTREE) {
+      // `root:` confirmed: every topic below the root reaches this gateway from here on.
+      this.confirmed(topic);
+      this.routing.confirmed(topic.slice(0, -1), 'subtree');
+      return;
+    }
     const route = this.routing.routeOf(topic);
     if (view.kind === LinkKind.POSITION) {
+      // A root confirmed exactly, with its stream's position.
+      this.confirmed(topic);
       if (route !== undefined) this.position(route, frame, view);
+      this.routing.confirmed(topic, 'exact');
       return;
     }
     this.messagesIn++;
@@ -102,10 +111,9 @@ export class FanOut {
     this.deliver(route, frame, view.topicEnd, frame, view.epochStart, view.epochEnd, frame, view.bodyStart, frame.length, view.offset);
   }
 
-  /** The MPC's position for a subscribed topic: the subscription's confirmation, and a continuity check. */
+  /** The MPC's position for a subscribed root's own stream: its baseline, or a continuity check. */
   private position(route: TopicRoute, frame: Buffer, view: StreamFrameView): void {
-    this.confirmed(route.topic);
-    route.confirmed = true;
+    route.baseline = true;
     if (route.epoch === null) {
       route.epoch = Buffer.from(frame.subarray(view.epochStart, view.epochEnd));
       route.offset = view.offset;
@@ -128,7 +136,7 @@ export class FanOut {
    * arrived means messages were lost on the way (repaired like any gap); another epoch, a new stream.
    */
   checkPosition(route: TopicRoute, epoch: string, top: number): void {
-    if (!route.confirmed || route.epoch === null || route.repair !== null || epoch === '') return;
+    if (!route.baseline || route.epoch === null || route.repair !== null || epoch === '') return;
     if (route.epoch.toString('latin1') !== epoch) {
       this.upstreamGaps++;
       this.unrepairedGaps++;
@@ -139,6 +147,33 @@ export class FanOut {
       this.upstreamGaps++;
       this.startRepair(route, top);
     }
+  }
+
+  /**
+   * Where a newly routed stream stands (the answer to its positions request, in the order of the
+   * messages): messages already seen since routing began are checked against it, and marks can go.
+   */
+  baseline(route: TopicRoute, epoch: string, top: number): void {
+    if (route.baseline) {
+      this.checkPosition(route, epoch, top);
+      return;
+    }
+    route.baseline = true;
+    const bytes = Buffer.from(epoch, 'latin1');
+    if (route.epoch === null) {
+      route.epoch = bytes;
+      route.offset = top;
+    } else if (!route.epoch.equals(bytes)) {
+      this.upstreamGaps++;
+      this.unrepairedGaps++;
+      for (const slot of route.slots) slot.gap(route.topic);
+      route.epoch = bytes;
+      route.offset = top;
+    } else if (top > route.offset && route.repair === null) {
+      this.upstreamGaps++;
+      this.startRepair(route, top);
+    }
+    this.routing.settle(route);
   }
 
   private newEpoch(route: TopicRoute, frame: Buffer, view: StreamFrameView): void {

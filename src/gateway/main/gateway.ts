@@ -56,9 +56,11 @@ export class Gateway {
     this.fanOut = new FanOut(config, this.routing, this.history, (topic) => this.upstream.confirmed(topic), this.log);
     this.positionCheck = new PositionCheck(this.routing, this.upstream, this.fanOut, config.positionCheckMs);
     this.fanOut.positionReplies = (header) => this.positionCheck.reply(header);
+    this.routing.requestBaseline = (topic) => this.positionCheck.baseline(topic);
     this.pool = new WorkerPool(config, this.log, this.routing, this.history);
     this.stallWatch = new StallWatch(this.pool.slots, config.workerStallMs, this.log);
-    this.metrics = createMetrics(this.pool, this.fanOut, this.upstream, this.history);
+    this.routing.sizeChanged = (size) => (this.pool.socketCounts.routedTopics = size);
+    this.metrics = createMetrics(this.pool, this.fanOut, this.upstream, this.routing, this.history);
   }
 
   /** Validates `options`, starts workers, connects to the MPC(s) and serves admin HTTP. */
@@ -123,7 +125,7 @@ export class Gateway {
       publishDrops: { ...this.fanOut.drops },
       upstream: {
         topics: this.routing.size,
-        subscribed: this.upstream.topics(),
+        roots: this.upstream.roots(),
         subscribeRetries: this.upstream.subscribeRetries,
         gaps: this.fanOut.upstreamGaps,
         repairedGaps: this.fanOut.repairedGaps,
@@ -176,7 +178,7 @@ export class Gateway {
     if (config.port !== 0) await assertPortFree(config.host, config.port, 'WebSocket');
     await this.pool.start();
     this.positionCheck.start();
-    const receiving = this.upstream.start({ frame: (frame) => this.fanOut.ingest(frame), unsubscribed: (topic) => this.routing.forget(topic) });
+    const receiving = this.upstream.start({ frame: (frame) => this.fanOut.ingest(frame), unsubscribed: (root) => this.routing.forget(root) });
     receiving.catch((error: unknown) => {
       this.log.fatal({ err: error }, 'MPC receive loop failed');
       process.exitCode = 1;

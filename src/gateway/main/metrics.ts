@@ -7,6 +7,7 @@ import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { LATENCY_BOUNDS, LATENCY_METRIC, LatencyStat, WORKER_COUNTERS, WorkerStat } from '../shared/counters.js';
 import { PUBLISH_DROP_REASONS, type FanOut } from './fan-out.js';
 import type { HistoryClient } from './history-client.js';
+import type { Routing } from './routing.js';
 import type { Upstream } from './upstream.js';
 import type { WorkerPool, WorkerSlot } from './worker-pool.js';
 
@@ -27,7 +28,8 @@ export const GATEWAY_METRICS = [
   { metric: 'tormq_messages_in_total', type: 'counter', help: 'Messages received from the MPC, valid or not' },
   { metric: 'tormq_publish_drops_total', type: 'counter', help: `Messages from the MPC not fanned out, by label reason: ${PUBLISH_DROP_REASONS.join(', ')}` },
   { metric: 'tormq_mpc_up', type: 'gauge', help: '1 when the link to the MPC is connected (label endpoint)' },
-  { metric: 'tormq_upstream_topics', type: 'gauge', help: 'Topics routed to at least one worker (subscriptions and their ancestors; subscribed at the MPC, an unwanted one is unsubscribed 1 s later)' },
+  { metric: 'tormq_upstream_topics', type: 'gauge', help: 'Topics routed to at least one worker (subscriptions and their ancestors)' },
+  { metric: 'tormq_upstream_roots', type: 'gauge', help: 'Roots subscribed at the MPC (each with every topic below it; an unwanted root is unsubscribed 1 s later)' },
   { metric: 'tormq_upstream_gaps_total', type: 'counter', help: 'Upstream gaps: a stream skipped offsets (messages lost between the MPC and this gateway) or changed epoch' },
   { metric: 'tormq_upstream_gaps_repaired_total', type: 'counter', help: 'Upstream gaps repaired from the MPC\'s history before later messages went on' },
   { metric: 'tormq_upstream_gaps_unrepaired_total', type: 'counter', help: 'Upstream gaps that could not be repaired (history gone, new epoch): tormq.v2 clients got a gap' },
@@ -37,7 +39,7 @@ export const GATEWAY_METRICS = [
   { metric: 'tormq_history_failures_total', type: 'counter', help: 'History requests no MPC answered in time' },
 ] as const;
 
-export function createMetrics(pool: WorkerPool, fanOut: FanOut, upstream: Upstream, history: HistoryClient): Registry {
+export function createMetrics(pool: WorkerPool, fanOut: FanOut, upstream: Upstream, routing: Routing, history: HistoryClient): Registry {
   const registry = new Registry();
   // prom-client's names already start with process_ or nodejs_: prefixed, tormq_process_resident_memory_bytes.
   collectDefaultMetrics({ register: registry, prefix: 'tormq_' });
@@ -121,7 +123,15 @@ export function createMetrics(pool: WorkerPool, fanOut: FanOut, upstream: Upstre
     help: help('tormq_upstream_topics'),
     registers: [registry],
     collect() {
-      this.set(upstream.topics());
+      this.set(routing.size);
+    },
+  });
+  new Gauge({
+    name: 'tormq_upstream_roots',
+    help: help('tormq_upstream_roots'),
+    registers: [registry],
+    collect() {
+      this.set(upstream.roots());
     },
   });
   const counter = (metric: (typeof GATEWAY_METRICS)[number]['metric'], read: () => number) =>

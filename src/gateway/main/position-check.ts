@@ -1,9 +1,14 @@
 /**
- * The end of a burst lost on the way from the MPC (ZeroMQ drops past a high-water mark, silently) is
- * revealed by no later message. So every `positionCheckMs` the gateway asks the MPC where each routed
- * stream stands; the answer travels the same ordered pipe as the messages, so a reported offset above
- * what arrived means messages were lost: repaired from history like any gap (fan-out.ts). Control
- * plane: one request per 1,000 topics per interval.
+ * Positions requests to the MPC (zmq/gateway-link.ts), answered in the order of the messages on the
+ * link, so "the stream is at N" means every message up to N that has not arrived was lost on the way.
+ *
+ * - Baselines: a newly routed topic learns where its stream stands before its marks can go (routing.ts);
+ *   the request creates the stream at the MPC when it has none yet, so clients get an epoch to resume
+ *   from even before the first message. Requests not answered in time are sent again.
+ * - Checks: the end of a burst lost on the way (ZeroMQ drops past a high-water mark, silently) is
+ *   revealed by no later message, so every `positionCheckMs` every routed stream is checked; one that
+ *   is behind is repaired from history like any gap (fan-out.ts).
+ * Control plane: one request per 1,000 topics.
  */
 import type { PositionsReplyHeader } from '../../zmq/gateway-link.js';
 import type { FanOut } from './fan-out.js';
@@ -11,14 +16,26 @@ import type { Routing } from './routing.js';
 import type { Upstream } from './upstream.js';
 
 const TOPICS_PER_REQUEST = 1000;
+/** A baseline request not answered this long is sent again. */
+const BASELINE_RETRY_MS = 2000;
+const RETRY_SCAN_MS = 500;
+
+interface Pending {
+  readonly topics: readonly string[];
+  readonly baseline: boolean;
+  readonly sentAt: number;
+}
 
 export class PositionCheck {
-  /** Position checks sent (one per up to 1,000 topics). */
+  /** Positions requests sent (baselines and checks; one per up to 1,000 topics). */
   requests = 0;
   private nextId = 1;
-  /** Topics of each request in flight, by id (cleared at the next round: a lost reply is not waited for). */
-  private readonly pending = new Map<number, readonly string[]>();
-  private timer: NodeJS.Timeout | null = null;
+  private readonly pending = new Map<number, Pending>();
+  /** Topics waiting for a baseline request (sent together on the next turn of the event loop). */
+  private readonly wanted = new Set<string>();
+  private flushing = false;
+  private checkTimer: NodeJS.Timeout | null = null;
+  private retryTimer: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly routing: Routing,
@@ -28,37 +45,76 @@ export class PositionCheck {
   ) {}
 
   start(): void {
-    if (this.intervalMs <= 0) return;
-    this.timer = setInterval(() => this.round(), this.intervalMs);
-    this.timer.unref();
+    if (this.intervalMs > 0) {
+      this.checkTimer = setInterval(() => this.check(), this.intervalMs);
+      this.checkTimer.unref();
+    }
+    this.retryTimer = setInterval(() => this.retry(), RETRY_SCAN_MS);
+    this.retryTimer.unref();
   }
 
   stop(): void {
-    if (this.timer !== null) clearInterval(this.timer);
+    if (this.checkTimer !== null) clearInterval(this.checkTimer);
+    if (this.retryTimer !== null) clearInterval(this.retryTimer);
+  }
+
+  /** `topic` was routed: ask where its stream stands (batched with the others of this turn). */
+  baseline(topic: string): void {
+    this.wanted.add(topic);
+    if (this.flushing) return;
+    this.flushing = true;
+    setImmediate(() => {
+      this.flushing = false;
+      const topics = [...this.wanted];
+      this.wanted.clear();
+      this.send(topics, true);
+    });
   }
 
   /** The MPC's answer to one request. */
   reply(header: PositionsReplyHeader): void {
-    const topics = this.pending.get(header.id);
-    if (topics === undefined || !Array.isArray(header.positions) || header.positions.length !== topics.length) return;
+    const request = this.pending.get(header.id);
+    if (request === undefined || !Array.isArray(header.positions) || header.positions.length !== request.topics.length) return;
     this.pending.delete(header.id);
-    for (let i = 0; i < topics.length; i++) {
+    for (let i = 0; i < request.topics.length; i++) {
       const [epoch, top] = header.positions[i]!;
-      const route = this.routing.routeOf(topics[i]!);
-      if (route !== undefined && typeof epoch === 'string' && typeof top === 'number') this.fanOut.checkPosition(route, epoch, top);
+      const route = this.routing.routeOf(request.topics[i]!);
+      if (route === undefined || typeof epoch !== 'string' || typeof top !== 'number') continue;
+      if (request.baseline) this.fanOut.baseline(route, epoch, top);
+      else this.fanOut.checkPosition(route, epoch, top);
     }
   }
 
-  private round(): void {
-    this.pending.clear();
+  /** Checks every routed stream that has a baseline. */
+  private check(): void {
     if (this.upstream.upCount() === 0) return;
-    const topics = this.routing.topics();
+    const topics: string[] = [];
+    for (const topic of this.routing.topics()) if (this.routing.routeOf(topic)!.baseline) topics.push(topic);
+    this.send(topics, false);
+  }
+
+  /** Baseline requests not answered in time go again; check requests are not waited for. */
+  private retry(): void {
+    const now = Date.now();
+    for (const [id, request] of this.pending) {
+      if (now - request.sentAt < BASELINE_RETRY_MS) continue;
+      this.pending.delete(id);
+      if (!request.baseline) continue;
+      for (const topic of request.topics) {
+        const route = this.routing.routeOf(topic);
+        if (route !== undefined && !route.baseline) this.baseline(topic);
+      }
+    }
+  }
+
+  private send(topics: readonly string[], baseline: boolean): void {
+    const now = Date.now();
     for (let i = 0; i < topics.length; i += TOPICS_PER_REQUEST) {
       const chunk = topics.slice(i, i + TOPICS_PER_REQUEST);
       const id = this.nextId++;
-      this.pending.set(id, chunk);
+      this.pending.set(id, { topics: chunk, baseline, sentAt: now });
       this.requests++;
-      this.upstream.request({ type: 'positions', id, reply: this.upstream.idText, topics: chunk });
+      this.upstream.request({ type: 'positions', id, reply: this.upstream.idText, topics: chunk, ...(baseline ? { create: true } : {}) });
     }
   }
 }

@@ -1,20 +1,24 @@
 /**
  * Which worker rings each topic is copied into: the one owner of topic -> worker routing on the main
- * thread. A worker reports every topic its trie holds a node for (each subscription and its
- * ancestors: the topics whose messages its subscribers receive); the first worker to want a topic
- * subscribes it upstream, the last to leave releases it. A released route lingers until its upstream
- * subscription actually ends (a moment later, see upstream.ts), still confirmed and still tracking its
- * stream, so a topic that comes back meanwhile is routed at once. Each route also tracks its stream's position
- * (the last offset forwarded) for gap detection (fan-out.ts), and answers the workers' reports and
- * requests with a MARK record in their ring once the MPC has confirmed the subscription: an ack means
- * "everything of this stream after this position reaches you".
+ * thread. A worker reports every topic its trie holds a node for (each subscription and its ancestors:
+ * the topics whose messages its subscribers receive), and main copies a message only into the rings of
+ * workers holding its topic.
+ *
+ * Upstream, a gateway subscribes per root (DESIGN.md): the root exactly and every topic below it, two
+ * ZeroMQ keys however many topics its clients hold there (upstream.ts). The first route under a root
+ * subscribes it, the last releases it. The MPC confirms both keys; then each route learns where its
+ * stream stands (its baseline, from a positions request, position-check.ts; the root's own from the
+ * confirmation), and tracks the last offset forwarded for gap detection (fan-out.ts). A worker's report
+ * or request is answered with a MARK record in its ring once the route is settled (confirmed, baseline
+ * known, no repair in progress): an ack means "everything of this stream after this position reaches you".
  */
+import { rootOf } from '../../protocol/topic.js';
 import type { RingSlot } from './ring-slot.js';
 
-/** Where a topic must be subscribed or released (the gateway's ZeroMQ link). */
+/** Where a root must be subscribed or released (the gateway's ZeroMQ link). */
 export interface UpstreamSubscriptions {
-  want(topic: string): void;
-  release(topic: string): void;
+  want(root: string): void;
+  release(root: string): void;
 }
 
 /** A gap repair in progress: frames of the stream held back until the missing ones are delivered. */
@@ -25,23 +29,42 @@ export interface Repair {
   heldBytes: number;
 }
 
+/** A root subscribed upstream: its two keys' confirmations and the routes below it. */
+export class RootState {
+  /** The MPC confirmed `root` exactly (a position) and `root:` (a subtree confirmation). */
+  exact = false;
+  subtree = false;
+  /** Routes below it (the root's own included) with at least one worker. */
+  routed = 0;
+  readonly routes = new Set<TopicRoute>();
+
+  constructor(readonly root: string) {}
+
+  get confirmed(): boolean {
+    return this.exact && this.subtree;
+  }
+}
+
 export class TopicRoute {
   readonly slots: RingSlot[] = [];
-  /** The MPC confirmed the subscription (a position arrived). */
-  confirmed = false;
-  /** The stream's epoch as last seen (bytes of the frame), or null before the first message or position. */
+  /** Where the stream stood when routing began is known (a position for it arrived). */
+  baseline = false;
+  /** The stream's epoch as last seen (bytes), or null before anything about it arrived. */
   epoch: Buffer | null = null;
   /** The last offset forwarded to the rings. */
   offset = 0;
   repair: Repair | null = null;
-  /** Marks owed once the route is confirmed and not repairing. */
+  /** Marks owed once the route is settled. */
   readonly pendingMarks: Array<{ slot: RingSlot; seq: number }> = [];
 
-  constructor(readonly topic: string) {}
+  constructor(
+    readonly topic: string,
+    readonly root: RootState,
+  ) {}
 
-  /** Marks can be written now: confirmed upstream and the stream is continuous. */
+  /** Marks can be written now: confirmed upstream, position known, and the stream continuous. */
   get settled(): boolean {
-    return this.confirmed && this.repair === null;
+    return this.root.confirmed && this.baseline && this.repair === null;
   }
 }
 
@@ -50,11 +73,13 @@ const NO_EPOCH = Buffer.alloc(0);
 const NOT_ROUTED = -1;
 
 export class Routing {
-  /** Routes, lingering ones (no slot, upstream subscription not yet ended) included. */
   private readonly routes = new Map<string, TopicRoute>();
-  /** Routes with at least one slot. */
-  private routed = 0;
+  private readonly roots = new Map<string, RootState>();
   private readonly bySlot = new Map<RingSlot, Set<string>>();
+  /** Where routes that need their stream's position ask for it (position-check.ts). */
+  requestBaseline: (topic: string) => void = () => {};
+  /** Told the number of topics routed whenever it changes (the workers check --max-topics against it). */
+  sizeChanged: (size: number) => void = () => {};
 
   constructor(private readonly upstream: UpstreamSubscriptions) {}
 
@@ -62,12 +87,15 @@ export class Routing {
   add(topic: string, slot: RingSlot, seq: number): void {
     let route = this.routes.get(topic);
     if (route === undefined) {
-      route = new TopicRoute(topic);
+      const rootName = rootOf(topic);
+      let root = this.roots.get(rootName);
+      if (root === undefined) this.roots.set(rootName, (root = new RootState(rootName)));
+      route = new TopicRoute(topic, root);
       this.routes.set(topic, route);
-    }
-    if (route.slots.length === 0) {
-      this.routed++;
-      this.upstream.want(topic); // a new subscription, or one not yet ended (lingering)
+      this.sizeChanged(this.routes.size);
+      root.routes.add(route);
+      if (root.routed++ === 0) this.upstream.want(rootName);
+      if (root.confirmed) this.requestBaseline(topic);
     }
     if (!route.slots.includes(slot)) route.slots.push(slot);
     let topics = this.bySlot.get(slot);
@@ -85,11 +113,25 @@ export class Routing {
     else route.pendingMarks.push({ slot, seq });
   }
 
-  /** Writes the marks a route owed, once it is settled (confirmed, no repair in progress). */
+  /** Writes the marks a route owed, once it is settled. */
   settle(route: TopicRoute): void {
     if (!route.settled || route.pendingMarks.length === 0) return;
     for (const { slot, seq } of route.pendingMarks.splice(0)) {
       if (route.slots.includes(slot)) slot.mark(route.topic, route.epoch ?? NO_EPOCH, route.offset, seq);
+    }
+  }
+
+  /** The MPC confirmed one of a root's keys; once both are, the routes below it learn their positions. */
+  confirmed(rootName: string, key: 'exact' | 'subtree'): void {
+    const root = this.roots.get(rootName);
+    if (root === undefined) return;
+    const was = root.confirmed;
+    root[key] = true;
+    if (was || !root.confirmed) return;
+    for (const route of root.routes) {
+      // The root's own position came with its confirmation; every other route asks for its own.
+      if (!route.baseline) this.requestBaseline(route.topic);
+      this.settle(route);
     }
   }
 
@@ -108,14 +150,20 @@ export class Routing {
       slot.mark(topic, NO_EPOCH, NOT_ROUTED, pending.seq);
     }
     if (route.slots.length > 0) return;
-    this.routed--;
-    this.upstream.release(topic);
+    // No worker wants it: it goes (a later report asks for its position again). The root's upstream
+    // subscription ends a moment after its last route (upstream.ts), then `forget`.
+    route.repair = null;
+    this.routes.delete(topic);
+    this.sizeChanged(this.routes.size);
+    const root = route.root;
+    root.routes.delete(route);
+    if (--root.routed === 0) this.upstream.release(root.root);
   }
 
-  /** The upstream subscription of `topic` ended: a route still unwanted goes. */
-  forget(topic: string): void {
-    const route = this.routes.get(topic);
-    if (route !== undefined && route.slots.length === 0) this.routes.delete(topic);
+  /** The upstream subscription of `root` ended: unless a route came back meanwhile, its state goes. */
+  forget(rootName: string): void {
+    const root = this.roots.get(rootName);
+    if (root !== undefined && root.routed === 0) this.roots.delete(rootName);
   }
 
   /** A worker died: none of its topics are routed to it any more. */
@@ -125,19 +173,29 @@ export class Routing {
     slot.reset(); // the thread is gone: the marks just owed to it go with it
   }
 
-  /** Hot path: the route of a topic (maybe lingering, with no slot), or undefined when there is none. */
+  /** Hot path: the route of a topic, or undefined when no worker wants it. */
   routeOf(topic: string): TopicRoute | undefined {
     return this.routes.get(topic);
   }
 
-  /** Topics routed to at least one worker. */
-  topics(): string[] {
-    return [...this.routes.values()].filter((r) => r.slots.length > 0).map((r) => r.topic);
+  /** The state of a root subscribed upstream (or releasing), if any. */
+  rootOf(root: string): RootState | undefined {
+    return this.roots.get(root);
   }
 
-  /** Number of topics routed to at least one worker. */
+  /** Topics routed to at least one worker. */
+  topics(): string[] {
+    return [...this.routes.keys()];
+  }
+
+  /** Number of topics routed. */
   get size(): number {
-    return this.routed;
+    return this.routes.size;
+  }
+
+  /** Roots subscribed upstream (routed, or released less than a moment ago). */
+  get rootCount(): number {
+    return this.roots.size;
   }
 
   /** Topics routed to `slot`. */

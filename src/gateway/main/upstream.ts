@@ -1,20 +1,21 @@
 /**
  * The gateway's link to its MPC(s): one ZeroMQ XSUB (zmq/gateway-link.ts for the wire). It subscribes
- * to exactly the topics some worker needs (Routing decides), each exactly (a topic and every ancestor
- * of a subscription are separate keys), confirmed by the MPC with the stream's position; it sends
- * history requests and receives their replies on a private key. ZeroMQ reconnects by itself and sends
- * the subscriptions again when an MPC comes back; the MPC answers each with a position again.
+ * to the roots some worker needs (Routing decides), each with two keys: the root exactly and every
+ * topic below it — matched by segments, so `ehr` never brings in `ehrx` — each confirmed by the MPC;
+ * it sends requests (history, positions) and receives their replies on a private key. ZeroMQ
+ * reconnects by itself and sends the subscriptions again when an MPC comes back; the MPC confirms
+ * them again.
  *
  * Subscriptions travel on ZeroMQ pipes that drop past their high-water mark, so one may be lost:
- * a subscription not confirmed within CONFIRM_TIMEOUT_MS while the link is up is sent again (and
- * counted). An unwanted topic is unsubscribed UNSUBSCRIBE_DELAY_MS later, so a client flooding
- * subscribe/unsubscribe does not churn subscription traffic through the MPC.
+ * a key not confirmed within CONFIRM_TIMEOUT_MS while the link is up is sent again (and counted). An
+ * unwanted root is unsubscribed UNSUBSCRIBE_DELAY_MS later, so a client flooding subscribe/unsubscribe
+ * does not churn subscription traffic through the MPC.
  */
 import { randomBytes } from 'node:crypto';
 import { XSubscriber } from 'zeromq';
 import type { Logger } from '../../log.js';
 import { curveClientOptions, type CurveClientKeys } from '../../zmq/curve.js';
-import { encodeRequest, GATEWAY_ID_BYTES, privateSubscription, topicSubscription, type LinkRequest } from '../../zmq/gateway-link.js';
+import { encodeRequest, GATEWAY_ID_BYTES, privateSubscription, subtreeSubscription, topicSubscription, type LinkRequest } from '../../zmq/gateway-link.js';
 import { SerialSender } from '../../zmq/serial-sender.js';
 
 /** How long a topic stays subscribed upstream after its last subscriber left (see `release`). */
@@ -28,8 +29,8 @@ export interface UpstreamHandlers {
   frame(frame: Buffer): void;
   /** The link to `endpoint` went down (messages may have been lost meanwhile; positions will tell). */
   linkDown?(endpoint: string): void;
-  /** The unsubscription of `topic` went out (it stayed unwanted for the delay). */
-  unsubscribed?(topic: string): void;
+  /** The unsubscription of `root` went out (it stayed unwanted for the delay). */
+  unsubscribed?(root: string): void;
 }
 
 export class Upstream {
@@ -41,11 +42,11 @@ export class Upstream {
   private readonly socket: XSubscriber;
   private readonly sender: SerialSender;
   private readonly connected = new Set<string>();
-  /** Topics subscribed, and how many times (the XSUB counts them: as many unsubscribes end one). */
+  /** Keys subscribed (a root, and the root + ':'), and how many times: the XSUB counts them, as many unsubscribes end one. */
   private readonly subscriptions = new Map<string, number>();
-  /** Unconfirmed subscriptions, oldest send first. */
+  /** Unconfirmed keys, oldest send first. */
   private readonly awaiting = new Map<string, number>();
-  /** Unwanted subscriptions, by when they became unwanted, oldest first. */
+  /** Unwanted roots, by when they became unwanted, oldest first. */
   private readonly releasing = new Map<string, number>();
   private readonly endpoints: string[];
   private timer: NodeJS.Timeout | null = null;
@@ -86,30 +87,33 @@ export class Upstream {
     return this.receive(handlers);
   }
 
-  /** Some worker wants `topic`: subscribe, or keep a subscription whose unsubscribe has not gone out. */
-  want(topic: string): void {
-    if (this.subscriptions.has(topic)) {
-      this.releasing.delete(topic);
+  /** Some worker wants topics below `root`: subscribe, or keep a subscription whose unsubscribe has not gone out. */
+  want(root: string): void {
+    if (this.subscriptions.has(root)) {
+      this.releasing.delete(root);
       return;
     }
-    this.subscriptions.set(topic, 1);
-    this.awaiting.set(topic, Date.now());
-    this.sender.send(topicSubscription(topic, true));
+    const now = Date.now();
+    for (const key of [root, `${root}:`]) {
+      this.subscriptions.set(key, 1);
+      this.awaiting.set(key, now);
+      this.sender.send(subscription(key, true));
+    }
   }
 
-  /** No worker wants `topic` any more: unsubscribed once it has stayed unwanted for a moment. */
-  release(topic: string): void {
-    if (this.subscriptions.has(topic)) this.releasing.set(topic, Date.now());
+  /** No worker wants `root` any more: unsubscribed once it has stayed unwanted for a moment. */
+  release(root: string): void {
+    if (this.subscriptions.has(root)) this.releasing.set(root, Date.now());
   }
 
-  /** The MPC confirmed `topic` (a position arrived for it). */
-  confirmed(topic: string): void {
-    this.awaiting.delete(topic);
+  /** The MPC confirmed a key (`root` by a position, `root:` by a subtree confirmation). */
+  confirmed(key: string): void {
+    this.awaiting.delete(key);
   }
 
-  /** Topics subscribed upstream (wanted, or released less than a moment ago). */
-  topics(): number {
-    return this.subscriptions.size;
+  /** Roots subscribed upstream (wanted, or released less than a moment ago). */
+  roots(): number {
+    return this.subscriptions.size / 2;
   }
 
   /** Sends a request to every connected MPC (each answers on this gateway's private key). */
@@ -141,24 +145,26 @@ export class Upstream {
   private check(): void {
     const now = Date.now();
     // Both maps are in time order: stop at the first entry that is not due.
-    for (const [topic, releasedAt] of this.releasing) {
+    for (const [root, releasedAt] of this.releasing) {
       if (now - releasedAt < UNSUBSCRIBE_DELAY_MS) break;
-      this.releasing.delete(topic);
-      this.awaiting.delete(topic);
-      const sends = this.subscriptions.get(topic) ?? 0;
-      this.subscriptions.delete(topic);
-      const cancel = topicSubscription(topic, false);
-      for (let i = 0; i < sends; i++) this.sender.send(cancel);
-      this.handlers?.unsubscribed?.(topic);
+      this.releasing.delete(root);
+      for (const key of [root, `${root}:`]) {
+        this.awaiting.delete(key);
+        const sends = this.subscriptions.get(key) ?? 0;
+        this.subscriptions.delete(key);
+        const cancel = subscription(key, false);
+        for (let i = 0; i < sends; i++) this.sender.send(cancel);
+      }
+      this.handlers?.unsubscribed?.(root);
     }
     if (this.connected.size === 0) return; // ZeroMQ sends them all again on (re)connect
-    for (const [topic, sentAt] of this.awaiting) {
+    for (const [key, sentAt] of this.awaiting) {
       if (now - sentAt < CONFIRM_TIMEOUT_MS) break;
-      this.awaiting.delete(topic);
-      this.awaiting.set(topic, now);
-      this.subscriptions.set(topic, (this.subscriptions.get(topic) ?? 0) + 1);
+      this.awaiting.delete(key);
+      this.awaiting.set(key, now);
+      this.subscriptions.set(key, (this.subscriptions.get(key) ?? 0) + 1);
       this.subscribeRetries++;
-      this.sender.send(topicSubscription(topic, true));
+      this.sender.send(subscription(key, true));
     }
   }
 
@@ -197,6 +203,11 @@ export class Upstream {
       // Observer ends with the socket.
     }
   }
+}
+
+/** The subscription message of a key: a root exactly, or `root:` for every topic below it. */
+function subscription(key: string, on: boolean): Buffer {
+  return key.endsWith(':') ? subtreeSubscription(key.slice(0, -1), on) : topicSubscription(key, on);
 }
 
 /** Events name the resolved address; map it back onto the configured endpoint. */

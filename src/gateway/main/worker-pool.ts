@@ -188,6 +188,8 @@ export class WorkerPool {
             break;
           case 'interest-added':
             this.routing.add(event.topic, slot, event.seq);
+            // Routed (and counted there) before it stops counting as reported: never counted by neither.
+            if (slot.worker === worker) this.socketCounts.add(slot.index, SocketKind.topicReports, -1);
             break;
           case 'interest-removed':
             this.routing.remove(event.topic, slot);

@@ -128,6 +128,13 @@ export const GATEWAY_OPTIONS = defineOptions('a gateway', {
     cli: { flag: 'max-subscription-segments', arg: 'N' },
     section: LIMITS,
   },
+  maxTopics: {
+    default: 250_000,
+    check: int(1, 100_000_000),
+    help: 'distinct topics (subscriptions and their ancestors) the whole gateway holds; each costs about 2 KB here and 1 KB at the MPC; over it ERR_TOPIC_LIMIT',
+    cli: { flag: 'max-topics', arg: 'N' },
+    section: LIMITS,
+  },
   maxConnections: {
     default: 0,
     check: int(0, Number.MAX_SAFE_INTEGER, 'a non-negative integer (0 = unlimited)'),

@@ -39,6 +39,7 @@ export const WORKER_COUNTERS = [
   { key: 'originRejections', type: 'counter', metric: 'tormq_origin_rejections_total', help: 'Upgrades refused with 403 (origin not in allowedOrigins)', writer: 'worker' },
   { key: 'forbiddenSubscriptions', type: 'counter', metric: 'tormq_forbidden_subscriptions_total', help: 'Subscribe frames refused for topics outside the token grants', writer: 'worker' },
   { key: 'deepTopicRefusals', type: 'counter', metric: 'tormq_deep_topic_refusals_total', help: 'Subscribe frames refused for a topic deeper than --max-topic-depth (ERR_TOPIC_TOO_DEEP)', writer: 'worker' },
+  { key: 'topicLimitRefusals', type: 'counter', metric: 'tormq_topic_limit_refusals_total', help: 'Subscribe frames refused because the gateway holds --max-topics distinct topics (ERR_TOPIC_LIMIT)', writer: 'worker' },
   { key: 'subscriptionBudgetRefusals', type: 'counter', metric: 'tormq_subscription_budget_refusals_total', help: 'Subscribe frames refused for going over --max-subscription-segments (ERR_SUBSCRIPTION_BUDGET)', writer: 'worker' },
   { key: 'tokenExpiredCloses', type: 'counter', metric: 'tormq_token_expired_closes_total', help: 'Connections closed with 1008 because their token expired', writer: 'worker' },
   { key: 'tokenRefreshes', type: 'counter', metric: 'tormq_token_refreshes_total', help: 'Refresh frames accepted', writer: 'worker' },

@@ -74,5 +74,7 @@ export const GatewayShared = {
   SOCKET_LIMIT: 0,
   /** Test hooks only (`--enable-test-hooks`): 1 while a stalled worker must stay blocked. */
   TEST_STALL: 1,
+  /** Distinct topics the main thread routes (written by main; workers check --max-topics against it). */
+  TOPICS: 2,
 } as const;
-export const GATEWAY_SHARED_CELLS = 2;
+export const GATEWAY_SHARED_CELLS = 3;

@@ -4,6 +4,7 @@ import type { GatewayConfig } from '../shared/config.js';
 import type { MainEvent } from '../shared/thread-protocol.js';
 import type { ConnectionGuard } from './auth.js';
 import type { InterestRouting } from './interest-routing.js';
+import type { TopicAllowance } from './subscription-budget.js';
 import type { TopicTrie } from './trie.js';
 import type { Writer } from './writer.js';
 
@@ -19,6 +20,8 @@ export interface WorkerContext {
   readonly routing: InterestRouting;
   /** Messages of a stream from the MPC's history (through the main thread), for a tormq.v2 recovery. */
   history(topic: string, epoch: string, after: number, limit: number): Promise<HistoryReply>;
+  /** The gateway-wide count of distinct topics (for --max-topics). */
+  readonly topics: TopicAllowance;
   /** The tormq.v2 frame of a message body at a stream position. */
   positioned(body: Uint8Array, epoch: string, offset: number): Buffer;
   readonly log: Logger;

@@ -76,7 +76,7 @@ export class Session {
     readonly v2 = false,
   ) {
     this.writer = new Writer(ws, v2 ? Variant.POSITIONED : Variant.BODY, ctx.config, ctx.stats, this.topics);
-    this.budget = new SubscriptionBudget(ctx.config, ctx.stats);
+    this.budget = new SubscriptionBudget(ctx.config, ctx.stats, ctx.topics);
     const { clientRateLimit, clientRateBurst } = ctx.config;
     this.bucket = clientRateLimit > 0 ? new TokenBucket(clientRateLimit, clientRateBurst, performance.now()) : null;
     this.grants = grants;
@@ -240,18 +240,22 @@ export class Session {
         }
         const refusal = this.budget.refusal(command.topics, this.topics, command.mode === 'replace');
         if (refusal !== null) return withId(refusal, command.id);
-        const max = this.ctx.config.maxSubscriptions;
-        if (command.mode === 'replace') {
-          for (const topic of this.topics) if (topic !== command.topics[0]) this.unsubscribe(topic);
-        } else {
-          let added = 0;
-          for (const topic of new Set(command.topics)) if (!this.topics.has(topic)) added++;
-          if (this.topics.size + added > max) {
-            return withId({ code: WireErrorCodes.TOO_MANY_SUBSCRIPTIONS, message: `at most ${max} subscriptions per connection` }, command.id);
+        try {
+          const max = this.ctx.config.maxSubscriptions;
+          if (command.mode === 'replace') {
+            for (const topic of this.topics) if (topic !== command.topics[0]) this.unsubscribe(topic);
+          } else {
+            let added = 0;
+            for (const topic of new Set(command.topics)) if (!this.topics.has(topic)) added++;
+            if (this.topics.size + added > max) {
+              return withId({ code: WireErrorCodes.TOO_MANY_SUBSCRIPTIONS, message: `at most ${max} subscriptions per connection` }, command.id);
+            }
           }
+          for (const topic of command.topics) this.subscribe(topic);
+          return null;
+        } finally {
+          this.budget.settle(); // the new topics are reported to main by now, and counted as such
         }
-        for (const topic of command.topics) this.subscribe(topic);
-        return null;
       }
       case 'unsubscribe':
         if (command.topics === null) for (const topic of this.topics) this.unsubscribe(topic);

@@ -34,11 +34,14 @@ const workerData = rawWorkerData as WorkerData;
 const { config, index } = workerData;
 const port = parentPort!;
 const log = createLogger('tormq-gateway', config.logLevel, { worker: index });
-const post = (event: WorkerEvent) => port.postMessage(event);
-
 const stats = new Float64Array(workerData.stats);
 const shared = new Int32Array(workerData.shared);
 const socketCounts = new SocketCounts(workerData.shared);
+const post = (event: WorkerEvent) => {
+  // Counted until main has routed it (--max-topics: main uncounts it on receipt).
+  if (event.type === 'interest-added') socketCounts.add(index, SocketKind.topicReports, 1);
+  port.postMessage(event);
+};
 const guard = await ConnectionGuard.create(config, stats, log);
 const routing = new InterestRouting(post);
 
@@ -70,6 +73,10 @@ const ctx: WorkerContext = {
     return new Promise((resolve) => historyRequests.set(id, resolve));
   },
   positioned: (body, epoch, offset) => positionedFrame(encodeTextFrame(body, 0, body.length), epoch, offset),
+  topics: {
+    reserve: (n, limit) => socketCounts.reserveTopics(index, n, limit),
+    release: (n) => socketCounts.add(index, SocketKind.topicReports, -n),
+  },
 };
 const sessions = new Set<Session>();
 const delivery = new Delivery(new RingReader(workerData.ring), ctx.trie, stats, {
