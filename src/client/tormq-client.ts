@@ -880,6 +880,8 @@ export class TormqClient extends Emitter<ClientEvents> {
     if (this.status === 'closed') return Promise.reject(new TormqClientError(ClientErrorCodes.CLIENT_CLOSED, 'the client was closed'));
     if (this.status === 'connected') return Promise.resolve();
     const ready = new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }));
+    // A caller that never awaits this must not get an unhandled rejection from a later close().
+    ready.catch(() => {});
     if (!this.started) {
       this.started = true;
       browserWindow()?.addEventListener('online', this.onOnline);
