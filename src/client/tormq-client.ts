@@ -1090,7 +1090,7 @@ export class TormqClient extends Emitter<ClientEvents> {
     const { minReconnectDelay: min, maxReconnectDelay: max } = this.options;
     let delay: number;
     if (policy.delay === 'max') {
-      delay = Math.floor(max / 2 + Math.random() * (max / 2));
+      delay = Math.max(min, Math.floor(max / 2 + Math.random() * (max / 2)));
       this.attempt = Math.max(this.attempt, Math.ceil(Math.log2(max / min)));
     } else {
       delay = backoffDelay(this.attempt, min, max);
