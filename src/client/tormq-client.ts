@@ -448,7 +448,19 @@ class Emitter<Events extends { [K in keyof Events]: Listener }> {
 
 // --- Subscription --------------------------------------------------------------------------------------
 
-/** What a subscription needs of its client (internal). */
+/** What the client drives a subscription with (kept out of the public surface). */
+interface SubscriptionDriver {
+  readonly sub: Subscription<unknown>;
+  subscribeFrame(id: number): Record<string, unknown>;
+  connectionLost(): void;
+  end(reason: 'unsubscribe' | 'refused' | 'closed'): void;
+  offer(topic: string, epoch: string, offset: number, data: unknown): void;
+  gap(): void;
+  acked(id: number, reply: Record<string, unknown>): boolean;
+  refused(id: number, code: string, message: string): void;
+}
+
+/** What a subscription needs of its client. */
 interface SubscriptionHost {
   sendSubscribe(sub: Subscription<unknown>): void;
   /** An error of a subscription without an `error` listener: reported by the client instead. */
@@ -473,7 +485,14 @@ const MAX_RECOVERY_ROUNDS = 3;
  * ```
  */
 export class Subscription<T = unknown> extends Emitter<SubscriptionEvents<T>> {
-  /** The streams this subscription receives: each ancestor of the topic, then the topic. */
+  /**
+   * The streams this subscription receives: each ancestor of the topic, then the topic.
+   *
+   * @example
+   * ```ts
+   * client.subscribe('user:42').streams; // ['user', 'user:42']
+   * ```
+   */
   readonly streams: readonly string[];
   private status: SubscriptionState = 'subscribing';
   private readonly known = new Map<string, StreamPosition>();
@@ -493,7 +512,14 @@ export class Subscription<T = unknown> extends Emitter<SubscriptionEvents<T>> {
   private retryTimer: ReturnType<typeof setTimeout> | null = null;
   private retries = 0;
 
-  /** @internal Created by {@link TormqClient.subscribe}. */
+  /**
+   * Not for applications: subscriptions are created by {@link TormqClient.subscribe}.
+   *
+   * @example
+   * ```ts
+   * const sub = client.subscribe('user:42'); // not new Subscription(…)
+   * ```
+   */
   constructor(
     /** The subscribed topic. */
     readonly topic: string,
@@ -501,10 +527,21 @@ export class Subscription<T = unknown> extends Emitter<SubscriptionEvents<T>> {
     readonly recover: boolean,
     since: Readonly<Record<string, StreamPosition>> | undefined,
     private readonly host: SubscriptionHost,
+    bind: (driver: SubscriptionDriver) => void,
   ) {
     super();
     this.streams = streamsOf(topic);
     if (since !== undefined) for (const [stream, position] of Object.entries(since)) this.known.set(stream, { epoch: position.epoch, offset: position.offset });
+    bind({
+      sub: this as Subscription<unknown>,
+      subscribeFrame: (id) => this.subscribeFrame(id),
+      connectionLost: () => this.connectionLost(),
+      end: (reason) => this.end(reason),
+      offer: (topic, epoch, offset, data) => this.offer(topic, epoch, offset, data),
+      gap: () => this.gap(),
+      acked: (id, reply) => this.acked(id, reply),
+      refused: (id, code, message) => this.refused(id, code, message),
+    });
   }
 
   /**
@@ -546,10 +583,10 @@ export class Subscription<T = unknown> extends Emitter<SubscriptionEvents<T>> {
     this.host.removeSubscription(this as Subscription<unknown>, 'unsubscribe');
   }
 
-  // --- Internal: driven by the client ---
+  // --- Driven by the client (through the driver) ---
 
-  /** @internal The subscribe frame to send now (records the request). */
-  subscribeFrame(id: number): Record<string, unknown> {
+  /** The subscribe frame to send now (records the request). */
+  private subscribeFrame(id: number): Record<string, unknown> {
     this.pendingId = id;
     const frame: Record<string, unknown> = { event: 'subscribe', topics: [this.topic] };
     const since = this.recover && !this.dropSince && this.known.size > 0 ? Object.fromEntries(this.known) : undefined;
@@ -562,8 +599,8 @@ export class Subscription<T = unknown> extends Emitter<SubscriptionEvents<T>> {
     return frame;
   }
 
-  /** @internal The connection is gone: the subscription waits for the next one. */
-  connectionLost(): void {
+  /** The connection is gone: the subscription waits for the next one. */
+  private connectionLost(): void {
     if (this.status === 'unsubscribed') return;
     this.status = 'subscribing';
     this.pendingId = null;
@@ -573,8 +610,8 @@ export class Subscription<T = unknown> extends Emitter<SubscriptionEvents<T>> {
     if (!this.recover) this.known.clear();
   }
 
-  /** @internal Ended (unsubscribe, refusal, client closed). */
-  end(reason: 'unsubscribe' | 'refused' | 'closed'): void {
+  /** Ended (unsubscribe, refusal, client closed). */
+  private end(reason: 'unsubscribe' | 'refused' | 'closed'): void {
     if (this.status === 'unsubscribed') return;
     this.status = 'unsubscribed';
     this.pendingId = null;
@@ -582,8 +619,8 @@ export class Subscription<T = unknown> extends Emitter<SubscriptionEvents<T>> {
     this.emit('unsubscribed', { reason });
   }
 
-  /** @internal A message on one of this subscription's streams. */
-  offer(topic: string, epoch: string, offset: number, data: unknown): void {
+  /** A message on one of this subscription's streams. */
+  private offer(topic: string, epoch: string, offset: number, data: unknown): void {
     if (this.status === 'unsubscribed') return;
     const known = this.known.get(topic);
     if (known === undefined) {
@@ -610,8 +647,8 @@ export class Subscription<T = unknown> extends Emitter<SubscriptionEvents<T>> {
     if (this.pendingId === null && this.status === 'subscribed') this.startRecovery();
   }
 
-  /** @internal A gap notice from the gateway for this subscription. */
-  gap(): void {
+  /** A gap notice from the gateway for this subscription. */
+  private gap(): void {
     if (this.status === 'unsubscribed') return;
     if (!this.recover) {
       if (this.status === 'subscribed') this.emit('gap', { reason: 'gap', positions: this.positions });
@@ -625,8 +662,8 @@ export class Subscription<T = unknown> extends Emitter<SubscriptionEvents<T>> {
     if (this.status === 'subscribed') this.startRecovery();
   }
 
-  /** @internal The gateway acknowledged request `id`. Returns false when the ack is malformed. */
-  acked(id: number, reply: Record<string, unknown>): boolean {
+  /** The gateway acknowledged request `id`. Returns false when the ack is malformed. */
+  private acked(id: number, reply: Record<string, unknown>): boolean {
     if (id !== this.pendingId || this.status === 'unsubscribed') return true; // stale: superseded or ended
     const positions = reply.positions;
     if (positions === null || typeof positions !== 'object' || Array.isArray(positions)) return false;
@@ -664,8 +701,8 @@ export class Subscription<T = unknown> extends Emitter<SubscriptionEvents<T>> {
     return true;
   }
 
-  /** @internal The gateway refused request `id` with `code`. */
-  refused(id: number, code: string, message: string): void {
+  /** The gateway refused request `id` with `code`. */
+  private refused(id: number, code: string, message: string): void {
     if (id !== this.pendingId || this.status === 'unsubscribed') return;
     this.pendingId = null;
     const error = new TormqClientError(ClientErrorCodes.SUBSCRIBE_REFUSED, `subscribe "${this.topic}" refused: ${code} ${message}`, { serverCode: code });
@@ -742,7 +779,7 @@ const OPEN = 1;
 
 interface PendingRequest {
   readonly kind: 'subscribe' | 'unsubscribe' | 'refresh' | 'ping';
-  readonly sub?: Subscription<unknown>;
+  readonly sub?: SubscriptionDriver;
   readonly token?: string;
   readonly sentAt: number;
 }
@@ -801,9 +838,9 @@ export class TormqClient extends Emitter<ClientEvents> {
   private readonly urls: readonly string[];
   private readonly options: Required<Omit<TormqClientOptions, 'getToken' | 'WebSocket'>> & Pick<TormqClientOptions, 'getToken' | 'WebSocket'>;
   private status: ClientState = 'disconnected';
-  private readonly subs = new Map<string, Subscription<unknown>>();
+  private readonly subs = new Map<string, SubscriptionDriver>();
   /** Subscriptions by stream topic: who receives a message on that stream. */
-  private readonly byStream = new Map<string, Set<Subscription<unknown>>>();
+  private readonly byStream = new Map<string, Set<SubscriptionDriver>>();
   private connection: Connection | null = null;
   private started = false;
   private attempt = 0;
@@ -816,9 +853,9 @@ export class TormqClient extends Emitter<ClientEvents> {
   private readonly waiters: Array<{ resolve: () => void; reject: (error: TormqClientError) => void }> = [];
   private readonly onOnline = () => this.online();
   private readonly host: SubscriptionHost = {
-    sendSubscribe: (sub) => this.sendSubscribe(sub),
+    sendSubscribe: (sub) => this.sendSubscribe(this.subs.get(sub.topic), sub),
     error: (error) => this.emit('error', error),
-    removeSubscription: (sub, reason) => this.removeSubscription(sub, reason),
+    removeSubscription: (sub, reason) => this.removeSubscription(this.subs.get(sub.topic), sub, reason),
   };
 
   /**
@@ -908,7 +945,7 @@ export class TormqClient extends Emitter<ClientEvents> {
     const connection = this.connection;
     this.connection = null;
     if (connection !== null) this.dispose(connection, 1000, 'client closed');
-    for (const sub of [...this.subs.values()]) this.removeSubscription(sub, 'closed');
+    for (const driver of [...this.subs.values()]) this.removeSubscription(driver, driver.sub, 'closed');
     this.setState('closed');
     for (const waiter of this.waiters.splice(0)) waiter.reject(new TormqClientError(ClientErrorCodes.CLIENT_CLOSED, 'the client was closed'));
   }
@@ -940,15 +977,15 @@ export class TormqClient extends Emitter<ClientEvents> {
         if (!isPosition(position)) throw new TypeError(`options.since["${stream}"] must be {epoch: string, offset: integer >= 0}`);
       }
     }
-    const sub = new Subscription<T>(topic, options.recover ?? true, options.since, this.host);
-    const added = sub as Subscription<unknown>;
-    this.subs.set(topic, added);
+    let driver!: SubscriptionDriver;
+    const sub = new Subscription<T>(topic, options.recover ?? true, options.since, this.host, (d) => (driver = d));
+    this.subs.set(topic, driver);
     for (const stream of streams) {
       let set = this.byStream.get(stream);
       if (set === undefined) this.byStream.set(stream, (set = new Set()));
-      set.add(added);
+      set.add(driver);
     }
-    if (this.connection?.opened) this.sendSubscribe(added);
+    if (this.connection?.opened) this.sendSubscribe(driver, driver.sub);
     return sub;
   }
 
@@ -961,7 +998,7 @@ export class TormqClient extends Emitter<ClientEvents> {
    * ```
    */
   getSubscription(topic: string): Subscription<unknown> | undefined {
-    return this.subs.get(topic);
+    return this.subs.get(topic)?.sub;
   }
 
   /**
@@ -973,7 +1010,7 @@ export class TormqClient extends Emitter<ClientEvents> {
    * ```
    */
   subscriptions(): Subscription<unknown>[] {
-    return [...this.subs.values()];
+    return [...this.subs.values()].map((driver) => driver.sub);
   }
 
   // --- Connection lifecycle ---
@@ -1062,13 +1099,15 @@ export class TormqClient extends Emitter<ClientEvents> {
     }
     connection.opened = true;
     connection.openedAt = connection.lastTraffic = Date.now();
-    this.setState('connected');
-    this.emit('connected', { url: connection.url });
-    if (this.connection !== connection) return; // a listener closed the client
-    for (const waiter of this.waiters.splice(0)) waiter.resolve();
-    for (const sub of this.subs.values()) this.sendSubscribe(sub);
+    // Subscriptions first: a listener below that subscribes sends its own, once.
+    for (const driver of this.subs.values()) this.sendSubscribe(driver, driver.sub);
     this.watch(connection);
     this.scheduleRefresh(connection);
+    this.setState('connected');
+    if (this.connection !== connection) return; // a listener closed the client
+    this.emit('connected', { url: connection.url });
+    if (this.connection !== connection) return;
+    for (const waiter of this.waiters.splice(0)) waiter.resolve();
   }
 
   /** The connection closed or was found dead: clean up, then reconnect after the policy's delay. */
@@ -1079,7 +1118,7 @@ export class TormqClient extends Emitter<ClientEvents> {
     this.dispose(connection, 4000, reason);
     const wasOpen = connection.opened;
     if (wasOpen && Date.now() - connection.openedAt >= STABLE_MS) this.attempt = 0;
-    for (const sub of this.subs.values()) sub.connectionLost();
+    for (const driver of this.subs.values()) driver.connectionLost();
     this.failed(code, reason, wasOpen, forceFailure);
   }
 
@@ -1220,25 +1259,26 @@ export class TormqClient extends Emitter<ClientEvents> {
     }
   }
 
-  private sendSubscribe(sub: Subscription<unknown>): void {
+  /** Sends `sub`'s subscribe now when connected (`driver`: its entry, undefined once it ended). */
+  private sendSubscribe(driver: SubscriptionDriver | undefined, sub: Subscription<unknown>): void {
     const connection = this.connection;
-    if (connection === null || !connection.opened || this.subs.get(sub.topic) !== sub) return;
-    this.request(connection, (id) => sub.subscribeFrame(id), { kind: 'subscribe', sub, sentAt: Date.now() });
+    if (connection === null || !connection.opened || driver === undefined || driver.sub !== sub) return;
+    this.request(connection, (id) => driver.subscribeFrame(id), { kind: 'subscribe', sub: driver, sentAt: Date.now() });
   }
 
-  private removeSubscription(sub: Subscription<unknown>, reason: 'unsubscribe' | 'refused' | 'closed'): void {
-    if (this.subs.get(sub.topic) !== sub) return;
+  private removeSubscription(driver: SubscriptionDriver | undefined, sub: Subscription<unknown>, reason: 'unsubscribe' | 'refused' | 'closed'): void {
+    if (driver === undefined || driver.sub !== sub) return;
     this.subs.delete(sub.topic);
     for (const stream of sub.streams) {
       const set = this.byStream.get(stream);
-      set?.delete(sub);
+      set?.delete(driver);
       if (set?.size === 0) this.byStream.delete(stream);
     }
     const connection = this.connection;
     if (reason === 'unsubscribe' && connection?.opened) {
       this.request(connection, () => ({ event: 'unsubscribe', topics: [sub.topic] }), { kind: 'unsubscribe', sentAt: Date.now() });
     }
-    sub.end(reason);
+    driver.end(reason);
   }
 
   // --- Token refresh ---
@@ -1255,7 +1295,7 @@ export class TormqClient extends Emitter<ClientEvents> {
     connection.refreshTimer = setTimeout(() => {
       connection.refreshTimer = null;
       void this.refresh(connection);
-    }, Math.min(delay, 2 ** 31 - 1));
+    }, Math.min(Math.max(delay, 100), 2 ** 31 - 1));
   }
 
   private async refresh(connection: Connection): Promise<void> {
@@ -1274,8 +1314,12 @@ export class TormqClient extends Emitter<ClientEvents> {
       return;
     }
     if (this.connection !== connection) return;
-    if (token === null) {
+    const expiresAt = token === null ? null : tokenExpiry(token);
+    if (token === null || (expiresAt !== null && connection.expiresAt !== null && expiresAt <= connection.expiresAt)) {
+      // No newer token yet (e.g. getToken serves a cached one): ask again later, with backoff.
       connection.refreshing = false;
+      connection.refreshFailures++;
+      this.scheduleRefresh(connection);
       return;
     }
     this.request(connection, () => ({ event: 'refresh', token }), { kind: 'refresh', token, sentAt: Date.now() });

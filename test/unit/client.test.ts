@@ -453,6 +453,53 @@ describe('connection lifecycle', () => {
     assert.equal(client.state === 'connected', false);
   });
 
+  test("a browser's online event reconnects at once instead of waiting out the backoff; close() removes the listener", async () => {
+    const listeners = new Map<string, () => void>();
+    const g = globalThis as { addEventListener?: unknown; removeEventListener?: unknown };
+    g.addEventListener = (type: string, listener: () => void) => listeners.set(type, listener);
+    g.removeEventListener = (type: string, listener: () => void) => {
+      if (listeners.get(type) === listener) listeners.delete(type);
+    };
+    try {
+      // Delays of at least a minute: only the online event can bring the next socket within this test.
+      const client = makeClient({ minReconnectDelay: 60_000, maxReconnectDelay: 120_000 });
+      const ws = await open(client);
+      ws.drop(1006);
+      assert.equal(client.state, 'disconnected');
+      listeners.get('online')!();
+      const ws1 = await FakeWebSocket.nth(1, 1000);
+      ws1.accept();
+      assert.equal(client.state, 'connected');
+      client.close();
+      assert.equal(listeners.has('online'), false);
+    } finally {
+      delete g.addEventListener;
+      delete g.removeEventListener;
+    }
+  });
+
+  test('a subscription made in a connected listener is sent once', async () => {
+    const client = makeClient();
+    client.subscribe('a');
+    client.on('connected', () => client.subscribe('b'));
+    const ws = await open(client);
+    assert.deepEqual(ws.frames().map((f) => (f.topics as string[])[0]), ['a', 'b']);
+  });
+
+  test('getToken returning the token in use (a cached one) sends no refresh; a newer one is sent', async () => {
+    const secret = new TextEncoder().encode('k');
+    const exp = Math.floor(Date.now() / 1000) + 2;
+    const cached = await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject('u').setExpirationTime(exp).sign(secret);
+    const newer = await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject('u').setExpirationTime(exp + 60).sign(secret);
+    let calls = 0;
+    const client = makeClient({ getToken: () => (++calls < 4 ? cached : newer) });
+    const ws = await open(client);
+    const refresh = await ws.sentFrame((f) => f.event === 'refresh');
+    assert.equal(refresh.token, newer);
+    assert.equal(calls, 4);
+    assert.equal(ws.frames().filter((f) => f.event === 'refresh').length, 1);
+  });
+
   test('a silent connection is pinged, then replaced', async () => {
     const client = makeClient({ pingInterval: 30, pongTimeout: 30 });
     const drops: DisconnectContext[] = [];
