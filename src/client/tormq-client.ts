@@ -468,9 +468,6 @@ interface SubscriptionHost {
   removeSubscription(sub: Subscription<unknown>, reason: 'unsubscribe' | 'refused' | 'closed'): void;
 }
 
-/** Recovery rounds in a row that may end "recovered" yet incomplete before the client gives up and reports a gap. */
-const MAX_RECOVERY_ROUNDS = 3;
-
 /**
  * A subscription to one topic: it receives messages published on the topic and on each of its
  * ancestors (`user:42` gets `user:42` and `user`), tracks the position of each of those streams, drops
@@ -504,8 +501,6 @@ export class Subscription<T = unknown> extends Emitter<SubscriptionEvents<T>> {
   private pendingWasRecovering = false;
   /** A gap notice arrived while a recovery was in flight: recover once more after it. */
   private gapWhileRecovering = false;
-  /** Recovery rounds in a row that ended incomplete. */
-  private incompleteRounds = 0;
   /** Send the next subscribe without `since` (the gateway refused the positions). */
   private dropSince = false;
   /** Retries after ERR_RATE_LIMITED. */
@@ -688,16 +683,15 @@ export class Subscription<T = unknown> extends Emitter<SubscriptionEvents<T>> {
     this.retries = 0;
     const again = this.gapWhileRecovering;
     this.gapWhileRecovering = false;
-    if (incomplete) {
-      recovered = false;
-      this.incompleteRounds++;
-    } else this.incompleteRounds = 0;
+    // Claimed complete, yet messages are missing: continuity is lost after all.
+    if (incomplete) recovered = false;
     this.emit('subscribed', { recovered, wasRecovering, positions: this.positions });
     if (incomplete) {
       this.fail(new TormqClientError(ClientErrorCodes.INCOMPLETE_RECOVERY, `the gateway acknowledged a recovery of "${this.topic}" with messages missing`));
     }
     if (wasRecovering && !recovered && this.status === 'subscribed') this.emit('gap', { reason: 'not-recovered', positions: this.positions });
-    if (again && this.status === 'subscribed' && this.incompleteRounds < MAX_RECOVERY_ROUNDS) this.startRecovery();
+    // (Each extra round answers a gap notice from the gateway, and outgoing frames are paced: never a loop.)
+    if (again && this.status === 'subscribed') this.startRecovery();
     return true;
   }
 
