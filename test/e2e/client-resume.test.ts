@@ -202,3 +202,53 @@ async function waitFor(predicate: () => Promise<boolean>, what: string, timeoutM
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }
+
+describe('the MPC restarts (real processes): new epochs', () => {
+  let mpc: MpcProcess;
+  let gateway: GatewayProcess;
+  let publisher: Publisher;
+  let c: TormqClient | undefined;
+
+  before(async () => {
+    mpc = await startMpcProcess();
+    gateway = await startGatewayProcess(mpc.gatewayPort);
+    publisher = new Publisher('127.0.0.1', mpc.publisherPort);
+  });
+
+  after(async () => {
+    c?.close();
+    await publisher?.close();
+    await gateway?.stop();
+    await mpc?.stop();
+  });
+
+  test("the gateway's gap reaches the application once, as recovered:false and gap; the new epoch follows", async () => {
+    c = new TormqClient(gateway.url, FAST);
+    const log = new ClientLog(c, c.subscribe('phoenix:1'));
+    await c.connect();
+    await log.until(() => log.subscribed.length === 1, 'the first ack');
+    await publisher.ready({ topic: 'phoenix:1', timeoutMs: 15_000 });
+    for (let i = 0; i < 3; i++) await publisher.send('phoenix:1', { i });
+    await log.until(() => log.publications.length === 3, '3 messages');
+    const oldEpoch = log.publications[0]!.epoch;
+
+    const { publisherPort, gatewayPort } = mpc;
+    mpc.child.kill('SIGKILL');
+    await mpc.exited;
+    await publisher.close();
+    mpc = await startMpcProcess(['-s', String(publisherPort), '-p', String(gatewayPort)]);
+    publisher = new Publisher('127.0.0.1', mpc.publisherPort);
+    await publisher.ready({ topic: 'phoenix:1', timeoutMs: 15_000 });
+    // The gateway learns the new epoch from the MPC's position for the re-sent subscription.
+    await log.until(() => log.gaps.length === 1 && log.subscribed.length === 2, 'the gap', 15_000);
+    assert.deepEqual([log.subscribed[1]!.wasRecovering, log.subscribed[1]!.recovered], [true, false]);
+    assert.equal(log.gaps[0]!.reason, 'not-recovered');
+    const position = log.subscribed[1]!.positions['phoenix:1']!;
+    assert.notEqual(position.epoch, oldEpoch);
+    for (let i = 3; i < 5; i++) await publisher.send('phoenix:1', { i });
+    await log.until(() => log.publications.length === 5, 'the messages of the new epoch');
+    assert.deepEqual(log.publications.slice(3).map((p) => [p.data.i, p.epoch, p.offset]), [[3, position.epoch, position.offset + 1], [4, position.epoch, position.offset + 2]]);
+    assert.equal(log.gaps.length, 1);
+    assert.deepEqual(log.disconnects, [], 'the client connection never dropped');
+  });
+});
