@@ -231,59 +231,60 @@ export function backoffDelay(attempt: number, min: number, max: number, random: 
 
 /** How the client waits before its next attempt after a close (see {@link reconnectPolicy}). */
 export interface ReconnectPolicy {
-  /** `backoff`: {@link backoffDelay} at the current attempt; `max`: between half of and `maxReconnectDelay`. */
+  /** `backoff`: {@link backoffDelay} at the current failure count; `max`: between half of and `maxReconnectDelay`. */
   readonly delay: 'backoff' | 'max';
-  /** The close counts as a failure even after a stable connection (the attempt counter grows). */
-  readonly failure: boolean;
-  /** What the close means, for the docs and the `disconnected` event's readers. */
+  /** What the close means (for docs and logs). */
   readonly meaning: string;
 }
 
 /**
- * What the client does after the connection closes with `code` (`wasOpen`: it had opened). The client
- * calls `getToken` before every attempt, so a 1008 or a refused upgrade always retries with a new token.
- * `close()` never reconnects.
+ * What the client does after the connection closes with `code` (`wasOpen`: it had opened). Every
+ * reconnect waits: a connection that stayed up 5 s resets the backoff, so the first delay after it is
+ * `minReconnectDelay` … 2 × that; every failed attempt and every connection that closed sooner widens
+ * the window (see {@link backoffDelay}). The client calls `getToken` before every attempt, so a 1008
+ * or a refused upgrade retries with a new token, and each attempt goes to the next URL of the list.
+ * Every subscription is then re-sent with `recover`. `close()` never reconnects.
  *
  * | code | meaning | client |
  * |---|---|---|
- * | 1001 | gateway draining | backoff (jittered), recover |
- * | 1006 before open | refused upgrade (401/403/503) or unreachable | new token, backoff grows, next URL |
- * | 1006 after open | connection lost or found dead | backoff, recover |
- * | 1008 | token expired or refused | new token, backoff, recover |
- * | 1011 | the gateway's worker failed | backoff (jittered), recover |
- * | 4008 | too slow to keep up | backoff, recover |
+ * | 1001 | gateway draining | backoff (jittered) |
+ * | 1006 before open | refused upgrade (401/403/503) or unreachable | new token, backoff |
+ * | 1006 after open | connection lost or found dead | backoff |
+ * | 1008 | token expired or refused | new token, backoff |
+ * | 1011 | the gateway's worker failed | backoff (jittered) |
+ * | 4008 | too slow to keep up | backoff |
  * | 4029 | rate limited | wait maxReconnectDelay/2 … maxReconnectDelay |
- * | 1002, 1003, 1007, 1009, 1010 | protocol errors | backoff grows |
+ * | 1002, 1003, 1007, 1009, 1010 | protocol errors | backoff |
  * | other | | backoff |
  *
  * @example
  * ```ts
- * reconnectPolicy(4029, true); // { delay: 'max', failure: true, … }
+ * reconnectPolicy(4029, true); // { delay: 'max', meaning: 'rate limited' }
  * ```
  */
 export function reconnectPolicy(code: number, wasOpen: boolean): ReconnectPolicy {
-  if (!wasOpen) return { delay: 'backoff', failure: true, meaning: 'connection attempt failed (refused upgrade or unreachable)' };
+  if (!wasOpen) return { delay: 'backoff', meaning: 'connection attempt failed (refused upgrade or unreachable)' };
   switch (code) {
     case 1001:
-      return { delay: 'backoff', failure: false, meaning: 'gateway draining' };
+      return { delay: 'backoff', meaning: 'gateway draining' };
     case 1006:
-      return { delay: 'backoff', failure: false, meaning: 'connection lost' };
+      return { delay: 'backoff', meaning: 'connection lost' };
     case 1008:
-      return { delay: 'backoff', failure: true, meaning: 'token expired or refused' };
+      return { delay: 'backoff', meaning: 'token expired or refused' };
     case 1011:
-      return { delay: 'backoff', failure: false, meaning: "the gateway's worker failed" };
+      return { delay: 'backoff', meaning: "the gateway's worker failed" };
     case 4008:
-      return { delay: 'backoff', failure: true, meaning: 'too slow to keep up' };
+      return { delay: 'backoff', meaning: 'too slow to keep up' };
     case 4029:
-      return { delay: 'max', failure: true, meaning: 'rate limited' };
+      return { delay: 'max', meaning: 'rate limited' };
     case 1002:
     case 1003:
     case 1007:
     case 1009:
     case 1010:
-      return { delay: 'backoff', failure: true, meaning: 'protocol error' };
+      return { delay: 'backoff', meaning: 'protocol error' };
     default:
-      return { delay: 'backoff', failure: false, meaning: 'connection closed' };
+      return { delay: 'backoff', meaning: 'connection closed' };
   }
 }
 
@@ -837,7 +838,8 @@ export class TormqClient extends Emitter<ClientEvents> {
   private readonly byStream = new Map<string, Set<SubscriptionDriver>>();
   private connection: Connection | null = null;
   private started = false;
-  private attempt = 0;
+  /** Failed attempts (and unstable connections) since the last stable connection: the backoff exponent. */
+  private failures = 0;
   private urlIndex = 0;
   private nextId = 1;
   private reconnectTimer: ReturnType<typeof setTimeout> | null = null;
@@ -916,7 +918,7 @@ export class TormqClient extends Emitter<ClientEvents> {
     if (!this.started) {
       this.started = true;
       browserWindow()?.addEventListener('online', this.onOnline);
-      void this.open();
+      this.attempt();
     }
     return ready;
   }
@@ -938,7 +940,7 @@ export class TormqClient extends Emitter<ClientEvents> {
     this.clearTimer('connectTimer');
     const connection = this.connection;
     this.connection = null;
-    if (connection !== null) this.dispose(connection, 1000, 'client closed');
+    if (connection !== null) this.dispose(connection, 1000);
     for (const driver of [...this.subs.values()]) this.removeSubscription(driver, driver.sub, 'closed');
     this.setState('closed');
     for (const waiter of this.waiters.splice(0)) waiter.reject(new TormqClientError(ClientErrorCodes.CLIENT_CLOSED, 'the client was closed'));
@@ -1015,6 +1017,15 @@ export class TormqClient extends Emitter<ClientEvents> {
     this.emit('state', state);
   }
 
+  /** Starts a connection attempt; a bug in it is an error event, never an unhandled rejection. */
+  private attempt(): void {
+    this.open().catch((error: unknown) => this.unexpected(error));
+  }
+
+  private unexpected(error: unknown): void {
+    this.emit('error', new TormqClientError(ClientErrorCodes.BAD_REPLY, `unexpected: ${String((error as Error)?.message ?? error)}`, { cause: error }));
+  }
+
   private async open(): Promise<void> {
     const generation = ++this.generation;
     this.setState('connecting');
@@ -1088,7 +1099,7 @@ export class TormqClient extends Emitter<ClientEvents> {
     this.clearTimer('connectTimer');
     if (connection.ws.protocol !== V2) {
       this.emit('error', new TormqClientError(ClientErrorCodes.PROTOCOL, `the gateway at ${connection.url} did not select the ${V2} subprotocol (got "${connection.ws.protocol}")`));
-      this.lost(connection, 1002, `no ${V2}`, true);
+      this.lost(connection, 1002, `no ${V2}`);
       return;
     }
     connection.opened = true;
@@ -1105,30 +1116,30 @@ export class TormqClient extends Emitter<ClientEvents> {
   }
 
   /** The connection closed or was found dead: clean up, then reconnect after the policy's delay. */
-  private lost(connection: Connection, code: number, reason: string, forceFailure = false): void {
+  private lost(connection: Connection, code: number, reason: string): void {
     if (this.connection !== connection) return;
     this.connection = null;
     this.clearTimer('connectTimer');
-    this.dispose(connection, 4000, reason);
+    this.dispose(connection, 4000);
     const wasOpen = connection.opened;
-    if (wasOpen && Date.now() - connection.openedAt >= STABLE_MS) this.attempt = 0;
+    // A connection that stayed up resets the backoff; one that closed soon after opening is a failure.
+    if (wasOpen && Date.now() - connection.openedAt >= STABLE_MS) this.failures = 0;
     for (const driver of this.subs.values()) driver.connectionLost();
-    this.failed(code, reason, wasOpen, forceFailure);
+    this.failed(code, reason, wasOpen);
   }
 
   /** Schedules the next attempt after a close or a failed attempt (see reconnectPolicy). */
-  private failed(code: number, reason: string, wasOpen: boolean, forceFailure = false): void {
+  private failed(code: number, reason: string, wasOpen: boolean): void {
     if (this.status === 'closed') return;
     const policy = reconnectPolicy(code, wasOpen);
     const { minReconnectDelay: min, maxReconnectDelay: max } = this.options;
     let delay: number;
     if (policy.delay === 'max') {
       delay = Math.max(min, Math.floor(max / 2 + Math.random() * (max / 2)));
-      this.attempt = Math.max(this.attempt, Math.ceil(Math.log2(max / min)));
+      this.failures = Math.max(this.failures, Math.ceil(Math.log2(max / min)));
     } else {
-      delay = backoffDelay(this.attempt, min, max);
-      if (policy.failure || forceFailure || !wasOpen) this.attempt++;
-      else this.attempt = Math.max(this.attempt, 1); // a close right after a stable connection: the next failure widens
+      delay = backoffDelay(this.failures, min, max);
+      this.failures++;
     }
     this.urlIndex = (this.urlIndex + 1) % this.urls.length;
     this.setState('disconnected');
@@ -1138,7 +1149,7 @@ export class TormqClient extends Emitter<ClientEvents> {
     this.clearTimer('reconnectTimer');
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = null;
-      void this.open();
+      this.attempt();
     }, delay);
   }
 
@@ -1146,11 +1157,11 @@ export class TormqClient extends Emitter<ClientEvents> {
   private online(): void {
     if (this.status !== 'disconnected' || this.reconnectTimer === null) return;
     this.clearTimer('reconnectTimer');
-    void this.open();
+    this.attempt();
   }
 
   /** Releases a connection: its timers, its requests, its socket (closed, or cut in Node's `ws`). */
-  private dispose(connection: Connection, code: number, reason: string): void {
+  private dispose(connection: Connection, code: 1000 | 4000): void {
     for (const name of ['sendTimer', 'watchTimer', 'refreshTimer'] as const) {
       const timer = connection[name];
       if (timer !== null) clearTimeout(timer);
@@ -1167,7 +1178,7 @@ export class TormqClient extends Emitter<ClientEvents> {
       const terminate = (ws as { terminate?: () => void }).terminate;
       if (code !== 1000 && typeof terminate === 'function') terminate.call(ws);
       else {
-        ws.close(code, reason.slice(0, 120));
+        ws.close(code, code === 1000 ? 'client closed' : 'replaced');
         if (typeof terminate === 'function') {
           const timer = setTimeout(() => terminate.call(ws), 1000) as { unref?: () => void };
           timer.unref?.();
@@ -1198,7 +1209,7 @@ export class TormqClient extends Emitter<ClientEvents> {
     for (const request of connection.pending.values()) {
       if (now - request.sentAt >= requestTimeout) {
         this.emit('error', new TormqClientError(ClientErrorCodes.TIMEOUT, `no reply to a ${request.kind} within ${requestTimeout} ms`));
-        if (this.connection === connection) this.lost(connection, 1006, `${request.kind} unanswered`, true);
+        if (this.connection === connection) this.lost(connection, 1006, `${request.kind} unanswered`);
         return;
       }
     }
@@ -1288,7 +1299,7 @@ export class TormqClient extends Emitter<ClientEvents> {
     }
     connection.refreshTimer = setTimeout(() => {
       connection.refreshTimer = null;
-      void this.refresh(connection);
+      this.refresh(connection).catch((error: unknown) => this.unexpected(error));
     }, Math.min(Math.max(delay, 100), 2 ** 31 - 1));
   }
 
@@ -1402,7 +1413,7 @@ export class TormqClient extends Emitter<ClientEvents> {
         else if (fields.event !== 'ack' || !sub.acked(id as number, fields)) {
           this.badReply(`a malformed subscribe reply: ${JSON.stringify(fields).slice(0, 200)}`);
           // The subscription's state is unknown to the gateway and to us: start over on a new connection.
-          if (this.connection === connection) this.lost(connection, 1006, 'malformed subscribe reply', true);
+          if (this.connection === connection) this.lost(connection, 1006, 'malformed subscribe reply');
         }
         return;
       }
