@@ -98,6 +98,8 @@ export const ClientErrorCodes = {
   DUPLICATE_SUBSCRIPTION: 'ERR_DUPLICATE_SUBSCRIPTION',
   /** No WebSocket implementation: no global `WebSocket` and the `ws` package could not be loaded. */
   NO_WEBSOCKET: 'ERR_NO_WEBSOCKET',
+  /** A bug in the client itself (please report it); the client carries on with a reconnect. */
+  INTERNAL: 'ERR_INTERNAL',
 } as const;
 
 /** One of {@link ClientErrorCodes}. */
@@ -1023,7 +1025,9 @@ export class TormqClient extends Emitter<ClientEvents> {
   }
 
   private unexpected(error: unknown): void {
-    this.emit('error', new TormqClientError(ClientErrorCodes.BAD_REPLY, `unexpected: ${String((error as Error)?.message ?? error)}`, { cause: error }));
+    this.emit('error', new TormqClientError(ClientErrorCodes.INTERNAL, `unexpected: ${String((error as Error)?.message ?? error)}`, { cause: error }));
+    // Never stuck: without a connection or a pending attempt, try again later.
+    if (this.status !== 'closed' && this.connection === null && this.reconnectTimer === null) this.failed(1006, 'internal error', false);
   }
 
   private async open(): Promise<void> {
