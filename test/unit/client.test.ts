@@ -107,6 +107,15 @@ describe('policies', () => {
 });
 
 
+describe('package', () => {
+  test("import 'tormq/client' is this module (package.json exports)", async () => {
+    const specifier = 'tormq/client'; // a variable: resolved by Node at run time, not by tsc at build time
+    const viaPackage = (await import(specifier)) as Record<string, unknown>;
+    assert.equal(viaPackage.TormqClient, TormqClient);
+    assert.equal(viaPackage.backoffDelay, backoffDelay);
+  });
+});
+
 describe('options', () => {
   test('each invalid option is refused with a message naming it', () => {
     const W = FakeWebSocket as unknown as WebSocketConstructor;
