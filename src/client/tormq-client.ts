@@ -349,7 +349,6 @@ function browserWindow(): { addEventListener(type: string, listener: () => void)
 function topicProblem(topic: unknown): string | null {
   if (typeof topic !== 'string') return 'must be a string';
   if (topic.length === 0 || topic.length > MAX_TOPIC_LENGTH) return `must have 1 to ${MAX_TOPIC_LENGTH} characters`;
-  // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f]/.test(topic)) return 'must not contain control characters';
   if (topic.split(':').some((segment) => segment === '')) return 'must not have empty segments';
   return null;
