@@ -116,6 +116,35 @@ describe('package', () => {
   });
 });
 
+describe('the surface of issue 12 (fixed: outside tests rely on it)', () => {
+  test('the example compiles and runs as written', async () => {
+    const fetchToken = async () => 'jwt';
+    const seen: string[] = [];
+    const reloadFromBackend = () => seen.push('reload');
+    const client = new TormqClient('wss://push.example.com/ws', {
+      getToken: async () => fetchToken(), // optional; called on connect, on reconnect, before expiry
+      minReconnectDelay: 500, maxReconnectDelay: 20_000, // full-jitter exponential backoff
+      WebSocket: FakeWebSocket as unknown as WebSocketConstructor,
+    });
+    clients.push(client);
+    client.on('state', (s) => seen.push(s)); // 'connecting' | 'connected' | 'disconnected' | 'closed'
+    const sub = client.subscribe('user:42', { recover: true });
+    sub.on('publication', ({ topic, data, epoch, offset }) => seen.push(`${topic} ${String(data)} ${epoch} ${offset}`));
+    sub.on('subscribed', ({ recovered, wasRecovering }) => seen.push(`subscribed ${recovered} ${wasRecovering}`));
+    sub.on('gap', () => reloadFromBackend()); // continuity lost: reload
+    const connected = client.connect();
+    const ws = await FakeWebSocket.nth(0);
+    assert.deepEqual(ws.protocols, ['tormq.v2', 'bearer.jwt']);
+    ws.accept();
+    await connected;
+    ws.push({ event: 'ack', id: ws.frames()[0]!.id, recovered: false, positions: { user: { epoch: 'a', offset: 0 }, 'user:42': { epoch: 'b', offset: 0 } } });
+    ws.push({ topic: 'user:42', data: 'hi', epoch: 'b', offset: 1 });
+    sub.unsubscribe();
+    client.close();
+    assert.deepEqual(seen, ['connecting', 'connected', 'subscribed false false', 'user:42 hi b 1', 'closed']);
+  });
+});
+
 describe('options', () => {
   test('each invalid option is refused with a message naming it', () => {
     const W = FakeWebSocket as unknown as WebSocketConstructor;
