@@ -1,14 +1,16 @@
 /**
  * A real browser (Debian's chromium, driven by playwright-core) against the real MPC and gateway:
- * the gateway's demo page opens a WebSocket the way the original README snippet does (subscribe in
- * onopen, read onmessage) and shows each message; the test reads them back from the DOM. A second
- * page script joins a card the gopusher way and receives an HTTP push.
+ * the gateway's demo page loads the client the gateway serves (`/tormq-client.js`), subscribes with
+ * recovery and shows each message with its offset; the gateway is SIGKILLed and restarted under it,
+ * and the test reads the messages back from the DOM. A second page script joins a card the gopusher
+ * way and receives an HTTP push.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { Publisher, encodeBody } from '../../src/index.js';
 import { postJson, startGatewayProcess, startMpcProcess, waitHttpReady, type GatewayProcess, type MpcProcess } from '../helpers/processes.js';
@@ -58,25 +60,42 @@ describe('a real browser (chromium)', () => {
     return page;
   };
 
-  test('the demo page subscribes in onopen and shows every message, bytes exact', async () => {
+  test('the gateway serves the client as one ES module, the compiled file byte for byte', async () => {
+    const res = await fetch(`http://127.0.0.1:${gateway.port}/tormq-client.js`);
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get('content-type'), 'text/javascript; charset=utf-8');
+    assert.equal(res.headers.get('access-control-allow-origin'), '*');
+    const served = Buffer.from(await res.arrayBuffer());
+    assert.ok(served.equals(await readFile(fileURLToPath(new URL('../../src/client/tormq-client.js', import.meta.url)))));
+    // Self-contained: no static import a browser would have to resolve.
+    assert.doesNotMatch(served.toString(), /^\s*import\s/m);
+  });
+
+  test('the demo page (the served client) survives a gateway restart and shows messages 1..N, none missing or repeated', async () => {
     const page = await openPage();
     await page.goto(`http://127.0.0.1:${gateway.port}/?topic=${encodeURIComponent('browser:room')}`);
-    await page.waitForFunction(() => (globalThis as unknown as PageGlobals).document.getElementById('state')?.textContent === 'open');
-    // The page subscribed (no id, like the original snippet, so no ack): the gateway's subscription
-    // reaching the MPC is the signal that it was applied.
-    await publisher.ready({ topic: 'browser', timeoutMs: 15_000 });
-    const sent: string[] = [];
-    for (let i = 0; i < 30; i++) {
-      const topic = i % 2 === 0 ? 'browser:room' : 'browser';
-      const data = i % 3 === 0 ? `héllo ✓ 日本語 🚀 #${i}` : { i, html: '<b>not markup</b> & "quotes"' };
-      await publisher.send(topic, data);
-      sent.push(encodeBody(topic, data));
-    }
-    await publisher.send('browser:other', 'not for this page');
-    await page.waitForFunction((n) => (globalThis as unknown as PageGlobals).document.querySelectorAll('li.message').length >= n, sent.length, { timeout: 15_000 });
+    await page.waitForFunction(() => (globalThis as unknown as PageGlobals).document.getElementById('subscription')?.textContent === 'browser:room');
+    assert.equal(await page.evaluate(() => (globalThis as unknown as PageGlobals).document.getElementById('state')?.textContent), 'connected');
+    await publisher.ready({ topic: 'browser:room', timeoutMs: 15_000 });
+    const N = 60;
+    const shown = (n: number) => page.waitForFunction((k) => (globalThis as unknown as PageGlobals).document.querySelectorAll('li.message').length >= k, n, { timeout: 30_000 });
+    let i = 1;
+    for (; i <= N / 3; i++) await publisher.send('browser:room', { i, text: `héllo ✓ 🚀 <b>${i}</b>` });
+    await shown(N / 3);
+    await gateway.stop('SIGKILL');
+    await page.waitForFunction(() => (globalThis as unknown as PageGlobals).document.getElementById('state')?.textContent !== 'connected');
+    for (; i <= (2 * N) / 3; i++) await publisher.send('browser:room', { i, text: `héllo ✓ 🚀 <b>${i}</b>` }); // while no gateway runs
+    gateway = await startGatewayProcess(mpc.gatewayPort, ['-p', String(gateway.port)]);
+    await page.waitForFunction(() => (globalThis as unknown as PageGlobals).document.getElementById('subscription')?.textContent === 'browser:room (recovered)', undefined, { timeout: 30_000 });
+    for (; i <= N; i++) await publisher.send('browser:room', { i, text: `héllo ✓ 🚀 <b>${i}</b>` });
+    await shown(N);
     // The page prepends: newest first.
-    const shown = await page.$$eval('li.message', (items) => items.map((li) => li.textContent ?? ''));
-    assert.deepEqual(shown.reverse(), sent);
+    const items = await page.$$eval('li.message', (lis) => lis.map((li) => ({ offset: Number((li as unknown as { dataset: Record<string, string> }).dataset.offset), data: li.querySelector('.data')?.textContent ?? '' })));
+    items.reverse();
+    assert.deepEqual(items.map((m) => m.offset), Array.from({ length: N }, (_, k) => k + 1));
+    assert.deepEqual(items.map((m) => JSON.parse(m.data) as unknown), Array.from({ length: N }, (_, k) => ({ i: k + 1, text: `héllo ✓ 🚀 <b>${k + 1}</b>` })));
+    assert.equal(await page.evaluate(() => (globalThis as unknown as PageGlobals).document.querySelectorAll('li.notice').length), 0);
+    assert.equal(await page.evaluate(() => (globalThis as unknown as PageGlobals).document.getElementById('state')?.textContent), 'connected');
     assert.deepEqual(pageErrors, []);
     await page.close();
   });

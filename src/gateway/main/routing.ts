@@ -127,6 +127,14 @@ export class Routing {
     if (root === undefined) return;
     const was = root.confirmed;
     root[key] = true;
+    if (was && key === 'subtree') {
+      // Confirmed again: the link came back (ZeroMQ re-sends subscriptions on reconnect), perhaps to a
+      // restarted MPC whose streams have new epochs. The root's own stream learns it from the POSITION
+      // that confirms its exact key; the topics below it have no such frame, so they ask (and their
+      // answers, checked against what they hold, report a new epoch or lost messages as gaps).
+      for (const route of root.routes) if (route.topic !== rootName && route.baseline) this.requestBaseline(route.topic);
+      return;
+    }
     if (was || !root.confirmed) return;
     for (const route of root.routes) {
       // The root's own position came with its confirmation; every other route asks for its own.

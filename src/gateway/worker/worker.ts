@@ -20,6 +20,7 @@ import { SocketCounts, SocketKind } from '../shared/socket-counts.js';
 import { GatewayShared, TEST_HOOK_ACTIONS, type MainEvent, type TestHookAction, type WorkerControl, type WorkerData, type WorkerEvent } from '../shared/thread-protocol.js';
 import { Admission } from './admission.js';
 import { ConnectionGuard, selectProtocol, TORMQ_V2_SUBPROTOCOL, type Grants } from './auth.js';
+import { CLIENT_MODULE_HEADERS, CLIENT_MODULE_PATH, clientModule } from './client-module.js';
 import type { HistoryReply, WorkerContext } from './context.js';
 import { Delivery, positionedFrame } from './delivery.js';
 import { demoPage } from './demo-page.js';
@@ -104,6 +105,8 @@ const server = http.createServer((req, res) => {
     res.writeHead(426, { 'content-type': 'text/plain', upgrade: 'websocket' }).end('WebSocket upgrade required\n');
   } else if (config.demoPage && path === '/' && req.method === 'GET') {
     res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(page);
+  } else if (path === CLIENT_MODULE_PATH && clientModule !== null && (req.method === 'GET' || req.method === 'HEAD')) {
+    res.writeHead(200, { ...CLIENT_MODULE_HEADERS, 'content-length': clientModule.length }).end(req.method === 'GET' ? clientModule : undefined);
   } else {
     res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
   }
