@@ -11,7 +11,7 @@ export const DEFAULT_MAX_TOPIC_LENGTH = 256;
 
 /**
  * Why `topic` is not a valid topic, or `null` when it is. Valid: 1..maxLength characters, no empty
- * segment (no leading, trailing or doubled `:`), no control characters.
+ * segment (no leading, trailing or doubled `:`), no control characters, no lone surrogates.
  */
 export function topicError(topic: unknown, maxLength = DEFAULT_MAX_TOPIC_LENGTH): string | null {
   if (typeof topic !== 'string') return 'topic must be a string';
@@ -22,6 +22,13 @@ export function topicError(topic: unknown, maxLength = DEFAULT_MAX_TOPIC_LENGTH)
   for (let i = 0; i < n; i++) {
     const c = topic.charCodeAt(i);
     if (c < 0x20 || c === 0x7f) return 'topic must not contain control characters';
+    if (c >= 0xd800 && c <= 0xdfff) {
+      // A lone surrogate (valid JSON as "\ud800", not Unicode) would become U+FFFD on its way to the
+      // MPC as UTF-8: the route would never be confirmed under the name it was asked for.
+      const next = topic.charCodeAt(i + 1);
+      if (c >= 0xdc00 || !(next >= 0xdc00 && next <= 0xdfff)) return 'topic must be well-formed Unicode (no lone surrogates)';
+      i++;
+    }
     if (c === SEPARATOR_CODE) {
       if (i === segmentStart) return 'topic must not have empty segments';
       segmentStart = i + 1;

@@ -139,12 +139,16 @@ describe('hardening: bad input from clients', () => {
 
   test('invalid topics of every kind get ERR_INVALID_TOPIC and subscribe nothing', async () => {
     const client = await connect();
-    const invalid: unknown[] = ['', 'a::b', ':a', 'a:', 'x'.repeat(33), 'a\u0001b', 'tab\there', 'nl\n', 'del\u007f', 5, null, {}];
+    const invalid: unknown[] = ['', 'a::b', ':a', 'a:', 'x'.repeat(33), 'a\u0001b', 'tab\there', 'nl\n', 'del\u007f', '\ud800x', 'x:\udc00', 5, null, {}];
     for (const topic of invalid) {
       const reply = await client.request({ event: 'subscribe', topic });
       assert.equal(reply.event, 'error', `topic ${JSON.stringify(topic)}`);
       assert.equal(reply.code, 'ERR_INVALID_TOPIC', `topic ${JSON.stringify(topic)}: ${JSON.stringify(reply)}`);
     }
+    // A lone surrogate in a gopusher join too (found by npm run fuzz: it used to stick every later reply).
+    const join = await client.request({ event: 'join', data: { card_id: '\ud800x' } });
+    assert.equal(join.code, 'ERR_INVALID_TOPIC', JSON.stringify(join));
+    assert.equal((await client.request({ event: 'ping' })).event, 'pong');
     // One bad topic in a list rejects the whole frame: nothing half-applied.
     const reply = await client.request({ event: 'subscribe', topics: ['good:one', 'bad::one'] });
     assert.equal(reply.code, 'ERR_INVALID_TOPIC');

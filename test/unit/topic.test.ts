@@ -17,6 +17,13 @@ describe('topics', () => {
     assert.match(topicError('a\tb')!, /control/);
     assert.match(topicError('x'.repeat(257))!, /at most 256/);
     assert.match(topicError(42)!, /string/);
+    // Found by the fuzzer (npm run fuzz): "\ud800" is valid JSON but not Unicode; it became U+FFFD on
+    // the way to the MPC, so the subscription was never confirmed and the connection's replies stuck.
+    assert.equal(topicError('emoji😀:x'), null);
+    assert.match(topicError('\ud800x')!, /lone surrogates/);
+    assert.match(topicError('x\udc00')!, /lone surrogates/);
+    assert.match(topicError('x\ud800')!, /lone surrogates/);
+    assert.match(topicError('\udc00\ud800')!, /lone surrogates/);
   });
   test('isWithin: grants by prefix on segment boundaries', () => {
     assert.equal(isWithin('ehr:api', 'ehr'), true);
