@@ -140,7 +140,8 @@ function publisherMessage(g: Gen): Buffer[] {
     return b;
   };
   const rootOf = (t: unknown) => (typeof t === 'string' ? t.split(':')[0]! : 'f');
-  switch (g.int(10)) {
+  const only = process.env.FUZZ_PUBLISHER_CASE; // to bisect: one kind of message only
+  switch (only === undefined ? g.int(10) : (g.int(10), Number(only))) {
     case 0: return Array.from({ length: 1 + g.int(4) }, () => g.bytes(g.int(100)));
     case 1: {
       const b = body();
@@ -330,8 +331,12 @@ async function main(): Promise<void> {
   await sleep(2000);
   const seconds = (Date.now() - started) / 1000;
   const rssAfter = rss();
+  const mpcMetrics = await (await fetch(`http://127.0.0.1:${mpc.adminPort}/metrics`)).text();
+  const metric = (name: string) => Number(/^(\S+) (\S+)$/m.exec(mpcMetrics.split('\n').find((l) => l.startsWith(`${name} `)) ?? '')?.[2] ?? NaN) / 2 ** 20;
+
   const gstats = await gateway.stats();
   const mstats = await mpc.stats();
+  const mpcMemoryMb = { heapUsed: metric('tormq_mpc_nodejs_heap_size_used_bytes'), external: metric('tormq_mpc_nodejs_external_memory_bytes'), history: mstats.history.bytes / 2 ** 20 };
   const totals = (gstats as unknown as { totals: Record<string, number> }).totals;
   const counted = totals.ringDrops! + totals.slowClientDrops!;
   for (const c of canaries) {
@@ -362,6 +367,7 @@ async function main(): Promise<void> {
     canaries: canaries.map((c) => `${c.v2 ? 'tormq.v2' : 'original'}: ${c.got.length}/${canarySent} received, ${c.recoveries()} recoveries`),
     healthz: `${health.length - unhealthy.length}/${health.length} answered 200`,
     rssMb: { before: rssBefore, after: rssAfter },
+    mpcMemoryMb,
   };
   stopping = true;
   await publisher.close();

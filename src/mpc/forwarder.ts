@@ -33,6 +33,8 @@ export class Forwarder {
   messagesIn = 0;
   /** Messages stamped and forwarded. */
   forwarded = 0;
+  /** Bytes of every frame received from publishers (see mpc/reclaim.ts). */
+  bytesIn = 0;
   readonly drops = Object.fromEntries(PUBLISH_DROP_REASONS.map((r) => [r, 0])) as Record<PublishDropReason, number>;
 
   constructor(
@@ -46,6 +48,7 @@ export class Forwarder {
 
   ingest(frames: Buffer[]): void {
     this.messagesIn++;
+    for (let i = 0; i < frames.length; i++) this.bytesIn += frames[i]!.length;
     if (frames.length !== 2) return this.drop('bad_frames', frames);
     const rootFrame = frames[0]!;
     const body = frames[1]!;

@@ -22,6 +22,7 @@ import { SerialSender } from '../zmq/serial-sender.js';
 import { registerZapDomain } from '../zmq/zap-handler.js';
 import { Forwarder, type PublishDropReason } from './forwarder.js';
 import { GatewayControl } from './gateway-control.js';
+import { EvictionReclaimer } from './reclaim.js';
 import { MemoryStreamStore, type StreamStore } from './streams.js';
 
 export interface MpcCurveOptions {
@@ -88,6 +89,8 @@ export const MPC_DEFAULTS = MPC_OPTIONS.defaults;
 const MAX_REPLY_MESSAGES = 1000;
 const MAX_REPLY_BYTES = 4 * 1024 * 1024;
 const SWEEP_INTERVAL_MS = 1000;
+/** A full GC after this many bytes received from publishers or evicted from history (mpc/reclaim.ts). */
+const RECLAIM_EVERY_BYTES = 64 << 20;
 
 export interface Mpc {
   readonly config: MpcConfig;
@@ -113,7 +116,8 @@ export interface MpcStats {
   badGatewayFrames: number;
   /** Frames not sent because a send queue was full (never expected; see SerialSender). */
   sendQueueDrops: number;
-  history: ReturnType<StreamStore['stats']>;
+  /** History, and the full GCs run to give evicted history back (mpc/reclaim.ts). */
+  history: ReturnType<StreamStore['stats']> & { reclaimCollections: number };
 }
 
 export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
@@ -143,6 +147,7 @@ export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
     historyMaxBytes: config.historyMaxBytes,
     maxStreams: config.historyMaxStreams,
   });
+  const reclaimer = new EvictionReclaimer(RECLAIM_EVERY_BYTES);
   const toGateways = new SerialSender(gateways);
   const toPlain = plain === null ? null : new SerialSender(plain);
   const forwarder = new Forwarder(config, streams, toGateways, toPlain, onDrop);
@@ -155,7 +160,10 @@ export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
   let closed = false;
   const loops = [
     (async () => {
-      for await (const frames of publishers) forwarder.ingest(frames);
+      for await (const frames of publishers) {
+        forwarder.ingest(frames);
+        reclaimer.check(forwarder.bytesIn + streams.evictedBytesSoFar);
+      }
     })(),
     (async () => {
       for await (const [frame] of gateways) if (frame !== undefined) control.handle(frame);
@@ -167,7 +175,10 @@ export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
   ].map((loop) => loop.catch((error: unknown) => {
     if (!closed) throw error;
   }));
-  const sweep = setInterval(() => streams.sweep(performance.now()), SWEEP_INTERVAL_MS);
+  const sweep = setInterval(() => {
+    streams.sweep(performance.now());
+    reclaimer.check(forwarder.bytesIn + streams.evictedBytesSoFar);
+  }, SWEEP_INTERVAL_MS);
   sweep.unref();
 
   let closing: Promise<void> | null = null;
@@ -187,7 +198,7 @@ export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
       historyReplies: { ...control.historyReplies },
       badGatewayFrames: control.badRequests,
       sendQueueDrops: toGateways.dropped + (toPlain?.dropped ?? 0),
-      history: streams.stats(),
+      history: { ...streams.stats(), reclaimCollections: reclaimer.collections },
     }),
     close() {
       closing ??= (async () => {

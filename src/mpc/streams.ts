@@ -45,6 +45,8 @@ export interface StreamStoreStats {
   bytes: number;
   /** Messages dropped from history by the size, age or count limits. */
   evictedMessages: number;
+  /** Bytes of the messages dropped from history, in all (see mpc/reclaim.ts). */
+  evictedBytes: number;
   /** Streams forgotten entirely (past maxStreams). */
   forgottenStreams: number;
 }
@@ -155,9 +157,15 @@ export class MemoryStreamStore implements StreamStore {
   private messages = 0;
   private bytes = 0;
   private evictedMessages = 0;
+  private evictedBytes = 0;
   private forgottenStreams = 0;
 
   constructor(private readonly limits: MemoryStoreLimits) {}
+
+  /** Bytes dropped from history so far (cheap to read on the hot path; see mpc/reclaim.ts). */
+  get evictedBytesSoFar(): number {
+    return this.evictedBytes;
+  }
 
   append(topic: string, body: Buffer, now: number): StreamState {
     const stream = this.streamOf(topic);
@@ -252,6 +260,7 @@ export class MemoryStreamStore implements StreamStore {
       messages: this.messages,
       bytes: this.bytes,
       evictedMessages: this.evictedMessages,
+      evictedBytes: this.evictedBytes,
       forgottenStreams: this.forgottenStreams,
     };
   }
@@ -301,9 +310,11 @@ export class MemoryStreamStore implements StreamStore {
     this.bytes -= cost;
     this.messages--;
     this.evictedMessages++;
+    this.evictedBytes += cost;
   }
 
   private clearMessages(stream: StreamState): void {
+    this.evictedBytes += stream.bytes;
     this.bytes -= stream.bytes;
     this.messages -= stream.count;
     this.evictedMessages += stream.count;
