@@ -28,7 +28,7 @@ export const MPC_CLI_OPTIONS = defineOptions('a tormq-mpc', {
     section: HTTP,
   },
   httpHost: { default: '', defaultText: '--host', check: anyString, help: 'address of the HTTP port', cli: { flag: 'http-host', arg: 'ADDR' }, section: HTTP },
-  httpToken: asFlag(HTTP_INGRESS_OPTIONS.specs.token, { flag: 'http-token', arg: 'TOKEN', env: 'TORMQ_HTTP_TOKEN' }, {
+  httpToken: asFlag(HTTP_INGRESS_OPTIONS.specs.token, { flag: 'http-token', arg: 'TOKEN' }, {
     help: 'require "Authorization: Bearer TOKEN" (or set TORMQ_HTTP_TOKEN, which keeps it out of the process list)',
     section: HTTP,
   }),

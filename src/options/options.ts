@@ -14,7 +14,11 @@ export interface Check<T> {
   readonly fromText?: (text: string) => unknown;
 }
 
-/** How an option appears on a command line. Options without one are API-only. */
+/**
+ * How an option appears on a command line. Options without one are API-only. Every flag is also an
+ * environment variable (`TORMQ_` + the flag in upper case, `-` as `_`) and a config-file key (the
+ * flag), see src/cli/flags.ts.
+ */
 export interface CliSpec {
   /** Long flag without dashes: `max-connections`. */
   readonly flag: string;
@@ -29,8 +33,6 @@ export interface CliSpec {
   readonly fromText?: (text: string) => unknown;
   /** Help text shown instead of the option's own (when the flag's value is not the option's value). */
   readonly help?: string;
-  /** Environment variable read when the flag is not given (keeps secrets out of `ps`). */
-  readonly env?: string;
 }
 
 export interface Option<T> {

@@ -168,7 +168,7 @@ export const GATEWAY_OPTIONS = defineOptions('a gateway', {
     check: satisfies<string>(`'' (off) or a string of at least ${MIN_AUTH_SECRET_LENGTH} characters`, (v) => typeof v === 'string' && (v === '' || v.length >= MIN_AUTH_SECRET_LENGTH), (t) => t),
     secret: true,
     help: 'HS256 secret: every connection needs a JWT (prefer --auth-secret-file or TORMQ_AUTH_SECRET)',
-    cli: { flag: 'auth-secret', arg: 'SECRET', env: 'TORMQ_AUTH_SECRET' },
+    cli: { flag: 'auth-secret', arg: 'SECRET' },
     section: SECURITY,
   },
   authPublicKey: {
