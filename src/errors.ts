@@ -20,6 +20,8 @@ export const ErrorCodes = {
   WORKER_TIMEOUT: 'ERR_WORKER_TIMEOUT',
   /** A test hook was called on a gateway started without `--enable-test-hooks`, or named no known action. */
   TEST_HOOK_REFUSED: 'ERR_TEST_HOOK_REFUSED',
+  /** A TLS reload was asked of a server started without TLS. */
+  TLS_NOT_ENABLED: 'ERR_TLS_NOT_ENABLED',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

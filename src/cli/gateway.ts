@@ -15,6 +15,8 @@ onShutdownSignal(PROGRAM, async (signal) => {
   gateway.log.info({ signal }, 'shutdown requested');
   await gateway.stop();
 });
+// SIGHUP re-reads --tls-cert/--tls-key and hands them to every worker; no connection is dropped.
+process.on('SIGHUP', () => void starting.then((gateway) => gateway.reloadTls(), () => {}));
 try {
   await starting;
 } catch (error) {

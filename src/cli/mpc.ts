@@ -2,6 +2,7 @@
 /** `tormq-mpc -s 5559 -p 5560 [--host ADDR]`: the ZeroMQ hub between publishers and gateways. */
 import { startHttpIngress, type HttpIngress } from '../ingress/http-ingress.js';
 import { createLogger } from '../log.js';
+import { listenAddresses, loopbackHint, urlOf } from '../loopback.js';
 import { startMpc, type Mpc, type MpcCurveOptions } from '../mpc/mpc.js';
 import { readCurveKeyFile, readCurveKeyList } from '../zmq/curve.js';
 import { failStart, onShutdownSignal } from './common.js';
@@ -53,6 +54,9 @@ async function startAll(): Promise<{ mpc: Mpc; ingress: HttpIngress | null }> {
       publisherHost: host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host,
       publisherPort: mpc.publisherPort,
       token: flags.httpToken,
+      insecure: flags.httpInsecure,
+      tlsCert: flags.httpTlsCert,
+      tlsKey: flags.httpTlsKey,
       maxBodyBytes: flags.httpMaxBody,
       log,
     });
@@ -72,8 +76,24 @@ onShutdownSignal(PROGRAM, async (signal) => {
   await ingress?.close();
   await mpc.close();
 });
+// SIGHUP re-reads the HTTP ingress's certificate (--http-tls-cert); open connections keep theirs.
+process.on('SIGHUP', () => {
+  void starting.then(({ ingress }) => {
+    if (ingress === null || ingress.scheme === 'http') {
+      log.info('SIGHUP: nothing to reload (no --http-tls-cert)');
+      return;
+    }
+    try {
+      log.info(ingress.reloadTls(), 'HTTP TLS certificate reloaded');
+    } catch (error) {
+      log.error({ err: (error as Error).message }, 'HTTP TLS reload failed; still serving the previous certificate');
+    }
+  });
+});
 try {
   const { mpc, ingress } = await starting;
+  const httpHost = flags.httpHost === '' ? flags.host : flags.httpHost;
+  const hint = loopbackHint(flags.host, '--host');
   log.info(
     {
       curve: flags.curveKeyFile !== '',
@@ -82,6 +102,11 @@ try {
       publisherEndpoint: mpc.publisherEndpoint,
       gatewayEndpoint: mpc.gatewayEndpoint,
       httpPort: ingress?.port ?? null,
+      listening: [
+        ...listenAddresses(flags.host).flatMap((host) => [urlOf('tcp', host, mpc.publisherPort), urlOf('tcp', host, mpc.gatewayPort)]),
+        ...(ingress === null ? [] : listenAddresses(httpHost).map((host) => urlOf(ingress.scheme, host, ingress.port))),
+      ],
+      ...(hint === null ? {} : { hint }),
     },
     'mpc ready',
   );

@@ -21,10 +21,13 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
-import { ErrorCodes, type TormqError } from '../errors.js';
+import https from 'node:https';
+import { ErrorCodes, TormqError } from '../errors.js';
 import { listenOrFail } from '../listen.js';
 import type { Logger } from '../log.js';
-import { defineOptions, int, nonEmptyString, satisfies, type InputOf } from '../options/options.js';
+import { isLoopbackHost } from '../loopback.js';
+import { anyString, boolean, defineOptions, int, nonEmptyString, satisfies, type InputOf } from '../options/options.js';
+import { describeCertificate, readTlsFiles, tlsPairProblem } from '../tls-files.js';
 import { identityIdError, identityTopic } from '../protocol/identity.js';
 import { topicError } from '../protocol/topic.js';
 import { Publisher } from '../sdk/publisher.js';
@@ -43,6 +46,19 @@ export const HTTP_INGRESS_OPTIONS = defineOptions('an HTTP ingress', {
   },
   maxBodyBytes: { default: 1_048_576, check: int(1), help: 'largest request body accepted (bytes); larger ones get 413' },
   maxMessagesPerRequest: { default: 1000, check: int(1), help: 'most messages one request may carry (array items for /publish, card ids for /push)' },
+  tlsCert: { default: '', check: anyString, help: 'serve https:// with this PEM certificate chain (file; re-read by reloadTls)' },
+  tlsKey: { default: '', check: anyString, help: 'the PEM private key of tlsCert (file)' },
+  insecure: {
+    default: false,
+    check: boolean,
+    help: 'allow publishing without a token on a non-loopback address (anyone who reaches the port can publish)',
+  },
+}, (c, fail, name) => {
+  const tls = tlsPairProblem(c.tlsCert, c.tlsKey);
+  if (tls !== null) fail(tls.key === 'cert' ? 'tlsCert' : 'tlsKey', tls.must.replace('the key', name('tlsKey')).replace('the certificate', name('tlsCert')));
+  if (c.token === undefined && !c.insecure && !isLoopbackHost(c.host)) {
+    fail('token', `set when ${name('host')} is ${c.host} (not loopback): anyone who reaches the port could publish; or set ${name('insecure')}`, null);
+  }
 });
 
 export const HTTP_INGRESS_DEFAULTS = HTTP_INGRESS_OPTIONS.defaults;
@@ -63,7 +79,15 @@ export interface HttpIngressStats {
 
 export interface HttpIngress {
   readonly port: number;
+  /** `http` or `https` (with `tlsCert`). */
+  readonly scheme: 'http' | 'https';
   readonly stats: Readonly<HttpIngressStats>;
+  /**
+   * Re-reads `tlsCert`/`tlsKey` for new connections (SIGHUP of tormq-mpc); open ones are untouched.
+   * Throws TypeError (and keeps the old certificate) when the files are not a matching pair; resolves
+   * with a description of the new certificate.
+   */
+  reloadTls(): { subject: string; validTo: string; fingerprint256: string };
   close(): Promise<void>;
 }
 
@@ -193,7 +217,7 @@ export async function startHttpIngress(options: HttpIngressOptions = {}): Promis
     res.writeHead(isReady ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ topic, ready: isReady }));
   }
 
-  const server = http.createServer((req, res) => {
+  const onRequest = (req: http.IncomingMessage, res: http.ServerResponse) => {
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     const path = q === -1 ? url : url.slice(0, q);
@@ -233,7 +257,9 @@ export async function startHttpIngress(options: HttpIngressOptions = {}): Promis
       log?.error({ err: error }, 'http ingress request failed');
       if (!res.headersSent) reply(res, 500, { error: 'internal error' });
     });
-  });
+  };
+  const tls = config.tlsCert === '' ? null : readTlsFiles(config.tlsCert, config.tlsKey);
+  const server: http.Server = tls === null ? http.createServer(onRequest) : https.createServer({ ...tls }, onRequest);
   // Keep-alive clients (most HTTP libraries) must not hold close() open forever.
   server.keepAliveTimeout = 5_000;
 
@@ -245,7 +271,14 @@ export async function startHttpIngress(options: HttpIngressOptions = {}): Promis
   let closing: Promise<void> | null = null;
   return {
     port,
+    scheme: tls === null ? 'http' : 'https',
     stats,
+    reloadTls() {
+      if (!(server instanceof https.Server)) throw new TormqError(ErrorCodes.TLS_NOT_ENABLED, 'the HTTP ingress serves plain http:// (no tlsCert)');
+      const material = readTlsFiles(config.tlsCert, config.tlsKey);
+      server.setSecureContext({ ...material });
+      return describeCertificate(material);
+    },
     close() {
       closing ??= (async () => {
         await new Promise<void>((resolve) => {

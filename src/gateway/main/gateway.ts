@@ -15,6 +15,8 @@ import type { Registry } from 'prom-client';
 import { ErrorCodes, TormqError } from '../../errors.js';
 import { listenOrFail } from '../../listen.js';
 import { createLogger, type Logger } from '../../log.js';
+import { listenAddresses, loopbackHint, urlOf } from '../../loopback.js';
+import { describeCertificate, readTlsFiles } from '../../tls-files.js';
 import { validateGatewayConfig, type GatewayConfig, type GatewayOptions } from '../shared/config.js';
 import { WORKER_COUNTERS, WorkerStat } from '../shared/counters.js';
 import { curveKeysOf } from '../shared/security-options.js';
@@ -44,7 +46,7 @@ export class Gateway {
     this.upstream = new Upstream(config.mpc, this.log, curveKeysOf(config), config.upstreamHighWaterMark);
     this.routing = new Routing(this.upstream);
     this.fanOut = new FanOut(config, this.routing);
-    this.pool = new WorkerPool(config, this.log, this.routing);
+    this.pool = new WorkerPool(config, this.log, this.routing, config.tlsCert === '' ? null : readTlsFiles(config.tlsCert, config.tlsKey));
     this.metrics = createMetrics(this.pool, this.fanOut, this.upstream, this.routing);
   }
 
@@ -77,6 +79,29 @@ export class Gateway {
       ok: mpcUp && this.pool.allUp() && this.stopping === null,
       detail: { mpc: this.upstream.links(), workersUp, workers: this.pool.slots.length, draining: this.stopping !== null },
     };
+  }
+
+  /**
+   * Re-reads `tlsCert`/`tlsKey` and hands them to every worker (SIGHUP): new handshakes get the new
+   * certificate, open connections keep theirs. A file that is unreadable or not a matching pair is
+   * logged and changes nothing. Resolves true when the new certificate is in use.
+   */
+  async reloadTls(): Promise<boolean> {
+    const { tlsCert, tlsKey } = this.config;
+    if (tlsCert === '') {
+      this.log.info('TLS reload requested, but this gateway serves plain ws:// (no --tls-cert)');
+      return false;
+    }
+    let material;
+    try {
+      material = readTlsFiles(tlsCert, tlsKey);
+    } catch (error) {
+      this.log.error({ err: (error as Error).message }, 'TLS reload failed; still serving the previous certificate');
+      return false;
+    }
+    const workers = await this.pool.reloadTls(material);
+    this.log.info({ ...describeCertificate(material), workers }, 'TLS certificate reloaded');
+    return true;
   }
 
   /** The `/stats` JSON: every per-worker counter (counters.ts), with gateway-wide sums in `totals`. */
@@ -157,8 +182,18 @@ export class Gateway {
       });
       this.adminBoundPort = await listenOrFail(this.admin, config.adminHost, config.adminPort, 'admin');
     }
+    const scheme = config.tlsCert === '' ? 'ws' : 'wss';
+    const hint = loopbackHint(config.host, '--host');
     this.log.info(
-      { port: this.port, adminPort: this.adminBoundPort, workers: config.workers, mpc: config.mpc, path: config.path },
+      {
+        port: this.port,
+        adminPort: this.adminBoundPort,
+        workers: config.workers,
+        mpc: config.mpc,
+        path: config.path,
+        listening: listenAddresses(config.host).map((host) => urlOf(scheme, host, this.port, config.path)),
+        ...(hint === null ? {} : { hint }),
+      },
       'gateway ready',
     );
   }
