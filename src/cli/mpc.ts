@@ -14,6 +14,13 @@ const log = createLogger(PROGRAM, flags.logLevel);
 
 /** Warn once per refused key, then only at debug: a refused client may retry and must not flood the log. */
 const denied = new Set<string>();
+/** Handshake failures (no key to tell peers apart): warn at most once a minute per role and cause, else debug. */
+const failureWarnedAt = new Map<string, number>();
+const HANDSHAKE_HINTS: Record<string, string> = {
+  ERR_ZMTP_MECHANISM_MISMATCH: 'a peer without CURVE tried to connect; this MPC requires CURVE (--curve-key-file): give the peer the MPC\'s public key and a key pair',
+  ERR_ZMTP_CRYPTOGRAPHIC: "a CURVE peer's server key is not this MPC's public key",
+  EPIPE: 'the peer hung up during the handshake: often a peer without CURVE, or with the wrong server key',
+};
 function curveOptions(): MpcCurveOptions | undefined {
   if (flags.curveKeyFile === '') return undefined;
   const read = <T>(flag: string, load: () => T): T => {
@@ -32,6 +39,16 @@ function curveOptions(): MpcCurveOptions | undefined {
       const first = !denied.has(key);
       if (first && denied.size < 1024) denied.add(key);
       log[first ? 'warn' : 'debug'](denial, 'CURVE handshake refused');
+    },
+    onHandshakeFailed(failure) {
+      const key = `${failure.role}:${failure.code}`;
+      const now = Date.now();
+      const warn = now - (failureWarnedAt.get(key) ?? -Infinity) >= 60_000;
+      if (warn) failureWarnedAt.set(key, now);
+      const message = failure.code === 'ERR_ZMTP_MECHANISM_MISMATCH' ? `plain (non-CURVE) ${failure.role} refused`
+        : failure.code === 'EPIPE' ? `${failure.role} hung up during the CURVE handshake`
+        : 'CURVE handshake failed';
+      log[warn ? 'warn' : 'debug']({ ...failure, hint: HANDSHAKE_HINTS[failure.code] ?? 'the ZeroMQ handshake failed' }, message);
     },
   };
 }

@@ -15,6 +15,7 @@ import { defineOptions, int, nonEmptyString, satisfies, type ConfigOf, type Inpu
 import { assertCurveAvailable, isCurveKey } from '../zmq/curve.js';
 import { bindOrFail, portOf } from '../zmq/endpoint.js';
 import { registerZapDomain } from '../zmq/zap-handler.js';
+import { watchHandshakeFailures, type HandshakeFailure } from '../zmq/handshake-failures.js';
 
 export interface MpcCurveOptions {
   /** The MPC's secret key (Z85); publishers and gateways need its public half as `serverKey`. */
@@ -25,6 +26,8 @@ export interface MpcCurveOptions {
   allowedGateways?: readonly string[];
   /** Called for each refused handshake (a key not on the list, or a non-CURVE peer cannot even get here). */
   onDenied?(denial: { role: 'publisher' | 'gateway'; publicKey: string | null; address: string }): void;
+  /** Called when a handshake fails before any key is checked: a plain (non-CURVE) peer, or a wrong server key. */
+  onHandshakeFailed?(failure: HandshakeFailure & { role: 'publisher' | 'gateway' }): void;
 }
 
 const isKeyList = (keys: unknown) => keys === undefined || (Array.isArray(keys) && keys.every(isCurveKey));
@@ -81,6 +84,11 @@ export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
     backEnd.close();
     security?.release();
     throw error;
+  }
+  if (config.curve?.onHandshakeFailed !== undefined) {
+    const report = config.curve.onHandshakeFailed;
+    watchHandshakeFailures(frontEnd, (failure) => report({ role: 'publisher', ...failure }));
+    watchHandshakeFailures(backEnd, (failure) => report({ role: 'gateway', ...failure }));
   }
   const done = proxy.run();
   const publisherEndpoint = frontEnd.lastEndpoint!;

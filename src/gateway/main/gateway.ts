@@ -22,6 +22,7 @@ import { WORKER_COUNTERS, WorkerStat } from '../shared/counters.js';
 import { curveKeysOf } from '../shared/security-options.js';
 import { createAdminServer } from './admin-server.js';
 import { FanOut } from './fan-out.js';
+import { LinkMonitor } from './link-monitor.js';
 import { createMetrics } from './metrics.js';
 import { answerOnline } from './online.js';
 import { Routing } from './routing.js';
@@ -33,6 +34,7 @@ export class Gateway {
   readonly log: Logger;
   readonly fanOut: FanOut;
   readonly upstream: Upstream;
+  private readonly linkMonitor: LinkMonitor;
   readonly routing: Routing;
   readonly pool: WorkerPool;
   readonly metrics: Registry;
@@ -43,7 +45,9 @@ export class Gateway {
   private constructor(config: GatewayConfig) {
     this.config = config;
     this.log = createLogger('tormq-gateway', config.logLevel);
-    this.upstream = new Upstream(config.mpc, this.log, curveKeysOf(config), config.upstreamHighWaterMark);
+    const curve = curveKeysOf(config);
+    this.linkMonitor = new LinkMonitor(config.mpc.map((e) => `tcp://${e}`), this.log, { curve: curve !== null, warnAfterMs: config.mpcWarnMs });
+    this.upstream = new Upstream(config.mpc, this.log, curve, config.upstreamHighWaterMark, (event) => this.linkMonitor.observe(event));
     this.routing = new Routing(this.upstream);
     this.fanOut = new FanOut(config, this.routing);
     this.pool = new WorkerPool(config, this.log, this.routing, config.tlsCert === '' ? null : readTlsFiles(config.tlsCert, config.tlsKey));
@@ -155,6 +159,7 @@ export class Gateway {
     this.stopping ??= (async () => {
       this.log.info({ drainMs }, 'draining');
       await this.pool.drain(drainMs);
+      this.linkMonitor.stop();
       this.upstream.close();
       await new Promise<void>((resolve) => (this.admin ? this.admin.close(() => resolve()) : resolve()));
       this.log.info('stopped');
@@ -167,6 +172,7 @@ export class Gateway {
     // SO_REUSEPORT would let a second gateway silently share a taken port: refuse that up front.
     if (config.port !== 0) await assertPortFree(config.host, config.port, 'WebSocket');
     await this.pool.start();
+    this.linkMonitor.start();
     const receiving = this.upstream.start((frames) => this.fanOut.ingest(frames));
     receiving.catch((error: unknown) => {
       this.log.fatal({ err: error }, 'MPC receive loop failed');

@@ -3,7 +3,7 @@
  * needs (Routing decides), and tracks whether each MPC link is up for /healthz. ZeroMQ reconnects by
  * itself and re-sends the subscriptions when an MPC comes back.
  */
-import { Subscriber } from 'zeromq';
+import { Subscriber, type Event } from 'zeromq';
 import type { Logger } from '../../log.js';
 import { curveClientOptions, type CurveClientKeys } from '../../zmq/curve.js';
 
@@ -26,6 +26,8 @@ export class Upstream {
     /** CURVE keys for the MPC link (encrypted, and authenticated by the MPC); null = plain TCP. */
     curve: CurveClientKeys | null = null,
     highWaterMark = 100_000,
+    /** Sees every socket event first (the LinkMonitor, which explains links that stay down). */
+    private readonly onLinkEvent: (event: Event) => void = () => {},
   ) {
     this.socket = new Subscriber({
       receiveHighWaterMark: highWaterMark,
@@ -34,7 +36,8 @@ export class Upstream {
       linger: 0,
       ...(curve === null ? {} : curveClientOptions(curve)),
     });
-    this.upEvent = curve === null ? 'connect' : 'handshake';
+    // Up at the ZMTP handshake, CURVE or not: a plain gateway's TCP connect to a CURVE MPC is not a link.
+    this.upEvent = 'handshake';
     this.endpoints = endpoints.map((e) => `tcp://${e}`);
   }
 
@@ -99,6 +102,7 @@ export class Upstream {
   private async watchLinks(): Promise<void> {
     try {
       for await (const event of this.socket.events) {
+        this.onLinkEvent(event);
         if (event.type === 'handshake:error:auth' || event.type === 'handshake:error:protocol') {
           // The MPC refused this gateway's CURVE key, or the two sides disagree on the mechanism.
           this.log.error({ mpc: normalise(event.address, this.endpoints), err: event.error?.message }, 'MPC link handshake failed');

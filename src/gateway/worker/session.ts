@@ -19,8 +19,11 @@ const OPEN = 1;
 /** Frames held while a refresh token is verified (verification takes microseconds; this is a bound, not a budget). */
 const MAX_HELD_FRAMES = 64;
 const MAX_TIMER_MS = 2 ** 31 - 1;
+let nextConnectionId = 1;
 
 export class Session {
+  /** Names the connection in this worker's logs (with the `worker` binding, unique in the gateway). */
+  readonly id = nextConnectionId++;
   /** Answered the last heartbeat ping. */
   alive = true;
   readonly topics = new Set<string>();
@@ -246,6 +249,7 @@ export class Session {
 
   private reject(error: FrameError): void {
     this.ctx.stats[WorkerStat.badFrames]++;
+    this.ctx.log.debug({ conn: this.id, code: error.code, message: error.message }, 'client frame refused');
     // Original clients expect nothing but pushes: errors are answered only when asked (an id).
     if (error.id !== undefined) this.reply(errorFrame(error));
   }

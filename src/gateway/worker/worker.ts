@@ -162,7 +162,7 @@ function onConnection(ws: WebSocket, grants: Grants | null): void {
     // ws closes the connection itself (1009 for oversized frames, 1002 for protocol errors).
     if (error.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') stats[WorkerStat.oversizeCloses]++;
     else stats[WorkerStat.badFrames]++;
-    log.debug({ err: error.message, code: error.code }, 'client protocol error');
+    log.debug({ conn: session.id, err: error.message, code: error.code }, 'client protocol error');
   });
   ws.on('close', () => {
     session.dispose();
