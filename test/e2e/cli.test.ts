@@ -102,6 +102,30 @@ describe('CLIs', () => {
     assert.equal(await mpc.stop('SIGTERM'), 0);
   });
 
+  test('Ctrl-C on the demo (SIGINT to the whole process group, as a terminal sends it) drains cleanly', async () => {
+    // Its own process group, so the group signal below reaches the demo and whatever shares its group.
+    const child = spawn(process.execPath, [cli('demo'), '--port', '0', '--admin-port', '0', '--mpc-ports', '0,0', '--workers', '1'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
+    let out = '';
+    const running = new Promise<void>((resolve) => {
+      const onData = (d: Buffer) => {
+        out += d;
+        if (out.includes('[demo client] received')) resolve();
+      };
+      child.stdout.on('data', onData);
+      child.stderr.on('data', (d) => (out += d));
+    });
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    await running;
+    process.kill(-child.pid!, 'SIGINT');
+    assert.equal(await exited, 0, out);
+    assert.doesNotMatch(out, /exiting without draining/);
+    assert.match(out, /\[gateway\] .*"msg":"stopped"/);
+    assert.match(out, /\[mpc\] .*"msg":"stopping"/);
+  });
+
   test('the npm start demo runs MPC, gateway, publisher and client, and stops by itself', async () => {
     const child = spawn(process.execPath, [cli('demo'), '--port', '0', '--admin-port', '0', '--mpc-ports', '0,0', '--workers', '2', '--duration', '4'], {
       stdio: ['ignore', 'pipe', 'pipe'],
