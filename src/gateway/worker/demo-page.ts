@@ -1,5 +1,10 @@
-/** The page served at `/` when `demoPage` is on: subscribe to a topic and watch messages arrive. */
-export function demoPage(wsPath: string): string {
+/**
+ * The page served at `/` when `demoPage` is on: subscribe to a topic and watch messages arrive. With
+ * authentication on (`auth`), the page takes a token from `?token=` (sent as the `bearer.` subprotocol)
+ * and says so instead of connecting without one; a connection refused before it opens (what a browser
+ * reports as 1006) is retried with exponential backoff, saying why, instead of every 1–3 s forever.
+ */
+export function demoPage(wsPath: string, options: { auth?: boolean } = {}): string {
   return `<!doctype html>
 <html lang="en">
 <head>
@@ -27,10 +32,21 @@ export function demoPage(wsPath: string): string {
   const topicInput = document.getElementById('topic');
   const params = new URLSearchParams(location.search);
   if (params.get('topic')) topicInput.value = params.get('topic');
+  const auth = ${options.auth === true};
+  const token = params.get('token');
   let ws;
+  let refusals = 0;
   function connect() {
-    ws = new WebSocket((location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + ${JSON.stringify(wsPath)});
+    if (auth && !token) {
+      state.textContent = 'this gateway requires a token (authentication is on): open this page with ?token=<JWT>';
+      return;
+    }
+    let opened = false;
+    const url = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + ${JSON.stringify(wsPath)};
+    ws = token ? new WebSocket(url, ['tormq', 'bearer.' + token]) : new WebSocket(url);
     ws.onopen = () => {
+      opened = true;
+      refusals = 0;
       state.textContent = 'open';
       ws.send(JSON.stringify({ event: 'subscribe', topic: topicInput.value }));
     };
@@ -42,8 +58,21 @@ export function demoPage(wsPath: string): string {
       while (log.children.length > 200) log.lastChild.remove();
     };
     ws.onclose = (event) => {
-      state.textContent = 'closed (' + event.code + '), reconnecting';
-      setTimeout(connect, 1000 + Math.random() * 2000);
+      if (event.code === 1008) {
+        state.textContent = 'closed (1008): the token expired or was refused; open this page with a fresh ?token=';
+        return;
+      }
+      if (opened) {
+        state.textContent = 'closed (' + event.code + '), reconnecting';
+        setTimeout(connect, 1000 + Math.random() * 2000);
+        return;
+      }
+      // Refused before it opened (401/403/503 show as 1006 in a browser): back off, up to a minute.
+      refusals++;
+      const seconds = Math.min(60, 2 ** refusals);
+      const why = auth ? 'the token is invalid or expired, or the origin is not allowed' : 'the gateway is unreachable, full or draining';
+      state.textContent = 'refused (' + event.code + ') before opening: ' + why + '; retrying in ' + seconds + ' s';
+      setTimeout(connect, seconds * 1000 * (0.75 + Math.random() * 0.5));
     };
   }
   document.getElementById('form').onsubmit = (event) => {

@@ -60,7 +60,7 @@ let draining = false;
 
 // --- HTTP and upgrades -------------------------------------------------------------------------
 
-const page = config.demoPage ? demoPage(config.path) : '';
+const page = config.demoPage ? demoPage(config.path, { auth: config.authSecret !== '' || config.authPublicKey !== '' }) : '';
 const onRequest = (req: http.IncomingMessage, res: http.ServerResponse) => {
   const path = (req.url ?? '/').split('?', 1)[0];
   if (path === config.path) {
