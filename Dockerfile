@@ -1,5 +1,6 @@
-# tormq: one image for both servers. Not built in this repository's CI (its machines have no
-# container runtime); the build follows the same steps the install test runs (test/e2e/install).
+# tormq: one image for both servers. Not built or run by this project: its machines have a Docker
+# client but no daemon and cannot pull base images. The steps (npm ci, npm pack, installing the
+# tarball) are the ones test/e2e/install.test.ts runs on every test run.
 #
 #   docker build -t tormq .
 #   docker run --rm -p 5559:5559 -p 5560:5560 tormq tormq-mpc
