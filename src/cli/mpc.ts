@@ -21,18 +21,24 @@ const HANDSHAKE_HINTS: Record<string, string> = {
   ERR_ZMTP_CRYPTOGRAPHIC: "a CURVE peer's server key is not this MPC's public key",
   EPIPE: 'the peer hung up during the handshake: often a peer without CURVE, or with the wrong server key',
 };
+const readOrDie = <T>(flag: string, load: () => T): T => {
+  try {
+    return load();
+  } catch (error) {
+    die(PROGRAM, `--${flag}: ${(error as Error).message}`, ExitCodes.USAGE);
+  }
+};
+/** The MPC's own key pair (--curve-key-file), or null without CURVE. */
+const mpcKeys = flags.curveKeyFile === '' ? null : readOrDie('curve-key-file', () => readCurveKeyFile(flags.curveKeyFile));
+
 function curveOptions(): MpcCurveOptions | undefined {
-  if (flags.curveKeyFile === '') return undefined;
-  const read = <T>(flag: string, load: () => T): T => {
-    try {
-      return load();
-    } catch (error) {
-      die(PROGRAM, `--${flag}: ${(error as Error).message}`, ExitCodes.USAGE);
-    }
-  };
+  if (mpcKeys === null) return undefined;
+  const read = readOrDie;
+  const publishers = flags.curveAllowPublishers === '' ? undefined : read('curve-allow-publishers', () => readCurveKeyList(flags.curveAllowPublishers));
   return {
-    secretKey: read('curve-key-file', () => readCurveKeyFile(flags.curveKeyFile).secretKey),
-    allowedPublishers: flags.curveAllowPublishers === '' ? undefined : read('curve-allow-publishers', () => readCurveKeyList(flags.curveAllowPublishers)),
+    secretKey: mpcKeys.secretKey,
+    // The HTTP ingress publishes into the MPC's own publisher port with the MPC's own key pair.
+    allowedPublishers: publishers === undefined || flags.httpPort === -1 ? publishers : [...publishers, mpcKeys.publicKey],
     allowedGateways: flags.curveAllowGateways === '' ? undefined : read('curve-allow-gateways', () => readCurveKeyList(flags.curveAllowGateways)),
     onDenied(denial) {
       const key = `${denial.role}:${denial.publicKey}`;
@@ -72,6 +78,7 @@ async function startAll(): Promise<{ mpc: Mpc; ingress: HttpIngress | null }> {
       publisherPort: mpc.publisherPort,
       token: flags.httpToken,
       insecure: flags.httpInsecure,
+      curve: mpcKeys === null ? undefined : { serverKey: mpcKeys.publicKey, ...mpcKeys },
       tlsCert: flags.httpTlsCert,
       tlsKey: flags.httpTlsKey,
       maxBodyBytes: flags.httpMaxBody,

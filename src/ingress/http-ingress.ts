@@ -28,6 +28,7 @@ import type { Logger } from '../log.js';
 import { isLoopbackHost } from '../loopback.js';
 import { anyString, boolean, defineOptions, int, nonEmptyString, satisfies, type InputOf } from '../options/options.js';
 import { describeCertificate, readTlsFiles, tlsPairProblem } from '../tls-files.js';
+import { isCurveKey, type CurveClientKeys } from '../zmq/curve.js';
 import { identityIdError, identityTopic } from '../protocol/identity.js';
 import { topicError } from '../protocol/topic.js';
 import { Publisher } from '../sdk/publisher.js';
@@ -48,6 +49,15 @@ export const HTTP_INGRESS_OPTIONS = defineOptions('an HTTP ingress', {
   maxMessagesPerRequest: { default: 1000, check: int(1), help: 'most messages one request may carry (array items for /publish, card ids for /push)' },
   tlsCert: { default: '', check: anyString, help: 'serve https:// with this PEM certificate chain (file; re-read by reloadTls)' },
   tlsKey: { default: '', check: anyString, help: 'the PEM private key of tlsCert (file)' },
+  curve: {
+    default: undefined as CurveClientKeys | undefined,
+    check: satisfies<CurveClientKeys | undefined>(
+      '{ serverKey, publicKey, secretKey }, each a 40-character Z85 key',
+      (v) => v === undefined || (typeof v === 'object' && v !== null && [(v as CurveClientKeys).serverKey, (v as CurveClientKeys).publicKey, (v as CurveClientKeys).secretKey].every(isCurveKey)),
+    ),
+    secret: true,
+    help: "CURVE keys for the link to the MPC's publisher port, when the MPC runs with CURVE",
+  },
   insecure: {
     default: false,
     check: boolean,
@@ -167,6 +177,7 @@ export async function startHttpIngress(options: HttpIngressOptions = {}): Promis
   const publisher = new Publisher(config.publisherHost, config.publisherPort, {
     // Room for a few full requests in flight; beyond it a request gets 503 instead of queueing unboundedly.
     maxQueue: config.maxMessagesPerRequest * 16,
+    ...(config.curve === undefined ? {} : { curve: config.curve }),
   });
   const stats: HttpIngressStats = { accepted: 0, rejected: 0 };
 
