@@ -22,7 +22,7 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 let nextConnectionId = 1;
 
 export class Session {
-  /** Names the connection in this worker's logs (with the `worker` binding, unique in the gateway). */
+  /** Names the connection in its worker's logs (with the `worker` binding; counts from 1 again in a replaced worker). */
   readonly id = nextConnectionId++;
   /** Answered the last heartbeat ping. */
   alive = true;
