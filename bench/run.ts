@@ -2,7 +2,8 @@
 /**
  * `npm run bench [-- options]`: micro-benchmarks of the hot path, then end-to-end load scenarios
  * against the real tormq-mpc and tormq-gateway processes and a single-thread ws baseline. Prints a
- * table and a capacity summary; writes bench/results/latest.json and a timestamped copy.
+ * table and a capacity summary; writes bench/results/RUN-TIMESTAMP.json (git-ignored), and with
+ * --update-results also the committed bench/results/latest.json (the README's figures).
  *
  * The servers (MPC + gateway or baseline) are pinned to core 0 and this process (publisher + client
  * fleet threads) to core 1, so the gateway's CPU per delivered message is measured on its own core.
@@ -29,12 +30,14 @@ const USAGE = `Usage: npm run bench -- [options]
   --client-threads N      piscina threads of the client fleet              default 2
   --duration-ms N         measured window per scenario                     default 10000 (quick 5000)
   --variant NAME=FLAGS    also run each load scenario on tormq with these gateway flags (repeatable),
-                          e.g. --variant "no-validate=--no-validate-json"; --cli=PATH among the
+                          e.g. --variant "d2=--batch-delay-ms 2"; --cli=PATH among the
                           flags runs another gateway build (A/B of two commits in one run)
   --no-baseline           skip the single-thread ws baseline
   --no-micro / --no-load  skip a part
   --no-pin                do not pin with taskset
   --profile DIR           write V8 CPU profiles of the gateway (all threads) into DIR
+  --update-results        also overwrite the committed bench/results/latest.json (the README's figures);
+                          without it only bench/results/RUN-TIMESTAMP.json is written (git-ignored)
   -h, --help
 `;
 
@@ -55,6 +58,7 @@ const { values: o } = parseArgs({
     'no-load': { type: 'boolean' },
     'no-pin': { type: 'boolean' },
     profile: { type: 'string' },
+    'update-results': { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
   },
 });
@@ -221,7 +225,10 @@ const record = {
 const dir = fileURLToPath(new URL('../../bench/results/', import.meta.url));
 mkdirSync(dir, { recursive: true });
 const json = `${JSON.stringify(record, null, 2)}\n`;
-writeFileSync(`${dir}latest.json`, json);
-writeFileSync(`${dir}${record.startedAt.replace(/[:.]/g, '-')}.json`, json);
-console.log(`\nwrote bench/results/latest.json (${((Date.now() - started) / 1000).toFixed(0)} s)`);
+// The committed figures change only when asked: a casual run must not leave the work tree dirty.
+const runFile = `run-${record.startedAt.replace(/[:.]/g, '-')}.json`;
+writeFileSync(`${dir}${runFile}`, json);
+if (o['update-results']) writeFileSync(`${dir}latest.json`, json);
+const wrote = o['update-results'] ? `bench/results/${runFile} and bench/results/latest.json` : `bench/results/${runFile} (--update-results also writes the committed latest.json)`;
+console.log(`\nwrote ${wrote} (${((Date.now() - started) / 1000).toFixed(0)} s)`);
 process.exit(failures.length > 0 ? 1 : 0);

@@ -8,10 +8,11 @@ import { spawnSync } from 'node:child_process';
 const root = new URL('..', import.meta.url).pathname;
 /**
  * Debian packages the test suite needs (see README, "Tests"): the original Python publisher
- * (python3-zmq), an independent WebSocket client (python3-websockets) and a real browser (chromium,
- * driven by playwright-core; `playwright install` downloads are not used).
+ * (python3-zmq), an independent WebSocket client (python3-websockets), a real browser (chromium,
+ * driven by playwright-core; `playwright install` downloads are not used) and openssl (self-signed
+ * certificates for the TLS tests).
  */
-const SYSTEM_PACKAGES = ['python3-zmq', 'python3-websockets', 'chromium'];
+const SYSTEM_PACKAGES = ['python3-zmq', 'python3-websockets', 'chromium', 'openssl'];
 
 function run(cmd, args, env = process.env) {
   console.error(`setup: ${cmd} ${args.join(' ')}`);

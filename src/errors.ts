@@ -22,6 +22,8 @@ export const ErrorCodes = {
   DESCRIPTOR_LIMIT: 'ERR_DESCRIPTOR_LIMIT',
   /** A test hook was called on a gateway started without `--enable-test-hooks`, or named no known action. */
   TEST_HOOK_REFUSED: 'ERR_TEST_HOOK_REFUSED',
+  /** A TLS reload was asked of a server started without TLS. */
+  TLS_NOT_ENABLED: 'ERR_TLS_NOT_ENABLED',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

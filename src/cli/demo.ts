@@ -35,7 +35,10 @@ const [subPort, pubPort] = flags.mpcPorts;
 
 const children: ChildProcess[] = [];
 function start(cli: string, args: string[], readyMsg: string): Promise<Record<string, unknown>> {
-  const child = spawn(process.execPath, [fileURLToPath(new URL(`./${cli}.js`, import.meta.url)), ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  // Each child in its own process group: Ctrl-C in a terminal signals the whole foreground group, and
+  // a child that got SIGINT from the terminal and then SIGTERM from here took the second signal as
+  // "exit without draining". Only this process gets the terminal's signals; it stops the children.
+  const child = spawn(process.execPath, [fileURLToPath(new URL(`./${cli}.js`, import.meta.url)), ...args], { stdio: ['ignore', 'pipe', 'inherit'], detached: true });
   children.push(child);
   return new Promise((resolve, reject) => {
     child.once('exit', (code) => reject(new Error(`${cli} exited with code ${code}`)));
@@ -54,20 +57,30 @@ function start(cli: string, args: string[], readyMsg: string): Promise<Record<st
 let publisher: Publisher | undefined;
 let client: WebSocket | undefined;
 let timer: NodeJS.Timeout | undefined;
-async function shutdown(code: number): Promise<never> {
-  clearInterval(timer);
-  client?.close();
-  await publisher?.close();
-  for (const child of children.reverse()) {
-    if (child.exitCode === null) {
-      child.kill('SIGTERM');
-      await new Promise((resolve) => child.once('exit', resolve));
+let stopping: Promise<never> | null = null;
+/** Stops the client, the publisher, then gateway and MPC (one SIGTERM each: they drain). Idempotent. */
+function shutdown(code: number): Promise<never> {
+  stopping ??= (async () => {
+    clearInterval(timer);
+    client?.close();
+    await publisher?.close();
+    for (const child of [...children].reverse()) {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM');
+        await new Promise((resolve) => child.once('exit', resolve));
+      }
     }
-  }
-  process.exit(code);
+    process.exit(code);
+  })();
+  return stopping;
 }
+// Repeated Ctrl-C (npm may forward one too) must not cut the children's drain short.
 process.on('SIGINT', () => void shutdown(ExitCodes.OK));
 process.on('SIGTERM', () => void shutdown(ExitCodes.OK));
+// Detached children outlive a demo that dies some other way: take them along.
+process.on('exit', () => {
+  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+});
 
 try {
   const mpc = await start('mpc', ['-s', String(subPort), '-p', String(pubPort)], 'mpc ready');

@@ -15,7 +15,9 @@ const extras: Array<ExtraFlag<GatewayOptions>> = [
     arg: 'FILE',
     help: `read the HS256 secret from FILE (or set ${AUTH_SECRET_ENV})`,
     section: SECURITY,
-    apply(path, input) {
+    apply(path, input, name) {
+      // Within one source; across sources the precedence rule picks one (flag > environment > file).
+      if (input.authSecret !== undefined) throw new UsageError(`give the secret once: ${name('auth-secret')} or ${name('auth-secret-file')}`);
       // A trailing newline is what `echo secret > file` leaves; it is not part of the secret.
       input.authSecret = readText(path).replace(/\r?\n$/, '');
     },

@@ -3,14 +3,8 @@
 import { Gateway } from '../gateway/main/gateway.js';
 import { failStart, onShutdownSignal } from './common.js';
 import { parseCommandLine } from './flags.js';
-import { AUTH_SECRET_ENV, GATEWAY_CLI, PROGRAM } from './gateway-flags.js';
+import { GATEWAY_CLI, PROGRAM } from './gateway-flags.js';
 
-const given = (flag: string) => process.argv.some((a) => a === flag || a.startsWith(`${flag}=`));
-const secretSources = [given('--auth-secret'), given('--auth-secret-file'), (process.env[AUTH_SECRET_ENV] ?? '') !== ''];
-if (secretSources.filter(Boolean).length > 1) {
-  process.stderr.write(`${PROGRAM}: use one of --auth-secret, --auth-secret-file and ${AUTH_SECRET_ENV}\n`);
-  process.exit(2);
-}
 const config = parseCommandLine(GATEWAY_CLI);
 
 // Signal handlers go in before start, so a SIGTERM right after "gateway ready" (or during start-up)
@@ -21,6 +15,8 @@ onShutdownSignal(PROGRAM, async (signal) => {
   gateway.log.info({ signal }, 'shutdown requested');
   await gateway.stop();
 });
+// SIGHUP re-reads --tls-cert/--tls-key and hands them to every worker; no connection is dropped.
+process.on('SIGHUP', () => void starting.then((gateway) => gateway.reloadTls(), () => {}));
 try {
   await starting;
 } catch (error) {

@@ -1,6 +1,8 @@
 /** The `tormq-mpc` command line: the MPC's and the HTTP ingress's options as flags. */
 import { HTTP_INGRESS_OPTIONS } from '../ingress/http-ingress.js';
 import { LOG_LEVELS } from '../log.js';
+import { isLoopbackHost } from '../loopback.js';
+import { tlsPairProblem } from '../tls-files.js';
 import { MPC_OPTIONS } from '../mpc/mpc.js';
 import { anyString, defineOptions, int, integerFromText, nonEmptyString, oneOf, type AnyOption, type CliSpec } from '../options/options.js';
 import type { CliDefinition } from './flags.js';
@@ -43,16 +45,33 @@ export const MPC_CLI_OPTIONS = defineOptions('a tormq-mpc', {
     section: HTTP,
   },
   httpHost: { default: '', defaultText: '--host', check: anyString, help: 'address of the HTTP port', cli: { flag: 'http-host', arg: 'ADDR' }, section: HTTP },
-  httpToken: asFlag(HTTP_INGRESS_OPTIONS.specs.token, { flag: 'http-token', arg: 'TOKEN', env: 'TORMQ_HTTP_TOKEN' }, {
+  httpToken: asFlag(HTTP_INGRESS_OPTIONS.specs.token, { flag: 'http-token', arg: 'TOKEN' }, {
     help: 'require "Authorization: Bearer TOKEN" (or set TORMQ_HTTP_TOKEN, which keeps it out of the process list)',
     section: HTTP,
   }),
   httpMaxBody: asFlag(HTTP_INGRESS_OPTIONS.specs.maxBodyBytes, { flag: 'http-max-body', arg: 'BYTES' }, { section: HTTP }),
   httpMaxDepth: asFlag(HTTP_INGRESS_OPTIONS.specs.maxDataDepth, { flag: 'http-max-depth', arg: 'N' }, { section: HTTP }),
+  httpTlsCert: asFlag(HTTP_INGRESS_OPTIONS.specs.tlsCert, { flag: 'http-tls-cert', arg: 'FILE' }, {
+    help: 'serve HTTP publishing over https:// with this PEM certificate chain; re-read on SIGHUP',
+    section: HTTP,
+  }),
+  httpTlsKey: asFlag(HTTP_INGRESS_OPTIONS.specs.tlsKey, { flag: 'http-tls-key', arg: 'FILE' }, { help: 'the PEM private key of --http-tls-cert', section: HTTP }),
+  httpInsecure: asFlag(HTTP_INGRESS_OPTIONS.specs.insecure, { flag: 'http-insecure' }, {
+    help: 'allow HTTP publishing without --http-token on a non-loopback address (anyone who reaches it can publish)',
+    section: HTTP,
+  }),
   curveKeyFile: file('curve-key-file', 'CURVE on both ports with this key pair (from tormq-keys)'),
   curveAllowPublishers: file('curve-allow-publishers', 'public keys allowed to publish, one per line (# comments)'),
   curveAllowGateways: file('curve-allow-gateways', 'public keys allowed to subscribe (gateways), one per line'),
 }, (c, fail, name) => {
+  const httpHost = c.httpHost === '' ? c.host : c.httpHost;
+  if (c.httpPort !== -1 && c.httpToken === undefined && !c.httpInsecure && !isLoopbackHost(httpHost)) {
+    const where = c.httpHost === '' ? `${name('host')} ${httpHost}` : `${name('httpHost')} ${httpHost}`;
+    fail('httpToken', `set when ${name('httpPort')} listens on a non-loopback address (${where}): anyone who reaches it could publish; or give ${name('httpInsecure')} to allow that`, null);
+  }
+  if ((c.httpTlsCert !== '' || c.httpTlsKey !== '') && c.httpPort === -1) fail(c.httpTlsCert !== '' ? 'httpTlsCert' : 'httpTlsKey', `used together with ${name('httpPort')}`);
+  const tls = tlsPairProblem(c.httpTlsCert, c.httpTlsKey);
+  if (tls !== null) fail(tls.key === 'cert' ? 'httpTlsCert' : 'httpTlsKey', tls.must.replace('the key', name('httpTlsKey')).replace('the certificate', name('httpTlsCert')));
   if (c.curveKeyFile === '' && (c.curveAllowPublishers !== '' || c.curveAllowGateways !== '')) {
     fail(c.curveAllowPublishers !== '' ? 'curveAllowPublishers' : 'curveAllowGateways', `used together with ${name('curveKeyFile')}`);
   }

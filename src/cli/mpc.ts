@@ -7,6 +7,7 @@ import { listenOrFail } from '../listen.js';
 import { createLogger } from '../log.js';
 import type { PublishDropReason } from '../mpc/forwarder.js';
 import { createMpcMetrics } from '../mpc/metrics.js';
+import { listenAddresses, loopbackHint, urlOf } from '../loopback.js';
 import { startMpc, type Mpc, type MpcCurveOptions } from '../mpc/mpc.js';
 import { readCurveKeyFile, readCurveKeyList } from '../zmq/curve.js';
 import { failStart, onShutdownSignal } from './common.js';
@@ -18,24 +19,47 @@ const log = createLogger(PROGRAM, flags.logLevel);
 
 /** Warn once per refused key, then only at debug: a refused client may retry and must not flood the log. */
 const denied = new Set<string>();
+/** Handshake failures (no key to tell peers apart): warn at most once a minute per role and cause, else debug. */
+const failureWarnedAt = new Map<string, number>();
+const HANDSHAKE_HINTS: Record<string, string> = {
+  ERR_ZMTP_MECHANISM_MISMATCH: 'a peer without CURVE tried to connect; this MPC requires CURVE (--curve-key-file): give the peer the MPC\'s public key and a key pair',
+  ERR_ZMTP_CRYPTOGRAPHIC: "a CURVE peer's server key is not this MPC's public key",
+  EPIPE: 'the peer hung up during the handshake: often a peer without CURVE, or with the wrong server key',
+};
+const readOrDie = <T>(flag: string, load: () => T): T => {
+  try {
+    return load();
+  } catch (error) {
+    die(PROGRAM, `--${flag}: ${(error as Error).message}`, ExitCodes.USAGE);
+  }
+};
+/** The MPC's own key pair (--curve-key-file), or null without CURVE. */
+const mpcKeys = flags.curveKeyFile === '' ? null : readOrDie('curve-key-file', () => readCurveKeyFile(flags.curveKeyFile));
+
 function curveOptions(): MpcCurveOptions | undefined {
-  if (flags.curveKeyFile === '') return undefined;
-  const read = <T>(flag: string, load: () => T): T => {
-    try {
-      return load();
-    } catch (error) {
-      die(PROGRAM, `--${flag}: ${(error as Error).message}`, ExitCodes.USAGE);
-    }
-  };
+  if (mpcKeys === null) return undefined;
+  const read = readOrDie;
+  const publishers = flags.curveAllowPublishers === '' ? undefined : read('curve-allow-publishers', () => readCurveKeyList(flags.curveAllowPublishers));
   return {
-    secretKey: read('curve-key-file', () => readCurveKeyFile(flags.curveKeyFile).secretKey),
-    allowedPublishers: flags.curveAllowPublishers === '' ? undefined : read('curve-allow-publishers', () => readCurveKeyList(flags.curveAllowPublishers)),
+    secretKey: mpcKeys.secretKey,
+    // The HTTP ingress publishes into the MPC's own publisher port with the MPC's own key pair.
+    allowedPublishers: publishers === undefined || flags.httpPort === -1 ? publishers : [...publishers, mpcKeys.publicKey],
     allowedGateways: flags.curveAllowGateways === '' ? undefined : read('curve-allow-gateways', () => readCurveKeyList(flags.curveAllowGateways)),
     onDenied(denial) {
       const key = `${denial.role}:${denial.publicKey}`;
       const first = !denied.has(key);
       if (first && denied.size < 1024) denied.add(key);
       log[first ? 'warn' : 'debug'](denial, 'CURVE handshake refused');
+    },
+    onHandshakeFailed(failure) {
+      const key = `${failure.role}:${failure.code}`;
+      const now = Date.now();
+      const warn = now - (failureWarnedAt.get(key) ?? -Infinity) >= 60_000;
+      if (warn) failureWarnedAt.set(key, now);
+      const message = failure.code === 'ERR_ZMTP_MECHANISM_MISMATCH' ? `plain (non-CURVE) ${failure.role} refused`
+        : failure.code === 'EPIPE' ? `${failure.role} hung up during the CURVE handshake`
+        : 'CURVE handshake failed';
+      log[warn ? 'warn' : 'debug']({ ...failure, hint: HANDSHAKE_HINTS[failure.code] ?? 'the ZeroMQ handshake failed' }, message);
     },
   };
 }
@@ -96,6 +120,10 @@ async function startAll(): Promise<{ mpc: Mpc; ingress: HttpIngress | null; admi
       publisherHost: host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host,
       publisherPort: mpc.publisherPort,
       token: flags.httpToken,
+      insecure: flags.httpInsecure,
+      curve: mpcKeys === null ? undefined : { serverKey: mpcKeys.publicKey, ...mpcKeys },
+      tlsCert: flags.httpTlsCert,
+      tlsKey: flags.httpTlsKey,
       maxBodyBytes: flags.httpMaxBody,
       maxDataDepth: flags.httpMaxDepth,
       log,
@@ -118,8 +146,24 @@ onShutdownSignal(PROGRAM, async (signal) => {
   admin?.close();
   await mpc.close();
 });
+// SIGHUP re-reads the HTTP ingress's certificate (--http-tls-cert); open connections keep theirs.
+process.on('SIGHUP', () => {
+  void starting.then(({ ingress }) => {
+    if (ingress === null || ingress.scheme === 'http') {
+      log.info('SIGHUP: nothing to reload (no --http-tls-cert)');
+      return;
+    }
+    try {
+      log.info(ingress.reloadTls(), 'HTTP TLS certificate reloaded');
+    } catch (error) {
+      log.error({ err: (error as Error).message }, 'HTTP TLS reload failed; still serving the previous certificate');
+    }
+  });
+});
 try {
   const { mpc, ingress, adminPort } = await starting;
+  const httpHost = flags.httpHost === '' ? flags.host : flags.httpHost;
+  const hint = loopbackHint(flags.host, '--host');
   log.info(
     {
       curve: flags.curveKeyFile !== '',
@@ -132,6 +176,11 @@ try {
       gatewayEndpoint: mpc.gatewayEndpoint,
       httpPort: ingress?.port ?? null,
       history: { size: flags.historySize, ttlSeconds: flags.historyTtl, maxBytes: flags.historyMaxBytes, maxStreams: flags.historyMaxStreams },
+      listening: [
+        ...listenAddresses(flags.host).flatMap((host) => [urlOf('tcp', host, mpc.publisherPort), urlOf('tcp', host, mpc.gatewayPort)]),
+        ...(ingress === null ? [] : listenAddresses(httpHost).map((host) => urlOf(ingress.scheme, host, ingress.port))),
+      ],
+      ...(hint === null ? {} : { hint }),
     },
     'mpc ready',
   );

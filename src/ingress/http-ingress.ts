@@ -22,10 +22,14 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
-import { TormqError } from '../errors.js';
+import https from 'node:https';
+import { ErrorCodes, TormqError } from '../errors.js';
 import { listenOrFail } from '../listen.js';
 import type { Logger } from '../log.js';
-import { defineOptions, int, nonEmptyString, satisfies, type InputOf } from '../options/options.js';
+import { isLoopbackHost } from '../loopback.js';
+import { anyString, boolean, defineOptions, int, nonEmptyString, satisfies, type InputOf } from '../options/options.js';
+import { describeCertificate, readTlsFiles, tlsPairProblem } from '../tls-files.js';
+import { isCurveKey, type CurveClientKeys } from '../zmq/curve.js';
 import { identityIdError, identityTopic } from '../protocol/identity.js';
 import { rootOf, topicError } from '../protocol/topic.js';
 import { Publisher, encodeBody } from '../sdk/publisher.js';
@@ -48,6 +52,28 @@ export const HTTP_INGRESS_OPTIONS = defineOptions('an HTTP ingress', {
   // and the request was answered 503 ERR_PUBLISHER_QUEUE_FULL, which clients retry forever. Common JSON
   // parsers of the clients stop far earlier (serde_json at 128, Python's json near 1000).
   maxDataDepth: { default: 100, check: int(1, 1000), help: 'deepest nesting of arrays and objects in a message\'s data; deeper: 400' },
+  tlsCert: { default: '', check: anyString, help: 'serve https:// with this PEM certificate chain (file; re-read by reloadTls)' },
+  tlsKey: { default: '', check: anyString, help: 'the PEM private key of tlsCert (file)' },
+  curve: {
+    default: undefined as CurveClientKeys | undefined,
+    check: satisfies<CurveClientKeys | undefined>(
+      '{ serverKey, publicKey, secretKey }, each a 40-character Z85 key',
+      (v) => v === undefined || (typeof v === 'object' && v !== null && [(v as CurveClientKeys).serverKey, (v as CurveClientKeys).publicKey, (v as CurveClientKeys).secretKey].every(isCurveKey)),
+    ),
+    secret: true,
+    help: "CURVE keys for the link to the MPC's publisher port, when the MPC runs with CURVE",
+  },
+  insecure: {
+    default: false,
+    check: boolean,
+    help: 'allow publishing without a token on a non-loopback address (anyone who reaches the port can publish)',
+  },
+}, (c, fail, name) => {
+  const tls = tlsPairProblem(c.tlsCert, c.tlsKey);
+  if (tls !== null) fail(tls.key === 'cert' ? 'tlsCert' : 'tlsKey', tls.must.replace('the key', name('tlsKey')).replace('the certificate', name('tlsCert')));
+  if (c.token === undefined && !c.insecure && !isLoopbackHost(c.host)) {
+    fail('token', `set when ${name('host')} is ${c.host} (not loopback): anyone who reaches the port could publish; or set ${name('insecure')}`, null);
+  }
 });
 
 export const HTTP_INGRESS_DEFAULTS = HTTP_INGRESS_OPTIONS.defaults;
@@ -68,7 +94,15 @@ export interface HttpIngressStats {
 
 export interface HttpIngress {
   readonly port: number;
+  /** `http` or `https` (with `tlsCert`). */
+  readonly scheme: 'http' | 'https';
   readonly stats: Readonly<HttpIngressStats>;
+  /**
+   * Re-reads `tlsCert`/`tlsKey` for new connections (SIGHUP of tormq-mpc); open ones are untouched.
+   * Throws TypeError (and keeps the old certificate) when the files are not a matching pair; resolves
+   * with a description of the new certificate.
+   */
+  reloadTls(): { subject: string; validTo: string; fingerprint256: string };
   close(): Promise<void>;
 }
 
@@ -174,6 +208,7 @@ export async function startHttpIngress(options: HttpIngressOptions = {}): Promis
   const publisher = new Publisher(config.publisherHost, config.publisherPort, {
     // Room for a few full requests in flight; beyond it a request gets 503 instead of queueing unboundedly.
     maxQueue: config.maxMessagesPerRequest * 16,
+    ...(config.curve === undefined ? {} : { curve: config.curve }),
   });
   const stats: HttpIngressStats = { accepted: 0, rejected: 0 };
 
@@ -237,7 +272,7 @@ export async function startHttpIngress(options: HttpIngressOptions = {}): Promis
     res.writeHead(isReady ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ topic, ready: isReady }));
   }
 
-  const server = http.createServer((req, res) => {
+  const onRequest = (req: http.IncomingMessage, res: http.ServerResponse) => {
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     const path = q === -1 ? url : url.slice(0, q);
@@ -277,7 +312,9 @@ export async function startHttpIngress(options: HttpIngressOptions = {}): Promis
       log?.error({ err: error }, 'http ingress request failed');
       if (!res.headersSent) reply(res, 500, { error: 'internal error' });
     });
-  });
+  };
+  const tls = config.tlsCert === '' ? null : readTlsFiles(config.tlsCert, config.tlsKey);
+  const server: http.Server = tls === null ? http.createServer(onRequest) : https.createServer({ ...tls }, onRequest);
   // Keep-alive clients (most HTTP libraries) must not hold close() open forever.
   server.keepAliveTimeout = 5_000;
 
@@ -289,7 +326,14 @@ export async function startHttpIngress(options: HttpIngressOptions = {}): Promis
   let closing: Promise<void> | null = null;
   return {
     port,
+    scheme: tls === null ? 'http' : 'https',
     stats,
+    reloadTls() {
+      if (!(server instanceof https.Server)) throw new TormqError(ErrorCodes.TLS_NOT_ENABLED, 'the HTTP ingress serves plain http:// (no tlsCert)');
+      const material = readTlsFiles(config.tlsCert, config.tlsKey);
+      server.setSecureContext({ ...material });
+      return describeCertificate(material);
+    },
     close() {
       closing ??= (async () => {
         await new Promise<void>((resolve) => {

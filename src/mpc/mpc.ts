@@ -24,6 +24,7 @@ import { Forwarder, type PublishDropReason } from './forwarder.js';
 import { GatewayControl } from './gateway-control.js';
 import { EvictionReclaimer } from './reclaim.js';
 import { MemoryStreamStore, type StreamStore } from './streams.js';
+import { watchHandshakeFailures, type HandshakeFailure } from '../zmq/handshake-failures.js';
 
 export interface MpcCurveOptions {
   /** The MPC's secret key (Z85); publishers and gateways need its public half as `serverKey`. */
@@ -34,6 +35,8 @@ export interface MpcCurveOptions {
   allowedGateways?: readonly string[];
   /** Called for each refused handshake (a key not on the list, or a non-CURVE peer cannot even get here). */
   onDenied?(denial: { role: 'publisher' | 'gateway'; publicKey: string | null; address: string }): void;
+  /** Called when a handshake fails before any key is checked: a plain (non-CURVE) peer, or a wrong server key. */
+  onHandshakeFailed?(failure: HandshakeFailure & { role: 'publisher' | 'gateway' }): void;
 }
 
 const isKeyList = (keys: unknown) => keys === undefined || (Array.isArray(keys) && keys.every(isCurveKey));
@@ -138,6 +141,11 @@ export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
     for (const socket of sockets) socket.close();
     security?.release();
     throw error;
+  }
+  if (config.curve?.onHandshakeFailed !== undefined) {
+    const report = config.curve.onHandshakeFailed;
+    watchHandshakeFailures(publishers, (failure) => report({ role: 'publisher', ...failure }));
+    watchHandshakeFailures(gateways, (failure) => report({ role: 'gateway', ...failure }));
   }
   publishers.subscribe(); // everything: history needs every message, whoever subscribes later
 

@@ -14,7 +14,11 @@ export interface Check<T> {
   readonly fromText?: (text: string) => unknown;
 }
 
-/** How an option appears on a command line. Options without one are API-only. */
+/**
+ * How an option appears on a command line. Options without one are API-only. Every flag is also an
+ * environment variable (`TORMQ_` + the flag in upper case, `-` as `_`) and a config-file key (the
+ * flag), see src/cli/flags.ts.
+ */
 export interface CliSpec {
   /** Long flag without dashes: `max-connections`. */
   readonly flag: string;
@@ -29,8 +33,6 @@ export interface CliSpec {
   readonly fromText?: (text: string) => unknown;
   /** Help text shown instead of the option's own (when the flag's value is not the option's value). */
   readonly help?: string;
-  /** Environment variable read when the flag is not given (keeps secrets out of `ps`). */
-  readonly env?: string;
 }
 
 export interface Option<T> {
@@ -59,7 +61,10 @@ export type InputOf<S extends OptionSpecs> = { -readonly [K in keyof S]?: S[K] e
 export type Naming = (key: string) => string;
 export const apiNaming: Naming = (key) => `options.${key}`;
 
-/** A cross-option rule, checked after every option passed its own check. */
+/**
+ * A cross-option rule, checked after every option passed its own check. `fail` throws the option's
+ * error; `shown` replaces the value shown (`null`: show none, for an option that is missing).
+ */
 export type Refinement<C> = (config: C, fail: (key: keyof C & string, must: string, shown?: unknown) => never, name: (key: keyof C & string) => string) => void;
 
 export interface OptionTable<S extends OptionSpecs> {
@@ -82,9 +87,9 @@ function show(value: unknown, secret: boolean | undefined): string {
  * The error for an option that fails its check: RangeError for a number out of range, TypeError for
  * anything else (ws and piscina do the same), with a message naming the option.
  */
-export function optionError(name: string, must: string, value: unknown, secret?: boolean): TypeError | RangeError {
+export function optionError(name: string, must: string, value: unknown, secret?: boolean, omitValue = false): TypeError | RangeError {
   const Ctor = typeof value === 'number' ? RangeError : TypeError;
-  return new Ctor(`${name} must be ${must}, got ${show(value, secret)}`);
+  return new Ctor(`${name} must be ${must}${omitValue ? '' : `, got ${show(value, secret)}`}`);
 }
 
 export function defineOptions<S extends OptionSpecs>(subject: string, specs: S, refine?: Refinement<ConfigOf<S>>): OptionTable<S> {
@@ -105,7 +110,7 @@ export function defineOptions<S extends OptionSpecs>(subject: string, specs: S, 
         config[key] = freezeValue(value);
       }
       refine?.(config as ConfigOf<S>, (key, must, shown) => {
-        throw optionError(naming(key), must, shown === undefined ? config[key] : shown, shown === undefined && specs[key]?.secret);
+        throw optionError(naming(key), must, shown === undefined ? config[key] : shown, shown === undefined && specs[key]?.secret, shown === null);
       }, naming);
       return Object.freeze(config) as Readonly<ConfigOf<S>>;
     },

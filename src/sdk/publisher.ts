@@ -17,6 +17,16 @@ import { curveClientOptions, isCurveKey, type CurveClientKeys } from '../zmq/cur
 import { tcpEndpoint } from '../zmq/endpoint.js';
 import { rootOf, topicError } from '../protocol/topic.js';
 
+/**
+ * Subscription updates are read with this receive timeout, and between reads, while nobody waits in
+ * `ready()`, the watcher pauses on an unref'd timer. zeromq.js has no unref: a receive that waits
+ * forever keeps the process alive, so a Publisher never closed used to hang its process. Now the
+ * process can end in a pause; the cost is ~4 wake-ups a second for an idle publisher and up to
+ * ~250 ms before `hasSubscribers()` sees a change (`ready()` wakes the watcher at once).
+ */
+const SUBSCRIPTION_READ_MS = 50;
+const IDLE_PAUSE_MS = 200;
+
 export interface PublisherOptions {
   /** Most sends waiting for the socket; over it `send` rejects with ERR_PUBLISHER_QUEUE_FULL. Default 10000. */
   maxQueue?: number;
@@ -57,6 +67,8 @@ export class Publisher {
   /** Prefixes subscribed upstream (ZeroMQ subscriptions: byte prefixes of the root frame). */
   private readonly subscriptions = new Map<string, number>();
   private readonly waiters = new Set<() => void>();
+  /** Ends the watcher's idle pause early (a `ready()` caller is waiting). */
+  private wake: (() => void) | null = null;
 
   /**
    * Connects a ZeroMQ publisher to an MPC's publisher port (XSUB). Connecting is asynchronous: use
@@ -77,7 +89,12 @@ export class Publisher {
     if (curve !== undefined && !(isCurveKey(curve.serverKey) && isCurveKey(curve.publicKey) && isCurveKey(curve.secretKey))) {
       throw new TypeError('options.curve must be { serverKey, publicKey, secretKey }, each a 40-character Z85 key');
     }
-    this.socket = new XPublisher({ sendHighWaterMark, linger: 1000, ...(curve === undefined ? {} : curveClientOptions(curve)) });
+    this.socket = new XPublisher({
+      sendHighWaterMark,
+      linger: 1000,
+      receiveTimeout: SUBSCRIPTION_READ_MS,
+      ...(curve === undefined ? {} : curveClientOptions(curve)),
+    });
     this.socket.connect(this.endpoint);
     void this.watchSubscriptions();
   }
@@ -141,6 +158,7 @@ export class Publisher {
         reject(new TormqError(ErrorCodes.READY_TIMEOUT, `no subscriber${options.topic ? ` for "${options.topic}"` : ''} within ${timeoutMs} ms`));
       }, timeoutMs);
       this.waiters.add(check);
+      this.wake?.();
     });
   }
 
@@ -169,19 +187,31 @@ export class Publisher {
     }
   }
 
+  /** Tracks upstream subscriptions until `close`, without keeping an idle process alive (see IDLE_PAUSE_MS). */
   private async watchSubscriptions(): Promise<void> {
-    try {
-      for await (const [message] of this.socket) {
-        if (message === undefined || message.length === 0) continue;
-        const prefix = message.toString('utf8', 1);
-        const count = this.subscriptions.get(prefix) ?? 0;
-        if (message[0] === 1) this.subscriptions.set(prefix, count + 1);
-        else if (count <= 1) this.subscriptions.delete(prefix);
-        else this.subscriptions.set(prefix, count - 1);
-        for (const waiter of this.waiters) waiter();
+    while (!this.closed) {
+      let message: Buffer | undefined;
+      try {
+        [message] = await this.socket.receive();
+      } catch (error) {
+        // EAGAIN: nothing within SUBSCRIPTION_READ_MS. Anything else: the socket was closed.
+        if (this.closed || (error as { code?: string }).code !== 'EAGAIN') return;
+        if (this.waiters.size === 0) {
+          await new Promise<void>((resolve) => {
+            this.wake = resolve;
+            setTimeout(resolve, IDLE_PAUSE_MS).unref();
+          });
+          this.wake = null;
+        }
+        continue;
       }
-    } catch {
-      // The socket was closed: nothing more to watch.
+      if (message === undefined || message.length === 0) continue;
+      const prefix = message.toString('utf8', 1);
+      const count = this.subscriptions.get(prefix) ?? 0;
+      if (message[0] === 1) this.subscriptions.set(prefix, count + 1);
+      else if (count <= 1) this.subscriptions.delete(prefix);
+      else this.subscriptions.set(prefix, count - 1);
+      for (const waiter of this.waiters) waiter();
     }
   }
 }

@@ -11,6 +11,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { SignJWT } from 'jose';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { Publisher, encodeBody } from '../../src/index.js';
 import { postJson, startGatewayProcess, startMpcProcess, waitHttpReady, type GatewayProcess, type MpcProcess } from '../helpers/processes.js';
@@ -128,5 +129,47 @@ describe('a real browser (chromium)', () => {
     assert.deepEqual(online, { card_id: 'webcard', online: true, connections: 1 });
     assert.deepEqual(pageErrors, []);
     await page.close();
+  });
+
+  test('with authentication on, the demo page asks for ?token= instead of connecting without one; refused, its client backs off', async () => {
+    const secret = 'the-demo-page-secret-of-32-chars!!';
+    const secured = await startGatewayProcess(mpc.gatewayPort, ['--auth-secret', secret]);
+    const pages: Page[] = [];
+    try {
+      const stateIs = async (page: Page, pattern: RegExp) => {
+        await page.waitForFunction((source) => new RegExp(source).test((globalThis as unknown as PageGlobals).document.getElementById('state')?.textContent ?? ''), pattern.source, { timeout: 15_000 });
+      };
+      const base = `http://127.0.0.1:${secured.port}/`;
+      const noToken = await openPage();
+      pages.push(noToken);
+      await noToken.goto(base);
+      await stateIs(noToken, /^this gateway requires a token \(authentication is on\): open this page with \?token=<JWT>$/);
+      const stats = (await (await secured.admin('/stats')).json()) as { totals: Record<string, number> };
+      assert.equal(stats.totals.authFailures, 0, 'without a token the page does not even try');
+
+      // A bad token: the served client is refused (1006 in a browser) and backs off instead of looping.
+      const badToken = await openPage();
+      pages.push(badToken);
+      await badToken.goto(`${base}?token=not-a-jwt`);
+      await secured.admin('/stats'); // the page is loading; count its refusals over the next 3 s
+      await new Promise((resolve) => setTimeout(resolve, 3000));
+      const refused = ((await (await secured.admin('/stats')).json()) as { totals: Record<string, number> }).totals.authFailures!;
+      assert.ok(refused >= 1 && refused <= 6, `refused attempts in 3 s: ${refused} (backoff, not a tight loop)`);
+      await stateIs(badToken, /^(connecting|disconnected)$/);
+
+      const token = await new SignJWT({ topics: ['secure'] }).setProtectedHeader({ alg: 'HS256' }).setSubject('viewer').setExpirationTime('10m')
+        .sign(new TextEncoder().encode(secret));
+      const withToken = await openPage();
+      pages.push(withToken);
+      await withToken.goto(`${base}?token=${token}&topic=secure:room`);
+      await stateIs(withToken, /^connected$/);
+      await publisher.ready({ topic: 'secure', timeoutMs: 15_000 });
+      await publisher.send('secure:room', 'for token holders');
+      await withToken.waitForFunction(() => (globalThis as unknown as PageGlobals).document.querySelectorAll('li.message').length >= 1, undefined, { timeout: 15_000 });
+      assert.deepEqual(await withToken.$$eval('li.message .data', (items) => items.map((li) => li.textContent ?? '')), [JSON.stringify('for token holders')]);
+    } finally {
+      for (const page of pages) await page.close();
+      await secured.stop();
+    }
   });
 });

@@ -2,11 +2,15 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startCli, startMpcProcess } from '../helpers/processes.js';
 
 const cli = (name: string) => fileURLToPath(new URL(`../../src/cli/${name}.js`, import.meta.url));
-const run = (name: string, args: string[]) => spawnSync(process.execPath, [cli(name), ...args], { encoding: 'utf8', timeout: 20_000 });
+const run = (name: string, args: string[], env: NodeJS.ProcessEnv = {}) =>
+  spawnSync(process.execPath, [cli(name), ...args], { encoding: 'utf8', timeout: 20_000, env: { ...process.env, ...env } });
 
 describe('CLIs', () => {
   test('bad flags and values exit 2 with a clear message', () => {
@@ -28,6 +32,44 @@ describe('CLIs', () => {
       assert.match(result.stderr, message);
       assert.doesNotMatch(result.stderr, /\n\s+at /, 'no stack trace');
     }
+  });
+
+  test('bad values from the environment or the config file exit 2 naming the variable or the file key', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tormq-cli-'));
+    try {
+      const config = join(dir, 'gateway.toml');
+      writeFileSync(config, '# a gateway\nworkers = 0\n');
+      const cases: Array<[string, string[], NodeJS.ProcessEnv, RegExp]> = [
+        ['gateway', [], { TORMQ_MAX_CONNECTIONS: '-5' }, /^tormq-gateway: TORMQ_MAX_CONNECTIONS must be a non-negative integer \(0 = unlimited\), got -5$/m],
+        ['gateway', ['--config', config], {}, /^tormq-gateway: workers in .*gateway\.toml must be an integer from 1 to 256, got 0$/m],
+        ['mpc', [], { TORMQ_SUB_PORT: 'abc' }, /^tormq-mpc: TORMQ_SUB_PORT must be an integer from 0 to 65535, got "abc"$/m],
+        ['gateway', ['--tls-cert', config], {}, /^tormq-gateway: --tls-key must be a PEM private key file \(given with --tls-cert\)/m],
+        ['gateway', ['--tls-cert', config, '--tls-key', config], {}, /^tormq-gateway: --tls-cert must be a readable PEM certificate matching --tls-key/m],
+        // HTTP publishing open to the network without a token is refused unless asked for.
+        ['mpc', ['--host', '0.0.0.0', '--http', '8080'], {}, /^tormq-mpc: --http-token must be set when --http listens on a non-loopback address \(--host 0\.0\.0\.0\): .* or give --http-insecure to allow that$/m],
+        ['mpc', ['--http', '8080'], { TORMQ_HTTP_HOST: '0.0.0.0' }, /^tormq-mpc: --http-token must be set when --http listens on a non-loopback address \(TORMQ_HTTP_HOST 0\.0\.0\.0\)/m],
+      ];
+      for (const [name, args, env, message] of cases) {
+        const result = run(name, args, env);
+        assert.equal(result.status, 2, `${name} ${args.join(' ')} ${JSON.stringify(env)}: ${result.stderr}`);
+        assert.match(result.stderr, message);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('--print-config shows the effective configuration and where each value came from, secrets redacted', () => {
+    const result = run('mpc', ['--print-config', '--host', '0.0.0.0', '--http', '8080', '-s', '6000'], { TORMQ_HTTP_TOKEN: 'very-secret-token', TORMQ_HWM: '5000' });
+    assert.equal(result.status, 0, result.stderr);
+    assert.match(result.stdout, /^sub-port = 6000 {2}# -s$/m);
+    assert.match(result.stdout, /^hwm = 5000 {2}# TORMQ_HWM$/m);
+    assert.match(result.stdout, /^http-token = "<redacted>" {2}# TORMQ_HTTP_TOKEN$/m);
+    assert.doesNotMatch(result.stdout, /very-secret-token/);
+    // --http-insecure is the explicit way to publish without a token on a public address.
+    const insecure = run('mpc', ['--print-config', '--host', '0.0.0.0', '--http', '8080', '--http-insecure']);
+    assert.equal(insecure.status, 0, insecure.stderr);
+    assert.match(insecure.stdout, /^http-insecure = true {2}# --http-insecure$/m);
   });
 
   test('--help prints usage and exits 0', () => {
@@ -58,6 +100,30 @@ describe('CLIs', () => {
     const mpc = startCli('mpc', ['-s', '0', '-p', '0']);
     await mpc.waitForLog((l) => l.msg === 'mpc ready');
     assert.equal(await mpc.stop('SIGTERM'), 0);
+  });
+
+  test('Ctrl-C on the demo (SIGINT to the whole process group, as a terminal sends it) drains cleanly', async () => {
+    // Its own process group, so the group signal below reaches the demo and whatever shares its group.
+    const child = spawn(process.execPath, [cli('demo'), '--port', '0', '--admin-port', '0', '--mpc-ports', '0,0', '--workers', '1'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
+    let out = '';
+    const running = new Promise<void>((resolve) => {
+      const onData = (d: Buffer) => {
+        out += d;
+        if (out.includes('[demo client] received')) resolve();
+      };
+      child.stdout.on('data', onData);
+      child.stderr.on('data', (d) => (out += d));
+    });
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    await running;
+    process.kill(-child.pid!, 'SIGINT');
+    assert.equal(await exited, 0, out);
+    assert.doesNotMatch(out, /exiting without draining/);
+    assert.match(out, /\[gateway\] .*"msg":"stopped"/);
+    assert.match(out, /\[mpc\] .*"msg":"stopping"/);
   });
 
   test('the npm start demo runs MPC, gateway, publisher and client, and stops by itself', async () => {

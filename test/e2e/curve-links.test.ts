@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ErrorCodes, Publisher, encodeBody, generateCurveKeyPair, type CurveKeyPair, type PublisherOptions } from '../../src/index.js';
-import { startCli, startGatewayProcess, startMpcProcess, type GatewayProcess, type MpcProcess } from '../helpers/processes.js';
+import { postJson, startCli, startGatewayProcess, startMpcProcess, waitHttpReady, type GatewayProcess, type MpcProcess } from '../helpers/processes.js';
 import { TestClient } from '../helpers/ws-client.js';
 
 const KEYS_CLI = fileURLToPath(new URL('../../src/cli/keys.js', import.meta.url));
@@ -114,5 +114,35 @@ describe('security: CURVE between publishers, MPC and gateway', () => {
     assert.equal(await gatewayBad.exited, 2);
     assert.match(gatewayBad.stderr.join('\n'), /--curve-server-key must be/);
     assert.throws(() => new Publisher('127.0.0.1', 5559, { curve: { serverKey: 'x', publicKey: 'y', secretKey: 'z' } }), /options\.curve must be/);
+  });
+});
+
+describe('HTTP publishing into a CURVE MPC', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tormq-curve-http-'));
+  const mpcKeys = generateCurveKeyPair();
+  const gatewayKeys = generateCurveKeyPair();
+  let mpc: MpcProcess | undefined;
+  let gateway: GatewayProcess | undefined;
+  let client: TestClient | undefined;
+
+  after(async () => {
+    await client?.close();
+    await gateway?.stop();
+    await mpc?.stop();
+  });
+
+  test('the ingress publishes with the MPC\'s own key pair, admitted by a publisher allowlist that does not name it', async () => {
+    writeFileSync(join(dir, 'mpc.json'), JSON.stringify(mpcKeys));
+    writeFileSync(join(dir, 'gateway.json'), JSON.stringify(gatewayKeys));
+    writeFileSync(join(dir, 'publishers.txt'), `${generateCurveKeyPair().publicKey}\n`);
+    mpc = await startMpcProcess(['-s', '0', '-p', '0', '--curve-key-file', join(dir, 'mpc.json'), '--curve-allow-publishers', join(dir, 'publishers.txt'), '--http', '0']);
+    gateway = await startGatewayProcess(mpc.gatewayPort, ['--curve-server-key', mpcKeys.publicKey, '--curve-key-file', join(dir, 'gateway.json')]);
+    client = await TestClient.connect(gateway.url);
+    await client.subscribe('web');
+    // Before, the ingress's publisher connected without CURVE and was refused: /ready never turned 200.
+    await waitHttpReady(mpc, 'web');
+    assert.deepEqual(await postJson(mpc, '/publish', { topic: 'web', data: 'through CURVE' }), { status: 202, body: { accepted: 1 } });
+    assert.equal(await client.waitFor((m) => m.includes('through CURVE')), encodeBody('web', 'through CURVE'));
+    assert.equal(mpc.logs.some((l) => l.role === 'publisher' && /refused|hung up/.test(String(l.msg))), false, 'the MPC refused no publisher');
   });
 });

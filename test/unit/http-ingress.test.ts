@@ -104,6 +104,11 @@ test('startHttpIngress validates each option', async () => {
     [{ colour: 'blue' }, TypeError, 'options.colour is not an HTTP ingress option'],
     [{ maxBodyBytes: 0 }, RangeError, 'options.maxBodyBytes must be a positive integer, got 0'],
     [{ maxMessagesPerRequest: 1.5 }, RangeError, 'options.maxMessagesPerRequest must be a positive integer, got 1.5'],
+    // Publishing open to the network needs a token, or an explicit insecure: true.
+    [{ host: '0.0.0.0' }, TypeError, 'options.token must be set when options.host is 0.0.0.0 (not loopback): anyone who reaches the port could publish; or set options.insecure'],
+    [{ host: '::' }, TypeError, 'options.token must be set when options.host is :: (not loopback): anyone who reaches the port could publish; or set options.insecure'],
+    [{ tlsCert: '/nonexistent.pem' }, TypeError, 'options.tlsKey must be a PEM private key file (given with options.tlsCert), got ""'],
+    [{ tlsCert: '/nonexistent.pem', tlsKey: '/nonexistent.key' }, TypeError, 'options.tlsCert must be a readable PEM certificate matching options.tlsKey (cannot read /nonexistent.pem: ENOENT: no such file or directory, open \'/nonexistent.pem\'), got "/nonexistent.pem"'],
   ];
   for (const [override, type, message] of cases) {
     await assert.rejects(startHttpIngress({ ...base, ...override } as never), (error: Error) => error instanceof type && error.message === message);

@@ -15,6 +15,8 @@ import type { Registry } from 'prom-client';
 import { ErrorCodes, TormqError } from '../../errors.js';
 import { listenOrFail } from '../../listen.js';
 import { createLogger, type Logger } from '../../log.js';
+import { listenAddresses, loopbackHint, urlOf } from '../../loopback.js';
+import { describeCertificate, readTlsFiles } from '../../tls-files.js';
 import { validateGatewayConfig, type GatewayConfig, type GatewayOptions } from '../shared/config.js';
 import { WORKER_COUNTERS, WorkerStat } from '../shared/counters.js';
 import { curveKeysOf } from '../shared/security-options.js';
@@ -23,6 +25,7 @@ import { socketBudget, type SocketBudget } from './descriptors.js';
 import { FanOut } from './fan-out.js';
 import { HistoryClient } from './history-client.js';
 import { PositionCheck } from './position-check.js';
+import { LinkMonitor } from './link-monitor.js';
 import { createMetrics } from './metrics.js';
 import { answerOnline } from './online.js';
 import { Routing } from './routing.js';
@@ -35,6 +38,7 @@ export class Gateway {
   readonly log: Logger;
   readonly fanOut: FanOut;
   readonly upstream: Upstream;
+  private readonly linkMonitor: LinkMonitor;
   readonly routing: Routing;
   readonly history: HistoryClient;
   readonly positionCheck: PositionCheck;
@@ -50,14 +54,16 @@ export class Gateway {
   private constructor(config: GatewayConfig) {
     this.config = config;
     this.log = createLogger('tormq-gateway', config.logLevel);
-    this.upstream = new Upstream(config.mpc, this.log, curveKeysOf(config), config.upstreamHighWaterMark);
+    const curve = curveKeysOf(config);
+    this.linkMonitor = new LinkMonitor(config.mpc.map((e) => `tcp://${e}`), this.log, { curve: curve !== null, warnAfterMs: config.mpcWarnMs });
+    this.upstream = new Upstream(config.mpc, this.log, curve, config.upstreamHighWaterMark, (event) => this.linkMonitor.observe(event));
     this.routing = new Routing(this.upstream);
     this.history = new HistoryClient(this.upstream);
     this.fanOut = new FanOut(config, this.routing, this.history, (topic) => this.upstream.confirmed(topic), this.log);
     this.positionCheck = new PositionCheck(this.routing, this.upstream, this.fanOut, config.positionCheckMs);
     this.fanOut.positionReplies = (header) => this.positionCheck.reply(header);
     this.routing.requestBaseline = (topic) => this.positionCheck.baseline(topic);
-    this.pool = new WorkerPool(config, this.log, this.routing, this.history);
+    this.pool = new WorkerPool(config, this.log, this.routing, this.history, config.tlsCert === '' ? null : readTlsFiles(config.tlsCert, config.tlsKey));
     this.stallWatch = new StallWatch(this.pool.slots, config.workerStallMs, this.log);
     this.routing.sizeChanged = (size) => (this.pool.socketCounts.routedTopics = size);
     this.metrics = createMetrics(this.pool, this.fanOut, this.upstream, this.routing, this.history);
@@ -93,6 +99,29 @@ export class Gateway {
       ok: mpcUp && this.pool.allUp() && stalledWorkers.length === 0 && this.stopping === null,
       detail: { mpc: this.upstream.links(), workersUp, workers: this.pool.slots.length, stalledWorkers, draining: this.stopping !== null },
     };
+  }
+
+  /**
+   * Re-reads `tlsCert`/`tlsKey` and hands them to every worker (SIGHUP): new handshakes get the new
+   * certificate, open connections keep theirs. A file that is unreadable or not a matching pair is
+   * logged and changes nothing. Resolves true when the new certificate is in use.
+   */
+  async reloadTls(): Promise<boolean> {
+    const { tlsCert, tlsKey } = this.config;
+    if (tlsCert === '') {
+      this.log.info('TLS reload requested, but this gateway serves plain ws:// (no --tls-cert)');
+      return false;
+    }
+    let material;
+    try {
+      material = readTlsFiles(tlsCert, tlsKey);
+    } catch (error) {
+      this.log.error({ err: (error as Error).message }, 'TLS reload failed; still serving the previous certificate');
+      return false;
+    }
+    const workers = await this.pool.reloadTls(material);
+    this.log.info({ ...describeCertificate(material), workers }, 'TLS certificate reloaded');
+    return true;
   }
 
   /** The `/stats` JSON: every per-worker counter (counters.ts), with gateway-wide sums in `totals`. */
@@ -165,6 +194,7 @@ export class Gateway {
       this.stallWatch.stop();
       await this.pool.drain(drainMs);
       this.positionCheck.stop();
+      this.linkMonitor.stop();
       this.upstream.close();
       await new Promise<void>((resolve) => (this.admin ? this.admin.close(() => resolve()) : resolve()));
       this.log.info('stopped');
@@ -178,6 +208,7 @@ export class Gateway {
     if (config.port !== 0) await assertPortFree(config.host, config.port, 'WebSocket');
     await this.pool.start();
     this.positionCheck.start();
+    this.linkMonitor.start();
     const receiving = this.upstream.start({ frame: (frame) => this.fanOut.ingest(frame), unsubscribed: (root) => this.routing.forget(root) });
     receiving.catch((error: unknown) => {
       this.log.fatal({ err: error }, 'MPC receive loop failed');
@@ -197,8 +228,19 @@ export class Gateway {
     this.socketBudget = socketBudget(config.fdReserve);
     if (this.socketBudget !== null) this.pool.socketCounts.limit = this.socketBudget.limit;
     this.stallWatch.start();
+    const scheme = config.tlsCert === '' ? 'ws' : 'wss';
+    const hint = loopbackHint(config.host, '--host');
     this.log.info(
-      { port: this.port, adminPort: this.adminBoundPort, workers: config.workers, mpc: config.mpc, path: config.path, socketBudget: this.socketBudget },
+      {
+        port: this.port,
+        adminPort: this.adminBoundPort,
+        workers: config.workers,
+        mpc: config.mpc,
+        path: config.path,
+        socketBudget: this.socketBudget,
+        listening: listenAddresses(config.host).map((host) => urlOf(scheme, host, this.port, config.path)),
+        ...(hint === null ? {} : { hint }),
+      },
       'gateway ready',
     );
   }

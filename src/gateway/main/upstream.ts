@@ -12,7 +12,7 @@
  * does not churn subscription traffic through the MPC.
  */
 import { randomBytes } from 'node:crypto';
-import { XSubscriber } from 'zeromq';
+import { XSubscriber, type Event } from 'zeromq';
 import type { Logger } from '../../log.js';
 import { curveClientOptions, type CurveClientKeys } from '../../zmq/curve.js';
 import { encodeRequest, GATEWAY_ID_BYTES, privateSubscription, subtreeSubscription, topicSubscription, type LinkRequest } from '../../zmq/gateway-link.js';
@@ -61,6 +61,8 @@ export class Upstream {
     /** CURVE keys for the MPC link (encrypted, and authenticated by the MPC); null = plain TCP. */
     curve: CurveClientKeys | null = null,
     highWaterMark = 100_000,
+    /** Sees every socket event first (the LinkMonitor, which explains links that stay down). */
+    private readonly onLinkEvent: (event: Event) => void = () => {},
   ) {
     this.socket = new XSubscriber({
       receiveHighWaterMark: highWaterMark,
@@ -71,7 +73,8 @@ export class Upstream {
       ...(curve === null ? {} : curveClientOptions(curve)),
     });
     this.sender = new SerialSender(this.socket);
-    this.upEvent = curve === null ? 'connect' : 'handshake';
+    // Up at the ZMTP handshake, CURVE or not: a plain gateway's TCP connect to a CURVE MPC is not a link.
+    this.upEvent = 'handshake';
     this.endpoints = endpoints.map((e) => `tcp://${e}`);
   }
 
@@ -182,6 +185,7 @@ export class Upstream {
   private async watchLinks(handlers: UpstreamHandlers): Promise<void> {
     try {
       for await (const event of this.socket.events) {
+        this.onLinkEvent(event);
         if (event.type === 'handshake:error:auth' || event.type === 'handshake:error:protocol') {
           // The MPC refused this gateway's CURVE key, or the two sides disagree on the mechanism.
           this.log.error({ mpc: normalise(event.address, this.endpoints), err: event.error?.message }, 'MPC link handshake failed');

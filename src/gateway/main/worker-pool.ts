@@ -7,6 +7,7 @@ import * as Comlink from 'comlink/dist/esm/comlink.mjs';
 import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
 import { ErrorCodes, TormqError } from '../../errors.js';
 import type { Logger } from '../../log.js';
+import type { TlsMaterial } from '../../tls-files.js';
 import type { GatewayConfig } from '../shared/config.js';
 import { WORKER_STATS_LENGTH, WorkerStat } from '../shared/counters.js';
 import { RingWriter, createRingBuffer } from '../shared/ring.js';
@@ -56,6 +57,8 @@ export class WorkerPool {
   readonly socketCounts: SocketCounts;
   /** The bound WebSocket port (known after `start`). */
   port = 0;
+  /** What workers serve wss:// with; a worker started (or restarted) later gets the latest. */
+  private tls: TlsMaterial | null = null;
   private stopping = false;
 
   constructor(
@@ -63,9 +66,21 @@ export class WorkerPool {
     private readonly log: Logger,
     private readonly routing: Routing,
     private readonly history: HistoryClient,
+    tls: TlsMaterial | null = null,
   ) {
+    this.tls = tls;
     this.sharedBuffer = new SharedArrayBuffer(gatewaySharedBytes(config.workers));
     this.socketCounts = new SocketCounts(this.sharedBuffer);
+  }
+
+  /**
+   * Hands a new certificate and key to every running worker (and to workers started from now on).
+   * Resolves with how many workers took it; a worker that is down gets it when it restarts.
+   */
+  async reloadTls(material: TlsMaterial): Promise<number> {
+    this.tls = material;
+    const results = await Promise.allSettled(this.slots.filter((s) => s.up).map((slot) => this.rpc(slot, (control) => control.reloadTls(material))));
+    return results.filter((r) => r.status === 'fulfilled').length;
   }
 
   /** Starts the workers one after another: the first binds the port (maybe 0), the rest join it. */
@@ -165,6 +180,7 @@ export class WorkerPool {
       stats: slot.statsBuffer,
       shared: this.sharedBuffer,
       controlPort: port2,
+      tls: this.tls,
     };
     const worker = new Worker(new URL('../worker/worker.js', import.meta.url), {
       workerData: data,

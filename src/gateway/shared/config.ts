@@ -6,8 +6,9 @@
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { LOG_LEVELS } from '../../log.js';
+import { tlsPairProblem } from '../../tls-files.js';
 import { isCurveKey } from '../../zmq/curve.js';
-import { boolean, defineOptions, int, integerFromText, listOf, nonEmptyString, oneOf, satisfies, type ConfigOf, type InputOf } from '../../options/options.js';
+import { anyString, boolean, defineOptions, int, integerFromText, listOf, nonEmptyString, oneOf, satisfies, type ConfigOf, type InputOf } from '../../options/options.js';
 import { MIN_RING_BYTES, maxBodyFor } from './ring.js';
 import { isOrigin, MIN_AUTH_SECRET_LENGTH, publicKeyProblem } from './security-options.js';
 
@@ -43,8 +44,21 @@ export const GATEWAY_OPTIONS = defineOptions('a gateway', {
     help: 'MPC gateway port(s) to subscribe to; repeat or comma-separate',
     cli: { flag: 'mpc', short: 'r', arg: 'HOST:PORT', repeatable: true },
   },
+  mpcWarnMs: {
+    default: 5000,
+    check: int(0, 3_600_000, 'an integer from 0 (never) to 3600000'),
+    help: 'warn (with the likely cause) when an MPC link is not up this long after start or after it dropped; 0 = never',
+    cli: { flag: 'mpc-warn-ms', arg: 'N' },
+  },
   port: { default: 8000, check: int(0, 65535), help: 'WebSocket port shared by all workers (0 = any free port)', cli: { flag: 'port', short: 'p', arg: 'PORT' } },
   host: { default: '127.0.0.1', check: nonEmptyString, help: 'WebSocket listen address', cli: { flag: 'host', arg: 'ADDR' } },
+  tlsCert: {
+    default: '',
+    check: anyString,
+    help: 'serve wss:// (and https:// for the demo page) with this PEM certificate chain; re-read on SIGHUP',
+    cli: { flag: 'tls-cert', arg: 'FILE' },
+  },
+  tlsKey: { default: '', check: anyString, help: 'the PEM private key of --tls-cert; re-read on SIGHUP', cli: { flag: 'tls-key', arg: 'FILE' } },
   path: {
     default: '/ws',
     check: satisfies<string>('a string starting with "/"', (v) => typeof v === 'string' && v.startsWith('/'), (t) => t),
@@ -223,7 +237,7 @@ export const GATEWAY_OPTIONS = defineOptions('a gateway', {
     check: satisfies<string>(`'' (off) or a string of at least ${MIN_AUTH_SECRET_LENGTH} characters`, (v) => typeof v === 'string' && (v === '' || v.length >= MIN_AUTH_SECRET_LENGTH), (t) => t),
     secret: true,
     help: 'HS256 secret: every connection needs a JWT (prefer --auth-secret-file or TORMQ_AUTH_SECRET)',
-    cli: { flag: 'auth-secret', arg: 'SECRET', env: 'TORMQ_AUTH_SECRET' },
+    cli: { flag: 'auth-secret', arg: 'SECRET' },
     section: SECURITY,
   },
   authPublicKey: {
@@ -269,6 +283,8 @@ export const GATEWAY_OPTIONS = defineOptions('a gateway', {
     section: SECURITY,
   },
 }, (c, fail, name) => {
+  const tls = tlsPairProblem(c.tlsCert, c.tlsKey);
+  if (tls !== null) fail(tls.key === 'cert' ? 'tlsCert' : 'tlsKey', tls.must.replace('the key', name('tlsKey')).replace('the certificate', name('tlsCert')));
   const largestBody = maxBodyFor(c.ringBytes, c.maxTopicLength * 3);
   if (c.maxMessageBytes > largestBody) {
     fail('maxMessageBytes', `a positive integer at most ${largestBody} (half of ${name('ringBytes')}, less a record header and the longest topic)`);

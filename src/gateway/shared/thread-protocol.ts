@@ -5,6 +5,7 @@
  */
 import type { MessagePort } from 'node:worker_threads';
 import type { ErrorRecord } from '../../errors.js';
+import type { TlsMaterial } from '../../tls-files.js';
 import type { GatewayConfig } from './config.js';
 
 export interface WorkerData {
@@ -19,6 +20,8 @@ export interface WorkerData {
   readonly shared: SharedArrayBuffer;
   /** The comlink endpoint for the control RPC (`WorkerControl`). */
   readonly controlPort: MessagePort;
+  /** The certificate and key to serve wss:// with (the files as main last read them), or null for ws://. */
+  readonly tls: TlsMaterial | null;
 }
 
 /**
@@ -66,6 +69,9 @@ export interface WorkerControl {
 
   /** Connections of this worker that a publish on `topic` reaches (gopusher's online query, admin `/online`). */
   reachable(topic: string): number;
+
+  /** Serves new TLS handshakes with this certificate and key (SIGHUP); open connections are untouched. */
+  reloadTls(material: TlsMaterial): void;
 }
 
 /** Indices into the gateway-wide Int32Array shared by all threads; the per-worker socket counts follow (socket-counts.ts). */

@@ -2,11 +2,12 @@
  * The page served at `/` when `demoPage` is on: the tormq client the gateway serves at
  * `/tormq-client.js` subscribes (with recovery) to a topic and shows each message with its stream
  * position, and the connection's state. `?topic=` picks the topic, `?token=` a JWT for gateways with
- * authentication.
+ * authentication: with authentication on (`auth`) and no token, the page says so instead of connecting
+ * (the client's backoff would only be refused, seen in a browser as 1006).
  */
 import { CLIENT_MODULE_PATH } from './client-module.js';
 
-export function demoPage(wsPath: string): string {
+export function demoPage(wsPath: string, options: { auth?: boolean } = {}): string {
   return `<!doctype html>
 <html lang="en">
 <head>
@@ -39,12 +40,13 @@ export function demoPage(wsPath: string): string {
   const params = new URLSearchParams(location.search);
   if (params.get('topic')) topicInput.value = params.get('topic');
   const token = params.get('token');
+  const auth = ${options.auth === true};
 
   const client = new TormqClient((location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + ${JSON.stringify(wsPath)}, {
     getToken: token ? () => token : undefined,
     maxReconnectDelay: 5000,
   });
-  client.on('state', (s) => { state.textContent = s; });
+  client.on('state', (s) => { if (!(auth && !token)) state.textContent = s; });
   client.on('error', (error) => console.warn('tormq:', error.code, error.message));
   globalThis.tormqClient = client;
 
@@ -94,8 +96,12 @@ export function demoPage(wsPath: string): string {
       notice(String(error.message));
     }
   };
-  subscribe(topicInput.value);
-  client.connect();
+  if (auth && !token) {
+    state.textContent = 'this gateway requires a token (authentication is on): open this page with ?token=<JWT>';
+  } else {
+    subscribe(topicInput.value);
+    client.connect();
+  }
 </script>
 </body>
 </html>

@@ -37,6 +37,7 @@ const OPEN = 1;
 /** Frames held while an asynchronous step runs (a bound, not a budget: the steps take milliseconds). */
 const MAX_HELD_FRAMES = 64;
 const MAX_TIMER_MS = 2 ** 31 - 1;
+let nextConnectionId = 1;
 
 /** The streams a subscription to `topic` receives: the topic and each ancestor (`a:b:c` → `a`, `a:b`, `a:b:c`). */
 export function streamsOf(topic: string): string[] {
@@ -47,6 +48,8 @@ export function streamsOf(topic: string): string[] {
 }
 
 export class Session {
+  /** Names the connection in its worker's logs (with the `worker` binding; counts from 1 again in a replaced worker). */
+  readonly id = nextConnectionId++;
   /** Answered the last heartbeat ping. */
   alive = true;
   readonly topics = new Set<string>();
@@ -352,6 +355,8 @@ export class Session {
   /** A refused frame: counted, and answered only when it carries an id (original clients expect nothing but pushes). */
   private reject(error: FrameError): void {
     this.ctx.stats[WorkerStat.badFrames]++;
+    this.ctx.log.debug({ conn: this.id, code: error.code, message: error.message }, 'client frame refused');
+    // Original clients expect nothing but pushes: errors are answered only when asked (an id).
     if (error.id !== undefined) this.answer(this.reserve(), errorFrame(error));
   }
 

@@ -4,6 +4,7 @@
  * thread, which subscribes upstream accordingly.
  */
 import http from 'node:http';
+import https from 'node:https';
 import type { Duplex } from 'node:stream';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parentPort, workerData as rawWorkerData } from 'node:worker_threads';
@@ -98,8 +99,8 @@ let draining = false;
 
 // --- HTTP and upgrades -------------------------------------------------------------------------
 
-const page = config.demoPage ? demoPage(config.path) : '';
-const server = http.createServer((req, res) => {
+const page = config.demoPage ? demoPage(config.path, { auth: config.authSecret !== '' || config.authPublicKey !== '' }) : '';
+const onRequest = (req: http.IncomingMessage, res: http.ServerResponse) => {
   const path = (req.url ?? '/').split('?', 1)[0];
   if (path === config.path) {
     res.writeHead(426, { 'content-type': 'text/plain', upgrade: 'websocket' }).end('WebSocket upgrade required\n');
@@ -110,7 +111,10 @@ const server = http.createServer((req, res) => {
   } else {
     res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
   }
-});
+};
+// With TLS (--tls-cert) the same handlers serve wss:// and https://; the certificate is replaced on
+// SIGHUP (reloadTls) for new handshakes only.
+const server: http.Server = workerData.tls === null ? http.createServer(onRequest) : https.createServer({ ...workerData.tls }, onRequest);
 
 // Every socket from accept: its one error listener, the socket budget, the handshake deadline.
 const admission = new Admission({ counts: socketCounts, worker: index, stats, handshakeTimeoutMs: config.handshakeTimeoutMs, log });
@@ -205,7 +209,7 @@ function onConnection(ws: WebSocket, grants: Grants | null): void {
     // ws closes the connection itself (1009 for oversized frames, 1002 for protocol errors).
     if (error.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') stats[WorkerStat.oversizeCloses]++;
     else stats[WorkerStat.badFrames]++;
-    log.debug({ err: error.message, code: error.code }, 'client protocol error');
+    log.debug({ conn: session.id, err: error.message, code: error.code }, 'client protocol error');
   });
   ws.on('close', () => {
     session.dispose();
@@ -268,6 +272,11 @@ const control: WorkerControl = {
   },
   // Counted by the same walk delivery does, each connection once (a control-plane query, off the ring).
   reachable: (topic: string) => ctx.trie.forEachRecipient(topic, ignore),
+  reloadTls(material) {
+    if (!(server instanceof https.Server)) throw new TormqError(ErrorCodes.TLS_NOT_ENABLED, 'this gateway serves plain ws:// (no --tls-cert)');
+    server.setSecureContext({ ...material });
+    log.info('TLS certificate reloaded');
+  },
 };
 function ignore(): void {}
 Comlink.expose(control, nodeEndpoint(workerData.controlPort as unknown as Parameters<typeof nodeEndpoint>[0]));
