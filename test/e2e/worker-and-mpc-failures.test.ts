@@ -141,7 +141,12 @@ describe('hardening: a worker that cannot keep up', () => {
     for (let sent = 0; sent < count; ) {
       // 8 x 4 KiB in flight fits the healthy worker's 64 KiB ring however slowly it drains.
       for (let k = 0; k < 8 && sent < count; k++, sent++) await publisher.send('ring', { n: sent, pad });
-      await fast.waitForCount(fastFrom + sent); // flow control on the healthy worker only
+      // Flow control on the healthy worker only; on a timeout, say what the gateway saw.
+      await fast.waitForCount(fastFrom + sent).catch(async (error: Error) => {
+        const upstream = (await gateway.stats()).upstream;
+        const warnings = gateway.logs.filter((l) => (l.level as number) >= 40).slice(-5);
+        throw new Error(`${error.message}; upstream ${JSON.stringify(upstream)}; warnings ${JSON.stringify(warnings)}`);
+      });
     }
     // The healthy worker can deliver the last message before main has written it to the stalled ring
     // (they are other threads): read once the counts agree.
@@ -167,6 +172,9 @@ describe('hardening: a worker that cannot keep up', () => {
 
     // Released, the worker drains what its ring held and takes new messages again.
     assert.equal((await hook(gateway, 0, 'release')).status, 200);
+    // Its ring is still full the moment it is released: a message published before it has drained would
+    // be dropped for it like the others (seen under load). Wait for the drain, then check it takes new ones.
+    await until('the released worker drained its ring', async () => (await gateway.stats()).workers[0]!.ringUsedBytes === 0);
     await roundTrip(publisher, stalled, 'ring', 'caught up');
     const stalledBodies = stalled.bodies().filter((b) => b.includes('"pad"'));
     assert.equal(stalledBodies.length + w0!.ringDrops, count, 'every message either delivered or counted as a ring drop');

@@ -209,7 +209,11 @@ export class Gateway {
     await this.pool.start();
     this.positionCheck.start();
     this.linkMonitor.start();
-    const receiving = this.upstream.start({ frame: (frame) => this.fanOut.ingest(frame), unsubscribed: (root) => this.routing.forget(root) });
+    const receiving = this.upstream.start({
+      frame: (frame) => this.fanOut.ingest(frame),
+      unsubscribed: (root) => this.routing.forget(root),
+      linkReconnected: () => this.routing.unconfirmAll(),
+    });
     receiving.catch((error: unknown) => {
       this.log.fatal({ err: error }, 'MPC receive loop failed');
       process.exitCode = 1;

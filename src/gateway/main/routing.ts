@@ -127,19 +127,24 @@ export class Routing {
     if (root === undefined) return;
     const was = root.confirmed;
     root[key] = true;
-    if (was && key === 'subtree') {
-      // Confirmed again: the link came back (ZeroMQ re-sends subscriptions on reconnect), perhaps to a
-      // restarted MPC whose streams have new epochs. The root's own stream learns it from the POSITION
-      // that confirms its exact key; the topics below it have no such frame, so they ask (and their
-      // answers, checked against what they hold, report a new epoch or lost messages as gaps).
-      for (const route of root.routes) if (route.topic !== rootName && route.baseline) this.requestBaseline(route.topic);
-      return;
-    }
     if (was || !root.confirmed) return;
     for (const route of root.routes) {
       // The root's own position came with its confirmation; every other route asks for its own.
       if (!route.baseline) this.requestBaseline(route.topic);
       this.settle(route);
+    }
+  }
+
+  /**
+   * A link to an MPC came back, perhaps to a restarted one: every root waits for its confirmations
+   * again and every route for its baseline, so no mark (no ack) goes out with a position from before.
+   * A stream whose epoch changed then reports a gap, one with messages missing starts a repair.
+   */
+  unconfirmAll(): void {
+    for (const root of this.roots.values()) {
+      root.exact = false;
+      root.subtree = false;
+      for (const route of root.routes) route.baseline = false;
     }
   }
 

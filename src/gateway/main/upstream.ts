@@ -31,6 +31,11 @@ export interface UpstreamHandlers {
   linkDown?(endpoint: string): void;
   /** The unsubscription of `root` went out (it stayed unwanted for the delay). */
   unsubscribed?(root: string): void;
+  /**
+   * The link to `endpoint` is up again after it was down: perhaps to a restarted MPC, whose streams have
+   * new epochs. ZeroMQ sends every subscription again; their confirmations say where the streams are.
+   */
+  linkReconnected?(endpoint: string): void;
 }
 
 export class Upstream {
@@ -42,6 +47,8 @@ export class Upstream {
   private readonly socket: XSubscriber;
   private readonly sender: SerialSender;
   private readonly connected = new Set<string>();
+  /** Endpoints whose link has been up at least once (a later up is a reconnect). */
+  private readonly everUp = new Set<string>();
   /** Keys subscribed (a root, and the root + ':'), and how many times: the XSUB counts them, as many unsubscribes end one. */
   private readonly subscriptions = new Map<string, number>();
   /** Unconfirmed keys, oldest send first. */
@@ -195,6 +202,16 @@ export class Upstream {
           // ZeroMQ sends every subscription again on connect: the confirmation clock starts now.
           const now = Date.now();
           for (const topic of this.awaiting.keys()) this.awaiting.set(topic, now);
+          if (this.everUp.has(endpoint)) {
+            // Every key waits for its confirmation again (sent again if it does not come: the
+            // confirmations may have been read before this event).
+            for (const key of this.subscriptions.keys()) {
+              this.awaiting.delete(key);
+              this.awaiting.set(key, now);
+            }
+            handlers.linkReconnected?.(endpoint);
+          }
+          this.everUp.add(endpoint);
           this.log.info({ mpc: endpoint }, 'MPC link up');
         } else if (event.type === 'disconnect') {
           const endpoint = normalise(event.address, this.endpoints);
