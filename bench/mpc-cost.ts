@@ -45,7 +45,7 @@ interface Row {
 
 async function run(target: 'tormq-mpc' | 'plain proxy', rate: number): Promise<Row> {
   const server: Server = target === 'tormq-mpc'
-    ? startPinned(target, pinned ? 0 : null, CLI.mpc, ['-s', '0', '-p', '0', '--admin-port', '0', '--log-level', 'info'])
+    ? startPinned(target, pinned ? 0 : null, CLI.mpc, ['-s', '0', '-p', '0', '--admin-port', '0', '--log-level', 'info'], process.env.MPC_PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.MPC_PROFILE_DIR}`] : [])
     : startPinned(target, pinned ? 0 : null, PLAIN_PROXY, []);
   try {
     const ready = await server.waitForLog((l) => l.msg === 'mpc ready');
