@@ -1077,7 +1077,16 @@ export class TormqClient extends Emitter<ClientEvents> {
     }, this.options.connectTimeout);
     ws.onopen = () => this.opened(connection);
     ws.onmessage = (event) => this.received(connection, event.data);
-    ws.onerror = () => {}; // always followed by close
+    ws.onerror = () => {
+      // Before open, an error is a failed attempt. Usually a close follows it, but not always: Node 22's
+      // global WebSocket (undici) reports a server that does not speak HTTP with an error and then stays
+      // CONNECTING. So if no close has come by the next turn, the attempt is lost here. After open,
+      // errors are followed by a close (and a silent connection by the liveness pings).
+      if (connection.opened) return;
+      setTimeout(() => {
+        if (this.connection === connection && !connection.opened) this.lost(connection, 1006, 'connection error before open');
+      }, 0);
+    };
     ws.onclose = (event) => {
       if (this.connection !== connection) return;
       this.lost(connection, typeof event?.code === 'number' ? event.code : 1006, typeof event?.reason === 'string' ? event.reason : '');

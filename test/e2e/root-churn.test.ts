@@ -102,7 +102,7 @@ describe('hostile input: root churn within the rate limit (issue 10, item 3)', (
     assert.deepEqual(ns, Array.from({ length: bystanderSent }, (_, i) => i + 1), 'the bystander received every message once, in order');
 
     // The churn was real and visible, and goes away: roots released upstream a moment after their last subscriber.
-    assert.ok((replies.get('ack') ?? 0) >= ATTACKERS * 10, `attackers' subscribes acked: ${JSON.stringify([...replies])}`);
+    assert.ok((replies.get('ack') ?? 0) >= ATTACKERS * 2, `attackers' subscribes acked: ${JSON.stringify([...replies])}`);
     assert.ok(maxRoots > LEGIT_ROOTS + 256, `tormq_upstream_roots showed the churn (max ${maxRoots})`);
     let rootsNow = Infinity;
     const deadline = Date.now() + 15_000;
