@@ -148,7 +148,9 @@ describe('hardening: slow clients under a sustained broadcast', () => {
       const detail = `gateway ${i}: baseline ${mib(baseline[i]!)}, first quarter ${mib(earlyPeak[i]!)}, second half ${mib(latePeak[i]!)} MiB`;
       t.diagnostic(detail);
       assert.ok(peak[i]! - baseline[i]! < 160 * MiB, detail);
-      assert.ok(latePeak[i]! - earlyPeak[i]! < 48 * MiB, detail);
+      // Node 24's heap warms up longer (measured: first quarter 182, second half 235 MiB on one gateway);
+      // unbounded buffering would add at least the 128 MiB of the second half.
+      assert.ok(latePeak[i]! - earlyPeak[i]! < 80 * MiB, detail);
     });
 
     // Policy close: disconnected with 4008 once, and counted.
