@@ -165,6 +165,42 @@ describe('FanOut and Routing', () => {
     assert.deepEqual(messages(0), ['p#1', 'p#2', 'p#3']);
   });
 
+  test('a repair does not wait long for a worker whose ring stays full: the others get the stream, it gets what fits or a GAP', async () => {
+    const { routing, slots, confirm, message, read, fetches, fanOut } = setup(MIN_RING_BYTES);
+    routing.add('q', slots[0]!.slot, 1);
+    routing.add('q', slots[1]!.slot, 1);
+    confirm('q', 0);
+    read(0);
+    read(1);
+    const big = 'x'.repeat(900); // under maxMessageBytes (1000)
+    for (let o = 1; o <= 4; o++) message('q', o, big); // worker 0 never reads from here on: its ring fills
+    message('q', 7, 'after the hole');
+    read(1);
+    assert.deepEqual(fetches.map((f) => [f.topic, f.after, f.limit]), [['q', 4, 2]]);
+    fetches[0]!.resolve({ status: 'ok', epoch: 'EpochOne', top: 7, from: 5, bodies: [Buffer.from('x'.repeat(900)), Buffer.from('q#6')], more: false });
+    const started = Date.now();
+    const offsets: number[] = [];
+    while (!offsets.includes(7) && Date.now() - started < 5000) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      offsets.push(...read(1).filter((r) => r.kind === RecordKind.MESSAGE).map((r) => r.offset));
+    }
+    // Worker 1 got the repaired messages and the held one, in order, within the patience (1 s), not
+    // after the 5 s a whole-repair give-up used to take, during which it got nothing of the topic.
+    assert.deepEqual(offsets, [5, 6, 7]);
+    assert.ok(Date.now() - started < 3000, `took ${Date.now() - started} ms`);
+    assert.equal(fanOut.repairedGaps, 1);
+    assert.equal(slots[1]!.slot.stats[WorkerStat.ringDrops], 0);
+    // Worker 0 has every offset 1..7 it can read, or is owed a GAP for what did not fit (counted).
+    message('q', 8, 'later');
+    const records = read(0);
+    const got = records.filter((r) => r.kind === RecordKind.MESSAGE).map((r) => r.offset);
+    const missing = [1, 2, 3, 4, 5, 6, 7].filter((o) => !got.includes(o));
+    if (missing.length > 0) {
+      assert.ok(records.some((r) => r.kind === RecordKind.GAP && r.topic === 'q'), `worker 0 missing ${missing} without a GAP`);
+      assert.ok(slots[0]!.slot.stats[WorkerStat.ringDrops]! >= missing.length);
+    }
+  });
+
   test('a full ring drops for that worker only, counted, and owes it a GAP record written as soon as there is room', () => {
     const { routing, slots, confirm, message, read } = setup(MIN_RING_BYTES);
     routing.add('f', slots[0]!.slot, 1);

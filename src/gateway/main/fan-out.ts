@@ -31,7 +31,13 @@ const MAX_HELD_FRAMES = 10_000;
 const MAX_HELD_BYTES = 64 * 1024 * 1024;
 /** A repair waiting for ring room tries again this often, and gives up after this long without progress. */
 const REPAIR_PACE_MS = 2;
-const REPAIR_STALL_MS = 5000;
+/**
+ * How long a repair waits for room in a worker's ring before it goes on without that worker (whose
+ * copies then drop, counted, with a gap owed to its tormq.v2 clients): one stalled worker must not
+ * hold a stream back for the others. It used to give the whole repair up after 5 s, delaying every
+ * worker's messages of the topic meanwhile.
+ */
+const REPAIR_PATIENCE_MS = 1000;
 const EMPTY = Buffer.alloc(0);
 
 export interface FanOutLimits {
@@ -202,8 +208,8 @@ export class FanOut {
 
   /**
    * Delivers a page of history into the rings, never past half a ring: a repair is not worth ring
-   * drops (live traffic needs the other half), so it waits for the workers to read instead. A worker
-   * that reads nothing for REPAIR_STALL_MS makes the repair give up (a gap) rather than hold the stream.
+   * drops (live traffic needs the other half), so it waits for the workers to read instead — for
+   * REPAIR_PATIENCE_MS at most; then it goes on, and a worker still without room drops its copies.
    */
   private repairDeliver(route: TopicRoute, repair: Repair, page: HistoryResult, start: number, lastProgress: number): void {
     if (route.repair !== repair) return;
@@ -212,11 +218,7 @@ export class FanOut {
     let i = start;
     for (; i < page.bodies.length && route.offset < repair.until; i++) {
       const body = page.bodies[i]!;
-      if (!this.roomFor(route, body.length + topic.length + 64)) {
-        if (Date.now() - lastProgress > REPAIR_STALL_MS) {
-          this.repairFailed(route, repair, 'stalled');
-          return;
-        }
+      if (!this.roomFor(route, body.length + topic.length + 64) && Date.now() - lastProgress <= REPAIR_PATIENCE_MS) {
         const next = i;
         setTimeout(() => this.repairDeliver(route, repair, page, next, next > start ? Date.now() : lastProgress), REPAIR_PACE_MS).unref();
         return;
