@@ -41,7 +41,7 @@ const USAGE = `Usage: npm run bench -- [options]
                           sudo apt-get install -y nats-server (or NATS_SERVER=/path/to/nats-server)
   --no-micro / --no-load  skip a part
   --no-pin                do not pin with taskset
-  --profile DIR           write V8 CPU profiles of the gateway (all threads) into DIR
+  --profile DIR           write V8 CPU profiles of the gateway (all threads) and the MPC into DIR
   --update-results        also overwrite the committed bench/results/latest.json (the README's figures);
                           without it only bench/results/RUN-TIMESTAMP.json is written (git-ignored)
   -h, --help

@@ -180,8 +180,8 @@ export async function startNats(core: number | null, path: string): Promise<{ se
   return { server, port, url: `ws://127.0.0.1:${wsPort}` };
 }
 
-export async function startMpc(core: number | null): Promise<{ server: Server; publisherPort: number; gatewayPort: number }> {
-  const server = startPinned('tormq-mpc', core, CLI.mpc, ['-s', '0', '-p', '0', '--log-level', 'info']);
+export async function startMpc(core: number | null, nodeFlags: string[] = []): Promise<{ server: Server; publisherPort: number; gatewayPort: number }> {
+  const server = startPinned('tormq-mpc', core, CLI.mpc, ['-s', '0', '-p', '0', '--log-level', 'info'], nodeFlags);
   const ready = await server.waitForLog((l) => l.msg === 'mpc ready');
   return { server, publisherPort: ready.publisherPort as number, gatewayPort: ready.gatewayPort as number };
 }

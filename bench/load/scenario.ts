@@ -112,7 +112,7 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export async function runScenario(cfg: ScenarioConfig, pool: Piscina): Promise<ScenarioResult> {
   const notes: string[] = [];
-  const mpc = cfg.target === 'nats' ? null : await startMpc(cfg.serverCore);
+  const mpc = cfg.target === 'nats' ? null : await startMpc(cfg.serverCore, cfg.profileDir ? ['--cpu-prof', '--cpu-prof-dir', cfg.profileDir, '--cpu-prof-name', `mpc-${Date.now()}.cpuprofile`] : []);
   let server: Server;
   let stats: (() => Promise<Record<string, unknown>>) | null = null;
   let url: string;
