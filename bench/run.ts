@@ -34,6 +34,9 @@ const USAGE = `Usage: npm run bench -- [options]
   --variant NAME=FLAGS    also run each load scenario on tormq with these gateway flags (repeatable),
                           e.g. --variant "d2=--batch-delay-ms 2"; --cli=PATH among the
                           flags runs another gateway build (A/B of two commits in one run)
+  --publisher KIND        tormq's publisher: node (the tormq SDK, in this process; default) or python
+                          (Debian's python3-zmq, the original SDK's wire shape, in a child process: far
+                          less CPU per message, so high unicast rates are not limited by the publisher)
   --no-baseline           skip the single-thread ws baseline
   --nats                  also run broadcast, unicast and idle against nats-server's WebSocket listener
                           (started and stopped by the bench, pinned like the MPC + gateway; the fleet
@@ -56,6 +59,7 @@ const { values: o } = parseArgs({
     rate: { type: 'string' },
     'unicast-rates': { type: 'string' },
     nats: { type: 'boolean' },
+    publisher: { type: 'string' },
     payload: { type: 'string' },
     workers: { type: 'string' },
     'client-threads': { type: 'string' },
@@ -101,6 +105,11 @@ const workers = int('workers', o.workers, 1);
 const clientThreads = int('client-threads', o['client-threads'], 2);
 const durationMs = int('duration-ms', o['duration-ms'], quick ? 5000 : 10_000, 500);
 const unicastRates = (o['unicast-rates']?.split(',') ?? [String(rate * 5)]).map((r) => int('unicast-rates', r, rate * 5));
+const publisher = o.publisher ?? 'node';
+if (publisher !== 'node' && publisher !== 'python') {
+  process.stderr.write(`bench: --publisher must be node or python, got ${JSON.stringify(publisher)}\n`);
+  process.exit(2);
+}
 let natsPath: string | undefined;
 if (o.nats === true) {
   const found = findNatsServer();
@@ -134,6 +143,7 @@ const base: Omit<ScenarioConfig, 'kind' | 'target'> = {
   clientThreads,
   serverCore: pinned ? 0 : null,
   profileDir: o.profile,
+  publisher,
 };
 
 /** The scenarios of this run, in order. */
@@ -243,7 +253,7 @@ const record = {
   startedAt: new Date(started).toISOString(),
   durationSeconds: (Date.now() - started) / 1000,
   machine,
-  configuration: { quick, scenarios: kinds, connections, idleConnections, rate, unicastRates, nats: natsPath ?? null, payloadBytes, workers, clientThreads, durationMs, variants, pinned },
+  configuration: { quick, scenarios: kinds, connections, idleConnections, rate, unicastRates, nats: natsPath ?? null, publisher, payloadBytes, workers, clientThreads, durationMs, variants, pinned },
   micro,
   load: results,
   comparisons: comparisons(results),

@@ -181,7 +181,8 @@ export async function startNats(core: number | null, path: string): Promise<{ se
 }
 
 export async function startMpc(core: number | null, nodeFlags: string[] = []): Promise<{ server: Server; publisherPort: number; gatewayPort: number }> {
-  const server = startPinned('tormq-mpc', core, CLI.mpc, ['-s', '0', '-p', '0', '--log-level', 'info'], nodeFlags);
+  // Admin HTTP off: its default port is fixed (9101), so a second bench on the machine could not start.
+  const server = startPinned('tormq-mpc', core, CLI.mpc, ['-s', '0', '-p', '0', '--admin-port', 'off', '--log-level', 'info'], nodeFlags);
   const ready = await server.waitForLog((l) => l.msg === 'mpc ready');
   return { server, publisherPort: ready.publisherPort as number, gatewayPort: ready.gatewayPort as number };
 }

@@ -11,6 +11,7 @@ import type { ClientProgress, ClientResult, ClientTask } from './client-worker.j
 import { monotonicUs } from './clock.js';
 import { Histogram } from './histogram.js';
 import { NatsPublisher } from './nats-publisher.js';
+import { PythonPublisher } from './python-publisher.js';
 import { startBaseline, startGateway, startMpc, startNats, type Server } from './processes.js';
 
 export const SCENARIO_KINDS = ['broadcast', 'unicast', 'prefix', 'idle'] as const;
@@ -41,6 +42,11 @@ export interface ScenarioConfig {
   clientThreads: number;
   /** Core for MPC + server, core for this process (publisher + fleet); null = not pinned. */
   serverCore: number | null;
+  /**
+   * tormq's publisher: the tormq SDK in this process (node), or the original SDK's wire shape from
+   * Debian's python3-zmq in a child process (python; broadcast and unicast only).
+   */
+  publisher?: 'node' | 'python';
   /** Write a V8 CPU profile of the gateway into this directory. */
   profileDir?: string;
 }
@@ -137,6 +143,7 @@ export async function runScenario(cfg: ScenarioConfig, pool: Piscina): Promise<S
   const fleet: Array<{ port: MessageChannel['port1']; result: Promise<ClientResult>; ready: Promise<ClientProgress & { type: 'ready' }>; received: number; closed: number }> = [];
   let publisher: Publisher | null = null;
   let natsPublisher: NatsPublisher | null = null;
+  let pythonPublisher: PythonPublisher | null = null;
   try {
     await sleep(500); // let the fresh process finish start-up work before the idle RSS sample
     const rssIdle = server.sample().rssBytes;
@@ -200,6 +207,10 @@ export async function runScenario(cfg: ScenarioConfig, pool: Piscina): Promise<S
         natsPublisher = new NatsPublisher('127.0.0.1', natsPort);
         await natsPublisher.ready();
         pub = natsPublisher;
+      } else if (cfg.publisher === 'python' && (cfg.kind === 'unicast' || cfg.kind === 'broadcast')) {
+        // (prefix keeps the tormq SDK: the python publisher knows the broadcast and unicast topics only)
+        pythonPublisher = await PythonPublisher.start(mpc.publisherPort, cfg.kind, cfg.connections, pad);
+        pub = { send: () => {} };
       } else {
         const sdk = new Publisher('127.0.0.1', mpc.publisherPort, { maxQueue: 100_000 });
         publisher = sdk;
@@ -209,6 +220,13 @@ export async function runScenario(cfg: ScenarioConfig, pool: Piscina): Promise<S
       const publishFor = async (ms: number): Promise<void> => {
         const start = performance.now();
         const total = Math.round((cfg.rate * ms) / 1000);
+        if (pythonPublisher !== null) {
+          const sent = await pythonPublisher.publish(published, total, cfg.rate);
+          for (let n = published; n < published + sent; n++) expected += recipients(publishTopic(n));
+          published += sent;
+          publishErrors += total - sent;
+          return;
+        }
         let sent = 0;
         while (sent < total && performance.now() - start < ms + 5000) {
           const due = Math.min(total, Math.floor(((performance.now() - start) * cfg.rate) / 1000) + 1);
@@ -333,6 +351,7 @@ export async function runScenario(cfg: ScenarioConfig, pool: Piscina): Promise<S
     await Promise.allSettled(fleet.map((m) => m.result));
     await publisher?.close().catch(() => {});
     await natsPublisher?.close().catch(() => {});
+    await pythonPublisher?.close();
     await server.stop();
     await mpc?.server.stop();
   }
