@@ -47,7 +47,7 @@ export function scenarioLabel(r: ScenarioResult): string {
 }
 
 export function loadTable(results: ScenarioResult[]): string {
-  const head = ['scenario', 'delivered/s', 'offered/s', 'lost', 'p50 ms', 'p90', 'p99', 'p999', 'max', 'CPU µs/msg', 'user µs', 'sys %', 'CPU %', 'RSS MB', 'KB/conn', 'conn/s', 'drops r/s/d'];
+  const head = ['scenario', 'delivered/s', 'offered/s', 'lost', 'p50 ms', 'p90', 'p99', 'p999', 'max', 'CPU µs/msg', 'user µs', 'sys %', 'CPU %', 'srv µs/msg', 'RSS MB', 'idle MB', 'KB/conn', 'conn/s', 'drops r/s/d'];
   const rows = results.map((r) => [
     scenarioLabel(r),
     r.config.kind === 'idle' ? '-' : k(r.deliveredPerSecond),
@@ -62,12 +62,36 @@ export function loadTable(results: ScenarioResult[]): string {
     f(r.serverUserUsPerDelivery, 3),
     r.config.kind === 'idle' ? '-' : f(r.serverSystemShare * 100, 0),
     r.config.kind === 'idle' ? '-' : f(r.serverCpuUtilisation * 100, 0),
+    f(r.serversCpuUsPerDelivery, 2),
     f(r.serverRssLoadedMB, 0),
+    f(r.serverRssIdleMB + (r.mpcRssIdleMB ?? 0), 0),
     f(r.kbPerConnection, 1),
     k(r.connectionsPerSecond),
     r.drops === null ? 'n/a' : `${r.drops.ring}/${r.drops.slowClientDrops}/${r.drops.slowClientDisconnects}`,
   ]);
   return table(head, rows);
+}
+
+/**
+ * tormq next to nats-server for every workload run on both: servers' CPU per delivery (MPC + gateway
+ * for tormq), latency, delivered and lost, idle RSS and KB per idle connection.
+ */
+export function natsTable(results: ScenarioResult[]): string {
+  const same = (a: ScenarioResult, b: ScenarioResult) => a.config.kind === b.config.kind && a.config.connections === b.config.connections
+    && a.config.rate === b.config.rate && a.config.payloadBytes === b.config.payloadBytes;
+  const cells = (r: ScenarioResult | undefined): string[] => {
+    if (r === undefined) return ['-', '-', '-', '-'];
+    if (r.config.kind === 'idle') return [`${f(r.serverRssIdleMB + r.mpcRssIdleMB, 0)} MB idle`, `${f(r.kbPerConnection, 1)} KB/conn`, '-', '-'];
+    return [f(r.serversCpuUsPerDelivery, 2), `${f(r.latencyMs.p50, 2)} / ${f(r.latencyMs.p99, 2)}`, `${k(r.delivered)} / ${k(r.lost)}`, f(r.serverCpuUtilisation * 100, 0)];
+  };
+  const rows: string[][] = [];
+  for (const nats of results.filter((r) => r.config.target === 'nats')) {
+    for (const t of results.filter((r) => r.config.target === 'tormq' && r.config.variant === '' && same(r, nats))) {
+      const label = t.config.kind === 'idle' ? `idle ${k(t.config.connections)}c w${t.config.workers}` : `${t.config.kind} ${k(t.config.connections)}c ${k(t.config.rate)}/s ${t.config.payloadBytes}B w${t.config.workers}`;
+      rows.push([label, ...cells(t), ...cells(nats)]);
+    }
+  }
+  return table(['workload', 'tormq µs/msg', 'p50 / p99 ms', 'deliv / lost', 'CPU %', 'NATS µs/msg', 'p50 / p99 ms', 'deliv / lost', 'CPU %'], rows);
 }
 
 /** tormq / baseline for every scenario run on both with the same workload. */

@@ -14,9 +14,9 @@ import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
 import { runMicro, type MicroRow } from './micro/index.js';
-import { canPin, killAllSync, pinSelf, stopAll } from './load/processes.js';
+import { canPin, findNatsServer, killAllSync, NATS_INSTALL_HINT, pinSelf, stopAll } from './load/processes.js';
 import { runScenario, SCENARIO_KINDS, type ScenarioConfig, type ScenarioKind, type ScenarioResult } from './load/scenario.js';
-import { capacitySummary, comparisons, describeMachine, loadTable, microTable, scenarioLabel } from './report.js';
+import { capacitySummary, comparisons, describeMachine, loadTable, microTable, natsTable, scenarioLabel } from './report.js';
 
 const USAGE = `Usage: npm run bench -- [options]
 
@@ -25,6 +25,8 @@ const USAGE = `Usage: npm run bench -- [options]
   --connections N         connections for broadcast/unicast/prefix        default 1000
   --idle-connections N    connections for the idle scenario                default 10000
   --rate N                broadcast/prefix messages per second offered     default 1000
+  --unicast-rates LIST    unicast messages per second, comma-separated (a rate sweep finds the knee)
+                                                                           default 5 × --rate
   --payload N             message body bytes                               default 100
   --workers N             gateway worker threads                           default 1
   --client-threads N      piscina threads of the client fleet              default 2
@@ -32,10 +34,17 @@ const USAGE = `Usage: npm run bench -- [options]
   --variant NAME=FLAGS    also run each load scenario on tormq with these gateway flags (repeatable),
                           e.g. --variant "d2=--batch-delay-ms 2"; --cli=PATH among the
                           flags runs another gateway build (A/B of two commits in one run)
+  --publisher KIND        tormq's publisher: node (the tormq SDK, in this process; default) or python
+                          (Debian's python3-zmq, the original SDK's wire shape, in a child process: far
+                          less CPU per message, so high unicast rates are not limited by the publisher)
   --no-baseline           skip the single-thread ws baseline
+  --nats                  also run broadcast, unicast and idle against nats-server's WebSocket listener
+                          (started and stopped by the bench, pinned like the MPC + gateway; the fleet
+                          speaks NATS's text protocol, the publisher plain TCP PUB); needs nats-server:
+                          sudo apt-get install -y nats-server (or NATS_SERVER=/path/to/nats-server)
   --no-micro / --no-load  skip a part
   --no-pin                do not pin with taskset
-  --profile DIR           write V8 CPU profiles of the gateway (all threads) into DIR
+  --profile DIR           write V8 CPU profiles of the gateway (all threads) and the MPC into DIR
   --update-results        also overwrite the committed bench/results/latest.json (the README's figures);
                           without it only bench/results/RUN-TIMESTAMP.json is written (git-ignored)
   -h, --help
@@ -48,6 +57,9 @@ const { values: o } = parseArgs({
     connections: { type: 'string' },
     'idle-connections': { type: 'string' },
     rate: { type: 'string' },
+    'unicast-rates': { type: 'string' },
+    nats: { type: 'boolean' },
+    publisher: { type: 'string' },
     payload: { type: 'string' },
     workers: { type: 'string' },
     'client-threads': { type: 'string' },
@@ -92,6 +104,22 @@ const payloadBytes = int('payload', o.payload, 100, 60);
 const workers = int('workers', o.workers, 1);
 const clientThreads = int('client-threads', o['client-threads'], 2);
 const durationMs = int('duration-ms', o['duration-ms'], quick ? 5000 : 10_000, 500);
+const unicastRates = (o['unicast-rates']?.split(',') ?? [String(rate * 5)]).map((r) => int('unicast-rates', r, rate * 5));
+const publisher = o.publisher ?? 'node';
+if (publisher !== 'node' && publisher !== 'python') {
+  process.stderr.write(`bench: --publisher must be node or python, got ${JSON.stringify(publisher)}\n`);
+  process.exit(2);
+}
+let natsPath: string | undefined;
+if (o.nats === true) {
+  const found = findNatsServer();
+  if (found === null) {
+    process.stderr.write(`bench: --nats: no nats-server found, so NATS is skipped in this run; ${NATS_INSTALL_HINT}\n`);
+  } else {
+    natsPath = found.path;
+    console.log(`bench: NATS: ${found.version} (${found.path})`);
+  }
+}
 const variants = (o.variant ?? []).map((v) => {
   const i = v.indexOf('=');
   if (i <= 0) {
@@ -115,14 +143,18 @@ const base: Omit<ScenarioConfig, 'kind' | 'target'> = {
   clientThreads,
   serverCore: pinned ? 0 : null,
   profileDir: o.profile,
+  publisher,
 };
 
 /** The scenarios of this run, in order. */
 function plan(): ScenarioConfig[] {
   const list: ScenarioConfig[] = [];
   const baseline = o['no-baseline'] !== true;
+  const nats = natsPath !== undefined;
+  const natsBase = { ...base, target: 'nats' as const, natsPath, profileDir: undefined };
   if (kinds.includes('broadcast')) {
     list.push({ ...base, kind: 'broadcast', target: 'tormq' });
+    if (nats) list.push({ ...natsBase, kind: 'broadcast' });
     if (baseline) list.push({ ...base, kind: 'broadcast', target: 'baseline', profileDir: undefined });
     for (const v of variants) list.push({ ...base, kind: 'broadcast', target: 'tormq', variant: v.name, gatewayFlags: v.flags });
     if (!quick) {
@@ -133,9 +165,12 @@ function plan(): ScenarioConfig[] {
     }
   }
   if (kinds.includes('unicast')) {
-    list.push({ ...base, kind: 'unicast', target: 'tormq', rate: rate * 5 });
-    for (const v of variants) list.push({ ...base, kind: 'unicast', target: 'tormq', rate: rate * 5, variant: v.name, gatewayFlags: v.flags });
-    if (baseline && !quick) list.push({ ...base, kind: 'unicast', target: 'baseline', rate: rate * 5, profileDir: undefined });
+    for (const [i, r] of unicastRates.entries()) {
+      list.push({ ...base, kind: 'unicast', target: 'tormq', rate: r });
+      if (nats) list.push({ ...natsBase, kind: 'unicast', rate: r });
+      for (const v of variants) list.push({ ...base, kind: 'unicast', target: 'tormq', rate: r, variant: v.name, gatewayFlags: v.flags });
+      if (baseline && !quick && i === 0) list.push({ ...base, kind: 'unicast', target: 'baseline', rate: r, profileDir: undefined });
+    }
   }
   if (kinds.includes('prefix')) {
     list.push({ ...base, kind: 'prefix', target: 'tormq' });
@@ -144,6 +179,7 @@ function plan(): ScenarioConfig[] {
   }
   if (kinds.includes('idle')) {
     list.push({ ...base, kind: 'idle', target: 'tormq', connections: idleConnections });
+    if (nats) list.push({ ...natsBase, kind: 'idle', connections: idleConnections });
     for (const v of variants) list.push({ ...base, kind: 'idle', target: 'tormq', connections: idleConnections, variant: v.name, gatewayFlags: v.flags });
     if (baseline && !quick) list.push({ ...base, kind: 'idle', target: 'baseline', connections: idleConnections, profileDir: undefined });
   }
@@ -202,10 +238,12 @@ if (o['no-load'] !== true) {
   }
   console.log(`\n\n${loadTable(results)}`);
   console.log('\nCPU µs/msg: gateway process CPU (utime+stime of all its threads, /proc) over the window / messages delivered;');
+  console.log('srv µs/msg: the same for MPC + gateway together (nats: nats-server alone); idle MB: their RSS before any connection;');
   console.log('drops r/s/d: ring drops / slow-client drops / slow-client disconnects (gateway /stats);');
   console.log('lost: expected deliveries (messages × subscribers) not received by the end of the window (a saturated server is still behind).');
 }
 
+if (results.some((r) => r.config.target === 'nats')) console.log(`\ntormq vs NATS (same workload, same pinning):\n${natsTable(results)}`);
 const summary = capacitySummary(results, machine, { rate, payloadBytes, workers });
 if (summary.length > 0) console.log(`\ncapacity:\n  ${summary.join('\n  ')}`);
 for (const r of results) if (r.lost > 0 || r.notes.length > 0) console.log(`note: ${scenarioLabel(r)}: lost ${r.lost}${r.notes.length ? `; ${r.notes.join('; ')}` : ''}`);
@@ -215,7 +253,7 @@ const record = {
   startedAt: new Date(started).toISOString(),
   durationSeconds: (Date.now() - started) / 1000,
   machine,
-  configuration: { quick, scenarios: kinds, connections, idleConnections, rate, payloadBytes, workers, clientThreads, durationMs, variants, pinned },
+  configuration: { quick, scenarios: kinds, connections, idleConnections, rate, unicastRates, nats: natsPath ?? null, publisher, payloadBytes, workers, clientThreads, durationMs, variants, pinned },
   micro,
   load: results,
   comparisons: comparisons(results),

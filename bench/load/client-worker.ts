@@ -20,6 +20,11 @@ export interface ClientTask {
   /** Stop by itself after this long even if never told to (safety bound). */
   maxLifetimeMs: number;
   port: MessagePort;
+  /**
+   * What the server speaks: tormq's client protocol (subscribe with an id, the ack first), or NATS's
+   * text protocol over WebSocket (CONNECT, SUB subject sid, PING; the PONG says the SUB is in place).
+   */
+  protocol?: 'tormq' | 'nats';
 }
 
 export interface ClientResult {
@@ -30,6 +35,8 @@ export interface ClientResult {
   received: number;
   /** Messages without a parsable stamp (must be 0). */
   unstamped: number;
+  /** NATS `-ERR` lines received (0 for tormq). */
+  natsErrors: number;
   /** Connections closed by the server during the run. */
   closedByServer: number;
   counts: number[];
@@ -53,6 +60,45 @@ function stampOf(data: Buffer): number {
   return value;
 }
 
+const CRLF = Buffer.from('\r\n');
+const NATS_PONG = Buffer.from('PONG\r\n');
+
+/** One NATS connection's unparsed tail (a message split across WebSocket frames). */
+interface NatsState {
+  rest: Buffer | null;
+}
+
+/**
+ * Feeds one WebSocket frame of NATS protocol: each MSG's payload goes to `onPayload`; a server PING
+ * is answered; a PONG calls `onPong`; `-ERR` lines call `onError`. A frame may carry several
+ * messages or part of one (the tail waits for the next frame).
+ */
+function natsFeed(state: NatsState, data: Buffer, ws: WebSocket, onPayload: (payload: Buffer) => void, onPong: () => void, onError: () => void): void {
+  const buf = state.rest === null ? data : Buffer.concat([state.rest, data]);
+  let i = 0;
+  while (i < buf.length) {
+    const eol = buf.indexOf(CRLF, i);
+    if (eol === -1) break;
+    if (buf[i] === 0x4d) {
+      // MSG <subject> <sid> [reply-to] <#bytes>\r\n<payload>\r\n: the size is the line's last token.
+      let j = eol - 1;
+      let len = 0;
+      for (let mul = 1; buf[j] !== 0x20; j--, mul *= 10) len += (buf[j]! - 0x30) * mul;
+      const start = eol + 2;
+      if (start + len + 2 > buf.length) break;
+      onPayload(buf.subarray(start, start + len));
+      i = start + len + 2;
+      continue;
+    }
+    const line = buf.toString('latin1', i, eol);
+    if (line === 'PING') ws.send(NATS_PONG);
+    else if (line === 'PONG') onPong();
+    else if (line.startsWith('-ERR')) onError();
+    i = eol + 2;
+  }
+  state.rest = i < buf.length ? Buffer.from(buf.subarray(i)) : null;
+}
+
 export async function runClients(task: ClientTask): Promise<ClientResult> {
   let histogram = new Histogram();
   const sockets: WebSocket[] = [];
@@ -61,6 +107,8 @@ export async function runClients(task: ClientTask): Promise<ClientResult> {
   let closedByServer = 0;
   let stopping = false;
   let failed = 0;
+  /** NATS `-ERR` lines received (e.g. a slow-consumer notice). */
+  let natsErrors = 0;
 
   const onMessage = (data: Buffer): void => {
     received++;
@@ -85,6 +133,30 @@ export async function runClients(task: ClientTask): Promise<ClientResult> {
         fail();
         ws.terminate();
       }, task.connectTimeoutMs);
+      const ready = (): void => {
+        acked = true;
+        settled = true;
+        clearTimeout(timer);
+        sockets.push(ws);
+        resolve();
+      };
+      if (task.protocol === 'nats') {
+        const state: NatsState = { rest: null };
+        const onError = (): void => {
+          natsErrors++;
+        };
+        ws.on('open', () => ws.send(`CONNECT {"verbose":false,"pedantic":false}\r\nSUB ${topic} 1\r\nPING\r\n`));
+        ws.on('message', (data: Buffer) => natsFeed(state, data, ws, onMessage, () => {
+          // The first PONG: the server has processed the SUB (nothing is published before every client is ready).
+          if (!acked) ready();
+        }, onError));
+        ws.on('error', () => {});
+        ws.on('close', () => {
+          if (!acked) fail();
+          else if (!stopping) closedByServer++;
+        });
+        return;
+      }
       ws.on('open', () => ws.send(JSON.stringify({ event: 'subscribe', topics: [topic], id })));
       ws.on('message', (data: Buffer) => {
         if (acked) return onMessage(data);
@@ -132,5 +204,5 @@ export async function runClients(task: ClientTask): Promise<ClientResult> {
   stopping = true;
   for (const ws of sockets) ws.terminate();
   task.port.close();
-  return { opened: sockets.length, failed, connectMs, received, unstamped, closedByServer, counts: Array.from(histogram.counts), max: histogram.max };
+  return { opened: sockets.length, failed, connectMs, received, unstamped, natsErrors, closedByServer, counts: Array.from(histogram.counts), max: histogram.max };
 }

@@ -10,14 +10,19 @@ import { Publisher, encodeBody } from '../../src/sdk/publisher.js';
 import type { ClientProgress, ClientResult, ClientTask } from './client-worker.js';
 import { monotonicUs } from './clock.js';
 import { Histogram } from './histogram.js';
-import { startBaseline, startGateway, startMpc, type Server } from './processes.js';
+import { NatsPublisher } from './nats-publisher.js';
+import { PythonPublisher } from './python-publisher.js';
+import { startBaseline, startGateway, startMpc, startNats, type Server } from './processes.js';
 
 export const SCENARIO_KINDS = ['broadcast', 'unicast', 'prefix', 'idle'] as const;
 export type ScenarioKind = (typeof SCENARIO_KINDS)[number];
 
 export interface ScenarioConfig {
   kind: ScenarioKind;
-  target: 'tormq' | 'baseline';
+  /** tormq (MPC + gateway), the single-thread ws baseline (+ MPC), or nats-server alone (WebSocket listener). */
+  target: 'tormq' | 'baseline' | 'nats';
+  /** The nats-server binary (target nats). */
+  natsPath?: string;
   /** Free-form label of a variant (e.g. a gateway flag being compared). */
   variant: string;
   connections: number;
@@ -37,6 +42,11 @@ export interface ScenarioConfig {
   clientThreads: number;
   /** Core for MPC + server, core for this process (publisher + fleet); null = not pinned. */
   serverCore: number | null;
+  /**
+   * tormq's publisher: the tormq SDK in this process (node), or the original SDK's wire shape from
+   * Debian's python3-zmq in a child process (python; broadcast and unicast only).
+   */
+  publisher?: 'node' | 'python';
   /** Write a V8 CPU profile of the gateway into this directory. */
   profileDir?: string;
 }
@@ -48,6 +58,8 @@ export interface ScenarioResult {
   connectMs: number;
   connectionsPerSecond: number;
   serverRssIdleMB: number;
+  /** The MPC's RSS before any connection (0 for nats: it has none). */
+  mpcRssIdleMB: number;
   serverRssConnectedMB: number;
   kbPerConnection: number;
   published: number;
@@ -69,6 +81,8 @@ export interface ScenarioResult {
   serverCpuUtilisation: number;
   serverRssLoadedMB: number;
   mpcCpuSeconds: number;
+  /** (MPC + server) CPU / deliveries: what the issue's per-message targets count (the server alone for nats). */
+  serversCpuUsPerDelivery: number | null;
   drops: { ring: number; slowClientDrops: number; slowClientDisconnects: number; publish: Record<string, number> } | null;
   /** The gateway's own counters at the end (messages in from the MPC, deliveries written). */
   gatewayCounters: { messagesIn: number; ringRecordsRead: number; ringUsedBytes: number; deliveries: number } | null;
@@ -104,11 +118,17 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export async function runScenario(cfg: ScenarioConfig, pool: Piscina): Promise<ScenarioResult> {
   const notes: string[] = [];
-  const mpc = await startMpc(cfg.serverCore);
+  const mpc = cfg.target === 'nats' ? null : await startMpc(cfg.serverCore, cfg.profileDir ? ['--cpu-prof', '--cpu-prof-dir', cfg.profileDir, '--cpu-prof-name', `mpc-${Date.now()}.cpuprofile`] : []);
   let server: Server;
   let stats: (() => Promise<Record<string, unknown>>) | null = null;
   let url: string;
-  if (cfg.target === 'tormq') {
+  let natsPort = 0;
+  if (mpc === null) {
+    const nats = await startNats(cfg.serverCore, cfg.natsPath ?? 'nats-server');
+    server = nats.server;
+    url = nats.url;
+    natsPort = nats.port;
+  } else if (cfg.target === 'tormq') {
     const nodeFlags = cfg.profileDir ? ['--cpu-prof', '--cpu-prof-dir', cfg.profileDir] : [];
     // Heartbeats off: pings to 10k idle clients would be load the scenario does not ask for.
     const gateway = await startGateway(cfg.serverCore, mpc.gatewayPort, cfg.workers, ['--heartbeat-ms', '0', '--no-demo-page', ...cfg.gatewayFlags], nodeFlags);
@@ -122,9 +142,12 @@ export async function runScenario(cfg: ScenarioConfig, pool: Piscina): Promise<S
   }
   const fleet: Array<{ port: MessageChannel['port1']; result: Promise<ClientResult>; ready: Promise<ClientProgress & { type: 'ready' }>; received: number; closed: number }> = [];
   let publisher: Publisher | null = null;
+  let natsPublisher: NatsPublisher | null = null;
+  let pythonPublisher: PythonPublisher | null = null;
   try {
     await sleep(500); // let the fresh process finish start-up work before the idle RSS sample
     const rssIdle = server.sample().rssBytes;
+    const mpcRssIdle = mpc?.server.sample().rssBytes ?? 0;
     const { topics, publishTopic, recipients } = workload(cfg.kind, cfg.connections);
 
     // --- connect the fleet ---------------------------------------------------------------------------
@@ -150,6 +173,7 @@ export async function runScenario(cfg: ScenarioConfig, pool: Piscina): Promise<S
         connectTimeoutMs: 30_000,
         maxLifetimeMs: 30_000 + cfg.warmupMs + cfg.durationMs + 120_000,
         port: port2,
+        protocol: cfg.target === 'nats' ? 'nats' : 'tormq',
       };
       member.result = pool.run(task, { name: 'runClients', transferList: [port2] }) as Promise<ClientResult>;
       fleet.push(member);
@@ -174,22 +198,41 @@ export async function runScenario(cfg: ScenarioConfig, pool: Piscina): Promise<S
     let expected = 0;
     let window = { t0: 0, t1: 0, cpu0: 0, cpu1: 0, sys0: 0, sys1: 0, mpc0: 0, mpc1: 0, base: 0, delivered: 0, published: 0, expected: 0 };
     if (cfg.kind !== 'idle') {
-      publisher = new Publisher('127.0.0.1', mpc.publisherPort, { maxQueue: 100_000 });
-      await publisher.ready({ topic: publishTopic(0), timeoutMs: 15_000 });
       const pad = 'x'.repeat(Math.max(0, cfg.payloadBytes - encodeBody(publishTopic(0), { t: 1e15, p: '' }).length));
-      const pub = publisher;
       const onError = (): void => {
         publishErrors++;
       };
+      let pub: { send(topic: string, data: unknown): void };
+      if (mpc === null) {
+        natsPublisher = new NatsPublisher('127.0.0.1', natsPort);
+        await natsPublisher.ready();
+        pub = natsPublisher;
+      } else if (cfg.publisher === 'python' && (cfg.kind === 'unicast' || cfg.kind === 'broadcast')) {
+        // (prefix keeps the tormq SDK: the python publisher knows the broadcast and unicast topics only)
+        pythonPublisher = await PythonPublisher.start(mpc.publisherPort, cfg.kind, cfg.connections, pad);
+        pub = { send: () => {} };
+      } else {
+        const sdk = new Publisher('127.0.0.1', mpc.publisherPort, { maxQueue: 100_000 });
+        publisher = sdk;
+        await sdk.ready({ topic: publishTopic(0), timeoutMs: 15_000 });
+        pub = { send: (topic, data) => void sdk.send(topic, data).catch(onError) };
+      }
       const publishFor = async (ms: number): Promise<void> => {
         const start = performance.now();
         const total = Math.round((cfg.rate * ms) / 1000);
+        if (pythonPublisher !== null) {
+          const sent = await pythonPublisher.publish(published, total, cfg.rate);
+          for (let n = published; n < published + sent; n++) expected += recipients(publishTopic(n));
+          published += sent;
+          publishErrors += total - sent;
+          return;
+        }
         let sent = 0;
         while (sent < total && performance.now() - start < ms + 5000) {
           const due = Math.min(total, Math.floor(((performance.now() - start) * cfg.rate) / 1000) + 1);
           for (; sent < due; sent++) {
             const topic = publishTopic(published);
-            pub.send(topic, { t: Math.round(monotonicUs()), p: pad }).catch(onError);
+            pub.send(topic, { t: Math.round(monotonicUs()), p: pad });
             expected += recipients(topic);
             published++;
           }
@@ -217,7 +260,7 @@ export async function runScenario(cfg: ScenarioConfig, pool: Piscina): Promise<S
       const base = received();
       const s0 = server.sample();
       const cpu0 = s0.cpuSeconds;
-      const mpc0 = mpc.server.sample().cpuSeconds;
+      const mpc0 = mpc?.server.sample().cpuSeconds ?? 0;
       const baseExpected = expected;
       const basePublished = published;
       for (const m of fleet) m.port.postMessage({ type: 'reset' });
@@ -226,7 +269,7 @@ export async function runScenario(cfg: ScenarioConfig, pool: Piscina): Promise<S
       const lastChange = await settle(3000, cfg.settleCapMs);
       const s1 = server.sample();
       const cpu1 = s1.cpuSeconds;
-      const mpc1 = mpc.server.sample().cpuSeconds;
+      const mpc1 = mpc?.server.sample().cpuSeconds ?? 0;
       await sleep(250); // one more progress round from every thread
       window = {
         t0, t1: Math.max(lastChange, t0 + cfg.durationMs), cpu0, cpu1, sys0: s0.systemSeconds, sys1: s1.systemSeconds, mpc0, mpc1, base,
@@ -237,6 +280,10 @@ export async function runScenario(cfg: ScenarioConfig, pool: Piscina): Promise<S
     // Warnings and errors the server logged during the run belong in the record.
     for (const line of server.logs) if (typeof line.level === 'number' && line.level >= 40) notes.push(`${server.name}: ${String(line.msg)}${line.err ? ` ${JSON.stringify(line.err).slice(0, 300)}` : ''}`);
     for (const line of server.stderr.slice(0, 5)) notes.push(`${server.name} stderr: ${line.slice(0, 300)}`);
+    // nats-server logs plain lines: its warnings (slow consumers) and errors belong in the record too.
+    for (const line of server.logs) if (typeof line.raw === 'string' && /\[(ERR|FTL)\]|[Ss]low [Cc]onsumer/.test(line.raw)) notes.push(`${server.name}: ${line.raw.slice(0, 300)}`);
+    if (notes.length > 20) notes.splice(20, notes.length - 20, '(more notes left out)');
+    for (const e of natsPublisher?.errors.slice(0, 5) ?? []) notes.push(`nats publisher: ${e}`);
     const gatewayStats = stats === null ? null : ((await stats()) as { workers: Array<Record<string, number>>; publishDrops: Record<string, number>; messagesIn: number; deliveries: number });
 
     // --- collect ----------------------------------------------------------------------------------------
@@ -246,6 +293,8 @@ export async function runScenario(cfg: ScenarioConfig, pool: Piscina): Promise<S
     for (const r of results) histogram.add(r.counts, r.max);
     const unstamped = results.reduce((n, r) => n + r.unstamped, 0);
     const closedByServer = results.reduce((n, r) => n + r.closedByServer, 0);
+    const natsErrors = results.reduce((n, r) => n + r.natsErrors, 0);
+    if (natsErrors > 0) notes.push(`${natsErrors} NATS -ERR lines at the clients`);
     // Clients count from process start; the warm-up part was delivered before the reset mark.
     const totalReceived = results.reduce((n, r) => n + r.received, 0);
     const delivered = cfg.kind === 'idle' ? 0 : totalReceived - window.base;
@@ -260,6 +309,7 @@ export async function runScenario(cfg: ScenarioConfig, pool: Piscina): Promise<S
       connectMs,
       connectionsPerSecond: opened / (connectMs / 1000),
       serverRssIdleMB: rssIdle / 2 ** 20,
+      mpcRssIdleMB: mpcRssIdle / 2 ** 20,
       serverRssConnectedMB: rssConnected / 2 ** 20,
       kbPerConnection: (rssConnected - rssIdle) / 1024 / Math.max(1, opened),
       published: window.published,
@@ -278,6 +328,7 @@ export async function runScenario(cfg: ScenarioConfig, pool: Piscina): Promise<S
       serverCpuUtilisation: measuredSeconds > 0 ? cpuSeconds / measuredSeconds : 0,
       serverRssLoadedMB: rssLoaded / 2 ** 20,
       mpcCpuSeconds: window.mpc1 - window.mpc0,
+      serversCpuUsPerDelivery: delivered > 0 ? ((cpuSeconds + window.mpc1 - window.mpc0) * 1e6) / delivered : null,
       drops: gatewayStats === null ? null : {
         ring: sum('ringDrops'),
         slowClientDrops: sum('slowClientDrops'),
@@ -299,7 +350,9 @@ export async function runScenario(cfg: ScenarioConfig, pool: Piscina): Promise<S
     }
     await Promise.allSettled(fleet.map((m) => m.result));
     await publisher?.close().catch(() => {});
+    await natsPublisher?.close().catch(() => {});
+    await pythonPublisher?.close();
     await server.stop();
-    await mpc.server.stop();
+    await mpc?.server.stop();
   }
 }

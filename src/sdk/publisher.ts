@@ -61,7 +61,9 @@ export class Publisher {
   readonly endpoint: string;
   private readonly socket: XPublisher;
   private readonly maxQueue: number;
-  private readonly queue: Array<{ frames: [string, string]; resolve: () => void; reject: (e: Error) => void }> = [];
+  private queue: Array<{ frames: [string, string]; resolve: () => void; reject: (e: Error) => void } | undefined> = [];
+  /** Next entry of `queue` to send. */
+  private head = 0;
   private pumping = false;
   private closed = false;
   /** Prefixes subscribed upstream (ZeroMQ subscriptions: byte prefixes of the root frame). */
@@ -118,7 +120,7 @@ export class Publisher {
   /** Sends pre-encoded frames `[root, body]` (for bridges that already hold a body). */
   sendRaw(root: string, body: string): Promise<void> {
     if (this.closed) return Promise.reject(new TormqError(ErrorCodes.PUBLISHER_CLOSED, 'publisher is closed'));
-    if (this.queue.length >= this.maxQueue) {
+    if (this.queue.length - this.head >= this.maxQueue) {
       return Promise.reject(new TormqError(ErrorCodes.PUBLISHER_QUEUE_FULL, `more than ${this.maxQueue} sends are waiting`));
     }
     return new Promise((resolve, reject) => {
@@ -174,7 +176,13 @@ export class Publisher {
     this.pumping = true;
     try {
       // zeromq.js allows one send in flight per socket: sends are serialised here, in order.
-      for (let item = this.queue.shift(); item !== undefined; item = this.queue.shift()) {
+      // Read with a head index, not shift(): a backing store past V8's large-object threshold
+      // (a queue of ~16k+ entries) cannot be left-trimmed, so each shift() copied the whole queue.
+      // Measured (MPC pinned to core 0, this process to core 1, bursts of sends): 21 / 33 / 93 µs of
+      // CPU per message for bursts of 1k / 20k / 100k with shift(); the bench's publisher fell behind
+      // at 40k msgs/s and its queue overflowed (167k of 400k sends refused).
+      for (let item = this.queue[this.head]; item !== undefined; item = this.queue[this.head]) {
+        this.queue[this.head++] = undefined;
         try {
           await this.socket.send(item.frames);
           item.resolve();
@@ -183,6 +191,8 @@ export class Publisher {
         }
       }
     } finally {
+      this.queue.length = 0;
+      this.head = 0;
       this.pumping = false;
     }
   }
