@@ -113,7 +113,8 @@ describe('hostile input: 1,600 connections each subscribing to 256 topics of 125
     let limited = 0;
     for (let i = 0; i < attackers.length; i += 100) {
       const batch = attackers.slice(i, i + 100);
-      const replies = await Promise.all(batch.map((client) => client.request({ event: 'subscribe', topics: worstTopics() })));
+      // 100 × 768 new topics at once, each confirmed upstream before its ack: seconds on a busy machine.
+      const replies = await Promise.all(batch.map((client) => client.request({ event: 'subscribe', topics: worstTopics() }, 60_000)));
       replies.forEach((reply, j) => {
         if (reply.event === 'ack') full.push(batch[j]!);
         else if (reply.code === 'ERR_TOPIC_LIMIT') limited++;
