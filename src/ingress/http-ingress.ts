@@ -2,8 +2,8 @@
  * HTTP publishing on the MPC (`tormq-mpc --http PORT`), for languages without a ZeroMQ binding:
  *
  * - `POST /publish` `{"topic": "ehr:api", "data": …}` or an array of them -> 202 `{"accepted": n}`
- * - `POST /push` `{"from": "F", "to": ["C1", "C2"], "content": …, "app_id"?: "A"}` (gopusher) -> 202
- *   `{"accepted": n}`: one message per card id, on the identity's topic (protocol/identity.ts), whose
+ * - `POST /push` `{"from"?: "F", "to": ["C1", "C2"], "content": …, "appID"?: "A"}` (gopusher; `app_id`
+ *   accepted too, "" = no app) -> 200 `{"message": "ok"}` as gopusher's grpc-gateway answers: one message per card id, on the identity's topic (protocol/identity.ts), whose
  *   body is `{"topic": "C1", "data": {"from": "F", "content": …}}`
  * - `GET /ready?topic=T&timeout_ms=N` -> 200 once the MPC takes messages on T (tormq-mpc takes every
  *   topic, for history), else 503
@@ -169,8 +169,15 @@ export function parsePushRequest(
   maxDataDepth: number = HTTP_INGRESS_OPTIONS.defaults.maxDataDepth,
 ): ParsedRequest {
   if (body === null || typeof body !== 'object' || Array.isArray(body)) return bad('body must be an object {"from", "to", "content"}');
-  const { from, to, content, app_id: appId } = body as Record<string, unknown>;
+  const fields = body as Record<string, unknown>;
+  const { to, content } = fields;
+  // gopusher's proto3 fields: `from` optional (zero value ""), `appID` (grpc-gateway's JSON name; `app_id`
+  // accepted too) with "" meaning no app.
+  const from = fields.from ?? '';
   if (typeof from !== 'string') return bad('from must be a string');
+  if (fields.appID !== undefined && fields.app_id !== undefined && fields.appID !== fields.app_id) return bad('appID and app_id differ');
+  const rawApp = fields.appID ?? fields.app_id;
+  const appId = rawApp === '' ? undefined : rawApp;
   if (!Array.isArray(to) || to.length === 0) return bad('to must be a non-empty array of card ids');
   if (to.length > maxMessages) return bad(`to may name at most ${maxMessages} card ids`);
   if (content === undefined) return bad('content is required (any JSON value)');
@@ -221,7 +228,7 @@ export async function startHttpIngress(options: HttpIngressOptions = {}): Promis
     res.writeHead(status, { 'content-type': 'application/json', ...headers }).end(JSON.stringify(body));
   };
 
-  async function publishAll(res: http.ServerResponse, parsed: ParsedRequest): Promise<void> {
+  async function publishAll(res: http.ServerResponse, parsed: ParsedRequest, gopusher = false): Promise<void> {
     if (!parsed.ok) {
       reply(res, 400, { error: parsed.error });
       return;
@@ -243,7 +250,9 @@ export async function startHttpIngress(options: HttpIngressOptions = {}): Promis
     const accepted = results.filter((r) => r.status === 'fulfilled').length;
     stats.accepted += accepted;
     if (accepted === results.length) {
-      reply(res, 202, { accepted });
+      // gopusher's /push answers as grpc-gateway v1 does (the zero `code` omitted).
+      if (gopusher) reply(res, 200, { message: 'ok' });
+      else reply(res, 202, { accepted });
       return;
     }
     const failure = (results.find((r) => r.status === 'rejected') as PromiseRejectedResult).reason as Error;
@@ -307,7 +316,7 @@ export async function startHttpIngress(options: HttpIngressOptions = {}): Promis
         return;
       }
       const parse = path === '/publish' ? parsePublishRequest : parsePushRequest;
-      return publishAll(res, parse(body.value, config.maxMessagesPerRequest, config.maxDataDepth));
+      return publishAll(res, parse(body.value, config.maxMessagesPerRequest, config.maxDataDepth), path === '/push');
     }).catch((error: Error) => {
       log?.error({ err: error }, 'http ingress request failed');
       if (!res.headersSent) reply(res, 500, { error: 'internal error' });

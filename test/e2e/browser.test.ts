@@ -121,7 +121,7 @@ describe('a real browser (chromium)', () => {
     await page.evaluate(() => (globalThis as unknown as PageGlobals).joined);
     await waitHttpReady(mpc, 'webcard');
     const push = { from: 'server', to: ['webcard'], content: { title: 'Grüße', body: 'ünïcødé 🚀' } };
-    assert.deepEqual(await postJson(mpc, '/push', push), { status: 202, body: { accepted: 1 } });
+    assert.deepEqual(await postJson(mpc, '/push', push), { status: 200, body: { message: 'ok' } });
     await page.waitForFunction(() => (globalThis as unknown as PageGlobals).received.length >= 1, undefined, { timeout: 15_000 });
     const received = await page.evaluate(() => (globalThis as unknown as PageGlobals).received);
     assert.deepEqual(received, [encodeBody('webcard', { from: 'server', content: push.content })]);

@@ -35,10 +35,10 @@ describe('gopusher: join, POST /push, GET /online', () => {
     await waitHttpReady(sys.mpc, 'bob');
 
     const content = { text: 'héllo ✓', n: 1 };
-    assert.deepEqual(await postJson(sys.mpc, '/push', { from: 'system', to: ['alice', 'bob', 'alice'], content }), { status: 202, body: { accepted: 2 } });
-    assert.deepEqual(await postJson(sys.mpc, '/push', { from: 'bot', to: ['alice'], content: 'chat only', app_id: 'chat' }), { status: 202, body: { accepted: 1 } });
+    assert.deepEqual(await postJson(sys.mpc, '/push', { from: 'system', to: ['alice', 'bob', 'alice'], content }), { status: 200, body: { message: 'ok' } });
+    assert.deepEqual(await postJson(sys.mpc, '/push', { from: 'bot', to: ['alice'], content: 'chat only', appID: 'chat' }), { status: 200, body: { message: 'ok' } });
     // A final push to everyone marks the end of the sequence for each client.
-    assert.deepEqual(await postJson(sys.mpc, '/push', { from: 'end', to: ['alice', 'bob'], content: 'end' }), { status: 202, body: { accepted: 2 } });
+    assert.deepEqual(await postJson(sys.mpc, '/push', { from: 'end', to: ['alice', 'bob'], content: 'end' }), { status: 200, body: { message: 'ok' } });
     await Promise.all([aliceAnyApp, aliceChat, aliceMail, bob].map((c) => c.waitFor((m) => m.includes('"from": "end"') || m.includes('"from":"end"'))));
 
     const toAlice = encodeBody('alice', { from: 'system', content });
@@ -90,7 +90,8 @@ describe('gopusher: join, POST /push, GET /online', () => {
     }
 
     const pushes: Array<[unknown, RegExp]> = [
-      [{ to: ['a'], content: 1 }, /from must be a string/],
+      [{ from: 7, to: ['a'], content: 1 }, /from must be a string/],
+      [{ from: 'f', to: ['a'], content: 1, appID: 'x', app_id: 'y' }, /appID and app_id differ/],
       [{ from: 'f', to: 'a', content: 1 }, /to must be a non-empty array/],
       [{ from: 'f', to: [], content: 1 }, /to must be a non-empty array/],
       [{ from: 'f', to: ['a'] }, /content is required/],

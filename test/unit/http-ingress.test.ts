@@ -64,10 +64,20 @@ describe('parsePushRequest', () => {
     });
   });
 
+  test('gopusher proto3 fields: from optional, appID (or app_id) narrows, "" means no app', () => {
+    assert.deepEqual(parsePushRequest({ to: ['c1'], content: 'x' }), { ok: true, messages: [{ topic: 'c1', data: { from: '', content: 'x' } }] });
+    assert.deepEqual(parsePushRequest({ to: ['c1'], content: 'x', appID: 'chat' }), { ok: true, messages: [{ topic: 'c1:chat', data: { from: '', content: 'x' } }] });
+    assert.deepEqual(parsePushRequest({ to: ['c1'], content: 'x', appID: 'chat', app_id: 'chat' }), { ok: true, messages: [{ topic: 'c1:chat', data: { from: '', content: 'x' } }] });
+    assert.deepEqual(parsePushRequest({ to: ['c1'], content: 'x', appID: '' }), { ok: true, messages: [{ topic: 'c1', data: { from: '', content: 'x' } }] });
+    assert.deepEqual(parsePushRequest({ to: ['c1'], content: 'x', app_id: '' }), { ok: true, messages: [{ topic: 'c1', data: { from: '', content: 'x' } }] });
+  });
+
   test('bad pushes', () => {
     const cases: Array<[unknown, string]> = [
       [[], 'body must be an object {"from", "to", "content"}'],
-      [{ to: ['a'], content: 1 }, 'from must be a string'],
+      [{ from: 7, to: ['a'], content: 1 }, 'from must be a string'],
+      [{ from: 'f', to: ['a'], content: 1, appID: 'x', app_id: 'y' }, 'appID and app_id differ'],
+      [{ from: 'f', to: ['a'], content: 1, appID: 'x:y' }, 'app_id must not contain ":"'],
       [{ from: 'f', to: 'a', content: 1 }, 'to must be a non-empty array of card ids'],
       [{ from: 'f', to: [], content: 1 }, 'to must be a non-empty array of card ids'],
       [{ from: 'f', to: ['a'] }, 'content is required (any JSON value)'],
