@@ -258,9 +258,9 @@ async function main(): Promise<void> {
   const gp = new Gen(prng(SEED ^ 0x5eed));
   // Rate limits off: the fuzz is of what frames do, not of how many may be sent (the limits are tested).
   const mpc = await startMpcProcess();
-  started.push(mpc);
+  startedProcesses.push(mpc);
   const gateway = await startGatewayProcess(mpc.gatewayPort, ['--client-rate-limit', '0', '--log-level', 'info']);
-  started.push(gateway);
+  startedProcesses.push(gateway);
   const publisher = new Publisher('127.0.0.1', mpc.publisherPort);
   let stopping = false;
   const processes = [mpc, gateway];
@@ -384,10 +384,10 @@ async function main(): Promise<void> {
 }
 
 /** What this run started: ended by PID if the run fails part-way (nothing is left running). */
-const started: Array<{ child: { kill(signal?: NodeJS.Signals): boolean } }> = [];
+const startedProcesses: Array<{ child: { kill(signal?: NodeJS.Signals): boolean } }> = [];
 try {
   await main();
 } catch (error) {
-  for (const p of started) p.child.kill('SIGKILL');
+  for (const p of startedProcesses) p.child.kill('SIGKILL');
   throw error;
 }
