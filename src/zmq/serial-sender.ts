@@ -30,14 +30,27 @@ export class SerialSender {
       return;
     }
     this.sending = true;
-    this.socket.send(message).then(this.next, this.onError);
+    this.start(message);
+  }
+
+  /** One send; a socket closed meanwhile throws synchronously (EBADF), which must not escape. */
+  private start(message: Buffer | Buffer[]): void {
+    try {
+      this.socket.send(message).then(this.next, this.onError);
+    } catch {
+      // Closed: nothing queued can go out any more.
+      this.failed += 1 + this.queue.length - this.head;
+      this.queue.length = 0;
+      this.head = 0;
+      this.sending = false;
+    }
   }
 
   private readonly next = (): void => {
     if (this.head < this.queue.length) {
       const message = this.queue[this.head]!;
       this.queue[this.head++] = EMPTY;
-      this.socket.send(message).then(this.next, this.onError);
+      this.start(message);
       return;
     }
     this.queue.length = 0;
