@@ -15,12 +15,14 @@ import { TopicTrie } from '../../src/gateway/worker/trie.js';
 import type { Writer } from '../../src/gateway/worker/writer.js';
 import { encodeTextFrame } from '../../src/protocol/ws-frame.js';
 import { FakeWs } from '../helpers/fake-socket.js';
+import { WorkerPresence } from '../../src/gateway/worker/presence.js';
 
 async function setup(options: GatewayOptions = {}) {
   const config = validateGatewayConfig(options);
   const stats = new Float64Array(WORKER_STATS_LENGTH);
   const log = createLogger('test', 'silent');
   const posted: WorkerEvent[] = [];
+  const presencePosts: Array<Array<string | number>> = [];
   const routing = new InterestRouting((e) => posted.push(e));
   const trie = new TopicTrie<Writer>({ onTopicAdded: (t) => routing.acquire(t), onTopicRemoved: (t) => routing.release(t) });
   const historyCalls: Array<{ topic: string; epoch: string; after: number; limit: number; resolve: (r: HistoryReply) => void }> = [];
@@ -35,6 +37,7 @@ async function setup(options: GatewayOptions = {}) {
     history: (topic, epoch, after, limit) => new Promise((resolve) => historyCalls.push({ topic, epoch, after, limit, resolve })),
     positioned: (body, epoch, offset) => positionedFrame(encodeTextFrame(body, 0, body.length), epoch, offset),
     topics: UNLIMITED_TOPICS,
+    presence: new WorkerPresence((cards) => presencePosts.push(cards), 0),
   };
   const open = (v2 = false) => {
     const ws = new FakeWs();

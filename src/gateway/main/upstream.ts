@@ -131,6 +131,11 @@ export class Upstream {
     this.sender.send(encodeRequest(request));
   }
 
+  /** Sends an encoded frame (a presence report) to every connected MPC. */
+  send(frame: Buffer): void {
+    this.sender.send(frame);
+  }
+
   /** Every MPC link is connected. */
   isUp(): boolean {
     return this.connected.size === this.endpoints.length;
