@@ -55,7 +55,7 @@ async function setup(options: GatewayOptions = {}) {
   };
   const reach = (topic: string) => trie.forEachRecipient(topic, () => {});
   const flush = () => new Promise((resolve) => setImmediate(resolve));
-  return { ctx, stats, posted, routing, trie, open, markAll, reach, historyCalls, flush };
+  return { ctx, stats, posted, routing, trie, open, markAll, reach, historyCalls, flush, presencePosts };
 }
 
 describe('Session', () => {
@@ -226,5 +226,55 @@ describe('Session', () => {
     markAll(50);
     await flush();
     assert.deepEqual(c.replies(), [{ event: 'ack', id: 1, recovered: false, positions: { s: { epoch: 'E', offset: 50 } } }], 'no since: just the positions');
+  });
+});
+
+describe('Session: gopusher joins', () => {
+  test('join and ping are answered {"type":1,"data":"ok"} (with its newline), the join once routed; the connection counts as online', async () => {
+    const { open, markAll, reach, ctx } = await setup();
+    const { session, ws } = open();
+    session.onText('{"event":"ping"}');
+    assert.deepEqual(ws.sent, ['{"event":"pong"}'], 'before a join: tormq\'s pong');
+    session.onText('{"event":"join","data":{"app_id":"chat","card_id":"alice"}}');
+    assert.equal(reach('alice'), 1);
+    assert.equal(ctx.presence.count('alice'), 1);
+    assert.equal(session.gopusher, true);
+    session.onText('{"event":"ping"}');
+    assert.deepEqual(ws.sent, ['{"event":"pong"}'], 'nothing before the join is routed (the ping waits its turn)');
+    markAll();
+    assert.deepEqual(ws.sent, ['{"event":"pong"}', '{"type":1,"data":"ok"}\n', '{"type":1,"data":"ok"}\n']);
+  });
+
+  test('presence: a card counts a connection once whatever its apps; leaving its last joined topic, or closing, ends it', async () => {
+    const { open, ctx, presencePosts } = await setup();
+    const a = open();
+    const b = open();
+    a.session.onText('{"event":"join","data":{"card_id":"c","app_id":"x"}}');
+    a.session.onText('{"event":"join","data":{"card_id":"c","app_id":"y"}}');
+    a.session.onText('{"event":"join","data":{"card_id":"c","app_id":"y"}}');
+    b.session.onText('{"event":"join","data":{"card_id":"c","app_id":""}}');
+    assert.equal(ctx.presence.count('c'), 2);
+    a.session.onText('{"event":"unsubscribe","topic":"c:x"}');
+    assert.equal(ctx.presence.count('c'), 2, 'still joined through c:y');
+    a.session.onText('{"event":"unsubscribe","topics":["c:y"]}');
+    assert.equal(ctx.presence.count('c'), 1);
+    b.session.dispose();
+    assert.equal(ctx.presence.count('c'), 0);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    assert.deepEqual(presencePosts, [['c', 0]], 'coalesced: one report of the absolute count');
+  });
+
+  test('a refused join counts nothing; a join on a tormq.v2 connection is refused', async () => {
+    const { open, ctx } = await setup();
+    const { session, ws } = open();
+    session.onText('{"event":"join","data":{"card_id":"a:b"},"id":1}');
+    session.onText('{"event":"join","data":{"card_id":"a:b"}}');
+    assert.equal(ctx.presence.cards, 0);
+    assert.equal(session.gopusher, false);
+    assert.deepEqual(ws.sent.map((t) => JSON.parse(t).code), ['ERR_INVALID_TOPIC'], 'answered only with an id');
+    const v2 = open(true);
+    v2.session.onText('{"event":"join","data":{"card_id":"c"},"id":2}');
+    assert.deepEqual(v2.replies(), [{ event: 'error', id: 2, code: 'ERR_BAD_REQUEST', message: "join is gopusher's protocol: not on a tormq.v2 connection" }]);
+    assert.equal(ctx.presence.cards, 0);
   });
 });

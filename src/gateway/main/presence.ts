@@ -109,8 +109,8 @@ export class GatewayPresence {
   stop(): void {
     if (this.stopped) return;
     this.stopped = true;
-    for (const timer of [this.deltaTimer, this.heartbeat, this.resyncTimer]) if (timer !== null) clearTimeout(timer);
-    this.emit('delta', []); // the last changes first: an MPC that misses the bye still expires it
+    for (const timer of [this.heartbeat, this.resyncTimer]) if (timer !== null) clearTimeout(timer);
+    this.flush(true); // the last changes first: an MPC that misses the bye still expires it
     this.emit('bye', []);
   }
 
