@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SignJWT } from 'jose';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
-import { Publisher, encodeBody } from '../../src/index.js';
+import { Publisher } from '../../src/index.js';
 import { postJson, startGatewayProcess, startMpcProcess, waitHttpReady, type GatewayProcess, type MpcProcess } from '../helpers/processes.js';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -112,19 +112,25 @@ describe('a real browser (chromium)', () => {
       w.joined = new Promise((resolve) => {
         const ws = new w.WebSocket(wsUrl);
         ws.onopen = () => ws.send(JSON.stringify({ event: 'join', data: { card_id: 'webcard', app_id: 'web' }, id: 'j1' }));
+        let joined = false;
         ws.onmessage = (event) => {
-          if (JSON.parse(event.data).event === 'ack') resolve();
-          else w.received.push(event.data);
+          // gopusher answers the join with {"type":1,"data":"ok"}; pushes follow.
+          if (!joined) {
+            joined = true;
+            w.received.push(event.data);
+            resolve();
+          } else w.received.push(event.data);
         };
       });
     }, url);
     await page.evaluate(() => (globalThis as unknown as PageGlobals).joined);
     await waitHttpReady(mpc, 'webcard');
     const push = { from: 'server', to: ['webcard'], content: { title: 'Grüße', body: 'ünïcødé 🚀' } };
-    assert.deepEqual(await postJson(mpc, '/push', push), { status: 202, body: { accepted: 1 } });
-    await page.waitForFunction(() => (globalThis as unknown as PageGlobals).received.length >= 1, undefined, { timeout: 15_000 });
+    assert.deepEqual(await postJson(mpc, '/push', push), { status: 200, body: { message: 'ok' } });
+    await page.waitForFunction(() => (globalThis as unknown as PageGlobals).received.length >= 2, undefined, { timeout: 15_000 });
     const received = await page.evaluate(() => (globalThis as unknown as PageGlobals).received);
-    assert.deepEqual(received, [encodeBody('webcard', { from: 'server', content: push.content })]);
+    // gopusher's frames, byte for byte (gorilla's WriteJSON ends each with a newline).
+    assert.deepEqual(received, ['{"type":1,"data":"ok"}\n', `{"type":1,"data":${JSON.stringify(push.content)}}\n`]);
     const online = (await (await gateway.admin('/online?card_id=webcard')).json()) as Record<string, unknown>;
     assert.deepEqual(online, { card_id: 'webcard', online: true, connections: 1 });
     assert.deepEqual(pageErrors, []);
