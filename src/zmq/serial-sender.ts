@@ -30,14 +30,29 @@ export class SerialSender {
       return;
     }
     this.sending = true;
-    this.socket.send(message).then(this.next, this.onError);
+    this.transmit(message);
+  }
+
+  /** One send; a socket closed meanwhile throws synchronously (zeromq.js): counted like a failed send. */
+  private transmit(message: Buffer | Buffer[]): void {
+    let sent: Promise<void>;
+    try {
+      sent = this.socket.send(message);
+    } catch {
+      this.failed++;
+      this.queue.length = 0;
+      this.head = 0;
+      this.sending = false;
+      return;
+    }
+    sent.then(this.next, this.onError);
   }
 
   private readonly next = (): void => {
     if (this.head < this.queue.length) {
       const message = this.queue[this.head]!;
       this.queue[this.head++] = EMPTY;
-      this.socket.send(message).then(this.next, this.onError);
+      this.transmit(message);
       return;
     }
     this.queue.length = 0;
