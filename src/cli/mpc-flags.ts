@@ -41,7 +41,7 @@ export const MPC_CLI_OPTIONS = defineOptions('a tormq-mpc', {
     default: -1,
     defaultText: 'off',
     check: int(-1, 65535, 'an integer from 0 to 65535'),
-    help: 'also accept POST /publish and /push over HTTP on this port',
+    help: "also accept POST /publish and gopusher's grpc-gateway routes (POST /push, GET /system, /isOnline, /group) over HTTP on this port",
     cli: { flag: 'http', arg: 'PORT', fromText: integerFromText },
     section: HTTP,
   },

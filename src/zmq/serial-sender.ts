@@ -48,6 +48,12 @@ export class SerialSender {
     sent.then(this.next, this.onError);
   }
 
+  /** Resolves once every queued message has been handed to the socket, or after `timeoutMs`. */
+  async drained(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.sending && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+
   private readonly next = (): void => {
     if (this.head < this.queue.length) {
       const message = this.queue[this.head]!;

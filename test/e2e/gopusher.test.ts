@@ -272,13 +272,28 @@ ws.onclose = function()
     assert.ok('reply' in system && system.reply.goroutineNum === '4', 'the dead gateway\'s workers are gone too');
   });
 
+  test('a gateway stopped cleanly says bye: dropped at once, not expired', async () => {
+    const gw4 = await startGatewayProcess(mpc.gatewayPort, ['--drain-ms', '100']);
+    const lee = await TestClient.connect(gw4.url);
+    lee.send({ event: 'join', data: { card_id: 'lee' } });
+    await lee.waitFor((m) => m === OK);
+    await eventually(async () => (await mpc.stats()).presence.gateways, 3, 'gw4 reporting');
+    const expiredBefore = (await mpc.stats()).presence.expiredGateways;
+    assert.equal(await gw4.stop(), 0);
+    await lee.closed;
+    await eventually(async () => [(await mpc.stats()).presence.gateways, await grpc.call('IsOnline', { cardID: 'lee' })], [2, ok({ result: 'no' })], 'gw4 gone');
+    assert.equal((await mpc.stats()).presence.expiredGateways, expiredBefore, 'it said bye');
+  });
+
   test('GET /online on a gateway\'s admin port still counts that gateway\'s connections', async () => {
     const daves = await Promise.all(Array.from({ length: 6 }, (_, i) => joinOn(gw2, i % 2 === 0 ? { card_id: 'dave' } : { card_id: 'dave', app_id: 'chat' })));
     const online = async (query: string) => (await (await gw2.admin(`/online?${query}`)).json()) as Record<string, unknown>;
     assert.deepEqual(await online('card_id=dave'), { card_id: 'dave', online: true, connections: 6 });
     assert.deepEqual(await online('card_id=dave&app_id=chat'), { card_id: 'dave', app_id: 'chat', online: true, connections: 3 });
-    await daves[1]!.close();
+    // Leaving (unsubscribe, acknowledged) is counted at once.
+    assert.equal((await daves[1]!.request({ event: 'unsubscribe' })).event, 'ack');
     assert.equal((await online('card_id=dave')).connections, 5);
+    assert.equal((await online('card_id=dave&app_id=chat')).connections, 2);
   });
 });
 

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { ErrorCodes, TormqError } from '../../src/errors.js';
 import { errorBody, httpStatusOf, INT64_FIELDS, marshalReply } from '../../src/gopusher/gateway-json.js';
 import { buildPush, checkCardId, GopusherError, GopusherService, GrpcStatus, type GopusherLimits } from '../../src/gopusher/service.js';
+import { loadRpcService, startGrpcIngress } from '../../src/ingress/grpc-ingress.js';
 import { PresenceTable } from '../../src/mpc/presence.js';
 import { GOPUSHER_OK_FRAME, goJson, gopusherPushText } from '../../src/protocol/gopusher-frames.js';
 import { encodeBody } from '../../src/sdk/publisher.js';
@@ -125,4 +126,22 @@ describe('GopusherService', () => {
     const blind = new GopusherService({ send: async () => {}, presence: null });
     assert.throws(() => blind.isOnline('alice'), { status: GrpcStatus.UNIMPLEMENTED });
   });
+});
+
+test('startGrpcIngress validates each option; a non-loopback address needs a token or insecure', async () => {
+  const cases: Array<[Record<string, unknown>, ErrorConstructor, string]> = [
+    [{ port: 70000 }, RangeError, 'options.port must be an integer from 0 to 65535, got 70000'],
+    [{ host: '' }, TypeError, 'options.host must be a non-empty string, got ""'],
+    [{ token: '' }, TypeError, 'options.token must be a non-empty string, got "<redacted>"'],
+    [{ colour: 'blue' }, TypeError, 'options.colour is not a gRPC ingress option'],
+    [{ host: '0.0.0.0' }, TypeError, 'options.token must be set when options.host is 0.0.0.0 (not loopback): anyone who reaches the port could push; or set options.insecure'],
+  ];
+  for (const [override, type, message] of cases) {
+    await assert.rejects(startGrpcIngress({ port: 0, ...override } as never), (error: Error) => error instanceof type && error.message === message, message);
+  }
+});
+
+test('loadRpcService: gopusher\'s four methods from the shipped proto, under /proto.Rpc/', () => {
+  const service = loadRpcService();
+  assert.deepEqual(Object.values(service).map((m) => m.path), ['/proto.Rpc/Push', '/proto.Rpc/System', '/proto.Rpc/IsOnline', '/proto.Rpc/Group']);
 });

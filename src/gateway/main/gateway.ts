@@ -34,6 +34,9 @@ import { StallWatch } from './stall-watch.js';
 import { Upstream } from './upstream.js';
 import { WorkerPool } from './worker-pool.js';
 
+/** How long the MPC link may take at stop to send its last frames (the presence `bye`). */
+const LINGER_AT_STOP_MS = 500;
+
 export class Gateway {
   readonly config: GatewayConfig;
   readonly log: Logger;
@@ -206,8 +209,9 @@ export class Gateway {
       await this.pool.drain(drainMs);
       this.positionCheck.stop();
       this.linkMonitor.stop();
+      // The MPC(s) forget this gateway's presence at once (instead of after its heartbeat window).
       this.presence.stop();
-      this.upstream.close();
+      await this.upstream.close(LINGER_AT_STOP_MS);
       await new Promise<void>((resolve) => (this.admin ? this.admin.close(() => resolve()) : resolve()));
       this.log.info('stopped');
     })();
