@@ -258,7 +258,9 @@ async function main(): Promise<void> {
   const gp = new Gen(prng(SEED ^ 0x5eed));
   // Rate limits off: the fuzz is of what frames do, not of how many may be sent (the limits are tested).
   const mpc = await startMpcProcess();
+  startedProcesses.push(mpc);
   const gateway = await startGatewayProcess(mpc.gatewayPort, ['--client-rate-limit', '0', '--log-level', 'info']);
+  startedProcesses.push(gateway);
   const publisher = new Publisher('127.0.0.1', mpc.publisherPort);
   let stopping = false;
   const processes = [mpc, gateway];
@@ -381,4 +383,11 @@ async function main(): Promise<void> {
   console.log(`fuzz passed (seed ${SEED}): ${clients.confirmed} client frames processed (${clients.sent} sent), ${publishers.sent} publisher messages, no crash, canaries complete`);
 }
 
-await main();
+/** What this run started: ended by PID if the run fails part-way (nothing is left running). */
+const startedProcesses: Array<{ child: { kill(signal?: NodeJS.Signals): boolean } }> = [];
+try {
+  await main();
+} catch (error) {
+  for (const p of startedProcesses) p.child.kill('SIGKILL');
+  throw error;
+}

@@ -148,6 +148,7 @@ describe('recovery: the MPC restarts', () => {
     const client = await TestClient.v2(sys.gateway.url);
     sys.clients.push(client);
     const start = (await subscribeV2(client, ['phoenix'])).positions;
+    await sys.publisher.ready({ timeoutMs: 10_000 }); // a PUB socket drops what it sends before it is connected
     await sys.publisher.send('phoenix', 'before');
     await client.waitFor((m) => m.includes('"before"'));
     const since = lastPositions(client, start);

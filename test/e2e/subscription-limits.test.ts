@@ -57,7 +57,8 @@ function worstTopics(prefix?: string): string[] {
 async function everyone(clients: TestClient[], frame: (client: TestClient) => Record<string, unknown>): Promise<Map<string, number>> {
   const codes = new Map<string, number>();
   for (let i = 0; i < clients.length; i += 100) {
-    const replies = await Promise.all(clients.slice(i, i + 100).map((client) => client.request(frame(client))));
+    // 100 at once at the scale of the attack: seconds on a busy machine, so a bound well over 10 s.
+    const replies = await Promise.all(clients.slice(i, i + 100).map((client) => client.request(frame(client), 60_000)));
     for (const reply of replies) {
       const code = reply.event === 'ack' ? 'ack' : String(reply.code);
       codes.set(code, (codes.get(code) ?? 0) + 1);
@@ -113,7 +114,8 @@ describe('hostile input: 1,600 connections each subscribing to 256 topics of 125
     let limited = 0;
     for (let i = 0; i < attackers.length; i += 100) {
       const batch = attackers.slice(i, i + 100);
-      const replies = await Promise.all(batch.map((client) => client.request({ event: 'subscribe', topics: worstTopics() })));
+      // 100 × 768 new topics at once, each confirmed upstream before its ack: seconds on a busy machine.
+      const replies = await Promise.all(batch.map((client) => client.request({ event: 'subscribe', topics: worstTopics() }, 60_000)));
       replies.forEach((reply, j) => {
         if (reply.event === 'ack') full.push(batch[j]!);
         else if (reply.code === 'ERR_TOPIC_LIMIT') limited++;

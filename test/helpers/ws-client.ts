@@ -58,7 +58,7 @@ export class TestClient {
   }
 
   /** Sends `frame` with a fresh id and resolves with the gateway's reply (ack or error) for it. */
-  async request(frame: Record<string, unknown>): Promise<Record<string, unknown>> {
+  async request(frame: Record<string, unknown>, timeoutMs = 10_000): Promise<Record<string, unknown>> {
     const id = this.nextId++;
     const before = this.messages.length;
     this.send({ ...frame, id });
@@ -69,7 +69,7 @@ export class TestClient {
       } catch {
         return false;
       }
-    }, before);
+    }, before, timeoutMs);
     return JSON.parse(reply) as Record<string, unknown>;
   }
 
