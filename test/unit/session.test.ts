@@ -243,6 +243,11 @@ describe('Session: gopusher joins', () => {
     assert.deepEqual(ws.sent, ['{"event":"pong"}'], 'nothing before the join is routed (the ping waits its turn)');
     markAll();
     assert.deepEqual(ws.sent, ['{"event":"pong"}', '{"type":1,"data":"ok"}\n', '{"type":1,"data":"ok"}\n']);
+    // With an id (tormq's request protocol; gopusher clients send none): tormq's replies.
+    session.onText('{"event":"ping","id":7}');
+    session.onText('{"event":"join","data":{"card_id":"bob"},"id":8}');
+    markAll();
+    assert.deepEqual(ws.sent.slice(3).map((t) => JSON.parse(t)), [{ event: 'pong', id: 7 }, { event: 'ack', id: 8 }]);
   });
 
   test('presence: a card counts a connection once whatever its apps; leaving its last joined topic, or closing, ends it', async () => {

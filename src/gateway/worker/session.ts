@@ -147,13 +147,14 @@ export class Session {
       this.reject(withId({ code: WireErrorCodes.BAD_REQUEST, message: 'join is gopusher\'s protocol: not on a tormq.v2 connection' }, command.id));
       return;
     }
-    // gopusher answers every join and ping, with or without an id.
+    // gopusher answers every join and ping. A frame with an id is tormq's request protocol (gopusher
+    // clients send none): it gets tormq's reply (ack, pong with the id) whatever the connection speaks.
     const place = command.id === undefined && command.event !== 'ping' && join === undefined ? -1 : this.reserve();
     const error = this.apply(command);
     if (error !== null) {
       this.ctx.stats[WorkerStat.badFrames]++;
       this.answer(place, error.id === undefined ? null : errorFrame(error));
-    } else if (command.event === 'ping') this.answer(place, this.gopusher ? GOPUSHER_OK_FRAME : pongFrame(command.id));
+    } else if (command.event === 'ping') this.answer(place, this.gopusher && command.id === undefined ? GOPUSHER_OK_FRAME : pongFrame(command.id));
     else if (command.event !== 'subscribe') this.answer(place, command.id === undefined ? null : ackFrame(command.id));
     else if (this.v2) this.recover(command, place);
     else {
@@ -161,7 +162,7 @@ export class Session {
       // Acknowledged once every stream of the subscription is routed here and confirmed upstream: an
       // ack means "messages published from now on reach you" (interest-routing.ts). gopusher's join
       // answer means the same.
-      const ack = join !== undefined ? GOPUSHER_OK_FRAME : command.id === undefined ? null : ackFrame(command.id);
+      const ack = command.id !== undefined ? ackFrame(command.id) : join !== undefined ? GOPUSHER_OK_FRAME : null;
       if (place !== -1) this.ctx.routing.whenRouted(command.topics.flatMap(streamsOf), () => this.answer(place, ack));
     }
   }
