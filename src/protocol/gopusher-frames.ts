@@ -14,6 +14,8 @@
  * frame is derived from that body once per message (delivery.ts), never per connection.
  */
 
+import { nestedDeeperThan } from './json-depth.js';
+
 /** The answer to a join and to a ping, on a connection that joined. */
 export const GOPUSHER_OK_FRAME = '{"type":1,"data":"ok"}\n';
 
@@ -45,6 +47,13 @@ export function gopusherPayload(body: unknown): unknown {
   return data === undefined ? '' : data;
 }
 
+/**
+ * Deepest payload re-encoded as JSON. JSON.stringify recurses: a publisher's data nested some
+ * thousands of levels deep (the MPC takes any depth; found by `npm run fuzz`) overflowed the stack and
+ * took the worker down. Such a payload is sent as the body's text instead, a JSON string.
+ */
+export const MAX_PAYLOAD_DEPTH = 256;
+
 /** The gopusher frame text for a published body (UTF-8 JSON text). */
 export function gopusherPushText(bodyText: string): string {
   let body: unknown;
@@ -54,5 +63,7 @@ export function gopusherPushText(bodyText: string): string {
     // The MPC forwards only JSON objects; anything else would still reach the client as text.
     return `{"type":1,"data":${goJson(bodyText)}}\n`;
   }
-  return `{"type":1,"data":${goJson(gopusherPayload(body))}}\n`;
+  const payload = gopusherPayload(body);
+  if (typeof payload === 'object' && payload !== null && nestedDeeperThan(payload, MAX_PAYLOAD_DEPTH)) return `{"type":1,"data":${goJson(bodyText)}}\n`;
+  return `{"type":1,"data":${goJson(payload)}}\n`;
 }

@@ -6,7 +6,7 @@ import { errorBody, httpStatusOf, INT64_FIELDS, marshalReply } from '../../src/g
 import { buildPush, checkCardId, GopusherError, GopusherService, GrpcStatus, type GopusherLimits } from '../../src/gopusher/service.js';
 import { loadRpcService, startGrpcIngress } from '../../src/ingress/grpc-ingress.js';
 import { PresenceTable } from '../../src/mpc/presence.js';
-import { GOPUSHER_OK_FRAME, goJson, gopusherPushText } from '../../src/protocol/gopusher-frames.js';
+import { GOPUSHER_OK_FRAME, goJson, gopusherPushText, MAX_PAYLOAD_DEPTH } from '../../src/protocol/gopusher-frames.js';
 import { encodeBody } from '../../src/sdk/publisher.js';
 
 describe('gopusher frames', () => {
@@ -27,6 +27,13 @@ describe('gopusher frames', () => {
     assert.equal(gopusherPushText('{"topic": "c", "data": {"n": 1}}'), '{"type":1,"data":{"n":1}}\n');
     assert.equal(gopusherPushText('{"topic": "c"}'), '{"type":1,"data":""}\n');
     assert.equal(goJson('a&b'), '"a\\u0026b"');
+  });
+
+  test('data nested too deep to re-encode (a publisher\'s, any depth passes the MPC) is sent as the body\'s text, never a crash', () => {
+    const deep = `{"topic": "c", "data": ${'['.repeat(100_000)}${']'.repeat(100_000)}}`;
+    assert.equal(JSON.parse(gopusherPushText(deep)).data, deep);
+    const atLimit = `{"topic": "c", "data": ${'['.repeat(MAX_PAYLOAD_DEPTH)}${']'.repeat(MAX_PAYLOAD_DEPTH)}}`;
+    assert.equal(gopusherPushText(atLimit), `{"type":1,"data":${'['.repeat(MAX_PAYLOAD_DEPTH)}${']'.repeat(MAX_PAYLOAD_DEPTH)}}\n`);
   });
 });
 
