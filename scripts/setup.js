@@ -8,11 +8,12 @@ import { spawnSync } from 'node:child_process';
 const root = new URL('..', import.meta.url).pathname;
 /**
  * Debian packages the test suite needs (see README, "Tests"): the original Python publisher
- * (python3-zmq), an independent WebSocket client (python3-websockets), a real browser (chromium,
- * driven by playwright-core; `playwright install` downloads are not used) and openssl (self-signed
- * certificates for the TLS tests).
+ * (python3-zmq), an independent WebSocket client (python3-websockets), an independent gRPC client of
+ * gopusher's service (python3-grpcio, with python3-grpc-tools compiling proto/rpc.proto), a real
+ * browser (chromium, driven by playwright-core; `playwright install` downloads are not used), openssl
+ * (self-signed certificates for the TLS tests) and curl (gopusher's README pushes with it).
  */
-const SYSTEM_PACKAGES = ['python3-zmq', 'python3-websockets', 'chromium', 'openssl'];
+const SYSTEM_PACKAGES = ['python3-zmq', 'python3-websockets', 'python3-grpcio', 'python3-grpc-tools', 'chromium', 'openssl', 'curl'];
 
 function run(cmd, args, env = process.env) {
   console.error(`setup: ${cmd} ${args.join(' ')}`);

@@ -28,6 +28,7 @@ export const MPC_CLI_OPTIONS = defineOptions('a tormq-mpc', {
   historyTtl: { default: 300, check: int(1, 86_400 * 365), help: 'how long a message stays in history, seconds', cli: { flag: 'history-ttl', arg: 'S' }, section: HISTORY },
   historyMaxBytes: asFlag(MPC_OPTIONS.specs.historyMaxBytes, { flag: 'history-max-bytes', arg: 'N' }),
   historyMaxStreams: asFlag(MPC_OPTIONS.specs.historyMaxStreams, { flag: 'history-max-streams', arg: 'N' }),
+  presenceMaxEntries: asFlag(MPC_OPTIONS.specs.presenceMaxEntries, { flag: 'presence-max-entries', arg: 'N' }),
   adminPort: {
     default: 9101,
     check: int(-1, 65535, 'an integer from 0 to 65535 (or -1 to disable)'),
@@ -40,13 +41,22 @@ export const MPC_CLI_OPTIONS = defineOptions('a tormq-mpc', {
     default: -1,
     defaultText: 'off',
     check: int(-1, 65535, 'an integer from 0 to 65535'),
-    help: 'also accept POST /publish and /push over HTTP on this port',
+    help: "also accept POST /publish and gopusher's grpc-gateway routes (POST /push, GET /system, /isOnline, /group) over HTTP on this port",
     cli: { flag: 'http', arg: 'PORT', fromText: integerFromText },
     section: HTTP,
   },
   httpHost: { default: '', defaultText: '--host', check: anyString, help: 'address of the HTTP port', cli: { flag: 'http-host', arg: 'ADDR' }, section: HTTP },
+  grpcPort: {
+    default: -1,
+    defaultText: 'off',
+    check: int(-1, 65535, 'an integer from 0 to 65535'),
+    help: "serve gopusher's gRPC service (proto/rpc.proto: Push, System, IsOnline, Group) on this port",
+    cli: { flag: 'grpc', arg: 'PORT', fromText: integerFromText },
+    section: HTTP,
+  },
+  grpcHost: { default: '', defaultText: '--host', check: anyString, help: 'address of the gRPC port', cli: { flag: 'grpc-host', arg: 'ADDR' }, section: HTTP },
   httpToken: asFlag(HTTP_INGRESS_OPTIONS.specs.token, { flag: 'http-token', arg: 'TOKEN' }, {
-    help: 'require "Authorization: Bearer TOKEN" (or set TORMQ_HTTP_TOKEN, which keeps it out of the process list)',
+    help: 'require "Authorization: Bearer TOKEN" over HTTP and as gRPC metadata (or set TORMQ_HTTP_TOKEN, which keeps it out of the process list)',
     section: HTTP,
   }),
   httpMaxBody: asFlag(HTTP_INGRESS_OPTIONS.specs.maxBodyBytes, { flag: 'http-max-body', arg: 'BYTES' }, { section: HTTP }),
@@ -57,7 +67,7 @@ export const MPC_CLI_OPTIONS = defineOptions('a tormq-mpc', {
   }),
   httpTlsKey: asFlag(HTTP_INGRESS_OPTIONS.specs.tlsKey, { flag: 'http-tls-key', arg: 'FILE' }, { help: 'the PEM private key of --http-tls-cert', section: HTTP }),
   httpInsecure: asFlag(HTTP_INGRESS_OPTIONS.specs.insecure, { flag: 'http-insecure' }, {
-    help: 'allow HTTP publishing without --http-token on a non-loopback address (anyone who reaches it can publish)',
+    help: 'allow HTTP and gRPC publishing without --http-token on a non-loopback address (anyone who reaches it can publish)',
     section: HTTP,
   }),
   curveKeyFile: file('curve-key-file', 'CURVE on both ports with this key pair (from tormq-keys)'),
@@ -69,6 +79,12 @@ export const MPC_CLI_OPTIONS = defineOptions('a tormq-mpc', {
     const where = c.httpHost === '' ? `${name('host')} ${httpHost}` : `${name('httpHost')} ${httpHost}`;
     fail('httpToken', `set when ${name('httpPort')} listens on a non-loopback address (${where}): anyone who reaches it could publish; or give ${name('httpInsecure')} to allow that`, null);
   }
+  const grpcHost = c.grpcHost === '' ? c.host : c.grpcHost;
+  if (c.grpcPort !== -1 && c.httpToken === undefined && !c.httpInsecure && !isLoopbackHost(grpcHost)) {
+    const where = c.grpcHost === '' ? `${name('host')} ${grpcHost}` : `${name('grpcHost')} ${grpcHost}`;
+    fail('httpToken', `set when ${name('grpcPort')} listens on a non-loopback address (${where}): anyone who reaches it could push; or give ${name('httpInsecure')} to allow that`, null);
+  }
+  if (c.grpcHost !== '' && c.grpcPort === -1) fail('grpcHost', `used together with ${name('grpcPort')}`);
   if ((c.httpTlsCert !== '' || c.httpTlsKey !== '') && c.httpPort === -1) fail(c.httpTlsCert !== '' ? 'httpTlsCert' : 'httpTlsKey', `used together with ${name('httpPort')}`);
   const tls = tlsPairProblem(c.httpTlsCert, c.httpTlsKey);
   if (tls !== null) fail(tls.key === 'cert' ? 'httpTlsCert' : 'httpTlsKey', tls.must.replace('the key', name('httpTlsKey')).replace('the certificate', name('httpTlsCert')));
@@ -79,7 +95,7 @@ export const MPC_CLI_OPTIONS = defineOptions('a tormq-mpc', {
 
 export const MPC_CLI: CliDefinition<typeof MPC_CLI_OPTIONS.specs> = {
   program: PROGRAM,
-  synopsis: '[-s PORT] [-p PORT] [--host ADDR] [--http PORT] [options]',
+  synopsis: '[-s PORT] [-p PORT] [--host ADDR] [--http PORT] [--grpc PORT] [options]',
   table: MPC_CLI_OPTIONS,
   footer: 'Port 0 picks a free port (printed in the "mpc ready" log line).',
 };

@@ -2,6 +2,7 @@
 /** `tormq-mpc -s 5559 -p 5560 [--host ADDR]`: the ZeroMQ hub between publishers and gateways. */
 import type http from 'node:http';
 import { createAdminServer } from '../admin-server.js';
+import { startGrpcIngress, type GrpcIngress } from '../ingress/grpc-ingress.js';
 import { startHttpIngress, type HttpIngress } from '../ingress/http-ingress.js';
 import { listenOrFail } from '../listen.js';
 import { createLogger } from '../log.js';
@@ -43,7 +44,7 @@ function curveOptions(): MpcCurveOptions | undefined {
   return {
     secretKey: mpcKeys.secretKey,
     // The HTTP ingress publishes into the MPC's own publisher port with the MPC's own key pair.
-    allowedPublishers: publishers === undefined || flags.httpPort === -1 ? publishers : [...publishers, mpcKeys.publicKey],
+    allowedPublishers: publishers === undefined || (flags.httpPort === -1 && flags.grpcPort === -1) ? publishers : [...publishers, mpcKeys.publicKey],
     allowedGateways: flags.curveAllowGateways === '' ? undefined : read('curve-allow-gateways', () => readCurveKeyList(flags.curveAllowGateways)),
     onDenied(denial) {
       const key = `${denial.role}:${denial.publicKey}`;
@@ -83,8 +84,11 @@ function logDrop(reason: PublishDropReason, frames: Buffer[]): void {
   dropLog.set(reason, { at: now, suppressed: 0 });
 }
 
-/** The MPC, its admin port, and the HTTP ingress when `--http` is given (it publishes through the MPC's own port). */
-async function startAll(): Promise<{ mpc: Mpc; ingress: HttpIngress | null; admin: http.Server | null; adminPort: number }> {
+/**
+ * The MPC, its admin port, and the HTTP ingress (`--http`) and gopusher's gRPC service (`--grpc`) when
+ * given (they publish through the MPC's own port, and read its presence table).
+ */
+async function startAll(): Promise<{ mpc: Mpc; ingress: HttpIngress | null; grpc: GrpcIngress | null; admin: http.Server | null; adminPort: number }> {
   const mpc = await startMpc({
     host: flags.host,
     publisherPort: flags.publisherPort,
@@ -97,6 +101,7 @@ async function startAll(): Promise<{ mpc: Mpc; ingress: HttpIngress | null; admi
     historyTtlMs: flags.historyTtl * 1000,
     historyMaxBytes: flags.historyMaxBytes,
     historyMaxStreams: flags.historyMaxStreams,
+    presenceMaxEntries: flags.presenceMaxEntries,
     curve: curveOptions(),
     onDrop: logDrop,
   });
@@ -111,25 +116,46 @@ async function startAll(): Promise<{ mpc: Mpc; ingress: HttpIngress | null; admi
     await mpc.close();
     throw error;
   }
-  if (flags.httpPort === -1) return { mpc, ingress: null, admin, adminPort };
   const host = flags.host;
+  const publisherHost = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host;
+  const curve = mpcKeys === null ? undefined : { serverKey: mpcKeys.publicKey, ...mpcKeys };
+  let ingress: HttpIngress | null = null;
   try {
-    const ingress = await startHttpIngress({
-      host: flags.httpHost === '' ? host : flags.httpHost,
-      port: flags.httpPort,
-      publisherHost: host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host,
+    if (flags.httpPort !== -1) {
+      ingress = await startHttpIngress({
+        host: flags.httpHost === '' ? host : flags.httpHost,
+        port: flags.httpPort,
+        publisherHost,
+        publisherPort: mpc.publisherPort,
+        token: flags.httpToken,
+        insecure: flags.httpInsecure,
+        curve,
+        tlsCert: flags.httpTlsCert,
+        tlsKey: flags.httpTlsKey,
+        maxBodyBytes: flags.httpMaxBody,
+        maxDataDepth: flags.httpMaxDepth,
+        maxMessageBytes: flags.maxMessageBytes,
+        maxTopicLength: flags.maxTopicLength,
+        presence: mpc.presence,
+        log,
+      });
+    }
+    const grpc = flags.grpcPort === -1 ? null : await startGrpcIngress({
+      host: flags.grpcHost === '' ? host : flags.grpcHost,
+      port: flags.grpcPort,
+      publisherHost,
       publisherPort: mpc.publisherPort,
       token: flags.httpToken,
       insecure: flags.httpInsecure,
-      curve: mpcKeys === null ? undefined : { serverKey: mpcKeys.publicKey, ...mpcKeys },
-      tlsCert: flags.httpTlsCert,
-      tlsKey: flags.httpTlsKey,
-      maxBodyBytes: flags.httpMaxBody,
-      maxDataDepth: flags.httpMaxDepth,
+      curve,
+      maxMessageBytes: flags.maxMessageBytes,
+      maxTopicLength: flags.maxTopicLength,
+      presence: mpc.presence,
       log,
     });
-    return { mpc, ingress, admin, adminPort };
+    return { mpc, ingress, grpc, admin, adminPort };
   } catch (error) {
+    await ingress?.close();
     admin?.close();
     await mpc.close();
     throw error;
@@ -141,8 +167,9 @@ async function startAll(): Promise<{ mpc: Mpc; ingress: HttpIngress | null; admi
 const starting = startAll();
 onShutdownSignal(PROGRAM, async (signal) => {
   log.info({ signal }, 'stopping');
-  const { mpc, ingress, admin } = await starting;
+  const { mpc, ingress, grpc, admin } = await starting;
   await ingress?.close();
+  await grpc?.close();
   admin?.close();
   await mpc.close();
 });
@@ -161,8 +188,9 @@ process.on('SIGHUP', () => {
   });
 });
 try {
-  const { mpc, ingress, adminPort } = await starting;
+  const { mpc, ingress, grpc, adminPort } = await starting;
   const httpHost = flags.httpHost === '' ? flags.host : flags.httpHost;
+  const grpcHost = flags.grpcHost === '' ? flags.host : flags.grpcHost;
   const hint = loopbackHint(flags.host, '--host');
   log.info(
     {
@@ -175,10 +203,12 @@ try {
       publisherEndpoint: mpc.publisherEndpoint,
       gatewayEndpoint: mpc.gatewayEndpoint,
       httpPort: ingress?.port ?? null,
+      grpcPort: grpc?.port ?? null,
       history: { size: flags.historySize, ttlSeconds: flags.historyTtl, maxBytes: flags.historyMaxBytes, maxStreams: flags.historyMaxStreams },
       listening: [
         ...listenAddresses(flags.host).flatMap((host) => [urlOf('tcp', host, mpc.publisherPort), urlOf('tcp', host, mpc.gatewayPort)]),
         ...(ingress === null ? [] : listenAddresses(httpHost).map((host) => urlOf(ingress.scheme, host, ingress.port))),
+        ...(grpc === null ? [] : listenAddresses(grpcHost).map((host) => urlOf('grpc', host, grpc.port))),
       ],
       ...(hint === null ? {} : { hint }),
     },

@@ -2,9 +2,14 @@
  * HTTP publishing on the MPC (`tormq-mpc --http PORT`), for languages without a ZeroMQ binding:
  *
  * - `POST /publish` `{"topic": "ehr:api", "data": …}` or an array of them -> 202 `{"accepted": n}`
- * - `POST /push` `{"from"?: "F", "to": ["C1", "C2"], "content": …, "appID"?: "A"}` (gopusher; `app_id`
- *   accepted too, "" = no app) -> 200 `{"message": "ok"}` as gopusher's grpc-gateway answers: one message per card id, on the identity's topic (protocol/identity.ts), whose
- *   body is `{"topic": "C1", "data": {"from": "F", "content": …}}`
+ * - gopusher's grpc-gateway routes, answered as grpc-gateway v1 did (gopusher/gateway-json.ts), served
+ *   by the same code as the gRPC service (gopusher/service.ts):
+ *   - `POST /push` `{"from": "F", "to": ["C1", "C2"], "appID": "A", "content": "…"}` (`app_id` too) ->
+ *     200 `{"message":"ok"}`: one message per card id, on the identity's topic (protocol/identity.ts),
+ *     whose body is `{"topic": "C1", "data": {"from": "F", "content": …}}`
+ *   - `GET /system`, `GET /isOnline?cardID=C`, `GET /group?cardID=C`: the cluster's presence (needs
+ *     `presence`, which tormq-mpc gives; without it 501)
+ *   - a bad request: 400 `{"error": m, "code": 3, "message": m}`, m the gRPC INVALID_ARGUMENT message
  * - `GET /ready?topic=T&timeout_ms=N` -> 200 once the MPC takes messages on T (tormq-mpc takes every
  *   topic, for history), else 503
  * - `GET /healthz` -> 200 with counters
@@ -20,7 +25,6 @@
  * await ingress.close();
  * ```
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
 import { ErrorCodes, TormqError } from '../errors.js';
@@ -30,9 +34,15 @@ import { isLoopbackHost } from '../loopback.js';
 import { anyString, boolean, defineOptions, int, nonEmptyString, satisfies, type InputOf } from '../options/options.js';
 import { describeCertificate, readTlsFiles, tlsPairProblem } from '../tls-files.js';
 import { isCurveKey, type CurveClientKeys } from '../zmq/curve.js';
-import { identityIdError, identityTopic } from '../protocol/identity.js';
+import { errorBody, httpStatusOf, INT64_FIELDS, marshalReply } from '../gopusher/gateway-json.js';
+import { GopusherError, GopusherService, GrpcStatus } from '../gopusher/service.js';
+import type { PresenceView } from '../mpc/presence.js';
+import { nestedDeeperThan } from '../protocol/json-depth.js';
 import { rootOf, topicError } from '../protocol/topic.js';
 import { Publisher, encodeBody } from '../sdk/publisher.js';
+import { bearerMatches } from './bearer.js';
+
+export { bearerMatches, nestedDeeperThan };
 
 export const HTTP_INGRESS_OPTIONS = defineOptions('an HTTP ingress', {
   host: { default: '127.0.0.1', check: nonEmptyString, help: 'address to bind' },
@@ -48,6 +58,8 @@ export const HTTP_INGRESS_OPTIONS = defineOptions('an HTTP ingress', {
   },
   maxBodyBytes: { default: 1_048_576, check: int(1), help: 'largest request body accepted (bytes); larger ones get 413' },
   maxMessagesPerRequest: { default: 1000, check: int(1), help: 'most messages one request may carry (array items for /publish, card ids for /push)' },
+  maxMessageBytes: { default: 1024 * 1024, check: int(1), help: "the MPC's --max-message-bytes: a /push whose message would be larger is refused (400)" },
+  maxTopicLength: { default: 256, check: int(1, 65535), help: "the MPC's --max-topic-length (card id, ':' and app id of a /push together)" },
   // JSON.parse takes any depth, but encoding a body recurses: past ~1000–5000 levels (Node 20) it threw,
   // and the request was answered 503 ERR_PUBLISHER_QUEUE_FULL, which clients retry forever. Common JSON
   // parsers of the clients stop far earlier (serde_json at 128, Python's json near 1000).
@@ -83,6 +95,8 @@ const MAX_READY_WAIT_MS = 30_000;
 export type HttpIngressOptions = InputOf<typeof HTTP_INGRESS_OPTIONS.specs> & {
   /** Where refused requests and publish failures are logged. */
   log?: Logger;
+  /** The MPC's presence table, for gopusher's `/system`, `/isOnline` and `/group` (501 without it). */
+  presence?: PresenceView;
 };
 
 export interface HttpIngressStats {
@@ -118,21 +132,6 @@ function bad(error: string): ParsedRequest {
   return { ok: false, error };
 }
 
-/** `true` when `value` nests arrays and objects deeper than `max` levels (a scalar is 0, `[]` is 1). */
-export function nestedDeeperThan(value: unknown, max: number): boolean {
-  // Iterative: a recursive walk would hit the very stack limit this guards against.
-  const stack: Array<[unknown, number]> = [[value, 0]];
-  while (stack.length > 0) {
-    const [item, depth] = stack.pop()!;
-    if (item === null || typeof item !== 'object') continue;
-    if (depth + 1 > max) return true;
-    for (const child of Array.isArray(item) ? item : Object.values(item)) {
-      if (child !== null && typeof child === 'object') stack.push([child, depth + 1]);
-    }
-  }
-  return false;
-}
-
 /** Validates a `/publish` body (already JSON-parsed): one `{topic, data}` object or an array of them. */
 export function parsePublishRequest(
   body: unknown,
@@ -159,58 +158,9 @@ export function parsePublishRequest(
   return { ok: true, messages };
 }
 
-/**
- * Validates a gopusher `/push` body: `{"from": "F", "to": ["C1", …], "content": …, "app_id"?: "A"}`.
- * Each distinct card id becomes one message on `C` (or `C:A`) with data `{"from", "content"}`.
- */
-export function parsePushRequest(
-  body: unknown,
-  maxMessages: number = HTTP_INGRESS_OPTIONS.defaults.maxMessagesPerRequest,
-  maxDataDepth: number = HTTP_INGRESS_OPTIONS.defaults.maxDataDepth,
-): ParsedRequest {
-  if (body === null || typeof body !== 'object' || Array.isArray(body)) return bad('body must be an object {"from", "to", "content"}');
-  const fields = body as Record<string, unknown>;
-  const { to, content } = fields;
-  // gopusher's proto3 fields: `from` optional (zero value ""), `appID` (grpc-gateway's JSON name; `app_id`
-  // accepted too) with "" meaning no app.
-  const from = fields.from ?? '';
-  if (typeof from !== 'string') return bad('from must be a string');
-  if (fields.appID !== undefined && fields.app_id !== undefined && fields.appID !== fields.app_id) return bad('appID and app_id differ');
-  const rawApp = fields.appID ?? fields.app_id;
-  const appId = rawApp === '' ? undefined : rawApp;
-  if (!Array.isArray(to) || to.length === 0) return bad('to must be a non-empty array of card ids');
-  if (to.length > maxMessages) return bad(`to may name at most ${maxMessages} card ids`);
-  if (content === undefined) return bad('content is required (any JSON value)');
-  // The message's data is {"from", "content"}: content sits one level down.
-  if (nestedDeeperThan(content, maxDataDepth - 1)) return bad(`content must not nest arrays and objects deeper than ${maxDataDepth - 1} levels`);
-  if (appId !== undefined && appId !== null) {
-    const problem = identityIdError(appId, 'app_id');
-    if (problem !== null) return bad(problem);
-  }
-  const messages: IngressMessage[] = [];
-  const seen = new Set<string>();
-  for (let i = 0; i < to.length; i++) {
-    const problem = identityIdError(to[i], 'card_id');
-    if (problem !== null) return bad(`to[${i}]: ${problem}`);
-    const topic = identityTopic(to[i] as string, appId as string | null | undefined);
-    if (topicError(topic) !== null) return bad(`to[${i}]: card_id and app_id together are too long`);
-    if (seen.has(topic)) continue;
-    seen.add(topic);
-    messages.push({ topic, data: { from, content } });
-  }
-  return { ok: true, messages };
-}
-
-/** Constant-time bearer token check (hashing first makes the comparison independent of length too). */
-export function bearerMatches(header: string | undefined, token: string): boolean {
-  const given = header?.startsWith('Bearer ') ? header.slice(7) : '';
-  const digest = (text: string) => createHash('sha256').update(text).digest();
-  return timingSafeEqual(digest(given), digest(token)) && given.length > 0;
-}
-
 /** Starts the HTTP ingress; resolves once it listens. */
 export async function startHttpIngress(options: HttpIngressOptions = {}): Promise<HttpIngress> {
-  const { log, ...rest } = options;
+  const { log, presence, ...rest } = options;
   const config = HTTP_INGRESS_OPTIONS.validate(rest);
   const publisher = new Publisher(config.publisherHost, config.publisherPort, {
     // Room for a few full requests in flight; beyond it a request gets 503 instead of queueing unboundedly.
@@ -218,6 +168,17 @@ export async function startHttpIngress(options: HttpIngressOptions = {}): Promis
     ...(config.curve === undefined ? {} : { curve: config.curve }),
   });
   const stats: HttpIngressStats = { accepted: 0, rejected: 0 };
+  const gopusher = new GopusherService({
+    send: (root, body) => publisher.sendRaw(root, body),
+    presence: presence ?? null,
+    limits: {
+      maxCardsPerPush: config.maxMessagesPerRequest,
+      maxMessageBytes: config.maxMessageBytes,
+      maxTopicLength: config.maxTopicLength,
+      // The message's data is {"from", "content"}: content sits one level down.
+      maxContentDepth: config.maxDataDepth - 1,
+    },
+  });
 
   const reply = (res: http.ServerResponse, status: number, body: unknown, headers: http.OutgoingHttpHeaders = {}) => {
     if (status >= 400) {
@@ -228,7 +189,7 @@ export async function startHttpIngress(options: HttpIngressOptions = {}): Promis
     res.writeHead(status, { 'content-type': 'application/json', ...headers }).end(JSON.stringify(body));
   };
 
-  async function publishAll(res: http.ServerResponse, parsed: ParsedRequest, gopusher = false): Promise<void> {
+  async function publishAll(res: http.ServerResponse, parsed: ParsedRequest): Promise<void> {
     if (!parsed.ok) {
       reply(res, 400, { error: parsed.error });
       return;
@@ -250,9 +211,7 @@ export async function startHttpIngress(options: HttpIngressOptions = {}): Promis
     const accepted = results.filter((r) => r.status === 'fulfilled').length;
     stats.accepted += accepted;
     if (accepted === results.length) {
-      // gopusher's /push answers as grpc-gateway v1 does (the zero `code` omitted).
-      if (gopusher) reply(res, 200, { message: 'ok' });
-      else reply(res, 202, { accepted });
+      reply(res, 202, { accepted });
       return;
     }
     const failure = (results.find((r) => r.status === 'rejected') as PromiseRejectedResult).reason as Error;
@@ -260,6 +219,43 @@ export async function startHttpIngress(options: HttpIngressOptions = {}): Promis
     // Only a full queue (or a publisher closing at shutdown) is worth retrying.
     if (failure instanceof TormqError) reply(res, 503, { accepted, error: failure.message, code: failure.code }, { 'retry-after': '1' });
     else reply(res, 500, { accepted, error: `publish failed: ${failure.message}` });
+  }
+
+  /** A gopusher call, answered as grpc-gateway v1 did: its reply as JSONPb, or its status and error body. */
+  async function gopusherCall(res: http.ServerResponse, call: () => Record<string, string | number> | Promise<Record<string, string | number>>, int64: readonly string[]): Promise<void> {
+    const pushedBefore = gopusher.pushed;
+    try {
+      const answer = await call();
+      stats.accepted += gopusher.pushed - pushedBefore;
+      reply(res, 200, marshalReply(answer, int64));
+    } catch (error) {
+      if (!(error instanceof GopusherError)) throw error;
+      stats.accepted += gopusher.pushed - pushedBefore;
+      if (error.status === GrpcStatus.UNAVAILABLE) log?.warn({ err: error.message }, 'http push refused messages');
+      reply(res, httpStatusOf(error.status), errorBody(error.status, error.message), error.status === GrpcStatus.UNAVAILABLE ? { 'retry-after': '1' } : {});
+    }
+  }
+
+  /** gopusher's push over HTTP: the PushRequest as JSON (`appID`, or `app_id` as tormq's /push took it). */
+  function push(res: http.ServerResponse, body: unknown): Promise<void> {
+    return gopusherCall(res, () => {
+      if (body === null || typeof body !== 'object' || Array.isArray(body)) {
+        throw new GopusherError(GrpcStatus.INVALID_ARGUMENT, 'body must be a JSON object {"from", "to", "appID", "content"}');
+      }
+      const fields = body as Record<string, unknown>;
+      if (fields.appID !== undefined && fields.app_id !== undefined && fields.appID !== fields.app_id) {
+        throw new GopusherError(GrpcStatus.INVALID_ARGUMENT, 'appID and app_id differ (give one)');
+      }
+      return gopusher.push({ from: fields.from, to: fields.to, appID: fields.appID ?? fields.app_id, content: fields.content });
+    }, INT64_FIELDS.PushReply);
+  }
+
+  /** gopusher's presence routes: GET /system, /isOnline?cardID=C, /group?cardID=C (`card_id` too). */
+  function presenceRoute(res: http.ServerResponse, path: string, query: URLSearchParams): Promise<void> {
+    const cardID = query.get('cardID') ?? query.get('card_id') ?? '';
+    if (path === '/system') return gopusherCall(res, () => ({ ...gopusher.system() }), INT64_FIELDS.SystemReply);
+    if (path === '/isOnline') return gopusherCall(res, () => gopusher.isOnline(cardID), INT64_FIELDS.IsOnlineReply);
+    return gopusherCall(res, () => gopusher.group(cardID), INT64_FIELDS.GroupReply);
   }
 
   async function ready(res: http.ServerResponse, query: URLSearchParams): Promise<void> {
@@ -306,18 +302,16 @@ export async function startHttpIngress(options: HttpIngressOptions = {}): Promis
       req.resume();
       return;
     }
-    if (route === 'GET') {
-      void ready(res, query);
-      return;
-    }
-    void readJson(req, config.maxBodyBytes).then((body) => {
+    const done = route === 'POST' ? readJson(req, config.maxBodyBytes).then((body) => {
       if (!body.ok) {
-        reply(res, body.status, { error: body.error });
+        // /push answers in grpc-gateway's shape, with gRPC's code for the condition.
+        reply(res, body.status, path === '/push' ? errorBody(body.status === 413 ? GrpcStatus.RESOURCE_EXHAUSTED : GrpcStatus.INVALID_ARGUMENT, body.error) : { error: body.error });
         return;
       }
-      const parse = path === '/publish' ? parsePublishRequest : parsePushRequest;
-      return publishAll(res, parse(body.value, config.maxMessagesPerRequest, config.maxDataDepth), path === '/push');
-    }).catch((error: Error) => {
+      if (path === '/push') return push(res, body.value);
+      return publishAll(res, parsePublishRequest(body.value, config.maxMessagesPerRequest, config.maxDataDepth));
+    }) : path === '/ready' ? ready(res, query) : presenceRoute(res, path, query);
+    done.catch((error: Error) => {
       log?.error({ err: error }, 'http ingress request failed');
       if (!res.headersSent) reply(res, 500, { error: 'internal error' });
     });
@@ -358,7 +352,14 @@ export async function startHttpIngress(options: HttpIngressOptions = {}): Promis
   };
 }
 
-const ROUTES: Record<string, 'GET' | 'POST'> = { '/publish': 'POST', '/push': 'POST', '/ready': 'GET' };
+const ROUTES: Record<string, 'GET' | 'POST'> = {
+  '/publish': 'POST',
+  '/push': 'POST',
+  '/ready': 'GET',
+  '/system': 'GET',
+  '/isOnline': 'GET',
+  '/group': 'GET',
+};
 
 type JsonBody = { ok: true; value: unknown } | { ok: false; status: 400 | 413; error: string };
 

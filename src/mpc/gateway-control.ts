@@ -1,18 +1,19 @@
 /**
  * What gateways send the MPC on their link (zmq/gateway-link.ts): topic subscriptions, each answered
  * with the stream's position (the subscription's confirmation), a gateway's subscription to its private
- * replies (answered "ready"), and history requests. Control plane: nothing here runs per published
- * message.
+ * replies (answered "ready"), history requests, and presence reports (mpc/presence.ts). Control
+ * plane: nothing here runs per published message.
  */
 import { performance } from 'node:perf_hooks';
 import { topicError } from '../protocol/topic.js';
-import { encodeReply, encodeStreamFrame, GATEWAY_ID_BYTES, LinkKind, parseRequest, type HistoryRequest, type PositionsRequest } from '../zmq/gateway-link.js';
+import { encodeReply, encodeStreamFrame, GATEWAY_ID_BYTES, isPresenceFrame, LinkKind, parsePresence, parseRequest, type HistoryRequest, type PositionsRequest } from '../zmq/gateway-link.js';
 
 /** Most topics one position check names (the gateway sends several). */
 export const MAX_POSITIONS_PER_REQUEST = 1000;
 const COLON = 0x3a;
 const EMPTY = Buffer.alloc(0);
 import type { SerialSender } from '../zmq/serial-sender.js';
+import type { PresenceTable } from './presence.js';
 import type { StreamStore } from './streams.js';
 
 export interface GatewayControlLimits {
@@ -39,6 +40,8 @@ export class GatewayControl {
     private readonly gateways: SerialSender,
     /** This MPC process's id (reported to gateways in "ready"). */
     private readonly instance: string,
+    /** gopusher presence: where gateways' reports go. */
+    private readonly presence: PresenceTable | null = null,
   ) {}
 
   /** One frame a gateway sent. */
@@ -75,6 +78,12 @@ export class GatewayControl {
       return;
     }
     if (type === 0) return; // an unsubscription: ZeroMQ already stopped sending that topic
+    if (isPresenceFrame(frame)) {
+      const report = parsePresence(frame);
+      if (report === null || this.presence === null || Buffer.from(report.gw, 'base64url').length !== GATEWAY_ID_BYTES) this.badRequests++;
+      else this.presence.report(report, performance.now());
+      return;
+    }
     const request = parseRequest(frame);
     if (request === null) {
       this.badRequests++;

@@ -26,6 +26,12 @@ export const MPC_METRICS: ReadonlyArray<{ metric: string; type: 'counter' | 'gau
   { metric: 'tormq_mpc_history_messages', type: 'gauge', help: 'Messages held in history', read: (s) => s.history.messages },
   { metric: 'tormq_mpc_history_bytes', type: 'gauge', help: 'Bytes held in history (bodies plus an estimated overhead per message)', read: (s) => s.history.bytes },
   { metric: 'tormq_mpc_history_evicted_total', type: 'counter', help: 'Messages dropped from history by its size, age or count limits', read: (s) => s.history.evictedMessages },
+  { metric: 'tormq_mpc_presence_gateways', type: 'gauge', help: 'gopusher presence: gateways reporting', read: (s) => s.presence.gateways },
+  { metric: 'tormq_mpc_presence_cards', type: 'gauge', help: 'gopusher presence: cards online, all gateways', read: (s) => s.presence.cards },
+  { metric: 'tormq_mpc_presence_entries', type: 'gauge', help: 'gopusher presence: (gateway, card) pairs held (bounded by --presence-max-entries)', read: (s) => s.presence.entries },
+  { metric: 'tormq_mpc_presence_refused_total', type: 'counter', help: 'gopusher presence: entries refused at --presence-max-entries (those cards read as offline)', read: (s) => s.presence.refusedEntries },
+  { metric: 'tormq_mpc_presence_expired_gateways_total', type: 'counter', help: 'gopusher presence: gateways forgotten because their reports stopped', read: (s) => s.presence.expiredGateways },
+  { metric: 'tormq_mpc_presence_resyncs_total', type: 'counter', help: 'gopusher presence: snapshots asked of gateways (a report lost, or a gateway new to this MPC)', read: (s) => s.presence.resyncs },
   { metric: 'tormq_mpc_streams_forgotten_total', type: 'counter', help: 'Topics forgotten entirely (past --history-max-streams): their next message starts a new epoch', read: (s) => s.history.forgottenStreams },
 ];
 

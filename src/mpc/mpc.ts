@@ -18,10 +18,12 @@ import { Subscriber, XPublisher } from 'zeromq';
 import { defineOptions, int, nonEmptyString, satisfies, type ConfigOf, type InputOf } from '../options/options.js';
 import { assertCurveAvailable, isCurveKey } from '../zmq/curve.js';
 import { bindOrFail, portOf } from '../zmq/endpoint.js';
+import { encodeReply } from '../zmq/gateway-link.js';
 import { SerialSender } from '../zmq/serial-sender.js';
 import { registerZapDomain } from '../zmq/zap-handler.js';
 import { Forwarder, type PublishDropReason } from './forwarder.js';
 import { GatewayControl } from './gateway-control.js';
+import { PresenceTable, type PresenceStats } from './presence.js';
 import { EvictionReclaimer } from './reclaim.js';
 import { MemoryStreamStore, type StreamStore } from './streams.js';
 import { watchHandshakeFailures, type HandshakeFailure } from '../zmq/handshake-failures.js';
@@ -69,6 +71,11 @@ export const MPC_OPTIONS = defineOptions('an MPC', {
     help: 'topics whose position (epoch, offset) is remembered after their messages are gone; past it the least recently used is forgotten',
     section: HISTORY,
   },
+  presenceMaxEntries: {
+    default: 2_000_000,
+    check: int(1, 1_000_000_000),
+    help: 'gopusher presence: (gateway, card) pairs held, all gateways together (~200 bytes each); past it new cards read as offline (counted)',
+  },
   curve: {
     default: undefined as MpcCurveOptions | undefined,
     check: satisfies<MpcCurveOptions | undefined>(
@@ -92,6 +99,10 @@ export const MPC_DEFAULTS = MPC_OPTIONS.defaults;
 const MAX_REPLY_MESSAGES = 1000;
 const MAX_REPLY_BYTES = 4 * 1024 * 1024;
 const SWEEP_INTERVAL_MS = 1000;
+/** Gateways whose presence reports stopped are forgotten within this much of their ttl. */
+const PRESENCE_SWEEP_MS = 250;
+/** Most gateways whose presence is held (more report: refused and counted). */
+const MAX_PRESENCE_GATEWAYS = 4096;
 /** A full GC after this many bytes received from publishers or evicted from history (mpc/reclaim.ts). */
 const RECLAIM_EVERY_BYTES = 64 << 20;
 
@@ -106,6 +117,8 @@ export interface Mpc {
   readonly plainPort: number;
   /** This process's id: part of nothing on the wire but logs and `ready` replies. */
   readonly instance: string;
+  /** gopusher presence, all gateways (IsOnline, Group, System). */
+  readonly presence: PresenceTable;
   stats(): MpcStats;
   close(): Promise<void>;
 }
@@ -121,6 +134,8 @@ export interface MpcStats {
   sendQueueDrops: number;
   /** History, and the full GCs run to give evicted history back (mpc/reclaim.ts). */
   history: ReturnType<StreamStore['stats']> & { reclaimCollections: number };
+  /** gopusher presence (mpc/presence.ts). */
+  presence: PresenceStats;
 }
 
 export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
@@ -159,11 +174,16 @@ export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
   const toGateways = new SerialSender(gateways);
   const toPlain = plain === null ? null : new SerialSender(plain);
   const forwarder = new Forwarder(config, streams, toGateways, toPlain, onDrop);
+  const presence = new PresenceTable(
+    { maxEntries: config.presenceMaxEntries, maxGateways: MAX_PRESENCE_GATEWAYS, maxCardLength: config.maxTopicLength },
+    (gw) => toGateways.send(encodeReply(Buffer.from(gw, 'base64url'), { type: 'presence-resync' })),
+  );
   const control = new GatewayControl(
     { maxTopicLength: config.maxTopicLength, maxReplyMessages: MAX_REPLY_MESSAGES, maxReplyBytes: MAX_REPLY_BYTES },
     streams,
     toGateways,
     instance,
+    presence,
   );
   let closed = false;
   const loops = [
@@ -188,11 +208,14 @@ export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
     reclaimer.check(forwarder.bytesIn + streams.evictedBytesSoFar);
   }, SWEEP_INTERVAL_MS);
   sweep.unref();
+  const presenceSweep = setInterval(() => presence.sweep(performance.now()), PRESENCE_SWEEP_MS);
+  presenceSweep.unref();
 
   let closing: Promise<void> | null = null;
   return {
     config,
     instance,
+    presence,
     publisherEndpoint: publishers.lastEndpoint!,
     gatewayEndpoint: gateways.lastEndpoint!,
     publisherPort: portOf(publishers.lastEndpoint!),
@@ -207,11 +230,13 @@ export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
       badGatewayFrames: control.badRequests,
       sendQueueDrops: toGateways.dropped + (toPlain?.dropped ?? 0),
       history: { ...streams.stats(), reclaimCollections: reclaimer.collections },
+      presence: presence.stats(),
     }),
     close() {
       closing ??= (async () => {
         closed = true;
         clearInterval(sweep);
+        clearInterval(presenceSweep);
         for (const socket of sockets) socket.close();
         await Promise.allSettled(loops);
         security?.release();

@@ -24,6 +24,11 @@ export interface SubscribeCommand {
   recover?: boolean;
   /** tormq.v2: the last position the client saw per stream topic (each a subscribed topic or an ancestor of one). */
   since?: Map<string, StreamPosition>;
+  /**
+   * gopusher's join of card `card` (the one topic is the identity's, protocol/identity.ts): the
+   * connection speaks gopusher from then on (protocol/gopusher-frames.ts) and counts as online.
+   */
+  join?: { readonly card: string };
 }
 
 export type ClientCommand =
@@ -142,20 +147,23 @@ export function parseClientFrame(text: string, limits: FrameLimits): ParseResult
 
 /**
  * gopusher's `{"event":"join","data":{"card_id":"C","app_id":"A"}}` is a subscribe that adds the
- * identity's topic (protocol/identity.ts), so limits, grants and the trie treat it like any other.
+ * identity's topic (protocol/identity.ts), so limits, grants and the trie treat it like any other;
+ * `join` marks it, for gopusher's frames and presence.
  */
 function parseJoin(data: unknown, limits: FrameLimits, id: RequestId | undefined): ParseResult {
   if (data === null || typeof data !== 'object' || Array.isArray(data)) {
     return fail(ErrorCodes.BAD_REQUEST, 'join needs "data": {"card_id": …, "app_id"?: …}', id);
   }
-  const { card_id: cardId, app_id: appId } = data as Record<string, unknown>;
+  const { card_id: cardId, app_id: rawAppId } = data as Record<string, unknown>;
+  // gopusher: an empty app_id is no app (the connection gets every push to the card).
+  const appId = rawAppId === '' ? null : rawAppId;
   const problem = identityIdError(cardId, 'card_id') ?? (appId === undefined || appId === null ? null : identityIdError(appId, 'app_id'));
   if (problem !== null) return fail(ErrorCodes.INVALID_TOPIC, problem, id);
   const topic = identityTopic(cardId as string, appId as string | null | undefined);
   if (topic.length > limits.maxTopicLength) {
     return fail(ErrorCodes.INVALID_TOPIC, `card_id and app_id together must be under ${limits.maxTopicLength} characters`, id);
   }
-  return { ok: true, command: withId({ event: 'subscribe', mode: 'add', topics: [topic] }, id) };
+  return { ok: true, command: withId({ event: 'subscribe', mode: 'add', topics: [topic], join: { card: cardId as string } }, id) };
 }
 
 /**

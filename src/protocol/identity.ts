@@ -14,8 +14,8 @@
  */
 import { topicError } from './topic.js';
 
-/** Why `value` cannot be a card or app id (one topic segment), or `null` when it can. */
-export function identityIdError(value: unknown, name: 'card_id' | 'app_id'): string | null {
+/** Why `value` cannot be a card or app id (one topic segment), or `null` when it can; `name` names it in the message. */
+export function identityIdError(value: unknown, name: string): string | null {
   if (typeof value !== 'string') return `${name} must be a string`;
   if (value.includes(':')) return `${name} must not contain ":"`;
   const problem = topicError(value);

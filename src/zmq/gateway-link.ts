@@ -23,6 +23,10 @@
  *   number of topics its clients hold below it.
  * - `0x01 0x00 id`: subscribe to its private replies.
  * - `0x02 JSON`: a request (history, positions), answered on the private key.
+ * - `0x03 JSON`: a presence report (gopusher's cluster-wide online counts, mpc/presence.ts): the
+ *   gateway's connections per joined card, incrementally and in periodic snapshots, each report
+ *   numbered; a report lost on the way is seen as a hole in the numbers and answered on the private
+ *   key with `presence-resync` (send a snapshot).
  */
 
 export const LinkKind = {
@@ -34,6 +38,7 @@ export const LinkKind = {
 
 export const GATEWAY_ID_BYTES = 16;
 const REQUEST = 0x02;
+const PRESENCE = 0x03;
 /** Offset of the kind byte after a topic of `n` bytes: the topic and its 0x00 terminator. */
 const FIXED_HEADER = 10; // kind, epoch length, f64 offset
 
@@ -176,7 +181,12 @@ export interface PositionsReplyHeader {
   readonly positions: ReadonlyArray<readonly [string, number]>;
 }
 
-export type LinkReplyHeader = HistoryReplyHeader | PositionsReplyHeader | { readonly type: 'ready'; readonly mpc: string };
+export type LinkReplyHeader =
+  | HistoryReplyHeader
+  | PositionsReplyHeader
+  | { readonly type: 'ready'; readonly mpc: string }
+  /** The MPC's presence view of this gateway is incomplete (a report was lost, or it restarted): send a snapshot. */
+  | { readonly type: 'presence-resync' };
 
 export function encodeRequest(request: LinkRequest): Buffer {
   const json = Buffer.from(JSON.stringify(request), 'utf8');
@@ -244,4 +254,66 @@ export function parseReply(frame: Buffer): { header: LinkReplyHeader; parts: Buf
     at += length;
   }
   return { header, parts };
+}
+
+/**
+ * A gateway's presence report. Counts are absolute (`[card, connections, …]`; 0: the card has none
+ * here any more), so applying a report twice changes nothing and a lost one is repaired by any later
+ * report of the same cards or by a snapshot.
+ */
+export interface PresenceReport {
+  /** The gateway's id (base64url), the key of its private replies. */
+  readonly gw: string;
+  /** Numbers every report of the gateway, from 1: a hole means reports were lost. */
+  readonly seq: number;
+  /** The MPC forgets the gateway (and its counts) this many ms after its last report. */
+  readonly ttl: number;
+  /** WebSocket connections on the gateway, joined or not (gopusher's System.clientNum). */
+  readonly clients: number;
+  /** Its worker threads. */
+  readonly workers: number;
+  /**
+   * `delta`: these cards changed (an empty one is a heartbeat); `snapshot`: part `part` of `parts` of
+   * the full list, sent back to back, replacing what the MPC holds once all parts are in; `bye`: the
+   * gateway stops (forget it now).
+   */
+  readonly kind: 'delta' | 'snapshot' | 'bye';
+  readonly part?: number;
+  readonly parts?: number;
+  readonly cards: ReadonlyArray<string | number>;
+}
+
+export function encodePresence(report: PresenceReport): Buffer {
+  const json = JSON.stringify(report);
+  const frame = Buffer.allocUnsafe(1 + Buffer.byteLength(json));
+  frame[0] = PRESENCE;
+  frame.write(json, 1, 'utf8');
+  return frame;
+}
+
+/** Whether a frame received by the MPC's XPUB is a presence report (checked by parsePresence). */
+export function isPresenceFrame(frame: Buffer): boolean {
+  return frame.length > 1 && frame[0] === PRESENCE;
+}
+
+const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 1e9;
+
+/** The report in a frame, or null when it is not a well-formed one (cards are checked by the MPC). */
+export function parsePresence(frame: Buffer): PresenceReport | null {
+  if (!isPresenceFrame(frame)) return null;
+  let report: PresenceReport;
+  try {
+    report = JSON.parse(frame.toString('utf8', 1)) as PresenceReport;
+  } catch {
+    return null;
+  }
+  if (report === null || typeof report !== 'object' || typeof report.gw !== 'string' || !isCount(report.seq) ||
+    !isCount(report.ttl) || !isCount(report.clients) || !isCount(report.workers) || !Array.isArray(report.cards) || report.cards.length % 2 !== 0) return null;
+  if (report.kind === 'snapshot') {
+    if (!isCount(report.part) || !isCount(report.parts) || report.part >= report.parts) return null;
+  } else if (report.kind !== 'delta' && report.kind !== 'bye') return null;
+  for (let i = 0; i < report.cards.length; i += 2) {
+    if (typeof report.cards[i] !== 'string' || !isCount(report.cards[i + 1])) return null;
+  }
+  return report;
 }

@@ -30,27 +30,36 @@ export class SerialSender {
       return;
     }
     this.sending = true;
-    this.start(message);
+    this.transmit(message);
   }
 
-  /** One send; a socket closed meanwhile throws synchronously (EBADF), which must not escape. */
-  private start(message: Buffer | Buffer[]): void {
+  /** One send; a socket closed meanwhile throws synchronously (zeromq.js): counted like a failed send. */
+  private transmit(message: Buffer | Buffer[]): void {
+    let sent: Promise<void>;
     try {
-      this.socket.send(message).then(this.next, this.onError);
+      sent = this.socket.send(message);
     } catch {
       // Closed: nothing queued can go out any more.
       this.failed += 1 + this.queue.length - this.head;
       this.queue.length = 0;
       this.head = 0;
       this.sending = false;
+      return;
     }
+    sent.then(this.next, this.onError);
+  }
+
+  /** Resolves once every queued message has been handed to the socket, or after `timeoutMs`. */
+  async drained(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.sending && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
   }
 
   private readonly next = (): void => {
     if (this.head < this.queue.length) {
       const message = this.queue[this.head]!;
       this.queue[this.head++] = EMPTY;
-      this.start(message);
+      this.transmit(message);
       return;
     }
     this.queue.length = 0;

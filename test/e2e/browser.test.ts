@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SignJWT } from 'jose';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
-import { Publisher, encodeBody } from '../../src/index.js';
+import { Publisher } from '../../src/index.js';
 import { postJson, startGatewayProcess, startMpcProcess, waitHttpReady, type GatewayProcess, type MpcProcess } from '../helpers/processes.js';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -113,6 +113,7 @@ describe('a real browser (chromium)', () => {
         const ws = new w.WebSocket(wsUrl);
         ws.onopen = () => ws.send(JSON.stringify({ event: 'join', data: { card_id: 'webcard', app_id: 'web' }, id: 'j1' }));
         ws.onmessage = (event) => {
+          // A join with an id is acknowledged (tormq's request protocol); pushes follow in gopusher's frame.
           if (JSON.parse(event.data).event === 'ack') resolve();
           else w.received.push(event.data);
         };
@@ -124,7 +125,8 @@ describe('a real browser (chromium)', () => {
     assert.deepEqual(await postJson(mpc, '/push', push), { status: 200, body: { message: 'ok' } });
     await page.waitForFunction(() => (globalThis as unknown as PageGlobals).received.length >= 1, undefined, { timeout: 15_000 });
     const received = await page.evaluate(() => (globalThis as unknown as PageGlobals).received);
-    assert.deepEqual(received, [encodeBody('webcard', { from: 'server', content: push.content })]);
+    // gopusher's frame, byte for byte (gorilla's WriteJSON ends it with a newline).
+    assert.deepEqual(received, [`{"type":1,"data":${JSON.stringify(push.content)}}\n`]);
     const online = (await (await gateway.admin('/online?card_id=webcard')).json()) as Record<string, unknown>;
     assert.deepEqual(online, { card_id: 'webcard', online: true, connections: 1 });
     assert.deepEqual(pageErrors, []);

@@ -48,6 +48,12 @@ describe('CLIs', () => {
         // HTTP publishing open to the network without a token is refused unless asked for.
         ['mpc', ['--host', '0.0.0.0', '--http', '8080'], {}, /^tormq-mpc: --http-token must be set when --http listens on a non-loopback address \(--host 0\.0\.0\.0\): .* or give --http-insecure to allow that$/m],
         ['mpc', ['--http', '8080'], { TORMQ_HTTP_HOST: '0.0.0.0' }, /^tormq-mpc: --http-token must be set when --http listens on a non-loopback address \(TORMQ_HTTP_HOST 0\.0\.0\.0\)/m],
+        // gopusher's gRPC service follows the same rule, with the same token.
+        ['mpc', ['--host', '0.0.0.0', '--grpc', '9002'], {}, /^tormq-mpc: --http-token must be set when --grpc listens on a non-loopback address \(--host 0\.0\.0\.0\): anyone who reaches it could push; or give --http-insecure to allow that$/m],
+        ['mpc', ['--grpc', '9002', '--grpc-host', '::'], {}, /^tormq-mpc: --http-token must be set when --grpc listens on a non-loopback address \(--grpc-host ::\)/m],
+        ['mpc', ['--grpc-host', '127.0.0.1'], {}, /^tormq-mpc: --grpc-host must be used together with --grpc/m],
+        ['mpc', ['--grpc', '70000'], {}, /^tormq-mpc: --grpc must be an integer from 0 to 65535, got 70000$/m],
+        ['gateway', ['--presence-heartbeat-ms', '50'], {}, /^tormq-gateway: --presence-heartbeat-ms must be an integer from 100 to 60000, got 50$/m],
       ];
       for (const [name, args, env, message] of cases) {
         const result = run(name, args, env);
@@ -70,6 +76,11 @@ describe('CLIs', () => {
     const insecure = run('mpc', ['--print-config', '--host', '0.0.0.0', '--http', '8080', '--http-insecure']);
     assert.equal(insecure.status, 0, insecure.stderr);
     assert.match(insecure.stdout, /^http-insecure = true {2}# --http-insecure$/m);
+    // gRPC on a public address, with the token: started as asked (loopback by default otherwise).
+    const grpc = run('mpc', ['--print-config', '--grpc', '9002', '--grpc-host', '0.0.0.0'], { TORMQ_HTTP_TOKEN: 'very-secret-token' });
+    assert.equal(grpc.status, 0, grpc.stderr);
+    assert.match(grpc.stdout, /^grpc = 9002 {2}# --grpc$/m);
+    assert.match(grpc.stdout, /^grpc-host = "0\.0\.0\.0" {2}# --grpc-host$/m);
   });
 
   test('--help prints usage and exits 0', () => {

@@ -5,7 +5,8 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { createInterface } from 'node:readline';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -34,12 +35,12 @@ describe('install: npm pack, npm install, npx', () => {
     // serves this very test run and is not touched).
     const source = join(dir, 'source');
     mkdirSync(source);
-    for (const entry of ['package.json', 'package-lock.json', 'tsconfig.json', 'README.md', 'LICENSE', 'src']) cpSync(join(REPO, entry), join(source, entry), { recursive: true });
+    for (const entry of ['package.json', 'package-lock.json', 'tsconfig.json', 'README.md', 'LICENSE', 'src', 'proto']) cpSync(join(REPO, entry), join(source, entry), { recursive: true });
     symlinkSync(join(REPO, 'node_modules'), join(source, 'node_modules'));
     const packed = JSON.parse(run('npm', ['pack', '--json', '--pack-destination', dir], source).stdout) as Array<{ filename: string; files: Array<{ path: string }> }>;
     tarball = join(dir, packed[0]!.filename);
     const files = packed[0]!.files.map((f) => f.path);
-    for (const required of ['dist/src/index.js', 'dist/src/index.d.ts', 'dist/src/cli/mpc.js', 'dist/src/cli/gateway.js', 'dist/src/cli/keys.js', 'dist/src/gateway/worker/worker.js']) {
+    for (const required of ['dist/src/index.js', 'dist/src/index.d.ts', 'dist/src/cli/mpc.js', 'dist/src/cli/gateway.js', 'dist/src/cli/keys.js', 'dist/src/gateway/worker/worker.js', 'proto/rpc.proto']) {
       assert.ok(files.includes(required), `the tarball has ${required}`);
     }
     assert.ok(!files.some((f) => f.startsWith('dist/test/') || f.startsWith('src/')), 'tests and TypeScript sources stay out of the tarball');
@@ -79,5 +80,23 @@ describe('install: npm pack, npm install, npx', () => {
     `);
     const result = run(process.execPath, ['publish.mjs'], app);
     assert.equal(result.stdout, 'ready\n{"topic": "app:1", "data": "x"}\n');
+  });
+
+  test("the installed tormq-mpc serves gopusher's gRPC service from the shipped proto/rpc.proto", async () => {
+    const child = spawn(process.execPath, [join(app, 'node_modules', 'tormq', 'dist', 'src', 'cli', 'mpc.js'), '-s', '0', '-p', '0', '--admin-port', 'off', '--grpc', '0'], { cwd: app, stdio: ['ignore', 'pipe', 'pipe'] });
+    try {
+      let stderr = '';
+      child.stderr.on('data', (d) => (stderr += d));
+      const ready = await new Promise<Record<string, unknown>>((resolve, reject) => {
+        createInterface({ input: child.stdout }).on('line', (line) => {
+          const entry = JSON.parse(line) as Record<string, unknown>;
+          if (entry.msg === 'mpc ready') resolve(entry);
+        });
+        child.once('exit', (code) => reject(new Error(`tormq-mpc exited ${code}: ${stderr}`)));
+      });
+      assert.ok(Number(ready.grpcPort) > 0, JSON.stringify(ready));
+    } finally {
+      child.kill();
+    }
   });
 });

@@ -12,7 +12,11 @@ export class FakeSocket extends EventEmitter {
   corks = 0;
   uncorks = 0;
 
+  /** Each write's buffer as given (to tell a buffer shared by several connections from copies). */
+  readonly chunks: Buffer[] = [];
+
   write(chunk: Buffer): boolean {
+    this.chunks.push(chunk);
     this.writes.push(framesOf(chunk));
     return true;
   }

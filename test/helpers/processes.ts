@@ -89,6 +89,7 @@ export function startCli(cli: 'mpc' | 'gateway', args: string[], options: CliOpt
 }
 
 export interface MpcStats {
+  presence: { gateways: number; cards: number; entries: number; expiredGateways: number; resyncs: number; snapshots: number } & Record<string, number>;
   messagesIn: number;
   forwarded: number;
   publishDrops: Record<string, number>;
@@ -106,6 +107,8 @@ export interface MpcProcess extends Started {
   stats(): Promise<MpcStats>;
   /** The HTTP ingress port (`--http`), or null when it is off. */
   httpPort: number | null;
+  /** gopusher's gRPC port (`--grpc`), or null when it is off. */
+  grpcPort: number | null;
   /** `fetch` against the HTTP ingress (throws when it is off). */
   http(path: string, init?: RequestInit): Promise<Response>;
 }
@@ -123,6 +126,7 @@ export async function startMpcProcess(args: string[] = ['-s', '0', '-p', '0'], e
     adminPort,
     stats: async () => (await (await fetch(`http://127.0.0.1:${adminPort}/stats`)).json()) as MpcStats,
     httpPort,
+    grpcPort: (ready.grpcPort as number | null | undefined) ?? null,
     http(path: string, init?: RequestInit) {
       if (httpPort === null) throw new Error('the MPC was started without --http');
       return fetch(`http://127.0.0.1:${httpPort}${path}`, init);

@@ -85,6 +85,20 @@ describe('Delivery and Writer', () => {
     for (const m of v2.ws.pushed()) assert.doesNotThrow(() => JSON.parse(m));
   });
 
+  test('joined (gopusher) connections get {"type":1,"data":<content>}, one buffer for all of them; others the body byte for byte', () => {
+    const { delivery, connect, record } = setup();
+    const plain = connect(Variant.BODY, 'card');
+    const a = connect(Variant.GOPUSHER, 'card:chat');
+    const b = connect(Variant.GOPUSHER, 'card');
+    const body = '{"topic": "card", "data": {"from":"f","content":"hi <3"}}';
+    record(RecordKind.MESSAGE, 'card', body, 1);
+    delivery.deliverAvailable();
+    assert.deepEqual(plain.ws.pushed(), [body]);
+    assert.deepEqual(a.ws.pushed(), ['{"type":1,"data":"hi \\u003c3"}\n']);
+    assert.deepEqual(b.ws.pushed(), a.ws.pushed());
+    assert.equal(a.ws._socket.chunks[0], b.ws._socket.chunks[0], 'the same bytes: encoded once per message');
+  });
+
   test('positionedFrame: trailing whitespace, long bodies (16- and 64-bit lengths) stay valid JSON', () => {
     for (const size of [10, 200, 70_000]) {
       const text = `{"topic": "t", "data": "${'x'.repeat(size)}"}  \n`;

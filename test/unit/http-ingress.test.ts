@@ -1,7 +1,7 @@
 /** Pure parts of the HTTP ingress: request validation, the bearer check, option validation. */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { bearerMatches, nestedDeeperThan, parsePublishRequest, parsePushRequest, startHttpIngress } from '../../src/ingress/http-ingress.js';
+import { bearerMatches, nestedDeeperThan, parsePublishRequest, startHttpIngress } from '../../src/ingress/http-ingress.js';
 
 describe('parsePublishRequest', () => {
   test('one object or an array of them', () => {
@@ -38,57 +38,12 @@ describe('parsePublishRequest', () => {
     assert.equal(nestedDeeperThan([[], {}, [[1]]], 2), true);
     assert.equal(nestedDeeperThan({ a: 1, b: [2] }, 1), true);
     assert.equal(nestedDeeperThan(JSON.parse('['.repeat(200_000) + ']'.repeat(200_000)), 100), true);
-    assert.equal(parsePushRequest({ from: 'f', to: ['c'], content: nest(3) }, 10, 3).ok, false, 'content sits one level below data');
-    assert.equal(parsePushRequest({ from: 'f', to: ['c'], content: nest(2) }, 10, 3).ok, true);
   });
 
   test('at most maxMessages per request', () => {
     const three = [1, 2, 3].map((i) => ({ topic: 't', data: i }));
     assert.deepEqual(parsePublishRequest(three, 2), { ok: false, error: 'a request may carry at most 2 messages' });
     assert.equal(parsePublishRequest(three, 3).ok, true);
-  });
-});
-
-describe('parsePushRequest', () => {
-  test('one message per distinct card, on C or C:A, data {from, content}', () => {
-    assert.deepEqual(parsePushRequest({ from: 'f', to: ['c1', 'c2', 'c1'], content: { x: 1 } }), {
-      ok: true,
-      messages: [
-        { topic: 'c1', data: { from: 'f', content: { x: 1 } } },
-        { topic: 'c2', data: { from: 'f', content: { x: 1 } } },
-      ],
-    });
-    assert.deepEqual(parsePushRequest({ from: '', to: ['c1'], content: null, app_id: 'chat' }), {
-      ok: true,
-      messages: [{ topic: 'c1:chat', data: { from: '', content: null } }],
-    });
-  });
-
-  test('gopusher proto3 fields: from optional, appID (or app_id) narrows, "" means no app', () => {
-    assert.deepEqual(parsePushRequest({ to: ['c1'], content: 'x' }), { ok: true, messages: [{ topic: 'c1', data: { from: '', content: 'x' } }] });
-    assert.deepEqual(parsePushRequest({ to: ['c1'], content: 'x', appID: 'chat' }), { ok: true, messages: [{ topic: 'c1:chat', data: { from: '', content: 'x' } }] });
-    assert.deepEqual(parsePushRequest({ to: ['c1'], content: 'x', appID: 'chat', app_id: 'chat' }), { ok: true, messages: [{ topic: 'c1:chat', data: { from: '', content: 'x' } }] });
-    assert.deepEqual(parsePushRequest({ to: ['c1'], content: 'x', appID: '' }), { ok: true, messages: [{ topic: 'c1', data: { from: '', content: 'x' } }] });
-    assert.deepEqual(parsePushRequest({ to: ['c1'], content: 'x', app_id: '' }), { ok: true, messages: [{ topic: 'c1', data: { from: '', content: 'x' } }] });
-  });
-
-  test('bad pushes', () => {
-    const cases: Array<[unknown, string]> = [
-      [[], 'body must be an object {"from", "to", "content"}'],
-      [{ from: 7, to: ['a'], content: 1 }, 'from must be a string'],
-      [{ from: 'f', to: ['a'], content: 1, appID: 'x', app_id: 'y' }, 'appID and app_id differ'],
-      [{ from: 'f', to: ['a'], content: 1, appID: 'x:y' }, 'app_id must not contain ":"'],
-      [{ from: 'f', to: 'a', content: 1 }, 'to must be a non-empty array of card ids'],
-      [{ from: 'f', to: [], content: 1 }, 'to must be a non-empty array of card ids'],
-      [{ from: 'f', to: ['a'] }, 'content is required (any JSON value)'],
-      [{ from: 'f', to: ['a'], content: 1, app_id: 7 }, 'app_id must be a string'],
-      [{ from: 'f', to: ['a'], content: 1, app_id: 'x:y' }, 'app_id must not contain ":"'],
-      [{ from: 'f', to: ['a', 5], content: 1 }, 'to[1]: card_id must be a string'],
-      [{ from: 'f', to: [''], content: 1 }, 'to[0]: card_id: must not be empty'],
-      [{ from: 'f', to: ['x'.repeat(200)], content: 1, app_id: 'y'.repeat(100) }, 'to[0]: card_id and app_id together are too long'],
-    ];
-    for (const [body, error] of cases) assert.deepEqual(parsePushRequest(body), { ok: false, error }, JSON.stringify(body));
-    assert.deepEqual(parsePushRequest({ from: 'f', to: ['a', 'b'], content: 1 }, 1), { ok: false, error: 'to may name at most 1 card ids' });
   });
 });
 

@@ -24,11 +24,16 @@ test('identityIdError: one topic segment', () => {
 test('join is a subscribe that adds the identity topic', () => {
   assert.deepEqual(parseClientFrame('{"event":"join","data":{"app_id":"A","card_id":"C"}}', limits), {
     ok: true,
-    command: { event: 'subscribe', mode: 'add', topics: ['C:A'] },
+    command: { event: 'subscribe', mode: 'add', topics: ['C:A'], join: { card: 'C' } },
   });
   assert.deepEqual(parseClientFrame('{"event":"join","data":{"card_id":"C","app_id":null},"id":3}', limits), {
     ok: true,
-    command: { event: 'subscribe', mode: 'add', topics: ['C'], id: 3 },
+    command: { event: 'subscribe', mode: 'add', topics: ['C'], join: { card: 'C' }, id: 3 },
+  });
+  // gopusher: an empty app_id is no app.
+  assert.deepEqual(parseClientFrame('{"event":"join","data":{"app_id":"","card_id":"C"}}', limits), {
+    ok: true,
+    command: { event: 'subscribe', mode: 'add', topics: ['C'], join: { card: 'C' } },
   });
 });
 
@@ -38,7 +43,8 @@ test('bad joins carry a code and, with an id, are answered', () => {
     [{ event: 'join', data: [], id: 1 }, 'ERR_BAD_REQUEST', 'join needs "data": {"card_id": …, "app_id"?: …}'],
     [{ event: 'join', data: {}, id: 1 }, 'ERR_INVALID_TOPIC', 'card_id must be a string'],
     [{ event: 'join', data: { card_id: 'a:b' }, id: 1 }, 'ERR_INVALID_TOPIC', 'card_id must not contain ":"'],
-    [{ event: 'join', data: { card_id: 'a', app_id: '' }, id: 1 }, 'ERR_INVALID_TOPIC', 'app_id: must not be empty'],
+    [{ event: 'join', data: { card_id: 'a', app_id: 7 }, id: 1 }, 'ERR_INVALID_TOPIC', 'app_id must be a string'],
+    [{ event: 'join', data: { card_id: '' }, id: 1 }, 'ERR_INVALID_TOPIC', 'card_id: must not be empty'],
     [{ event: 'join', data: { card_id: 'c'.repeat(20), app_id: 'a'.repeat(20) }, id: 1 }, 'ERR_INVALID_TOPIC', 'card_id and app_id together must be under 32 characters'],
   ];
   for (const [frame, code, message] of cases) {

@@ -15,12 +15,14 @@ import { TopicTrie } from '../../src/gateway/worker/trie.js';
 import type { Writer } from '../../src/gateway/worker/writer.js';
 import { encodeTextFrame } from '../../src/protocol/ws-frame.js';
 import { FakeWs } from '../helpers/fake-socket.js';
+import { WorkerPresence } from '../../src/gateway/worker/presence.js';
 
 async function setup(options: GatewayOptions = {}) {
   const config = validateGatewayConfig(options);
   const stats = new Float64Array(WORKER_STATS_LENGTH);
   const log = createLogger('test', 'silent');
   const posted: WorkerEvent[] = [];
+  const presencePosts: Array<Array<string | number>> = [];
   const routing = new InterestRouting((e) => posted.push(e));
   const trie = new TopicTrie<Writer>({ onTopicAdded: (t) => routing.acquire(t), onTopicRemoved: (t) => routing.release(t) });
   const historyCalls: Array<{ topic: string; epoch: string; after: number; limit: number; resolve: (r: HistoryReply) => void }> = [];
@@ -35,6 +37,7 @@ async function setup(options: GatewayOptions = {}) {
     history: (topic, epoch, after, limit) => new Promise((resolve) => historyCalls.push({ topic, epoch, after, limit, resolve })),
     positioned: (body, epoch, offset) => positionedFrame(encodeTextFrame(body, 0, body.length), epoch, offset),
     topics: UNLIMITED_TOPICS,
+    presence: new WorkerPresence((cards) => presencePosts.push(cards), 0),
   };
   const open = (v2 = false) => {
     const ws = new FakeWs();
@@ -52,7 +55,7 @@ async function setup(options: GatewayOptions = {}) {
   };
   const reach = (topic: string) => trie.forEachRecipient(topic, () => {});
   const flush = () => new Promise((resolve) => setImmediate(resolve));
-  return { ctx, stats, posted, routing, trie, open, markAll, reach, historyCalls, flush };
+  return { ctx, stats, posted, routing, trie, open, markAll, reach, historyCalls, flush, presencePosts };
 }
 
 describe('Session', () => {
@@ -223,5 +226,60 @@ describe('Session', () => {
     markAll(50);
     await flush();
     assert.deepEqual(c.replies(), [{ event: 'ack', id: 1, recovered: false, positions: { s: { epoch: 'E', offset: 50 } } }], 'no since: just the positions');
+  });
+});
+
+describe('Session: gopusher joins', () => {
+  test('join and ping are answered {"type":1,"data":"ok"} (with its newline), the join once routed; the connection counts as online', async () => {
+    const { open, markAll, reach, ctx } = await setup();
+    const { session, ws } = open();
+    session.onText('{"event":"ping"}');
+    assert.deepEqual(ws.sent, ['{"event":"pong"}'], 'before a join: tormq\'s pong');
+    session.onText('{"event":"join","data":{"app_id":"chat","card_id":"alice"}}');
+    assert.equal(reach('alice'), 1);
+    assert.equal(ctx.presence.count('alice'), 1);
+    assert.equal(session.gopusher, true);
+    session.onText('{"event":"ping"}');
+    assert.deepEqual(ws.sent, ['{"event":"pong"}'], 'nothing before the join is routed (the ping waits its turn)');
+    markAll();
+    assert.deepEqual(ws.sent, ['{"event":"pong"}', '{"type":1,"data":"ok"}\n', '{"type":1,"data":"ok"}\n']);
+    // With an id (tormq's request protocol; gopusher clients send none): tormq's replies.
+    session.onText('{"event":"ping","id":7}');
+    session.onText('{"event":"join","data":{"card_id":"bob"},"id":8}');
+    markAll();
+    assert.deepEqual(ws.sent.slice(3).map((t) => JSON.parse(t)), [{ event: 'pong', id: 7 }, { event: 'ack', id: 8 }]);
+  });
+
+  test('presence: a card counts a connection once whatever its apps; leaving its last joined topic, or closing, ends it', async () => {
+    const { open, ctx, presencePosts } = await setup();
+    const a = open();
+    const b = open();
+    a.session.onText('{"event":"join","data":{"card_id":"c","app_id":"x"}}');
+    a.session.onText('{"event":"join","data":{"card_id":"c","app_id":"y"}}');
+    a.session.onText('{"event":"join","data":{"card_id":"c","app_id":"y"}}');
+    b.session.onText('{"event":"join","data":{"card_id":"c","app_id":""}}');
+    assert.equal(ctx.presence.count('c'), 2);
+    a.session.onText('{"event":"unsubscribe","topic":"c:x"}');
+    assert.equal(ctx.presence.count('c'), 2, 'still joined through c:y');
+    a.session.onText('{"event":"unsubscribe","topics":["c:y"]}');
+    assert.equal(ctx.presence.count('c'), 1);
+    b.session.dispose();
+    assert.equal(ctx.presence.count('c'), 0);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    assert.deepEqual(presencePosts, [['c', 0]], 'coalesced: one report of the absolute count');
+  });
+
+  test('a refused join counts nothing; a join on a tormq.v2 connection is refused', async () => {
+    const { open, ctx } = await setup();
+    const { session, ws } = open();
+    session.onText('{"event":"join","data":{"card_id":"a:b"},"id":1}');
+    session.onText('{"event":"join","data":{"card_id":"a:b"}}');
+    assert.equal(ctx.presence.cards, 0);
+    assert.equal(session.gopusher, false);
+    assert.deepEqual(ws.sent.map((t) => JSON.parse(t).code), ['ERR_INVALID_TOPIC'], 'answered only with an id');
+    const v2 = open(true);
+    v2.session.onText('{"event":"join","data":{"card_id":"c"},"id":2}');
+    assert.deepEqual(v2.replies(), [{ event: 'error', id: 2, code: 'ERR_BAD_REQUEST', message: "join is gopusher's protocol: not on a tormq.v2 connection" }]);
+    assert.equal(ctx.presence.cards, 0);
   });
 });

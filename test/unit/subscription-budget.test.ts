@@ -13,6 +13,7 @@ import { SubscriptionBudget, UNLIMITED_TOPICS, type TopicAllowance } from '../..
 import { TopicTrie } from '../../src/gateway/worker/trie.js';
 import type { Writer } from '../../src/gateway/worker/writer.js';
 import { topicDepth } from '../../src/protocol/topic.js';
+import { WorkerPresence } from '../../src/gateway/worker/presence.js';
 import { FakeWs } from '../helpers/fake-socket.js';
 
 const deep = (depth: number, tag = 'a') => Array.from({ length: depth }, (_, i) => (i === 0 ? tag : String(i % 10))).join(':');
@@ -88,6 +89,7 @@ describe('Session with subscription limits', () => {
       history: () => new Promise(() => {}),
       positioned: () => Buffer.alloc(0),
       topics: UNLIMITED_TOPICS,
+      presence: new WorkerPresence(() => {}),
     };
     const ws = new FakeWs();
     const session = new Session(ws.asWebSocket(), ctx, null);

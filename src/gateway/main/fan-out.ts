@@ -63,6 +63,8 @@ export class FanOut {
   private readonly timeOrigin = performance.timeOrigin;
   /** Where the MPC's answers to position checks go (position-check.ts). */
   positionReplies: ((header: PositionsReplyHeader) => void) | null = null;
+  /** An MPC linked up (`ready`) or asked for a presence snapshot (`presence-resync`): presence.ts. */
+  presenceResync: (() => void) | null = null;
 
   constructor(
     private readonly limits: FanOutLimits,
@@ -79,6 +81,7 @@ export class FanOut {
       const reply = frame[0] === 0 ? parseReply(frame) : null;
       if (reply === null) this.drops.bad_frames++;
       else if (reply.header.type === 'positions') this.positionReplies?.(reply.header);
+      else if (reply.header.type === 'ready' || reply.header.type === 'presence-resync') this.presenceResync?.();
       else this.history.reply(reply.header, reply.parts);
       return;
     }

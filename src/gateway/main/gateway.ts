@@ -28,10 +28,14 @@ import { PositionCheck } from './position-check.js';
 import { LinkMonitor } from './link-monitor.js';
 import { createMetrics } from './metrics.js';
 import { answerOnline } from './online.js';
+import { GatewayPresence } from './presence.js';
 import { Routing } from './routing.js';
 import { StallWatch } from './stall-watch.js';
 import { Upstream } from './upstream.js';
 import { WorkerPool } from './worker-pool.js';
+
+/** How long the MPC link may take at stop to send its last frames (the presence `bye`). */
+const LINGER_AT_STOP_MS = 500;
 
 export class Gateway {
   readonly config: GatewayConfig;
@@ -45,6 +49,8 @@ export class Gateway {
   readonly pool: WorkerPool;
   readonly metrics: Registry;
   readonly stallWatch: StallWatch;
+  /** gopusher presence, reported to the MPC(s). */
+  readonly presence: GatewayPresence;
   /** The socket budget taken at start (null: the platform does not tell). */
   socketBudget: SocketBudget | null = null;
   private admin: http.Server | null = null;
@@ -67,6 +73,12 @@ export class Gateway {
     this.stallWatch = new StallWatch(this.pool.slots, config.workerStallMs, this.log);
     this.routing.sizeChanged = (size) => (this.pool.socketCounts.routedTopics = size);
     this.metrics = createMetrics(this.pool, this.fanOut, this.upstream, this.routing, this.history);
+    this.presence = new GatewayPresence((frame) => this.upstream.send(frame), this.upstream.idText, config.presenceHeartbeatMs, () => ({
+      clients: this.pool.slots.reduce((n, slot) => n + slot.stats[WorkerStat.connections]!, 0),
+      workers: this.pool.slots.filter((slot) => slot.up).length,
+    }));
+    this.pool.presence = this.presence;
+    this.fanOut.presenceResync = () => this.presence.resync();
   }
 
   /** Validates `options`, starts workers, connects to the MPC(s) and serves admin HTTP. */
@@ -165,6 +177,8 @@ export class Gateway {
         historyFailures: this.history.failures,
       },
       topics: this.routing.topics(),
+      /** gopusher presence reported upstream: cards joined here, report frames, snapshots. */
+      presence: { cards: this.presence.cards, ...this.presence.counters },
       mpc: this.upstream.links(),
       workers,
     };
@@ -195,7 +209,9 @@ export class Gateway {
       await this.pool.drain(drainMs);
       this.positionCheck.stop();
       this.linkMonitor.stop();
-      this.upstream.close();
+      // The MPC(s) forget this gateway's presence at once (instead of after its heartbeat window).
+      this.presence.stop();
+      await this.upstream.close(LINGER_AT_STOP_MS);
       await new Promise<void>((resolve) => (this.admin ? this.admin.close(() => resolve()) : resolve()));
       this.log.info('stopped');
     })();
@@ -218,6 +234,7 @@ export class Gateway {
       this.log.fatal({ err: error }, 'MPC receive loop failed');
       process.exitCode = 1;
     });
+    this.presence.start();
     if (config.adminPort !== -1) {
       this.admin = createAdminServer({
         healthy: () => this.healthy(),

@@ -131,6 +131,11 @@ export class Upstream {
     this.sender.send(encodeRequest(request));
   }
 
+  /** Sends an encoded frame (a presence report) to every connected MPC. */
+  send(frame: Buffer): void {
+    this.sender.send(frame);
+  }
+
   /** Every MPC link is connected. */
   isUp(): boolean {
     return this.connected.size === this.endpoints.length;
@@ -145,9 +150,17 @@ export class Upstream {
     return this.endpoints.map((endpoint) => ({ endpoint, up: this.connected.has(endpoint) }));
   }
 
-  close(): void {
+  /**
+   * Closes the link. With `lingerMs`, what was sent last (a presence `bye`) still goes out: queued sends
+   * are handed to the socket and it lingers that long to write them; otherwise unsent frames are dropped.
+   */
+  async close(lingerMs = 0): Promise<void> {
     this.closed = true;
     if (this.timer !== null) clearInterval(this.timer);
+    if (lingerMs > 0) {
+      await this.sender.drained(lingerMs);
+      this.socket.linger = lingerMs;
+    }
     this.socket.close();
   }
 

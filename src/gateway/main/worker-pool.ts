@@ -22,6 +22,7 @@ import {
   type WorkerEvent,
 } from '../shared/thread-protocol.js';
 import type { HistoryClient } from './history-client.js';
+import type { GatewayPresence } from './presence.js';
 import { RingSlot } from './ring-slot.js';
 import type { Routing } from './routing.js';
 
@@ -59,6 +60,8 @@ export class WorkerPool {
   port = 0;
   /** What workers serve wss:// with; a worker started (or restarted) later gets the latest. */
   private tls: TlsMaterial | null = null;
+  /** Where workers' gopusher presence reports go (main/presence.ts). */
+  presence: GatewayPresence | null = null;
   private stopping = false;
 
   constructor(
@@ -213,6 +216,9 @@ export class WorkerPool {
           case 'mark-request':
             this.routing.mark(event.topic, slot, event.seq);
             break;
+          case 'presence':
+            if (slot.worker === worker) this.presence?.worker(slot.index, event.cards);
+            break;
           case 'history-request':
             void this.history.fetch(event.topic, event.epoch, event.after, event.limit).then((result) => {
               if (slot.worker !== worker) return; // that thread is gone
@@ -248,6 +254,7 @@ export class WorkerPool {
     slot.worker = null;
     slot.control = null;
     this.routing.removeSlot(slot);
+    this.presence?.workerGone(slot.index);
     // Its sockets closed with the thread, without running their 'close' listeners: uncount them.
     this.socketCounts.clear(slot.index);
     // Gauges belong to the dead thread; counters carry on in the replacement.

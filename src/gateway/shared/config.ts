@@ -212,6 +212,12 @@ export const GATEWAY_OPTIONS = defineOptions('a gateway', {
     help: 'a worker whose event loop has not run its 1 s heartbeat for this long is reported stalled (/healthz 503, tormq_worker_stalled)',
     cli: { flag: 'worker-stall-ms', arg: 'N' },
   },
+  presenceHeartbeatMs: {
+    default: 1000,
+    check: int(100, 60_000),
+    help: 'gopusher presence: how often the gateway reports its joined cards to the MPC when nothing changed; the MPC forgets a gateway silent for 3 of these',
+    cli: { flag: 'presence-heartbeat-ms', arg: 'N' },
+  },
   restartBackoffResetMs: {
     default: 60_000,
     check: int(0, 86_400_000),

@@ -40,6 +40,11 @@ export type WorkerEvent =
   | { type: 'mark-request'; topic: string; seq: number }
   /** Messages of `topic` after `after` in `epoch`, for a client's recovery. */
   | { type: 'history-request'; id: number; topic: string; epoch: string; after: number; limit: number }
+  /**
+   * gopusher presence: connections of this worker that joined each card, as `[card, count, …]` for the
+   * cards whose count changed (0: none any more). Absolute, so main needs no history of them.
+   */
+  | { type: 'presence'; cards: Array<string | number> }
   | { type: 'fatal'; error: ErrorRecord };
 
 /** Main -> worker events, posted on the Worker, in order. */

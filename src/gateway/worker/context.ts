@@ -4,6 +4,7 @@ import type { GatewayConfig } from '../shared/config.js';
 import type { MainEvent } from '../shared/thread-protocol.js';
 import type { ConnectionGuard } from './auth.js';
 import type { InterestRouting } from './interest-routing.js';
+import type { WorkerPresence } from './presence.js';
 import type { TopicAllowance } from './subscription-budget.js';
 import type { TopicTrie } from './trie.js';
 import type { Writer } from './writer.js';
@@ -27,6 +28,8 @@ export interface WorkerContext {
   readonly log: Logger;
   /** Origin and token checks at upgrade; its verifier (null when auth is off) checks refresh tokens. */
   readonly guard: ConnectionGuard;
+  /** gopusher presence: this worker's joined connections per card. */
+  readonly presence: WorkerPresence;
 }
 
 /** A history reply as the worker gets it from main. */

@@ -13,11 +13,12 @@
  * 1,000 msgs/s).
  *
  * Variants: the original body is framed as each record is read (the one copy out of shared memory);
- * the tormq.v2 variant (body plus its position) is built from it only when a batch has a tormq.v2
- * recipient, once per message.
+ * the tormq.v2 variant (body plus its position) and gopusher's (`{"type":1,"data":<content>}`) are
+ * built from it only when a batch has a recipient of that variant, once per message.
  */
 import { setImmediate as yieldToEventLoop, setTimeout as sleep } from 'node:timers/promises';
 import { performance } from 'node:perf_hooks';
+import { gopusherPushText } from '../../protocol/gopusher-frames.js';
 import { encodeTextFrame, frameHeaderLength } from '../../protocol/ws-frame.js';
 import { LATENCY_BOUNDS, LatencyStat, WorkerStat } from '../shared/counters.js';
 import { RecordKind, type RecordView, type RingReader } from '../shared/ring.js';
@@ -61,6 +62,9 @@ export class Batch implements BatchView {
       if (v === Variant.POSITIONED) {
         const bodies = this.frames[Variant.BODY]!;
         for (let i = 0; i < n; i++) frames[i] = positionedFrame(bodies[i]!, this.epochs[i]!, this.offsets[i]!);
+      } else if (v === Variant.GOPUSHER) {
+        const bodies = this.frames[Variant.BODY]!;
+        for (let i = 0; i < n; i++) frames[i] = gopusherFrame(bodies[i]!);
       }
       const starts = this.starts[v]!;
       starts[0] = 0;
@@ -117,6 +121,13 @@ export function positionedFrame(bodyFrame: Buffer, epoch: string, offset: number
   bodyFrame.copy(frame, header, bodyStart, brace);
   frame.write(suffix, header + brace - bodyStart, 'latin1');
   return frame;
+}
+
+/** gopusher's frame of a message (protocol/gopusher-frames.ts), from its body's frame. */
+export function gopusherFrame(bodyFrame: Buffer): Buffer {
+  const bodyStart = bodyFrame[1]! === 126 ? 4 : bodyFrame[1]! === 127 ? 10 : 2;
+  const text = Buffer.from(gopusherPushText(bodyFrame.toString('utf8', bodyStart)), 'utf8');
+  return encodeTextFrame(text, 0, text.length);
 }
 
 /** What the worker does with the ring's control records. */

@@ -11,6 +11,7 @@
 import { performance } from 'node:perf_hooks';
 import type { WebSocket } from 'ws';
 import { Close } from '../../protocol/close-codes.js';
+import { GOPUSHER_OK_FRAME } from '../../protocol/gopusher-frames.js';
 import {
   ackFrame,
   errorFrame,
@@ -70,6 +71,10 @@ export class Session {
   private held: string[] | null = null;
   private expiry: NodeJS.Timeout | null = null;
   private disposed = false;
+  /** gopusher: topics this connection joined, and their card (null: it never joined). */
+  private joins: Map<string, string> | null = null;
+  /** gopusher: per card, how many of the connection's joined topics are that card's (`C`, `C:app`…). */
+  private joinedCards: Map<string, number> | null = null;
 
   constructor(
     readonly ws: WebSocket,
@@ -99,9 +104,15 @@ export class Session {
     this.reject({ code: WireErrorCodes.BINARY_FRAME, message: 'binary frames are not part of the protocol' });
   }
 
+  /** The connection joined (gopusher): its replies and pushes are gopusher's frames from then on. */
+  get gopusher(): boolean {
+    return this.writer.variant === Variant.GOPUSHER;
+  }
+
   /** Removes every subscription (connection closed). */
   dispose(): void {
     this.disposed = true;
+    if (this.joins !== null) for (const topic of [...this.joins.keys()]) this.unjoin(topic);
     if (this.expiry !== null) clearTimeout(this.expiry);
     this.expiry = null;
     this.held = null;
@@ -131,18 +142,27 @@ export class Session {
       this.reject(withId({ code: WireErrorCodes.BAD_SINCE, message: 'recover needs the tormq.v2 subprotocol' }, command.id));
       return;
     }
-    const place = command.id === undefined && command.event !== 'ping' ? -1 : this.reserve();
+    const join = command.event === 'subscribe' ? command.join : undefined;
+    if (join !== undefined && this.v2) {
+      this.reject(withId({ code: WireErrorCodes.BAD_REQUEST, message: 'join is gopusher\'s protocol: not on a tormq.v2 connection' }, command.id));
+      return;
+    }
+    // gopusher answers every join and ping. A frame with an id is tormq's request protocol (gopusher
+    // clients send none): it gets tormq's reply (ack, pong with the id) whatever the connection speaks.
+    const place = command.id === undefined && command.event !== 'ping' && join === undefined ? -1 : this.reserve();
     const error = this.apply(command);
     if (error !== null) {
       this.ctx.stats[WorkerStat.badFrames]++;
       this.answer(place, error.id === undefined ? null : errorFrame(error));
-    } else if (command.event === 'ping') this.answer(place, pongFrame(command.id));
+    } else if (command.event === 'ping') this.answer(place, this.gopusher && command.id === undefined ? GOPUSHER_OK_FRAME : pongFrame(command.id));
     else if (command.event !== 'subscribe') this.answer(place, command.id === undefined ? null : ackFrame(command.id));
     else if (this.v2) this.recover(command, place);
     else {
+      if (join !== undefined) this.join(command.topics[0]!, join.card);
       // Acknowledged once every stream of the subscription is routed here and confirmed upstream: an
-      // ack means "messages published from now on reach you" (interest-routing.ts).
-      const ack = command.id === undefined ? null : ackFrame(command.id);
+      // ack means "messages published from now on reach you" (interest-routing.ts). gopusher's join
+      // answer means the same.
+      const ack = command.id !== undefined ? ackFrame(command.id) : join !== undefined ? GOPUSHER_OK_FRAME : null;
       if (place !== -1) this.ctx.routing.whenRouted(command.topics.flatMap(streamsOf), () => this.answer(place, ack));
     }
   }
@@ -345,8 +365,37 @@ export class Session {
     this.ctx.stats[WorkerStat.subscriptions]++;
   }
 
+  /**
+   * gopusher: the connection joined `card` through `topic` (already subscribed): it speaks gopusher
+   * from now on, and counts as online for the card while it holds any of the card's joined topics.
+   */
+  private join(topic: string, card: string): void {
+    this.writer.variant = Variant.GOPUSHER;
+    this.joins ??= new Map();
+    if (this.joins.has(topic)) return; // joined again: nothing changes
+    this.joins.set(topic, card);
+    this.joinedCards ??= new Map();
+    const n = this.joinedCards.get(card) ?? 0;
+    this.joinedCards.set(card, n + 1);
+    if (n === 0) this.ctx.presence.joined(card);
+  }
+
+  /** A joined topic was dropped (unsubscribe, replaced, grants narrowed, closed). */
+  private unjoin(topic: string): void {
+    const card = this.joins?.get(topic);
+    if (card === undefined) return;
+    this.joins!.delete(topic);
+    const n = this.joinedCards!.get(card)! - 1;
+    if (n > 0) this.joinedCards!.set(card, n);
+    else {
+      this.joinedCards!.delete(card);
+      this.ctx.presence.left(card);
+    }
+  }
+
   private unsubscribe(topic: string): void {
     if (!this.topics.delete(topic)) return;
+    this.unjoin(topic);
     this.budget.refund(topic);
     this.ctx.trie.remove(topic, this.writer);
     this.ctx.stats[WorkerStat.subscriptions]--;

@@ -27,6 +27,7 @@ import { Delivery, positionedFrame } from './delivery.js';
 import { demoPage } from './demo-page.js';
 import { listenReusePort } from './listener.js';
 import { InterestRouting, NOT_ROUTED } from './interest-routing.js';
+import { WorkerPresence } from './presence.js';
 import { Session, streamsOf } from './session.js';
 import { TopicTrie } from './trie.js';
 import { refuseUpgrade } from './upgrade-refusal.js';
@@ -79,6 +80,7 @@ const ctx: WorkerContext = {
     reserve: (n, limit) => socketCounts.reserveTopics(index, n, limit),
     release: (n) => socketCounts.add(index, SocketKind.topicReports, -n),
   },
+  presence: new WorkerPresence((cards) => post({ type: 'presence', cards })),
 };
 const sessions = new Set<Session>();
 const delivery = new Delivery(new RingReader(workerData.ring), ctx.trie, stats, {

@@ -4,8 +4,9 @@
  * stops reading cannot hold open. The trie stores writers; the delivery loop tells each one which
  * messages of a batch are due to it (`due`), and the writer writes its share once per batch.
  *
- * Variants: a tormq.v2 connection gets each message with its stream position appended (delivery.ts
- * builds each variant once per message, never per connection). While a tormq.v2 subscription
+ * Variants: a tormq.v2 connection gets each message with its stream position appended, a connection
+ * that joined (gopusher) gets gopusher's frame (delivery.ts builds each variant once per message, never
+ * per connection). While a tormq.v2 subscription
  * recovers, the writer holds that stream's live messages back (`hold`) and releases them after the
  * replay, without duplicates (`release`). A message it never got (slow-client drop, ring drop, an
  * upstream gap) is noted, and the connection is told with `{"event":"gap","topics":[…]}`.
@@ -34,8 +35,10 @@ export const Variant = {
   BODY: 0,
   /** The body with `"epoch":"…","offset":N` appended (tormq.v2). */
   POSITIONED: 1,
+  /** gopusher's `{"type":1,"data":<content>}` (a connection that joined; protocol/gopusher-frames.ts). */
+  GOPUSHER: 2,
 } as const;
-export const VARIANTS = 2;
+export const VARIANTS = 3;
 
 /** What a writer needs of the current delivery batch (owned by Delivery). */
 export interface BatchView {
@@ -84,8 +87,11 @@ export class Writer implements TrieSubscriber {
 
   constructor(
     readonly ws: WebSocket,
-    /** Variant.BODY or Variant.POSITIONED (tormq.v2). */
-    readonly variant: number,
+    /**
+     * Variant.BODY, Variant.POSITIONED (tormq.v2) or Variant.GOPUSHER (from the connection's first
+     * join on; changed only between batches, by the session).
+     */
+    public variant: number,
     private readonly limits: WriterLimits,
     private readonly stats: Float64Array,
     /** The connection's subscriptions (for gap notices: which of them a stream feeds). */

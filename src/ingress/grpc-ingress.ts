@@ -1,0 +1,165 @@
+/**
+ * gopusher's gRPC service on the MPC (`tormq-mpc --grpc PORT`): `service Rpc { Push, System,
+ * IsOnline, Group }` of proto/rpc.proto (package `proto`, loaded at run time with
+ * @grpc/proto-loader), so clients generated from gopusher's proto, in any language, work unchanged.
+ * Like the HTTP ingress it is a publisher client of the MPC (pushes go through its own
+ * {@link Publisher} into the MPC's publisher port); IsOnline, Group and System read the MPC's
+ * presence table (mpc/presence.ts) in process.
+ *
+ * With a token, every call needs the metadata `authorization: Bearer <token>` (UNAUTHENTICATED
+ * otherwise). A bad request fails with INVALID_ARGUMENT and a message saying what is wrong, and
+ * pushes nothing; a full publisher queue with UNAVAILABLE (retry).
+ *
+ * @example
+ * ```ts
+ * const grpc = await startGrpcIngress({ port: 9002, publisherPort: mpc.publisherPort, presence: mpc.presence });
+ * // any gopusher client: grpc.Dial("127.0.0.1:9002") … NewRpcClient(conn).Push(…)
+ * await grpc.close();
+ * ```
+ */
+import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { ErrorCodes, TormqError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { isLoopbackHost } from '../loopback.js';
+import type { PresenceView } from '../mpc/presence.js';
+import { boolean, defineOptions, int, nonEmptyString, satisfies, type InputOf } from '../options/options.js';
+import { Publisher } from '../sdk/publisher.js';
+import { isCurveKey, type CurveClientKeys } from '../zmq/curve.js';
+import { GopusherError, GopusherService, GrpcStatus } from '../gopusher/service.js';
+import { bearerMatches } from './bearer.js';
+
+/** gopusher's proto, shipped with the package (package.json "files"). */
+export const PROTO_PATH = fileURLToPath(new URL('../../../proto/rpc.proto', import.meta.url));
+
+export const GRPC_INGRESS_OPTIONS = defineOptions('a gRPC ingress', {
+  host: { default: '127.0.0.1', check: nonEmptyString, help: 'address to bind' },
+  port: { default: 0, check: int(0, 65535), help: 'port to bind; 0 picks a free one' },
+  publisherHost: { default: '127.0.0.1', check: nonEmptyString, help: "host of the MPC's publisher port" },
+  publisherPort: { default: 5559, check: int(1, 65535), help: "the MPC's publisher port" },
+  token: {
+    default: undefined as string | undefined,
+    check: satisfies<string | undefined>('a non-empty string', (v) => v === undefined || (typeof v === 'string' && v.length > 0)),
+    secret: true,
+    help: 'when set, every call needs the metadata `authorization: Bearer <token>` (UNAUTHENTICATED otherwise)',
+  },
+  insecure: { default: false, check: boolean, help: 'allow calls without a token on a non-loopback address' },
+  maxCardsPerPush: { default: 1000, check: int(1), help: 'most card ids one push may name' },
+  maxMessageBytes: { default: 1024 * 1024, check: int(1), help: "the MPC's --max-message-bytes: a push whose message would be larger is refused" },
+  maxTopicLength: { default: 256, check: int(1, 65535), help: "the MPC's --max-topic-length" },
+  curve: {
+    default: undefined as CurveClientKeys | undefined,
+    check: satisfies<CurveClientKeys | undefined>(
+      '{ serverKey, publicKey, secretKey }, each a 40-character Z85 key',
+      (v) => v === undefined || (typeof v === 'object' && v !== null && [(v as CurveClientKeys).serverKey, (v as CurveClientKeys).publicKey, (v as CurveClientKeys).secretKey].every(isCurveKey)),
+    ),
+    secret: true,
+    help: "CURVE keys for the link to the MPC's publisher port, when the MPC runs with CURVE",
+  },
+}, (c, fail, name) => {
+  if (c.token === undefined && !c.insecure && !isLoopbackHost(c.host)) {
+    fail('token', `set when ${name('host')} is ${c.host} (not loopback): anyone who reaches the port could push; or set ${name('insecure')}`, null);
+  }
+});
+
+export type GrpcIngressOptions = InputOf<typeof GRPC_INGRESS_OPTIONS.specs> & {
+  /** The MPC's presence table (IsOnline, Group, System); without it those calls are UNIMPLEMENTED. */
+  presence?: PresenceView;
+  log?: Logger;
+};
+
+export interface GrpcIngress {
+  readonly port: number;
+  readonly stats: () => { pushed: number; refused: number; unauthenticated: number };
+  close(): Promise<void>;
+}
+
+/** Loads proto/rpc.proto: the `proto.Rpc` service definition. */
+export function loadRpcService(): grpc.ServiceDefinition {
+  const definition = protoLoader.loadSync(PROTO_PATH, { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true });
+  const loaded = grpc.loadPackageDefinition(definition) as unknown as { proto: { Rpc: grpc.ServiceClientConstructor } };
+  return loaded.proto.Rpc.service;
+}
+
+/** Starts the gRPC server; resolves once it listens. */
+export async function startGrpcIngress(options: GrpcIngressOptions = {}): Promise<GrpcIngress> {
+  const { presence, log, ...rest } = options;
+  const config = GRPC_INGRESS_OPTIONS.validate(rest);
+  const publisher = new Publisher(config.publisherHost, config.publisherPort, {
+    // Room for a few full pushes in flight; beyond it a push fails with UNAVAILABLE instead of queueing.
+    maxQueue: config.maxCardsPerPush * 16,
+    ...(config.curve === undefined ? {} : { curve: config.curve }),
+  });
+  const service = new GopusherService({
+    send: (root, body) => publisher.sendRaw(root, body),
+    presence: presence ?? null,
+    limits: { maxCardsPerPush: config.maxCardsPerPush, maxMessageBytes: config.maxMessageBytes, maxTopicLength: config.maxTopicLength },
+  });
+  let unauthenticated = 0;
+
+  /** Wraps one method: the token check, then the service call, its errors as gRPC statuses. */
+  const unary = <Req, Res>(method: (request: Req) => Res | Promise<Res>): grpc.handleUnaryCall<Req, Res> => (call, callback) => {
+    if (config.token !== undefined) {
+      const header = call.metadata.get('authorization')[0];
+      if (!bearerMatches(typeof header === 'string' ? header : undefined, config.token)) {
+        unauthenticated++;
+        callback({ code: grpc.status.UNAUTHENTICATED, details: 'missing or wrong bearer token (metadata "authorization: Bearer <token>")' });
+        return;
+      }
+    }
+    Promise.resolve()
+      .then(() => method(call.request))
+      .then(
+        (reply) => callback(null, reply),
+        (error: unknown) => {
+          if (error instanceof GopusherError) {
+            if (error.status !== GrpcStatus.INVALID_ARGUMENT) log?.warn({ status: error.status, err: error.message }, 'gRPC call failed');
+            callback({ code: error.status, details: error.message });
+          } else {
+            log?.error({ err: error }, 'gRPC call failed');
+            callback({ code: grpc.status.INTERNAL, details: 'internal error' });
+          }
+        },
+      );
+  };
+
+  const server = new grpc.Server();
+  server.addService(loadRpcService(), {
+    Push: unary((request: { from: string; to: string[]; appID: string; content: string }) => service.push(request)),
+    System: unary(() => service.system()),
+    IsOnline: unary((request: { cardID: string }) => service.isOnline(request.cardID)),
+    Group: unary((request: { cardID: string }) => service.group(request.cardID)),
+  });
+  const address = `${config.host.includes(':') && !config.host.startsWith('[') ? `[${config.host}]` : config.host}:${config.port}`;
+  let port: number;
+  try {
+    port = await new Promise<number>((resolve, reject) => {
+      server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (error, bound) => (error ? reject(error) : resolve(bound)));
+    });
+  } catch (error) {
+    await publisher.close();
+    throw new TormqError(ErrorCodes.BIND_FAILED, `cannot bind the gRPC port ${address}: ${(error as Error).message}`, { cause: error });
+  }
+
+  let closing: Promise<void> | null = null;
+  return {
+    port,
+    stats: () => ({ pushed: service.pushed, refused: service.refused, unauthenticated }),
+    close() {
+      closing ??= (async () => {
+        await new Promise<void>((resolve) => {
+          // Calls in flight get a moment to finish; then the rest are cut.
+          const timer = setTimeout(() => server.forceShutdown(), 1000);
+          timer.unref();
+          server.tryShutdown(() => {
+            clearTimeout(timer);
+            resolve();
+          });
+        });
+        await publisher.close();
+      })();
+      return closing;
+    },
+  };
+}
