@@ -13,7 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { Subscriber, XSubscriber } from 'zeromq';
 import { Publisher } from '../src/sdk/publisher.js';
-import { subtreeSubscription, topicSubscription } from '../src/zmq/gateway-link.js';
+import { forEachInBatch, LinkKind, parseStreamFrame, subtreeSubscription, topicSubscription, type StreamFrameView } from '../src/zmq/gateway-link.js';
 import { CLI, canPin, pinSelf, startPinned, stopAll, type Server } from './load/processes.js';
 
 const { values: o } = parseArgs({
@@ -22,6 +22,8 @@ const { values: o } = parseArgs({
     'duration-ms': { type: 'string', default: '5000' },
     topics: { type: 'string', default: '1000' },
     payload: { type: 'string', default: '100' },
+    /** Extra tormq-mpc flags, space-separated (A/B runs: `--mpc-args="--history-size 0"`). */
+    'mpc-args': { type: 'string' },
   },
 });
 const RATES = o.rates!.split(',').map(Number);
@@ -45,7 +47,7 @@ interface Row {
 
 async function run(target: 'tormq-mpc' | 'plain proxy', rate: number): Promise<Row> {
   const server: Server = target === 'tormq-mpc'
-    ? startPinned(target, pinned ? 0 : null, CLI.mpc, ['-s', '0', '-p', '0', '--admin-port', '0', '--log-level', 'info'], process.env.MPC_PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.MPC_PROFILE_DIR}`] : [])
+    ? startPinned(target, pinned ? 0 : null, CLI.mpc, ['-s', '0', '-p', '0', '--admin-port', '0', '--log-level', 'info', ...(o['mpc-args']?.split(' ').filter(Boolean) ?? [])], process.env.MPC_PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.MPC_PROFILE_DIR}`] : [])
     : startPinned(target, pinned ? 0 : null, PLAIN_PROXY, []);
   try {
     const ready = await server.waitForLog((l) => l.msg === 'mpc ready');
@@ -65,8 +67,14 @@ async function run(target: 'tormq-mpc' | 'plain proxy', rate: number): Promise<R
       sub.subscribe('bench');
       socket = sub;
     }
+    // A batch frame (tormq-mpc, gateway-link.ts) counts as the messages it carries.
+    const view: StreamFrameView = { kind: 0, topicEnd: 0, epochStart: 0, epochEnd: 0, offset: 0, bodyStart: 0 };
+    const countOne = () => received++;
     void (async () => {
-      for await (const _ of socket) received++;
+      for await (const [frame] of socket) {
+        if (target === 'tormq-mpc' && parseStreamFrame(frame!, view) && view.kind === LinkKind.BATCH) forEachInBatch(frame!, view, countOne);
+        else received++;
+      }
     })().catch(() => {});
     const publisher = new Publisher('127.0.0.1', ready.publisherPort as number, { maxQueue: 1_000_000 });
     await publisher.ready({ timeoutMs: 10_000 });

@@ -180,9 +180,11 @@ export async function startNats(core: number | null, path: string): Promise<{ se
   return { server, port, url: `ws://127.0.0.1:${wsPort}` };
 }
 
-export async function startMpc(core: number | null, nodeFlags: string[] = []): Promise<{ server: Server; publisherPort: number; gatewayPort: number }> {
+export async function startMpc(core: number | null, nodeFlags: string[] = [], extra: string[] = []): Promise<{ server: Server; publisherPort: number; gatewayPort: number }> {
+  const cli = extra.find((a) => a.startsWith('--cli='))?.slice('--cli='.length) ?? CLI.mpc;
+  extra = extra.filter((a) => !a.startsWith('--cli='));
   // Admin HTTP off: its default port is fixed (9101), so a second bench on the machine could not start.
-  const server = startPinned('tormq-mpc', core, CLI.mpc, ['-s', '0', '-p', '0', '--admin-port', 'off', '--log-level', 'info'], nodeFlags);
+  const server = startPinned('tormq-mpc', core, cli, ['-s', '0', '-p', '0', '--admin-port', 'off', '--log-level', 'info', ...extra], nodeFlags);
   const ready = await server.waitForLog((l) => l.msg === 'mpc ready');
   return { server, publisherPort: ready.publisherPort as number, gatewayPort: ready.gatewayPort as number };
 }

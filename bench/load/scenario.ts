@@ -118,7 +118,10 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export async function runScenario(cfg: ScenarioConfig, pool: Piscina): Promise<ScenarioResult> {
   const notes: string[] = [];
-  const mpc = cfg.target === 'nats' ? null : await startMpc(cfg.serverCore, cfg.profileDir ? ['--cpu-prof', '--cpu-prof-dir', cfg.profileDir, '--cpu-prof-name', `mpc-${Date.now()}.cpuprofile`] : []);
+  // A variant's flags written `--mpc:FLAG` go to the MPC (`--mpc:--cli=PATH` runs another MPC build).
+  const mpcFlags = cfg.gatewayFlags.filter((f) => f.startsWith('--mpc:')).map((f) => f.slice('--mpc:'.length));
+  const gatewayFlags = cfg.gatewayFlags.filter((f) => !f.startsWith('--mpc:'));
+  const mpc = cfg.target === 'nats' ? null : await startMpc(cfg.serverCore, cfg.profileDir ? ['--cpu-prof', '--cpu-prof-dir', cfg.profileDir, '--cpu-prof-name', `mpc-${Date.now()}.cpuprofile`] : [], mpcFlags);
   let server: Server;
   let stats: (() => Promise<Record<string, unknown>>) | null = null;
   let url: string;
@@ -131,7 +134,7 @@ export async function runScenario(cfg: ScenarioConfig, pool: Piscina): Promise<S
   } else if (cfg.target === 'tormq') {
     const nodeFlags = cfg.profileDir ? ['--cpu-prof', '--cpu-prof-dir', cfg.profileDir] : [];
     // Heartbeats off: pings to 10k idle clients would be load the scenario does not ask for.
-    const gateway = await startGateway(cfg.serverCore, mpc.gatewayPort, cfg.workers, ['--heartbeat-ms', '0', '--no-demo-page', ...cfg.gatewayFlags], nodeFlags);
+    const gateway = await startGateway(cfg.serverCore, mpc.gatewayPort, cfg.workers, ['--heartbeat-ms', '0', '--no-demo-page', ...gatewayFlags], nodeFlags);
     server = gateway.server;
     stats = gateway.stats;
     url = gateway.url;

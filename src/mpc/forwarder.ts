@@ -2,13 +2,15 @@
  * The MPC's hot path: one publisher message in, validated once (the MPC is the one place that checks
  * what publishers send: gateways trust the topic it forwards and parse nothing), stamped with its
  * stream position, kept in history, and forwarded to gateways as one frame (zmq/gateway-link.ts) and,
- * when the plain port is on, as the original `[root, body]`.
+ * when the plain port is on, as the original `[root, body]`. Frames to gateways go through the
+ * LinkBatcher, which the caller flushes once the publisher socket has nothing more to read.
  */
 import { isUtf8 } from 'node:buffer';
 import { performance } from 'node:perf_hooks';
 import { rootOf, topicError } from '../protocol/topic.js';
 import { encodeStreamFrame, LinkKind } from '../zmq/gateway-link.js';
 import type { SerialSender } from '../zmq/serial-sender.js';
+import type { LinkBatcher } from './link-batcher.js';
 import type { StreamStore } from './streams.js';
 
 /** Why a publisher's message was dropped (label values of tormq_mpc_publish_drops_total). */
@@ -40,7 +42,7 @@ export class Forwarder {
   constructor(
     private readonly limits: ForwarderLimits,
     private readonly streams: StreamStore,
-    private readonly gateways: SerialSender,
+    private readonly gateways: LinkBatcher,
     private readonly plain: SerialSender | null,
     /** Called for each drop (the caller rate-limits its logging). */
     private readonly onDrop: (reason: PublishDropReason, frames: Buffer[]) => void = () => {},
@@ -68,7 +70,10 @@ export class Forwarder {
     const root = rootOf(topic);
     if (rootFrame.length !== Buffer.byteLength(root) || rootFrame.toString('utf8') !== root) return this.drop('root_mismatch', frames);
     const stream = this.streams.append(topic, body, performance.now());
-    this.gateways.send(encodeStreamFrame(LinkKind.MESSAGE, stream.topicBytes, stream.epochBytes, stream.top, body));
+    const frame = encodeStreamFrame(LinkKind.MESSAGE, stream.topicBytes, stream.epochBytes, stream.top, body);
+    // A root's own topic travels under its own key; topics below it in the root's batch.
+    if (topic.length === root.length) this.gateways.send(frame);
+    else this.gateways.message(root, frame);
     this.plain?.send(frames);
     this.forwarded++;
   }

@@ -12,7 +12,7 @@ import { encodeReply, encodeStreamFrame, GATEWAY_ID_BYTES, isPresenceFrame, Link
 export const MAX_POSITIONS_PER_REQUEST = 1000;
 const COLON = 0x3a;
 const EMPTY = Buffer.alloc(0);
-import type { SerialSender } from '../zmq/serial-sender.js';
+import type { LinkBatcher } from './link-batcher.js';
 import type { PresenceTable } from './presence.js';
 import type { StreamStore } from './streams.js';
 
@@ -37,7 +37,7 @@ export class GatewayControl {
   constructor(
     private readonly limits: GatewayControlLimits,
     private readonly streams: StreamStore,
-    private readonly gateways: SerialSender,
+    private readonly gateways: LinkBatcher,
     /** This MPC process's id (reported to gateways in "ready"). */
     private readonly instance: string,
     /** gopusher presence: where gateways' reports go. */

@@ -18,6 +18,7 @@ export const MPC_METRICS: ReadonlyArray<{ metric: string; type: 'counter' | 'gau
     label: 'reason',
     read: (s) => s.publishDrops,
   },
+  { metric: 'tormq_mpc_link_frames_total', type: 'counter', help: 'Frames sent to gateways (a batch of messages below one root counts one)', read: (s) => s.linkFrames },
   { metric: 'tormq_mpc_positions_sent_total', type: 'counter', help: 'Gateway subscriptions confirmed with the stream position', read: (s) => s.positionsSent },
   { metric: 'tormq_mpc_history_replies_total', type: 'counter', help: 'History requests answered, by label status: ok, epoch, evicted, ahead', label: 'status', read: (s) => s.historyReplies },
   { metric: 'tormq_mpc_bad_gateway_frames_total', type: 'counter', help: 'Frames from gateways that were not a subscription or a valid request', read: (s) => s.badGatewayFrames },

@@ -12,9 +12,10 @@
  */
 import { performance } from 'node:perf_hooks';
 import type { Logger } from '../../log.js';
-import { LinkKind, parseReply, parseStreamFrame, type PositionsReplyHeader, type StreamFrameView } from '../../zmq/gateway-link.js';
+import { forEachInBatch, LinkKind, parseReply, parseStreamFrame, type PositionsReplyHeader, type StreamFrameView } from '../../zmq/gateway-link.js';
 import { RecordKind, type RecordSource } from '../shared/ring.js';
 import type { HistoryClient, HistoryResult } from './history-client.js';
+import type { RingSlot } from './ring-slot.js';
 import type { Repair, Routing, TopicRoute } from './routing.js';
 
 /** Why a frame from the MPC was not fanned out (label values of tormq_publish_drops_total). */
@@ -74,10 +75,58 @@ export class FanOut {
     private readonly log: Logger,
   ) {}
 
-  /** One frame from an MPC. */
+  /** Frames that were batches of messages (zmq/gateway-link.ts), and the messages they carried. */
+  batchesIn = 0;
+  batchedMessagesIn = 0;
+  /** Inside a batch: its frames must be stream messages, and held ones are copied out of it. */
+  private batching = false;
+  private batchFrame: Buffer = EMPTY;
+  /**
+   * Between `ingest` and `flushNotifies`: rings whose parked worker must be woken. One wake-up per
+   * worker per read of the MPC socket, not one per message: each wake-up is a thread switch.
+   */
+  private deferNotify = false;
+  private readonly toNotify: RingSlot[] = [];
+  private readonly eachInBatch = (start: number, end: number): void => {
+    this.batchedMessagesIn++;
+    this.ingestMessage(this.batchFrame.subarray(start, end));
+  };
+
+  /**
+   * One frame from an MPC: a stream message, a batch of them, a confirmation or a reply. The workers
+   * it wrote to are woken by `flushNotifies`, which the caller runs once the socket has run dry.
+   */
   ingest(frame: Buffer): void {
+    this.deferNotify = true;
     const view = this.view;
-    if (!parseStreamFrame(frame, view)) {
+    if (parseStreamFrame(frame, view) && view.kind === LinkKind.BATCH) {
+      this.batchesIn++;
+      this.batching = true;
+      this.batchFrame = frame;
+      if (!forEachInBatch(frame, view, this.eachInBatch)) this.drops.bad_frames++;
+      this.batchFrame = EMPTY;
+      this.batching = false;
+      return;
+    }
+    this.ingestMessage(frame);
+  }
+
+  /** Wakes the workers that `ingest` wrote to since the last call (if they are parked). */
+  flushNotifies(): void {
+    this.deferNotify = false;
+    const slots = this.toNotify;
+    for (let i = 0; i < slots.length; i++) slots[i]!.ring.notify();
+    slots.length = 0;
+  }
+
+  /** One frame that is not a batch (a batch's messages come here one by one). */
+  private ingestMessage(frame: Buffer): void {
+    const view = this.view;
+    if (!parseStreamFrame(frame, view) || (this.batching && view.kind !== LinkKind.MESSAGE)) {
+      if (this.batching) {
+        this.drops.bad_frames++; // a batch holds stream messages only
+        return;
+      }
       const reply = frame[0] === 0 ? parseReply(frame) : null;
       if (reply === null) this.drops.bad_frames++;
       else if (reply.header.type === 'positions') this.positionReplies?.(reply.header);
@@ -261,10 +310,11 @@ export class FanOut {
       route.offset = repair.until;
       this.endRepair(route, repair);
       this.messagesIn--; // counted when it arrived
-      this.ingest(frame);
+      this.ingestMessage(frame);
       return;
     }
-    repair.held.push(frame);
+    // A copy: a message of a batch would otherwise keep the whole batch in memory.
+    repair.held.push(this.batching ? Buffer.from(frame) : frame);
     repair.heldBytes += frame.length;
   }
 
@@ -274,7 +324,7 @@ export class FanOut {
     const held = repair.held;
     for (let i = 0; i < held.length; i++) {
       this.messagesIn--; // counted when it first arrived
-      this.ingest(held[i]!);
+      this.ingestMessage(held[i]!);
       if (route.repair !== null && route.repair !== repair) {
         // A new gap among the held frames: the rest wait for that repair in turn.
         for (let j = i + 1; j < held.length; j++) this.hold(route, route.repair, held[j]!);
@@ -303,7 +353,8 @@ export class FanOut {
     for (let i = 0; i < slots.length; i++) {
       const slot = slots[i]!;
       slot.message(r, route.topic);
-      slot.ring.notify();
+      if (!this.deferNotify) slot.ring.notify();
+      else if (slot.ring.needsNotify && !this.toNotify.includes(slot)) this.toNotify.push(slot);
     }
   }
 

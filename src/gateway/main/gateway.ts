@@ -227,6 +227,7 @@ export class Gateway {
     this.linkMonitor.start();
     const receiving = this.upstream.start({
       frame: (frame) => this.fanOut.ingest(frame),
+      dry: () => this.fanOut.flushNotifies(),
       unsubscribed: (root) => this.routing.forget(root),
       linkReconnected: () => this.routing.unconfirmAll(),
     });

@@ -16,6 +16,7 @@ import { XSubscriber, type Event } from 'zeromq';
 import type { Logger } from '../../log.js';
 import { curveClientOptions, type CurveClientKeys } from '../../zmq/curve.js';
 import { encodeRequest, GATEWAY_ID_BYTES, privateSubscription, subtreeSubscription, topicSubscription, type LinkRequest } from '../../zmq/gateway-link.js';
+import { receiveLoop } from '../../zmq/receive-loop.js';
 import { SerialSender } from '../../zmq/serial-sender.js';
 
 /** How long a topic stays subscribed upstream after its last subscriber left (see `release`). */
@@ -25,8 +26,10 @@ const CONFIRM_TIMEOUT_MS = 2000;
 const CHECK_INTERVAL_MS = 250;
 
 export interface UpstreamHandlers {
-  /** One frame from an MPC (a stream message, a position or a private reply). */
+  /** One frame from an MPC (a stream message, a batch of them, a position or a private reply). */
   frame(frame: Buffer): void;
+  /** The socket has run dry: what the frames since the last call produced can be passed on. */
+  dry?(): void;
   /** The link to `endpoint` went down (messages may have been lost meanwhile; positions will tell). */
   linkDown?(endpoint: string): void;
   /** The unsubscription of `root` went out (it stayed unwanted for the delay). */
@@ -193,10 +196,13 @@ export class Upstream {
 
   private async receive(handlers: UpstreamHandlers): Promise<void> {
     try {
-      for await (const frames of this.socket) {
+      await receiveLoop(this.socket, {
         // The link sends one frame per message; anything else is not from a tormq MPC.
-        if (frames.length === 1) handlers.frame(frames[0]!);
-      }
+        message: (frames) => {
+          if (frames.length === 1) handlers.frame(frames[0]!);
+        },
+        dry: handlers.dry,
+      });
     } catch (error) {
       if (!this.closed) throw error;
     }

@@ -1,0 +1,69 @@
+/**
+ * The MPC's one way out to gateways. Stream messages below a root are gathered per root and leave as
+ * one batch frame (zmq/gateway-link.ts) when the publisher socket has nothing more to read, or when a
+ * batch is full: each sent ZeroMQ frame costs the MPC a wake-up of libzmq's I/O thread and a TCP write,
+ * and each received one costs the gateway as much again, whatever the frame's size.
+ *
+ * Order: everything else (positions, confirmations, replies) flushes the batches first, so every frame
+ * leaves in the order it was produced, as without batching — a position still follows the messages
+ * it counts, and "a message older than a reply arrives before it" still holds.
+ */
+import { encodeBatch } from '../zmq/gateway-link.js';
+import type { SerialSender } from '../zmq/serial-sender.js';
+
+/** A batch leaves once it holds this many messages or bytes, even if more are readable. */
+const MAX_BATCH_MESSAGES = 512;
+const MAX_BATCH_BYTES = 256 * 1024;
+
+interface Batch {
+  readonly key: Buffer;
+  frames: Buffer[];
+  bytes: number;
+}
+
+export class LinkBatcher {
+  /** Frames sent to gateways (batches count one), and the stream messages that went in batches. */
+  framesSent = 0;
+  batchedMessages = 0;
+  private readonly batches = new Map<string, Batch>();
+  /** Roots with something pending, in the order their first message came. */
+  private pending: Batch[] = [];
+
+  constructor(private readonly sender: SerialSender) {}
+
+  /** A stream message of a topic below `root` (not the root's own topic: see `send`). */
+  message(root: string, frame: Buffer): void {
+    let batch = this.batches.get(root);
+    if (batch === undefined) {
+      if (this.batches.size >= 100_000) this.batches.clear(); // roots come and go: keep the map bounded
+      batch = { key: Buffer.from(`${root}:`, 'utf8'), frames: [], bytes: 0 };
+      this.batches.set(root, batch);
+    }
+    if (batch.frames.length === 0) this.pending.push(batch);
+    batch.frames.push(frame);
+    batch.bytes += frame.length;
+    if (batch.frames.length >= MAX_BATCH_MESSAGES || batch.bytes >= MAX_BATCH_BYTES) this.flush();
+  }
+
+  /** Any other frame (a root's own message, a position, a reply): after everything pending. */
+  send(frame: Buffer): void {
+    if (this.pending.length > 0) this.flush();
+    this.framesSent++;
+    this.sender.send(frame);
+  }
+
+  /** Sends what is pending: one frame per root (a single message as itself). */
+  flush(): void {
+    const pending = this.pending;
+    if (pending.length === 0) return;
+    this.pending = [];
+    for (const batch of pending) {
+      const frames = batch.frames;
+      this.framesSent++;
+      this.batchedMessages += frames.length;
+      this.sender.send(frames.length === 1 ? frames[0]! : encodeBatch(batch.key, frames, batch.bytes));
+      batch.frames = [];
+      batch.bytes = 0;
+    }
+  }
+}
