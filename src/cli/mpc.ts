@@ -2,7 +2,7 @@
 /** `tormq-mpc -s 5559 -p 5560 [--host ADDR]`: the ZeroMQ hub between publishers and gateways. */
 import type http from 'node:http';
 import { createAdminServer } from '../admin-server.js';
-import { startGrpcIngress, type GrpcIngress } from '../ingress/grpc-ingress.js';
+import type { GrpcIngress } from '../ingress/grpc-ingress.js';
 import { startHttpIngress, type HttpIngress } from '../ingress/http-ingress.js';
 import { listenOrFail } from '../listen.js';
 import { createLogger } from '../log.js';
@@ -140,7 +140,8 @@ async function startAll(): Promise<{ mpc: Mpc; ingress: HttpIngress | null; grpc
         log,
       });
     }
-    const grpc = flags.grpcPort === -1 ? null : await startGrpcIngress({
+    // Loaded only when asked for: grpc-js and the proto loader weigh ~10 MB of RSS (issue 13's idle goal).
+    const grpc = flags.grpcPort === -1 ? null : await (await import('../ingress/grpc-ingress.js')).startGrpcIngress({
       host: flags.grpcHost === '' ? host : flags.grpcHost,
       port: flags.grpcPort,
       publisherHost,
