@@ -23,6 +23,7 @@ export const MPC_CLI_OPTIONS = defineOptions('a tormq-mpc', {
   plainPort: asFlag(MPC_OPTIONS.specs.plainPort, { flag: 'plain-port', arg: 'PORT' }),
   highWaterMark: asFlag(MPC_OPTIONS.specs.highWaterMark, { flag: 'hwm', arg: 'N' }),
   maxMessageBytes: asFlag(MPC_OPTIONS.specs.maxMessageBytes, { flag: 'max-message-bytes', arg: 'N' }),
+  zmtpReader: asFlag(MPC_OPTIONS.specs.zmtpReader, { flag: 'zmtp-reader', negatable: true, help: 'read the publisher port with libzmq\'s SUB instead of tormq\'s own ZMTP reader (CURVE always does)' }),
   coalesceMs: asFlag(MPC_OPTIONS.specs.coalesceMs, { flag: 'coalesce-ms', arg: 'N' }),
   maxTopicLength: asFlag(MPC_OPTIONS.specs.maxTopicLength, { flag: 'max-topic-length', arg: 'N' }),
   historySize: asFlag(MPC_OPTIONS.specs.historySize, { flag: 'history-size', arg: 'N' }),

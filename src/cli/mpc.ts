@@ -84,6 +84,20 @@ function logDrop(reason: PublishDropReason, frames: Buffer[]): void {
   dropLog.set(reason, { at: now, suppressed: 0 });
 }
 
+/** A refused publisher (zmq/zmtp-subscriber.ts) reconnects every ~100 ms: one line per reason a minute, with the count of the rest. */
+const refusedLog = new Map<string, { at: number; suppressed: number }>();
+function logRefused(address: string, why: string): void {
+  const now = Date.now();
+  const last = refusedLog.get(why);
+  if (last !== undefined && now - last.at < DROP_LOG_INTERVAL_MS) {
+    last.suppressed++;
+    return;
+  }
+  if (refusedLog.size >= 1000) refusedLog.clear(); // reasons name sizes and peers' words: keep the map bounded
+  log.warn({ address, why, refusedSinceLastLine: last?.suppressed ?? 0 }, 'publisher connection refused at the ZMTP handshake');
+  refusedLog.set(why, { at: now, suppressed: 0 });
+}
+
 /**
  * The MPC, its admin port, and the HTTP ingress (`--http`) and gopusher's gRPC service (`--grpc`) when
  * given (they publish through the MPC's own port, and read its presence table).
@@ -102,8 +116,11 @@ async function startAll(): Promise<{ mpc: Mpc; ingress: HttpIngress | null; grpc
     historyMaxBytes: flags.historyMaxBytes,
     historyMaxStreams: flags.historyMaxStreams,
     presenceMaxEntries: flags.presenceMaxEntries,
+    zmtpReader: flags.zmtpReader,
+    coalesceMs: flags.coalesceMs,
     curve: curveOptions(),
     onDrop: logDrop,
+    onPublisherRefused: logRefused,
   });
   let admin: http.Server | null = null;
   let adminPort = -1;

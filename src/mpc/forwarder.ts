@@ -78,6 +78,13 @@ export class Forwarder {
     this.forwarded++;
   }
 
+  /** A message the publisher port's reader skipped instead of reading (zmq/zmtp-subscriber.ts). */
+  skipped(reason: 'bad_frames' | 'oversized', bytes: number): void {
+    this.messagesIn++;
+    this.bytesIn += bytes;
+    this.drop(reason, []);
+  }
+
   private drop(reason: PublishDropReason, frames: Buffer[]): void {
     this.drops[reason]++;
     this.onDrop(reason, frames);

@@ -95,6 +95,8 @@ export interface MpcStats {
   publishDrops: Record<string, number>;
   positionsSent: number;
   historyReplies: Record<string, number>;
+  linkFrames: number;
+  publisherHandshakeFailures: number;
   history: { streams: number; messages: number; bytes: number; evictedMessages: number; forgottenStreams: number };
 }
 

@@ -1,0 +1,186 @@
+/**
+ * The MPC's own ZMTP reader on the publisher port (src/zmq/zmtp-subscriber.ts), attacked with raw TCP:
+ * handshakes cut or reset at every stage, peers that are not ZeroMQ PUBs, a CURVE publisher on the
+ * plain port, frames split byte by byte, a frame that announces a gigabyte, too many parts. Each bad
+ * peer is closed or its message dropped and counted; the next publisher's message is delivered, and a
+ * well-behaved hand-rolled ZMTP 3.0 PUB is accepted like libzmq's.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { once } from 'node:events';
+import { Publisher, curveKeyPair } from 'zeromq';
+import { startGatewayProcess, startMpcProcess, type GatewayProcess, type MpcProcess } from '../helpers/processes.js';
+import { TestClient } from '../helpers/ws-client.js';
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A ZMTP 3.0 greeting (NULL unless `mechanism` says otherwise). */
+function greeting(mechanism = 'NULL'): Buffer {
+  const g = Buffer.alloc(64);
+  g[0] = 0xff;
+  g[9] = 0x7f;
+  g[10] = 3;
+  g.write(mechanism, 12, 'latin1');
+  return g;
+}
+
+function readyCommand(socketType: string): Buffer {
+  const body = Buffer.concat([Buffer.from([5]), Buffer.from('READY'), Buffer.from([11]), Buffer.from('Socket-Type'), Buffer.alloc(4), Buffer.from(socketType)]);
+  body.writeUInt32BE(socketType.length, 1 + 5 + 1 + 11);
+  return Buffer.concat([Buffer.from([0x04, body.length]), body]);
+}
+
+/** A message frame (long form when over 255 bytes). */
+function frame(data: Buffer | string, more: boolean): Buffer {
+  const bytes = Buffer.from(data);
+  if (bytes.length > 255) {
+    const header = Buffer.alloc(9);
+    header[0] = (more ? 1 : 0) | 2;
+    header.writeBigUInt64BE(BigInt(bytes.length), 1);
+    return Buffer.concat([header, bytes]);
+  }
+  return Buffer.concat([Buffer.from([more ? 1 : 0, bytes.length]), bytes]);
+}
+
+function message(parts: Array<Buffer | string>): Buffer {
+  return Buffer.concat(parts.map((p, i) => frame(p, i < parts.length - 1)));
+}
+
+/** Connects raw TCP to the publisher port; `received` collects what the MPC sends. */
+type RawPeer = net.Socket & { received: Buffer[]; ended: Promise<unknown> };
+
+async function rawConnect(port: number): Promise<RawPeer> {
+  const socket = net.connect(port, '127.0.0.1') as unknown as RawPeer;
+  socket.received = [];
+  socket.on('data', (d: Buffer) => socket.received.push(d));
+  socket.on('error', () => {});
+  socket.ended = once(socket, 'close');
+  await once(socket, 'connect');
+  return socket;
+}
+
+/** Waits until the MPC has sent its greeting, READY and, after ours, the subscription to everything. */
+async function waitForSubscription(socket: { received: Buffer[] }): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    const all = Buffer.concat(socket.received);
+    // greeting (64) + READY command + the 3-byte subscription message [0, 1, 1]
+    if (all.length >= 64 && all.subarray(all.length - 3).equals(Buffer.from([0, 1, 1]))) return;
+    await sleep(10);
+  }
+  assert.fail('no subscription from the MPC');
+}
+
+describe('the MPC\'s ZMTP reader under hostile publishers', () => {
+  let mpc: MpcProcess;
+  let gateway: GatewayProcess;
+  let client: TestClient;
+  let good: Publisher;
+  let sequence = 0;
+
+  /** A message from a well-behaved zeromq.js publisher still arrives. */
+  const stillDelivers = async () => {
+    const valid = `valid-${++sequence}`;
+    const from = client.messages.length;
+    await good.send(['zr', `{"topic": "zr:x", "data": "${valid}"}`]);
+    await client.waitFor((m) => m.includes(valid), from);
+  };
+
+  before(async () => {
+    mpc = await startMpcProcess(undefined, ['--max-message-bytes', '4096']);
+    gateway = await startGatewayProcess(mpc.gatewayPort);
+    client = await TestClient.connect(gateway.url);
+    await client.subscribe('zr:x');
+    good = new Publisher({ linger: 0 });
+    good.connect(`tcp://127.0.0.1:${mpc.publisherPort}`);
+    await sleep(300);
+    await stillDelivers();
+  });
+
+  after(async () => {
+    await client?.close();
+    good?.close();
+    await gateway?.stop();
+    await mpc?.stop();
+  });
+
+  test('a hand-rolled ZMTP 3.0 PUB is subscribed to everything, and its message split into single bytes arrives whole', async () => {
+    const peer = await rawConnect(mpc.publisherPort);
+    peer.write(Buffer.concat([greeting(), readyCommand('PUB')]));
+    await waitForSubscription(peer);
+    const bytes = message(['zr', '{"topic": "zr:x", "data": "byte-by-byte"}']);
+    const from = client.messages.length;
+    for (const byte of bytes) {
+      peer.write(Buffer.from([byte]));
+      await sleep(1);
+    }
+    await client.waitFor((m) => m.includes('byte-by-byte'), from);
+    peer.destroy();
+  });
+
+  test('cut or reset at every stage of the handshake: nothing sticks, others are served', async () => {
+    const full = Buffer.concat([greeting(), readyCommand('PUB'), message(['zr', '{"topic": "zr:x", "data": "cut'])]);
+    for (const cut of [0, 1, 10, 11, 63, 64, 65, 70, full.length - 5]) {
+      const peer = await rawConnect(mpc.publisherPort);
+      peer.write(full.subarray(0, cut));
+      await sleep(5);
+      if (cut % 2 === 0) peer.resetAndDestroy();
+      else peer.destroy();
+    }
+    await stillDelivers();
+    assert.equal(client.messages.some((m) => m.includes('"cut')), false, 'a half-sent message reached nobody');
+  });
+
+  test('peers that are not plain ZeroMQ PUBs are closed and counted: HTTP, a SUB, a CURVE publisher', async () => {
+    const before = (await mpc.stats()).publisherHandshakeFailures;
+    const http = await rawConnect(mpc.publisherPort);
+    http.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n'.padEnd(64, ' '));
+    await http.ended;
+    const sub = await rawConnect(mpc.publisherPort);
+    sub.write(Buffer.concat([greeting(), readyCommand('SUB')]));
+    await sub.ended;
+    const curve = await rawConnect(mpc.publisherPort);
+    curve.write(greeting('CURVE'));
+    await curve.ended;
+    // And libzmq's own CURVE client: refused at the greeting (its messages go nowhere).
+    const keys = curveKeyPair();
+    const server = curveKeyPair();
+    const curvePublisher = new Publisher({ linger: 0, curveServerKey: server.publicKey, curvePublicKey: keys.publicKey, curveSecretKey: keys.secretKey });
+    curvePublisher.connect(`tcp://127.0.0.1:${mpc.publisherPort}`);
+    for (let i = 0; i < 100 && (await mpc.stats()).publisherHandshakeFailures < before + 4; i++) await sleep(20);
+    curvePublisher.close();
+    assert.ok((await mpc.stats()).publisherHandshakeFailures >= before + 4, 'HTTP, SUB and two CURVE peers refused');
+    await mpc.waitForLog((l) => l.msg === 'publisher connection refused at the ZMTP handshake' && String(l.why).includes('CURVE'));
+    await stillDelivers();
+  });
+
+  test('a frame over --max-message-bytes is skipped as it streams (one oversized), too many parts are one bad_frames, a 1 GB frame cut by a reset leaves nothing behind', async () => {
+    const peer = await rawConnect(mpc.publisherPort);
+    peer.write(Buffer.concat([greeting(), readyCommand('PUB')]));
+    await waitForSubscription(peer);
+    const before = (await mpc.stats()).publishDrops;
+    // [root][body over --max-message-bytes, streamed in 64 KB pieces], then a valid message on the same connection.
+    peer.write(frame('zr', true));
+    const header = Buffer.alloc(9);
+    header[0] = 2;
+    header.writeBigUInt64BE(BigInt(2 * 1024 * 1024), 1);
+    peer.write(header);
+    const piece = Buffer.alloc(64 * 1024, 0x41);
+    for (let sent = 0; sent < 2 * 1024 * 1024; sent += piece.length) peer.write(piece);
+    peer.write(message(['zr', 'x', 'y', 'z', 'w'])); // five parts
+    const from = client.messages.length;
+    peer.write(message(['zr', '{"topic": "zr:x", "data": "after-the-big-one"}']));
+    await client.waitFor((m) => m.includes('after-the-big-one'), from);
+    const afterDrops = (await mpc.stats()).publishDrops;
+    assert.equal(afterDrops.oversized, before.oversized + 1, 'the 2 MB body: one oversized');
+    assert.equal(afterDrops.bad_frames, before.bad_frames + 1, 'five parts: one bad_frames');
+    // A frame announced at 1 GB and then abandoned by a reset: nothing waits for the rest.
+    header.writeBigUInt64BE(BigInt(1024 ** 3), 1);
+    peer.write(frame('zr', true));
+    peer.write(header);
+    peer.write(piece);
+    await sleep(50);
+    peer.resetAndDestroy();
+    await stillDelivers();
+  });
+});
