@@ -324,7 +324,8 @@ async function curveServerOptions(curve: MpcCurveOptions) {
 /** Listens for publishers on the ZMTP reader; a failure is a TormqError like bindOrFail's. */
 async function listenZmtp(zmtp: ZmtpSubscriber, host: string, port: number): Promise<number> {
   try {
-    return await zmtp.listen(host, port);
+    // ZeroMQ's "any address" spelling; net wants an address.
+    return await zmtp.listen(host === '*' ? '0.0.0.0' : host, port);
   } catch (error) {
     const address = tcpEndpoint(host, port);
     const reason = (error as { code?: string }).code === 'EADDRINUSE' ? 'address already in use' : (error as Error).message;
