@@ -63,7 +63,7 @@ export const MPC_OPTIONS = defineOptions('an MPC', {
    * socket's receive and the gateway sockets' send high-water mark. ZeroMQ's default of 1000 lost
    * messages in a 5000-message burst whenever a gateway paused briefly (test/e2e/python-clients).
    */
-  highWaterMark: { default: 100_000, check: int(1), help: 'messages buffered per peer before ZeroMQ drops' },
+  highWaterMark: { default: 100_000, check: int(1), help: 'messages buffered per gateway (and per publisher with libzmq\'s SUB: CURVE or --no-zmtp-reader) before ZeroMQ drops; the ZMTP reader never drops: it reads as fast as it handles' },
   zmtpReader: {
     default: true,
     check: boolean,
