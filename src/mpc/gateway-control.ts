@@ -6,7 +6,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { topicError } from '../protocol/topic.js';
-import { encodeReply, encodeStreamFrame, GATEWAY_ID_BYTES, isPresenceFrame, LinkKind, parsePresence, parseRequest, type HistoryRequest, type PositionsRequest } from '../zmq/gateway-link.js';
+import { encodeReply, parseGatewayKey, encodeStreamFrame, GATEWAY_ID_BYTES, isPresenceFrame, LinkKind, parsePresence, parseRequest, type HistoryRequest, type PositionsRequest } from '../zmq/gateway-link.js';
 
 /** Most topics one position check names (the gateway sends several). */
 export const MAX_POSITIONS_PER_REQUEST = 1000;
@@ -47,11 +47,18 @@ export class GatewayControl {
   /** One frame a gateway sent. */
   handle(frame: Buffer): void {
     const type = frame[0];
-    if (type === 1 && frame.length > 1 && frame[1] === 0) {
-      // A gateway's private channel: confirm it, so the gateway knows replies can reach it.
-      const id = frame.subarray(2);
-      if (id.length === GATEWAY_ID_BYTES) this.gateways.send(encodeReply(id, { type: 'ready', mpc: this.instance }));
-      else this.badRequests++;
+    if ((type === 0 || type === 1) && frame.length > 1 && frame[1] === 0) {
+      // A gateway's private channel or batch capability, or (unsubscribed) the gateway gone: ZeroMQ
+      // passes an unsubscription when no one holds the key any more, and each gateway's is its own.
+      const key = parseGatewayKey(frame);
+      if (key === null) this.badRequests++;
+      else if (type === 0) this.gateways.gatewayGone(key.id.toString('latin1'));
+      else if (key.batchCapable) this.gateways.gatewayReadsBatches(key.id.toString('latin1'));
+      else {
+        this.gateways.gatewayLinked(key.id.toString('latin1'));
+        // Confirmed, so the gateway knows replies can reach it.
+        this.gateways.send(encodeReply(key.id, { type: 'ready', mpc: this.instance }));
+      }
       return;
     }
     if (type === 1 && frame.length > 2 && frame[frame.length - 1] === COLON) {

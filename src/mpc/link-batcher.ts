@@ -4,6 +4,10 @@
  * batch is full: each sent ZeroMQ frame costs the MPC a wake-up of libzmq's I/O thread and a TCP write,
  * and each received one costs the gateway as much again, whatever the frame's size.
  *
+ * Only while every gateway linked to the MPC reads batches (it says so with a subscription,
+ * zmq/gateway-link.ts `batchCapability`): a gateway older than batches keeps getting one frame per
+ * message, so gateways and MPC can be upgraded in any order.
+ *
  * Order: everything else (positions, confirmations, replies) flushes the batches first, so every frame
  * leaves in the order it was produced, as without batching — a position still follows the messages
  * it counts, and "a message older than a reply arrives before it" still holds.
@@ -26,13 +30,56 @@ export class LinkBatcher {
   framesSent = 0;
   batchedMessages = 0;
   private readonly batches = new Map<string, Batch>();
+  /** Gateways linked (their private key is subscribed), and those of them that read batches (by id). */
+  private readonly linked = new Set<string>();
+  private readonly readsBatches = new Set<string>();
+  private batching = true;
   /** Roots with something pending, in the order their first message came. */
   private pending: Batch[] = [];
 
   constructor(private readonly sender: SerialSender) {}
 
+  /** Batch frames go out (every linked gateway reads them). */
+  get batchesOn(): boolean {
+    return this.batching;
+  }
+
+  gatewayLinked(id: string): void {
+    this.linked.add(id);
+    this.update();
+  }
+
+  gatewayReadsBatches(id: string): void {
+    this.readsBatches.add(id);
+    this.update();
+  }
+
+  gatewayGone(id: string): void {
+    this.linked.delete(id);
+    this.readsBatches.delete(id);
+    this.update();
+  }
+
+  private update(): void {
+    let all = true;
+    for (const id of this.linked) {
+      if (!this.readsBatches.has(id)) {
+        all = false;
+        break;
+      }
+    }
+    // Turning off: what is pending leaves as single frames (flush looks at `batching`).
+    this.batching = all;
+    if (!all) this.flush();
+  }
+
   /** A stream message of a topic below `root` (not the root's own topic: see `send`). */
   message(root: string, frame: Buffer): void {
+    if (!this.batching) {
+      this.framesSent++;
+      this.sender.send(frame);
+      return;
+    }
     let batch = this.batches.get(root);
     if (batch === undefined) {
       if (this.batches.size >= 100_000) this.batches.clear(); // roots come and go: keep the map bounded
@@ -59,9 +106,14 @@ export class LinkBatcher {
     this.pending = [];
     for (const batch of pending) {
       const frames = batch.frames;
-      this.framesSent++;
-      this.batchedMessages += frames.length;
-      this.sender.send(frames.length === 1 ? frames[0]! : encodeBatch(batch.key, frames, batch.bytes));
+      if (frames.length === 1 || !this.batching) {
+        for (const frame of frames) this.sender.send(frame);
+        this.framesSent += frames.length;
+      } else {
+        this.framesSent++;
+        this.batchedMessages += frames.length;
+        this.sender.send(encodeBatch(batch.key, frames, batch.bytes));
+      }
       batch.frames = [];
       batch.bytes = 0;
     }

@@ -15,11 +15,11 @@
  * - batch:          `[root][':'][0x00][BATCH][0][0 f64]` then `[u32 LE length][stream message frame]`
  *   repeated: stream messages of topics below one root (never the root's own topic, which keeps its
  *   own key), in order, travelling under the subtree key `root:` like each of them would. The MPC
- *   sends one per root for what one read of its publisher socket brought (mpc/link-batcher.ts):
+ *   sends one per root for what one read of its publisher socket brought (mpc/link-batcher.ts), while
+ *   every gateway linked to it has subscribed its batch capability (below):
  *   zeromq.js costs about the same CPU per frame whatever its size (`node dist/bench/zmq-frames.js`:
  *   200-byte messages one per frame, 10.7 µs sent / 12.3 received per message; 100 per frame, 1.8 /
- *   1.3), so a frame per message was most of the link's cost. A gateway older than batches counts
- *   them as bad frames: upgrade gateways before the MPC.
+ *   1.3), so a frame per message was most of the link's cost.
  * - private:        `[0x00][gateway id, 16 bytes][REPLY][u32 LE header length][JSON header][u32 LE length][bytes]…`
  *   (answers to one gateway's requests; the gateway subscribes to `0x00 + id`).
  *
@@ -29,7 +29,7 @@
  * - `0x01 root ':'` / `0x00 root ':'`: subscribe / unsubscribe every topic below a root. A gateway
  *   subscribes a root with both (the root exactly and its subtree): one root, two keys, whatever the
  *   number of topics its clients hold below it.
- * - `0x01 0x00 id`: subscribe to its private replies.
+ * - `0x01 0x00 id`: subscribe to its private replies; `0x01 0x00 id 0xFF`: "I read batch frames".
  * - `0x02 JSON`: a request (history, positions), answered on the private key.
  * - `0x03 JSON`: a presence report (gopusher's cluster-wide online counts, mpc/presence.ts): the
  *   gateway's connections per joined card, incrementally and in periodic snapshots, each report
@@ -167,6 +167,27 @@ export function privateKey(gatewayId: Buffer): Buffer {
 
 export function privateSubscription(gatewayId: Buffer, on: boolean): Buffer {
   return Buffer.concat([Buffer.from([on ? 1 : 0, 0]), gatewayId]);
+}
+
+/** The last byte of a gateway's batch capability key (no frame the MPC sends has it there: replies have REPLY). */
+const BATCH_CAPABLE = 0xff;
+
+/**
+ * "This gateway reads batch frames": a subscription to `0x00 id 0xFF`, a key no frame ever matches.
+ * The MPC batches only while every gateway linked to it has said so (mpc/gateway-control.ts), so a
+ * gateway older than batches keeps getting one frame per message during a rolling upgrade. An MPC
+ * older than batches counts the key as one bad gateway frame and sends single frames, as it always did.
+ */
+export function batchCapability(gatewayId: Buffer, on: boolean): Buffer {
+  return Buffer.concat([Buffer.from([on ? 1 : 0, 0]), gatewayId, Buffer.from([BATCH_CAPABLE])]);
+}
+
+/** A private or capability (un)subscription: the gateway id, and whether it is the batch capability. */
+export function parseGatewayKey(frame: Buffer): { id: Buffer; batchCapable: boolean } | null {
+  if (frame.length < 2 || frame[0]! > 1 || frame[1] !== 0) return null;
+  if (frame.length === 2 + GATEWAY_ID_BYTES) return { id: frame.subarray(2), batchCapable: false };
+  if (frame.length === 3 + GATEWAY_ID_BYTES && frame[frame.length - 1] === BATCH_CAPABLE) return { id: frame.subarray(2, 2 + GATEWAY_ID_BYTES), batchCapable: true };
+  return null;
 }
 
 /** Requests a gateway sends to the MPC (JSON after a 0x02 byte). */

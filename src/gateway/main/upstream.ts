@@ -15,7 +15,7 @@ import { randomBytes } from 'node:crypto';
 import { XSubscriber, type Event } from 'zeromq';
 import type { Logger } from '../../log.js';
 import { curveClientOptions, type CurveClientKeys } from '../../zmq/curve.js';
-import { encodeRequest, GATEWAY_ID_BYTES, privateSubscription, subtreeSubscription, topicSubscription, type LinkRequest } from '../../zmq/gateway-link.js';
+import { batchCapability, encodeRequest, GATEWAY_ID_BYTES, privateSubscription, subtreeSubscription, topicSubscription, type LinkRequest } from '../../zmq/gateway-link.js';
 import { receiveLoop } from '../../zmq/receive-loop.js';
 import { SerialSender } from '../../zmq/serial-sender.js';
 
@@ -94,6 +94,7 @@ export class Upstream {
     void this.watchLinks(handlers);
     // The private key first: ZeroMQ sends an XSUB's subscriptions to every MPC it connects to.
     this.sender.send(privateSubscription(this.id, true));
+    this.sender.send(batchCapability(this.id, true));
     for (const endpoint of this.endpoints) this.socket.connect(endpoint);
     this.timer = setInterval(() => this.check(), CHECK_INTERVAL_MS);
     this.timer.unref();

@@ -1,0 +1,97 @@
+/**
+ * The MPC → gateway link's batch frames (src/mpc/link-batcher.ts): a burst below one root reaches a
+ * tormq gateway in fewer frames than messages, every message delivered in order; a gateway older than
+ * batches (a raw XSUB subscribing as the previous release did, without the batch capability) gets one
+ * frame per message while it is linked, and batching comes back once it has gone.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { XSubscriber } from 'zeromq';
+import { Publisher } from '../../src/sdk/publisher.js';
+import { LinkKind, parseStreamFrame, privateSubscription, subtreeSubscription, topicSubscription, type StreamFrameView } from '../../src/zmq/gateway-link.js';
+import { startGatewayProcess, startMpcProcess, type GatewayProcess, type MpcProcess } from '../helpers/processes.js';
+import { TestClient } from '../helpers/ws-client.js';
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const BURST = 300;
+
+describe('link batching', () => {
+  let mpc: MpcProcess;
+  let gateway: GatewayProcess;
+  let client: TestClient;
+  let publisher: Publisher;
+  let burst = 0;
+
+  /** Publishes BURST messages on lb:0..lb:9 in one go; resolves when the client has all of them. */
+  const publishBurst = async (): Promise<string[]> => {
+    const tag = `b${++burst}`;
+    const from = client.messages.length;
+    const sent: Array<Promise<void>> = [];
+    for (let i = 0; i < BURST; i++) sent.push(publisher.send(`lb:${i % 10}`, `${tag}-${i}`));
+    await Promise.all(sent);
+    await client.waitFor(() => client.messages.slice(from).filter((m) => m.includes(`"${tag}-`)).length >= BURST, from);
+    return client.messages.slice(from).filter((m) => m.includes(`"${tag}-`));
+  };
+
+  before(async () => {
+    mpc = await startMpcProcess();
+    gateway = await startGatewayProcess(mpc.gatewayPort);
+    client = await TestClient.connect(gateway.url);
+    for (let i = 0; i < 10; i++) await client.subscribe(`lb:${i}`);
+    publisher = new Publisher('127.0.0.1', mpc.publisherPort);
+    await publisher.ready({ timeoutMs: 10_000 });
+  });
+
+  after(async () => {
+    await publisher?.close();
+    await client?.close();
+    await gateway?.stop();
+    await mpc?.stop();
+  });
+
+  test('a burst below one root travels in fewer frames than messages; all delivered, in order per topic', async () => {
+    const before = await mpc.stats();
+    const got = await publishBurst();
+    const after = await mpc.stats();
+    const forwarded = after.forwarded - before.forwarded;
+    const frames = after.linkFrames - before.linkFrames;
+    assert.equal(forwarded, BURST);
+    assert.ok(frames < forwarded, `${frames} frames for ${forwarded} messages`);
+    assert.equal(got.length, BURST, 'each message once');
+    for (let t = 0; t < 10; t++) {
+      const seq = got.filter((m) => m.includes(`"topic":"lb:${t}"`)).map((m) => Number(/-(\d+)"/.exec(m)![1]));
+      assert.deepEqual(seq, [...seq].sort((a, b) => a - b), `lb:${t} in order`);
+    }
+  });
+
+  test('a gateway older than batches gets one frame per message while it is linked; batching resumes when it leaves', async () => {
+    const old = new XSubscriber({ linger: 0 });
+    old.connect(`tcp://127.0.0.1:${mpc.gatewayPort}`);
+    // Subscribes as the previous release did: private key, then the root and its subtree; no capability.
+    await old.send(privateSubscription(randomBytes(16), true));
+    await old.send(topicSubscription('lb', true));
+    await old.send(subtreeSubscription('lb', true));
+    const view: StreamFrameView = { kind: 0, topicEnd: 0, epochStart: 0, epochEnd: 0, offset: 0, bodyStart: 0 };
+    const kinds: number[] = [];
+    const reading = (async () => {
+      for await (const [frame] of old) if (frame![0] !== 0 && parseStreamFrame(frame!, view)) kinds.push(view.kind);
+    })().catch(() => {});
+    await sleep(500); // its subscriptions reach the MPC (confirmed: position and subtree frames)
+    const before = await mpc.stats();
+    const got = await publishBurst();
+    const after = await mpc.stats();
+    assert.equal(got.length, BURST, 'the tormq gateway still gets everything');
+    assert.equal(after.linkFrames - before.linkFrames, BURST, 'one frame per message');
+    for (let i = 0; i < 100 && kinds.filter((k) => k === LinkKind.MESSAGE).length < BURST; i++) await sleep(20);
+    assert.equal(kinds.filter((k) => k === LinkKind.MESSAGE).length, BURST, 'the old gateway read every message as its own frame');
+    assert.equal(kinds.includes(LinkKind.BATCH), false, 'and never a batch');
+    old.close();
+    await reading;
+    await sleep(500); // its disconnection reaches the MPC
+    const again = await mpc.stats();
+    await publishBurst();
+    const last = await mpc.stats();
+    assert.ok(last.linkFrames - again.linkFrames < BURST, 'batches again');
+  });
+});
