@@ -164,7 +164,9 @@ export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
   const instance = randomBytes(6).toString('base64url');
   const security = config.curve === undefined ? null : await curveServerOptions(config.curve);
   // 'allSubs': every subscription reaches the MPC, a repeated one too, so each can be confirmed.
-  const gateways = new XPublisher({ linger: 0, sendHighWaterMark: config.highWaterMark, verbosity: 'allSubs', ...security?.gateway });
+  // sendTimeout 0: an XPUB never blocks (it drops at its high-water mark), so zeromq.js's readiness
+  // check before each send (a poll() and a getpid() system call) buys nothing.
+  const gateways = new XPublisher({ linger: 0, sendHighWaterMark: config.highWaterMark, sendTimeout: 0, verbosity: 'allSubs', ...security?.gateway });
   const plain = config.plainPort === -1 ? null : new XPublisher({ linger: 0, sendHighWaterMark: config.highWaterMark, ...security?.gateway });
 
   const streams = new MemoryStreamStore({
