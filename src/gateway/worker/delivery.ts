@@ -173,7 +173,10 @@ export class Delivery {
 
   private async loop(): Promise<void> {
     while (this.running) {
-      if (this.deliverAvailable() > 0) {
+      // More is waiting after a full batch: let the event loop serve sockets first. A ring left empty
+      // parks at once (no extra turn of the loop per wake-up: at 10k unicast msgs/s most wake-ups
+      // bring one or two messages).
+      if (this.deliverAvailable() > 0 && this.ring.hasData()) {
         await yieldToEventLoop();
       } else {
         const wait = this.ring.waitForData();
