@@ -21,6 +21,7 @@ import { setImmediate as yieldToLoop } from 'node:timers/promises';
 export interface ReceivingSocket {
   receive(): Promise<Buffer[]>;
   receiveTimeout: number;
+  readonly readable: boolean;
   readonly closed: boolean;
 }
 
@@ -37,19 +38,24 @@ export async function receiveLoop(socket: ReceivingSocket, handlers: ReceiveHand
     while (!socket.closed) {
       socket.receiveTimeout = -1; // wait for the next message
       handlers.message(await socket.receive());
-      socket.receiveTimeout = 0;
-      for (let n = 1; ; n++) {
-        let frames: Buffer[];
-        try {
-          frames = await socket.receive();
-        } catch (error) {
-          if ((error as { code?: string }).code === 'EAGAIN') break;
-          throw error;
-        }
-        handlers.message(frames);
-        if (n % MAX_BURST === 0) {
-          await handlers.dry?.();
-          await yieldToLoop();
+      // One readiness check, not an EAGAIN, tells a lone message (the common case at moderate rates:
+      // ~3.5 µs against ~11) from the start of a burst, which is then drained without checks.
+      if (socket.readable) {
+        socket.receiveTimeout = 0;
+        for (let n = 1; ; n++) {
+          let frames: Buffer[];
+          try {
+            frames = await socket.receive();
+          } catch (error) {
+            if ((error as { code?: string }).code === 'EAGAIN') break;
+            throw error;
+          }
+          handlers.message(frames);
+          if (n % MAX_BURST === 0) {
+            await handlers.dry?.();
+            await yieldToLoop();
+            if (socket.closed) return;
+          }
         }
       }
       await handlers.dry?.();
