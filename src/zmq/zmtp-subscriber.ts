@@ -183,10 +183,12 @@ class Peer {
         return end;
       }
       if (end - at < headerBytes + size) return this.wait(at, headerBytes + size);
-      // A copy: the message may be kept in history, which must not pin the whole read buffer.
-      const part = Buffer.allocUnsafe(size);
-      buf.copy(part, 0, at + headerBytes, at + headerBytes + size);
-      if (this.unreadReason === null) this.parts.push(part);
+      if (this.unreadReason === null) {
+        const start = at + headerBytes;
+        // The body is kept in history, which must not pin the whole read buffer: a copy. The root
+        // frame is only compared (and sent on at once on the plain port): a view.
+        this.parts.push(this.partCount === 0 ? buf.subarray(start, start + size) : Buffer.from(buf.subarray(start, start + size)));
+      }
       this.messageBytes += size;
       at += headerBytes + size;
       this.endPart(more);

@@ -75,10 +75,7 @@ export class FanOut {
     private readonly log: Logger,
   ) {}
 
-  /** Frames that were batches of messages (zmq/gateway-link.ts), and the messages they carried. */
-  batchesIn = 0;
-  batchedMessagesIn = 0;
-  /** Inside a batch: its frames must be stream messages, and held ones are copied out of it. */
+  /** Inside a batch: held frames are copied out of it. */
   private batching = false;
   private batchFrame: Buffer = EMPTY;
   /**
@@ -88,8 +85,10 @@ export class FanOut {
   private deferNotify = false;
   private readonly toNotify: RingSlot[] = [];
   private readonly eachInBatch = (start: number, end: number): void => {
-    this.batchedMessagesIn++;
-    this.ingestMessage(this.batchFrame.subarray(start, end));
+    const frame = this.batchFrame.subarray(start, end);
+    // A batch holds stream messages only.
+    if (parseStreamFrame(frame, this.view) && this.view.kind === LinkKind.MESSAGE) this.dispatch(frame, true);
+    else this.drops.bad_frames++;
   };
 
   /**
@@ -99,8 +98,8 @@ export class FanOut {
   ingest(frame: Buffer): void {
     this.deferNotify = true;
     const view = this.view;
-    if (parseStreamFrame(frame, view) && view.kind === LinkKind.BATCH) {
-      this.batchesIn++;
+    const parsed = parseStreamFrame(frame, view);
+    if (parsed && view.kind === LinkKind.BATCH) {
       this.batching = true;
       this.batchFrame = frame;
       if (!forEachInBatch(frame, view, this.eachInBatch)) this.drops.bad_frames++;
@@ -108,7 +107,7 @@ export class FanOut {
       this.batching = false;
       return;
     }
-    this.ingestMessage(frame);
+    this.dispatch(frame, parsed);
   }
 
   /** Wakes the workers that `ingest` wrote to since the last call (if they are parked). */
@@ -119,14 +118,15 @@ export class FanOut {
     slots.length = 0;
   }
 
-  /** One frame that is not a batch (a batch's messages come here one by one). */
+  /** A single message frame again (one held back during a repair). */
   private ingestMessage(frame: Buffer): void {
+    this.dispatch(frame, parseStreamFrame(frame, this.view));
+  }
+
+  /** One frame that is not a batch, already parsed into `view` when `parsed`. */
+  private dispatch(frame: Buffer, parsed: boolean): void {
     const view = this.view;
-    if (!parseStreamFrame(frame, view) || (this.batching && view.kind !== LinkKind.MESSAGE)) {
-      if (this.batching) {
-        this.drops.bad_frames++; // a batch holds stream messages only
-        return;
-      }
+    if (!parsed) {
       const reply = frame[0] === 0 ? parseReply(frame) : null;
       if (reply === null) this.drops.bad_frames++;
       else if (reply.header.type === 'positions') this.positionReplies?.(reply.header);
