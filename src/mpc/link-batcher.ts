@@ -26,9 +26,8 @@ interface Batch {
 }
 
 export class LinkBatcher {
-  /** Frames sent to gateways (batches count one), and the stream messages that went in batches. */
+  /** Frames sent to gateways (a batch counts one). */
   framesSent = 0;
-  batchedMessages = 0;
   private readonly batches = new Map<string, Batch>();
   /** Gateways linked (their private key is subscribed), and those of them that read batches (by id). */
   private readonly linked = new Set<string>();
@@ -38,11 +37,6 @@ export class LinkBatcher {
   private pending: Batch[] = [];
 
   constructor(private readonly sender: SerialSender) {}
-
-  /** Batch frames go out (every linked gateway reads them). */
-  get batchesOn(): boolean {
-    return this.batching;
-  }
 
   gatewayLinked(id: string): void {
     this.linked.add(id);
@@ -111,7 +105,6 @@ export class LinkBatcher {
         this.framesSent += frames.length;
       } else {
         this.framesSent++;
-        this.batchedMessages += frames.length;
         this.sender.send(encodeBatch(batch.key, frames, batch.bytes));
       }
       batch.frames = [];

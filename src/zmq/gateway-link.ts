@@ -104,8 +104,8 @@ export function parseStreamFrame(frame: Buffer, view: StreamFrameView): boolean 
 }
 
 /** Bytes a batch frame adds: its header (after the key) and a length per message. */
-export const BATCH_HEADER_BYTES = 1 + FIXED_HEADER;
-export const BATCH_ENTRY_BYTES = 4;
+const BATCH_HEADER_BYTES = 1 + FIXED_HEADER;
+const BATCH_ENTRY_BYTES = 4;
 
 /** A batch of stream message frames under `subtreeKey` (`root:`, bytes); `bytes` is their total length. */
 export function encodeBatch(subtreeKey: Buffer, frames: readonly Buffer[], bytes: number): Buffer {
