@@ -70,32 +70,40 @@ function curveOptions(): MpcCurveOptions | undefined {
  * then one line per reason per minute with the count since, so a publisher sending garbage is visible
  * without flooding the log.
  */
-const DROP_LOG_INTERVAL_MS = 60_000;
-const dropLog = new Map<PublishDropReason, { at: number; suppressed: number }>();
-function logDrop(reason: PublishDropReason, frames: Buffer[]): void {
-  const now = Date.now();
-  const last = dropLog.get(reason);
-  if (last !== undefined && now - last.at < DROP_LOG_INTERVAL_MS) {
-    last.suppressed++;
-    return;
-  }
-  const sample = frames.map((f) => f.subarray(0, 80).toString('utf8'));
-  log.warn({ reason, frames: frames.length, sample, droppedSinceLastLine: last?.suppressed ?? 0 }, 'publisher message dropped');
-  dropLog.set(reason, { at: now, suppressed: 0 });
+const LOG_INTERVAL_MS = 60_000;
+
+/**
+ * A log throttle: a line for the first event of each key, then one per key per minute (null between); `held` is
+ * how many were held back since the last line. At most 1000 keys (they may carry peers' words).
+ */
+function throttle(): (key: string) => { held: number } | null {
+  const last = new Map<string, { at: number; suppressed: number }>();
+  return (key) => {
+    const now = Date.now();
+    const entry = last.get(key);
+    if (entry !== undefined && now - entry.at < LOG_INTERVAL_MS) {
+      entry.suppressed++;
+      return null;
+    }
+    if (last.size >= 1000) last.clear();
+    last.set(key, { at: now, suppressed: 0 });
+    return { held: entry?.suppressed ?? 0 };
+  };
 }
 
-/** A refused publisher (zmq/zmtp-subscriber.ts) reconnects every ~100 ms: one line per reason a minute, with the count of the rest. */
-const refusedLog = new Map<string, { at: number; suppressed: number }>();
+const dropThrottle = throttle();
+function logDrop(reason: PublishDropReason, frames: Buffer[]): void {
+  const line = dropThrottle(reason);
+  if (line === null) return;
+  const sample = frames.map((f) => f.subarray(0, 80).toString('utf8'));
+  log.warn({ reason, frames: frames.length, sample, droppedSinceLastLine: line.held }, 'publisher message dropped');
+}
+
+/** A refused publisher (zmq/zmtp-subscriber.ts) reconnects every ~100 ms: throttled per reason. */
+const refusedThrottle = throttle();
 function logRefused(address: string, why: string): void {
-  const now = Date.now();
-  const last = refusedLog.get(why);
-  if (last !== undefined && now - last.at < DROP_LOG_INTERVAL_MS) {
-    last.suppressed++;
-    return;
-  }
-  if (refusedLog.size >= 1000) refusedLog.clear(); // reasons name sizes and peers' words: keep the map bounded
-  log.warn({ address, why, refusedSinceLastLine: last?.suppressed ?? 0 }, 'publisher connection refused at the ZMTP handshake');
-  refusedLog.set(why, { at: now, suppressed: 0 });
+  const line = refusedThrottle(why);
+  if (line !== null) log.warn({ address, why, refusedSinceLastLine: line.held }, 'publisher connection refused at the ZMTP handshake');
 }
 
 /**

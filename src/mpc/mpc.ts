@@ -17,9 +17,8 @@ import { performance } from 'node:perf_hooks';
 import { Subscriber, XPublisher } from 'zeromq';
 import { boolean, defineOptions, int, nonEmptyString, satisfies, type ConfigOf, type InputOf } from '../options/options.js';
 import { assertCurveAvailable, isCurveKey } from '../zmq/curve.js';
-import { bindOrFail, portOf, tcpEndpoint } from '../zmq/endpoint.js';
+import { bindFailure, bindOrFail, portOf, tcpEndpoint } from '../zmq/endpoint.js';
 import { ZmtpSubscriber } from '../zmq/zmtp-subscriber.js';
-import { ErrorCodes, TormqError } from '../errors.js';
 import { encodeReply } from '../zmq/gateway-link.js';
 import { receiveLoop } from '../zmq/receive-loop.js';
 import { SerialSender } from '../zmq/serial-sender.js';
@@ -323,14 +322,12 @@ async function curveServerOptions(curve: MpcCurveOptions) {
   };
 }
 
-/** Listens for publishers on the ZMTP reader; a failure is a TormqError like bindOrFail's. */
+/** Listens for publishers on the ZMTP reader; a failure is bindOrFail's error. */
 async function listenZmtp(zmtp: ZmtpSubscriber, host: string, port: number): Promise<number> {
   try {
     // ZeroMQ's "any address" spelling; net wants an address.
     return await zmtp.listen(host === '*' ? '0.0.0.0' : host, port);
   } catch (error) {
-    const address = tcpEndpoint(host, port);
-    const reason = (error as { code?: string }).code === 'EADDRINUSE' ? 'address already in use' : (error as Error).message;
-    throw new TormqError(ErrorCodes.BIND_FAILED, `cannot bind the publisher port ${address}: ${reason}`, { cause: error });
+    throw bindFailure('publisher', tcpEndpoint(host, port), error);
   }
 }

@@ -17,7 +17,12 @@ export async function bindOrFail(socket: { bind(address: string): Promise<void> 
   try {
     await socket.bind(address);
   } catch (error) {
-    const reason = (error as { code?: string }).code === 'EADDRINUSE' ? 'address already in use' : (error as Error).message;
-    throw new TormqError(ErrorCodes.BIND_FAILED, `cannot bind the ${role} port ${address}: ${reason}`, { cause: error });
+    throw bindFailure(role, address, error);
   }
+}
+
+/** The error for a port that could not be bound (by libzmq or by a `net` server). */
+export function bindFailure(role: string, address: string, error: unknown): TormqError {
+  const reason = (error as { code?: string }).code === 'EADDRINUSE' ? 'address already in use' : (error as Error).message;
+  return new TormqError(ErrorCodes.BIND_FAILED, `cannot bind the ${role} port ${address}: ${reason}`, { cause: error });
 }
