@@ -17,9 +17,36 @@ import { TestClient } from '../helpers/ws-client.js';
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const BURST = 300;
 
+interface Link {
+  mpc: MpcProcess;
+  gateway: GatewayProcess;
+  client: TestClient;
+  publisher: Publisher;
+  stop(): Promise<void>;
+}
+
+/** An MPC (with `mpcArgs`), a gateway, a client subscribed to `prefix`:0..9, and an SDK publisher. */
+async function startLink(mpcArgs: string[], prefix: string): Promise<Link> {
+  const mpc = await startMpcProcess(undefined, mpcArgs);
+  const gateway = await startGatewayProcess(mpc.gatewayPort);
+  const client = await TestClient.connect(gateway.url);
+  for (let i = 0; i < 10; i++) await client.subscribe(`${prefix}:${i}`);
+  const publisher = new Publisher('127.0.0.1', mpc.publisherPort);
+  await publisher.ready({ timeoutMs: 10_000 });
+  return {
+    mpc, gateway, client, publisher,
+    async stop() {
+      await publisher.close();
+      await client.close();
+      await gateway.stop();
+      await mpc.stop();
+    },
+  };
+}
+
 describe('link batching', () => {
+  let link: Link;
   let mpc: MpcProcess;
-  let gateway: GatewayProcess;
   let client: TestClient;
   let publisher: Publisher;
   let burst = 0;
@@ -36,20 +63,11 @@ describe('link batching', () => {
   };
 
   before(async () => {
-    mpc = await startMpcProcess();
-    gateway = await startGatewayProcess(mpc.gatewayPort);
-    client = await TestClient.connect(gateway.url);
-    for (let i = 0; i < 10; i++) await client.subscribe(`lb:${i}`);
-    publisher = new Publisher('127.0.0.1', mpc.publisherPort);
-    await publisher.ready({ timeoutMs: 10_000 });
+    link = await startLink([], 'lb');
+    ({ mpc, client, publisher } = link);
   });
 
-  after(async () => {
-    await publisher?.close();
-    await client?.close();
-    await gateway?.stop();
-    await mpc?.stop();
-  });
+  after(() => link?.stop());
 
   test('a burst below one root travels in fewer frames than messages; all delivered, in order per topic', async () => {
     const before = await mpc.stats();
@@ -98,26 +116,17 @@ describe('link batching', () => {
 });
 
 describe('--coalesce-ms', () => {
+  let link: Link;
   let mpc: MpcProcess;
-  let gateway: GatewayProcess;
   let client: TestClient;
   let publisher: Publisher;
 
   before(async () => {
-    mpc = await startMpcProcess(undefined, ['--coalesce-ms', '20']);
-    gateway = await startGatewayProcess(mpc.gatewayPort);
-    client = await TestClient.connect(gateway.url);
-    for (let i = 0; i < 10; i++) await client.subscribe(`lc:${i}`);
-    publisher = new Publisher('127.0.0.1', mpc.publisherPort);
-    await publisher.ready({ timeoutMs: 10_000 });
+    link = await startLink(['--coalesce-ms', '20'], 'lc');
+    ({ mpc, client, publisher } = link);
   });
 
-  after(async () => {
-    await publisher?.close();
-    await client?.close();
-    await gateway?.stop();
-    await mpc?.stop();
-  });
+  after(() => link?.stop());
 
   test('reads paused between bursts lose and reorder nothing: paced messages all arrive, once, in order per topic', async () => {
     const before = await mpc.stats();
