@@ -99,11 +99,11 @@ function logDrop(reason: PublishDropReason, frames: Buffer[]): void {
   log.warn({ reason, frames: frames.length, sample, droppedSinceLastLine: line.held }, 'publisher message dropped');
 }
 
-/** A refused publisher (zmq/zmtp-subscriber.ts) reconnects every ~100 ms: throttled per reason. */
+/** A refused publisher or gateway (zmq/zmtp-peer.ts) reconnects every ~100 ms: throttled per role and reason. */
 const refusedThrottle = throttle();
-function logRefused(address: string, why: string): void {
-  const line = refusedThrottle(why);
-  if (line !== null) log.warn({ address, why, refusedSinceLastLine: line.held }, 'publisher connection refused at the ZMTP handshake');
+function logRefused(role: 'publisher' | 'gateway', address: string, why: string): void {
+  const line = refusedThrottle(`${role} ${why}`);
+  if (line !== null) log.warn({ address, why, refusedSinceLastLine: line.held }, `${role} connection refused at the ZMTP handshake`);
 }
 
 /**
@@ -117,6 +117,7 @@ async function startAll(): Promise<{ mpc: Mpc; ingress: HttpIngress | null; grpc
     gatewayPort: flags.gatewayPort,
     plainPort: flags.plainPort,
     highWaterMark: flags.highWaterMark,
+    gatewayQueueBytes: flags.gatewayQueueBytes,
     maxMessageBytes: flags.maxMessageBytes,
     maxTopicLength: flags.maxTopicLength,
     historySize: flags.historySize,
@@ -125,10 +126,12 @@ async function startAll(): Promise<{ mpc: Mpc; ingress: HttpIngress | null; grpc
     historyMaxStreams: flags.historyMaxStreams,
     presenceMaxEntries: flags.presenceMaxEntries,
     zmtpReader: flags.zmtpReader,
+    zmtpLink: flags.zmtpLink,
     coalesceMs: flags.coalesceMs,
     curve: curveOptions(),
     onDrop: logDrop,
-    onPublisherRefused: logRefused,
+    onPublisherRefused: (address, why) => logRefused('publisher', address, why),
+    onGatewayRefused: (address, why) => logRefused('gateway', address, why),
   });
   let admin: http.Server | null = null;
   let adminPort = -1;

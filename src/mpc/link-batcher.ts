@@ -13,11 +13,16 @@
  * it counts, and "a message older than a reply arrives before it" still holds.
  */
 import { encodeBatch } from '../zmq/gateway-link.js';
-import type { SerialSender } from '../zmq/serial-sender.js';
+
 
 /** A batch leaves once it holds this many messages or bytes, even if more are readable. */
 const MAX_BATCH_MESSAGES = 512;
 const MAX_BATCH_BYTES = 256 * 1024;
+
+/** Where frames to gateways go: zeromq.js's XPUB (through a SerialSender) or the ZMTP link server. */
+export interface FrameSink {
+  send(frame: Buffer): void;
+}
 
 interface Batch {
   readonly key: Buffer;
@@ -36,7 +41,7 @@ export class LinkBatcher {
   /** Roots with something pending, in the order their first message came. */
   private pending: Batch[] = [];
 
-  constructor(private readonly sender: SerialSender) {}
+  constructor(private readonly sender: FrameSink) {}
 
   gatewayLinked(id: string): void {
     this.linked.add(id);

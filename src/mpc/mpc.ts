@@ -18,8 +18,9 @@ import { Subscriber, XPublisher } from 'zeromq';
 import { boolean, defineOptions, int, nonEmptyString, satisfies, type ConfigOf, type InputOf } from '../options/options.js';
 import { assertCurveAvailable, isCurveKey } from '../zmq/curve.js';
 import { bindFailure, bindOrFail, portOf, tcpEndpoint } from '../zmq/endpoint.js';
+import { ZmtpPublisher } from '../zmq/zmtp-publisher.js';
 import { ZmtpSubscriber } from '../zmq/zmtp-subscriber.js';
-import { encodeReply } from '../zmq/gateway-link.js';
+import { encodeReply, linkKeys } from '../zmq/gateway-link.js';
 import { receiveLoop } from '../zmq/receive-loop.js';
 import { SerialSender } from '../zmq/serial-sender.js';
 import { registerZapDomain } from '../zmq/zap-handler.js';
@@ -62,11 +63,21 @@ export const MPC_OPTIONS = defineOptions('an MPC', {
    * socket's receive and the gateway sockets' send high-water mark. ZeroMQ's default of 1000 lost
    * messages in a 5000-message burst whenever a gateway paused briefly (test/e2e/python-clients).
    */
-  highWaterMark: { default: 100_000, check: int(1), help: 'messages buffered per gateway (and per publisher with libzmq\'s SUB: CURVE or --no-zmtp-reader) before ZeroMQ drops; the ZMTP reader never drops: it reads as fast as it handles' },
+  highWaterMark: { default: 100_000, check: int(1), help: 'messages buffered per gateway with libzmq\'s XPUB (CURVE or --no-zmtp-link; the ZMTP link server holds --gateway-queue-bytes instead), and per publisher with libzmq\'s SUB (CURVE or --no-zmtp-reader), before ZeroMQ drops; the ZMTP reader never drops: it reads as fast as it handles' },
+  gatewayQueueBytes: {
+    default: 32 * 1024 * 1024,
+    check: int(64 * 1024),
+    help: 'bytes the ZMTP link server queues for one gateway that reads too slowly before it drops frames to it (counted in sendQueueDrops; the gateway sees the offsets skip and repairs from history)',
+  },
   zmtpReader: {
     default: true,
     check: boolean,
     help: 'read the publisher port with tormq\'s own ZMTP reader (plain TCP; CURVE always uses libzmq): about a third of the MPC\'s CPU per message at 10k msgs/s; off: libzmq\'s SUB',
+  },
+  zmtpLink: {
+    default: true,
+    check: boolean,
+    help: 'serve the gateway port with tormq\'s own ZMTP XPUB (plain TCP; CURVE always uses libzmq): one write per gateway per turn instead of a libzmq hand-over per frame; off: libzmq\'s XPUB',
   },
   coalesceMs: {
     default: 0,
@@ -106,6 +117,8 @@ export type MpcOptions = InputOf<typeof MPC_OPTIONS.specs> & {
   onDrop?: (reason: PublishDropReason, frames: Buffer[]) => void;
   /** Called when the ZMTP reader closes a publisher connection at the handshake (e.g. a CURVE publisher on a plain port). */
   onPublisherRefused?: (address: string, why: string) => void;
+  /** Called when the ZMTP link server closes a gateway connection at the handshake (e.g. a CURVE gateway on a plain port). */
+  onGatewayRefused?: (address: string, why: string) => void;
 };
 export type MpcConfig = ConfigOf<typeof MPC_OPTIONS.specs>;
 export const MPC_DEFAULTS = MPC_OPTIONS.defaults;
@@ -118,6 +131,8 @@ const SWEEP_INTERVAL_MS = 1000;
 const PRESENCE_SWEEP_MS = 250;
 /** Most gateways whose presence is held (more report: refused and counted). */
 const MAX_PRESENCE_GATEWAYS = 4096;
+/** Largest frame a gateway may send on the ZMTP link (a presence snapshot part is about 1 MB at most). */
+const MAX_GATEWAY_FRAME_BYTES = 8 * 1024 * 1024;
 /** A full GC after this many bytes received from publishers or evicted from history (mpc/reclaim.ts). */
 const RECLAIM_EVERY_BYTES = 64 << 20;
 
@@ -145,11 +160,13 @@ export interface MpcStats {
   linkFrames: number;
   /** Publisher connections closed at the handshake by the ZMTP reader (not a plain ZMTP 3 PUB). */
   publisherHandshakeFailures: number;
+  /** Gateway connections closed at the handshake by the ZMTP link server (not a plain ZMTP 3 SUB/XSUB). */
+  gatewayHandshakeFailures: number;
   publishDrops: Record<PublishDropReason, number>;
   positionsSent: number;
   historyReplies: Record<string, number>;
   badGatewayFrames: number;
-  /** Frames not sent because a send queue was full (never expected; see SerialSender). */
+  /** Frames not sent because a send queue was full: a gateway past its high-water mark (it repairs from history), or a SerialSender's queue (never expected). */
   sendQueueDrops: number;
   /** History, and the full GCs run to give evicted history back (mpc/reclaim.ts). */
   history: ReturnType<StreamStore['stats']> & { reclaimCollections: number };
@@ -158,14 +175,17 @@ export interface MpcStats {
 }
 
 export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
-  const { onDrop, onPublisherRefused: _, ...rest } = options;
+  const { onDrop, onPublisherRefused: _, onGatewayRefused: __, ...rest } = options;
   const config = MPC_OPTIONS.validate(rest);
   const instance = randomBytes(6).toString('base64url');
   const security = config.curve === undefined ? null : await curveServerOptions(config.curve);
   // 'allSubs': every subscription reaches the MPC, a repeated one too, so each can be confirmed.
   // sendTimeout 0: an XPUB never blocks (it drops at its high-water mark), so zeromq.js's readiness
   // check before each send (a poll() and a getpid() system call) buys nothing.
-  const gateways = new XPublisher({ linger: 0, sendHighWaterMark: config.highWaterMark, sendTimeout: 0, verbosity: 'allSubs', ...security?.gateway });
+  // The gateway port: tormq's own ZMTP XPUB on plain TCP (zmtp-publisher.ts), libzmq's with CURVE or
+  // when asked for.
+  const useZmtpLink = security === null && config.zmtpLink;
+  const gateways = useZmtpLink ? null : new XPublisher({ linger: 0, sendHighWaterMark: config.highWaterMark, sendTimeout: 0, verbosity: 'allSubs', ...security?.gateway });
   const plain = config.plainPort === -1 ? null : new XPublisher({ linger: 0, sendHighWaterMark: config.highWaterMark, ...security?.gateway });
 
   const streams = new MemoryStreamStore({
@@ -175,7 +195,22 @@ export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
     maxStreams: config.historyMaxStreams,
   });
   const reclaimer = new EvictionReclaimer(RECLAIM_EVERY_BYTES);
-  const toGateways = new SerialSender(gateways);
+  let gatewayHandshakeFailures = 0;
+  // Set below; the link server hands gateways' frames to `control`, which is built on `link`.
+  let handleGatewayFrame: (frame: Buffer) => void = () => {};
+  let badGatewayFrame = (): void => {};
+  const zmtpLink = gateways !== null ? null : new ZmtpPublisher(
+    { maxFrameBytes: MAX_GATEWAY_FRAME_BYTES, maxQueuedBytes: config.gatewayQueueBytes, keysOf: linkKeys },
+    {
+      message: (frame) => handleGatewayFrame(frame),
+      unread: () => badGatewayFrame(),
+      refused: (address, why) => {
+        gatewayHandshakeFailures++;
+        options.onGatewayRefused?.(address, why);
+      },
+    },
+  );
+  const toGateways = gateways === null ? zmtpLink! : new SerialSender(gateways);
   const toPlain = plain === null ? null : new SerialSender(plain);
   const link = new LinkBatcher(toGateways);
   const forwarder = new Forwarder(config, streams, link, toPlain, onDrop);
@@ -190,6 +225,8 @@ export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
     instance,
     presence,
   );
+  handleGatewayFrame = (frame) => control.handle(frame);
+  badGatewayFrame = () => control.badRequests++;
   const ingest = (frames: Buffer[]): void => {
     forwarder.ingest(frames);
     reclaimer.check(forwarder.bytesIn + streams.evictedBytesSoFar);
@@ -212,26 +249,29 @@ export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
       },
     },
   );
-  const sockets = [...(publishers ? [publishers] : []), gateways, ...(plain ? [plain] : [])];
+  const sockets = [...(publishers ? [publishers] : []), ...(gateways ? [gateways] : []), ...(plain ? [plain] : [])];
   let publisherPort: number;
+  let gatewayPort = -1;
   try {
-    if (zmtp !== null) publisherPort = await listenZmtp(zmtp, config.host, config.publisherPort);
+    if (zmtp !== null) publisherPort = await listenZmtp(zmtp, 'publisher', config.host, config.publisherPort);
     else {
       await bindOrFail(publishers!, config.host, config.publisherPort, 'publisher');
       publisherPort = portOf(publishers!.lastEndpoint!);
     }
-    await bindOrFail(gateways, config.host, config.gatewayPort, 'gateway');
+    if (gateways !== null) await bindOrFail(gateways, config.host, config.gatewayPort, 'gateway');
+    else gatewayPort = await listenZmtp(zmtpLink!, 'gateway', config.host, config.gatewayPort);
     if (plain) await bindOrFail(plain, config.host, config.plainPort, 'plain');
   } catch (error) {
     for (const socket of sockets) socket.close();
     await zmtp?.close();
+    await zmtpLink?.close();
     security?.release();
     throw error;
   }
   if (config.curve?.onHandshakeFailed !== undefined) {
     const report = config.curve.onHandshakeFailed;
     if (publishers !== null) watchHandshakeFailures(publishers, (failure) => report({ role: 'publisher', ...failure }));
-    watchHandshakeFailures(gateways, (failure) => report({ role: 'gateway', ...failure }));
+    if (gateways !== null) watchHandshakeFailures(gateways, (failure) => report({ role: 'gateway', ...failure }));
   }
   publishers?.subscribe(); // everything: history needs every message, whoever subscribes later
 
@@ -246,9 +286,9 @@ export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
         if (config.coalesceMs > 0) await new Promise((resolve) => setTimeout(resolve, config.coalesceMs));
       },
     })]),
-    (async () => {
+    ...(gateways === null ? [] : [(async () => {
       for await (const [frame] of gateways) if (frame !== undefined) control.handle(frame);
-    })(),
+    })()]),
     // The plain port's subscriptions are ZeroMQ's business; they are read so they do not pile up.
     ...(plain ? [(async () => {
       for await (const _ of plain) void _;
@@ -270,15 +310,16 @@ export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
     instance,
     presence,
     publisherEndpoint: publishers?.lastEndpoint ?? tcpEndpoint(config.host, publisherPort),
-    gatewayEndpoint: gateways.lastEndpoint!,
+    gatewayEndpoint: gateways?.lastEndpoint ?? tcpEndpoint(config.host, gatewayPort),
     publisherPort,
-    gatewayPort: portOf(gateways.lastEndpoint!),
+    gatewayPort: gateways === null ? gatewayPort : portOf(gateways.lastEndpoint!),
     plainPort: plain === null ? -1 : portOf(plain.lastEndpoint!),
     stats: () => ({
       messagesIn: forwarder.messagesIn,
       forwarded: forwarder.forwarded,
       linkFrames: link.framesSent,
       publisherHandshakeFailures,
+      gatewayHandshakeFailures,
       publishDrops: { ...forwarder.drops },
       positionsSent: control.positionsSent,
       historyReplies: { ...control.historyReplies },
@@ -294,6 +335,7 @@ export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
         clearInterval(presenceSweep);
         for (const socket of sockets) socket.close();
         await zmtp?.close();
+        await zmtpLink?.close();
         await Promise.allSettled(loops);
         security?.release();
       })();
@@ -322,12 +364,12 @@ async function curveServerOptions(curve: MpcCurveOptions) {
   };
 }
 
-/** Listens for publishers on the ZMTP reader; a failure is bindOrFail's error. */
-async function listenZmtp(zmtp: ZmtpSubscriber, host: string, port: number): Promise<number> {
+/** Listens with one of tormq's own ZMTP endpoints; a failure is bindOrFail's error. */
+async function listenZmtp(server: { listen(host: string, port: number): Promise<number> }, role: string, host: string, port: number): Promise<number> {
   try {
     // ZeroMQ's "any address" spelling; net wants an address.
-    return await zmtp.listen(host === '*' ? '0.0.0.0' : host, port);
+    return await server.listen(host === '*' ? '0.0.0.0' : host, port);
   } catch (error) {
-    throw bindFailure('publisher', tcpEndpoint(host, port), error);
+    throw bindFailure(role, tcpEndpoint(host, port), error);
   }
 }

@@ -47,6 +47,7 @@ export const LinkKind = {
 
 export const GATEWAY_ID_BYTES = 16;
 const REQUEST = 0x02;
+const COLON = 0x3a;
 const PRESENCE = 0x03;
 /** Offset of the kind byte after a topic of `n` bytes: the topic and its 0x00 terminator. */
 const FIXED_HEADER = 10; // kind, epoch length, f64 offset
@@ -188,6 +189,30 @@ export function parseGatewayKey(frame: Buffer): { id: Buffer; batchCapable: bool
   if (frame.length === 2 + GATEWAY_ID_BYTES) return { id: frame.subarray(2), batchCapable: false };
   if (frame.length === 3 + GATEWAY_ID_BYTES && frame[frame.length - 1] === BATCH_CAPABLE) return { id: frame.subarray(2, 2 + GATEWAY_ID_BYTES), batchCapable: true };
   return null;
+}
+
+/**
+ * The subscription keys (latin1 strings of their bytes) an MPC → gateway frame travels under, into
+ * `out`; returns how many. What libzmq's prefix match gives for the keys gateways subscribe:
+ * - a private reply (`0x00 id …`): the gateway's private key `0x00 id`;
+ * - a frame of topic `t` (`t 0x00 …`: a message, a position): `t 0x00` (the topic exactly) and, when
+ *   `t` has segments below its root `r`, `r:` (the root's subtree);
+ * - a batch or a subtree confirmation (`r: 0x00 …`): `r:`.
+ */
+export function linkKeys(frame: Buffer, out: string[]): number {
+  if (frame.length === 0) return 0;
+  if (frame[0] === 0) {
+    out[0] = frame.toString('latin1', 0, 1 + GATEWAY_ID_BYTES);
+    return 1;
+  }
+  const end = frame.indexOf(0);
+  if (end < 0) return 0;
+  out[0] = frame.toString('latin1', 0, end + 1);
+  let colon = 0;
+  while (colon < end && frame[colon] !== COLON) colon++;
+  if (colon === end) return 1;
+  out[1] = frame.toString('latin1', 0, colon + 1);
+  return 2;
 }
 
 /** Requests a gateway sends to the MPC (JSON after a 0x02 byte). */

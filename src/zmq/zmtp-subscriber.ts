@@ -11,37 +11,17 @@
  * With CURVE the MPC keeps zeromq.js's Subscriber (this reader speaks NULL only): a CURVE publisher
  * reaching a plain MPC is refused at the greeting, as libzmq does.
  *
- * Bounded: a frame over `maxFrameBytes` is skipped as it streams past (its message is reported
- * `oversized`, its bytes never held); parts past the second are skipped too (`bad_frames`: a tormq
- * message is exactly [root, body]); a command over MAX_COMMAND_BYTES, a message before the handshake,
- * or a handshake not done within HANDSHAKE_TIMEOUT_MS closes the connection. What a peer holds is at
- * most one frame being assembled.
+ * Bounded (zmtp-peer.ts): a frame over `maxFrameBytes` is skipped as it streams past (its message is
+ * reported `oversized`, its bytes never held); parts past the second are skipped too (`bad_frames`: a
+ * tormq message is exactly [root, body]); protocol breaks and slow handshakes close the connection.
  */
 import net from 'node:net';
+import { listenOn, ZmtpPeer, type UnreadReason } from './zmtp-peer.js';
 
-const GREETING_BYTES = 64;
-const FLAG_MORE = 1;
-const FLAG_LONG = 2;
-const FLAG_COMMAND = 4;
-const MAX_COMMAND_BYTES = 64 * 1024;
-/** libzmq's default ZMQ_HANDSHAKE_IVL. */
-const HANDSHAKE_TIMEOUT_MS = 30_000;
+export type { UnreadReason } from './zmtp-peer.js';
 
-/** Our greeting: signature, version 3.0 (so libzmq subscribes with messages, not 3.1 commands), NULL, not as-server. */
-const GREETING = (() => {
-  const g = Buffer.alloc(GREETING_BYTES);
-  g[0] = 0xff;
-  g[9] = 0x7f;
-  g[10] = 3;
-  g[11] = 0;
-  g.write('NULL', 12, 'latin1');
-  return g;
-})();
-const READY = command('READY', property('Socket-Type', 'SUB'));
 /** A message frame of one byte, 0x01: subscribe to every topic (ZMTP 3.0 subscriptions are messages). */
 const SUBSCRIBE_ALL = Buffer.from([0, 1, 1]);
-
-export type UnreadReason = 'bad_frames' | 'oversized';
 
 export interface ZmtpSubscriberHandlers {
   /** A whole message (every part at most `maxFrameBytes`, at most `maxParts` parts). */
@@ -62,195 +42,6 @@ export interface ZmtpSubscriberOptions {
   readonly pauseAfterReadMs?: number;
 }
 
-const enum State {
-  Greeting,
-  Handshake,
-  Traffic,
-}
-
-class Peer {
-  state = State.Greeting;
-  /** Unparsed bytes: chunks not yet enough for the next frame. */
-  private chunks: Buffer[] = [];
-  private buffered = 0;
-  /** Bytes the buffer must hold (from its start) before parsing can go on. */
-  private need = GREETING_BYTES;
-  /** Bytes of the current frame still to skip, and whether its message goes on after it. */
-  private skip = 0;
-  private skipMore = false;
-  private parts: Buffer[] = [];
-  private partCount = 0;
-  private messageBytes = 0;
-  private unreadReason: UnreadReason | null = null;
-  private readonly timer: NodeJS.Timeout;
-
-  constructor(
-    private readonly socket: net.Socket,
-    private readonly options: ZmtpSubscriberOptions,
-    private readonly handlers: ZmtpSubscriberHandlers,
-    private readonly address: string,
-  ) {
-    this.timer = setTimeout(() => this.refuse('no ZMTP handshake within 30 s'), HANDSHAKE_TIMEOUT_MS);
-    this.timer.unref();
-    // Signature and major version first, the rest once the peer's greeting is read: libzmq, like us,
-    // sends its security mechanism only after seeing ours begin, and hangs up silently on a mismatch
-    // once it has ours, so a CURVE publisher would otherwise vanish unexplained.
-    socket.write(GREETING.subarray(0, 11));
-  }
-
-  data(chunk: Buffer): void {
-    if (this.skip > 0) {
-      const n = Math.min(this.skip, chunk.length);
-      this.skip -= n;
-      this.messageBytes += n;
-      chunk = chunk.subarray(n);
-      if (this.skip === 0) {
-        this.need = 2;
-        this.endPart(this.skipMore);
-      }
-      if (chunk.length === 0) return;
-    }
-    this.chunks.push(chunk);
-    this.buffered += chunk.length;
-    if (this.buffered < this.need) return;
-    const buf = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.buffered);
-    const at = this.parse(buf);
-    if (at < buf.length && !this.socket.destroyed) {
-      this.chunks = [buf.subarray(at)];
-      this.buffered = buf.length - at;
-    } else {
-      this.chunks = [];
-      this.buffered = 0;
-    }
-  }
-
-  close(): void {
-    clearTimeout(this.timer);
-  }
-
-  /** Parses frames from `buf`; returns where parsing stopped (sets `need`, or `skip` for a frame being skipped). */
-  private parse(buf: Buffer): number {
-    let at = 0;
-    const end = buf.length;
-    if (this.state === State.Greeting) {
-      if (buf[0] !== 0xff || (buf[9]! & 1) !== 1) return this.refuse('not a ZMTP 3 peer (bad signature)');
-      if (buf[10]! < 3) return this.refuse(`ZMTP ${buf[10]}.x peer: version 3 or later needed`);
-      const mechanism = buf.toString('latin1', 12, 32).replace(/\0+$/, '');
-      if (mechanism !== 'NULL') return this.refuse(`security mechanism ${mechanism}: this MPC port is plain (NULL); configure CURVE on the MPC to accept it`);
-      this.socket.write(Buffer.concat([GREETING.subarray(11), READY]));
-      this.state = State.Handshake;
-      at = GREETING_BYTES;
-    }
-    while (at < end) {
-      if (end - at < 2) return this.wait(at, 2);
-      const flags = buf[at]!;
-      let headerBytes = 2;
-      let size: number;
-      if ((flags & FLAG_LONG) !== 0) {
-        if (end - at < 9) return this.wait(at, 9);
-        headerBytes = 9;
-        const big = buf.readBigUInt64BE(at + 1);
-        if (big > BigInt(Number.MAX_SAFE_INTEGER)) return this.refuse('frame size out of range');
-        size = Number(big);
-      } else {
-        size = buf[at + 1]!;
-      }
-      if ((flags & FLAG_COMMAND) !== 0) {
-        if (size > MAX_COMMAND_BYTES) return this.refuse(`command of ${size} bytes`);
-        if (end - at < headerBytes + size) return this.wait(at, headerBytes + size);
-        if (!this.command(buf.subarray(at + headerBytes, at + headerBytes + size))) return end;
-        at += headerBytes + size;
-        continue;
-      }
-      if (this.state !== State.Traffic) return this.refuse('message before the handshake');
-      const more = (flags & FLAG_MORE) !== 0;
-      const tooMany = this.partCount >= this.options.maxParts;
-      if (tooMany || size > this.options.maxFrameBytes) {
-        // Skipped as it streams past: never held.
-        this.unreadReason = tooMany || this.unreadReason === 'bad_frames' ? 'bad_frames' : 'oversized';
-        at += headerBytes;
-        const available = end - at;
-        if (available >= size) {
-          this.messageBytes += size;
-          at += size;
-          this.endPart(more);
-          continue;
-        }
-        this.messageBytes += available;
-        this.skip = size - available;
-        this.skipMore = more;
-        this.need = 0;
-        return end;
-      }
-      if (end - at < headerBytes + size) return this.wait(at, headerBytes + size);
-      if (this.unreadReason === null) {
-        const start = at + headerBytes;
-        // The body is kept in history, which must not pin the whole read buffer: a copy. The root
-        // frame is only compared (and sent on at once on the plain port): a view.
-        this.parts.push(this.partCount === 0 ? buf.subarray(start, start + size) : Buffer.from(buf.subarray(start, start + size)));
-      }
-      this.messageBytes += size;
-      at += headerBytes + size;
-      this.endPart(more);
-    }
-    this.need = 2;
-    return at;
-  }
-
-  private wait(at: number, frameBytes: number): number {
-    this.need = frameBytes;
-    return at;
-  }
-
-  private endPart(more: boolean): void {
-    this.partCount++;
-    if (more) return;
-    if (this.unreadReason !== null) this.handlers.unread(this.unreadReason, this.messageBytes);
-    else this.handlers.message(this.parts);
-    this.parts = [];
-    this.partCount = 0;
-    this.messageBytes = 0;
-    this.unreadReason = null;
-  }
-
-  /** Handles a command; false when the connection was closed. */
-  private command(body: Buffer): boolean {
-    const nameLength = body[0] ?? 0;
-    const name = body.toString('latin1', 1, 1 + nameLength);
-    const data = body.subarray(1 + nameLength);
-    if (name === 'READY' && this.state === State.Handshake) {
-      const type = readProperties(data).get('socket-type');
-      if (type !== 'PUB' && type !== 'XPUB') {
-        this.refuse(`a ${type ?? 'peer without Socket-Type'} cannot publish to a SUB`);
-        return false;
-      }
-      this.state = State.Traffic;
-      clearTimeout(this.timer);
-      this.socket.write(SUBSCRIBE_ALL);
-    } else if (name === 'PING' && this.state === State.Traffic) {
-      // Heartbeat (ZMTP 3.1 peers with ZMQ_HEARTBEAT_IVL): answered with its context.
-      this.socket.write(command('PONG', data.subarray(2)));
-    } else if (name === 'ERROR') {
-      this.refuse(`peer error: ${data.toString('latin1', 1, 1 + (data[0] ?? 0))}`);
-      return false;
-    } else if (this.state !== State.Traffic) {
-      this.refuse(`unexpected ${name} command during the handshake`);
-      return false;
-    }
-    return true;
-  }
-
-  private refuse(why: string): number {
-    this.close();
-    if (!this.socket.destroyed) {
-      this.socket.destroy();
-      this.handlers.refused(this.address, why);
-    }
-    this.need = Number.MAX_SAFE_INTEGER;
-    return Number.MAX_SAFE_INTEGER;
-  }
-}
-
 /** A bound ZMTP SUB endpoint; `close` ends it and every connection. */
 export class ZmtpSubscriber {
   readonly connections = new Set<net.Socket>();
@@ -259,7 +50,12 @@ export class ZmtpSubscriber {
   constructor(options: ZmtpSubscriberOptions, handlers: ZmtpSubscriberHandlers) {
     this.server = net.createServer((socket) => {
       const address = `${socket.remoteAddress}:${socket.remotePort}`;
-      const peer = new Peer(socket, options, handlers, address);
+      const peer = new ZmtpPeer(socket, { socketType: 'SUB', peerTypes: ['PUB', 'XPUB'], maxFrameBytes: options.maxFrameBytes, maxParts: options.maxParts }, {
+        ready: () => socket.write(SUBSCRIBE_ALL),
+        message: handlers.message,
+        unread: handlers.unread,
+        refused: (why) => handlers.refused(address, why),
+      });
       this.connections.add(socket);
       const pauseMs = options.pauseAfterReadMs ?? 0;
       const resume = () => socket.resume();
@@ -281,61 +77,11 @@ export class ZmtpSubscriber {
 
   /** Listens on host:port (0: any free port); resolves with the port. */
   listen(host: string, port: number): Promise<number> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen({ host, port, exclusive: true }, () => {
-        this.server.off('error', reject);
-        resolve((this.server.address() as net.AddressInfo).port);
-      });
-    });
+    return listenOn(this.server, host, port);
   }
 
   close(): Promise<void> {
     for (const socket of this.connections) socket.destroy();
     return new Promise((resolve) => this.server.close(() => resolve()));
   }
-}
-
-function command(name: string, data: Buffer): Buffer {
-  const size = 1 + name.length + data.length;
-  const long = size > 255;
-  const frame = Buffer.alloc((long ? 9 : 2) + size);
-  frame[0] = FLAG_COMMAND | (long ? FLAG_LONG : 0);
-  let at = 1;
-  if (long) {
-    frame.writeBigUInt64BE(BigInt(size), 1);
-    at = 9;
-  } else {
-    frame[at++] = size;
-  }
-  frame[at++] = name.length;
-  frame.write(name, at, 'latin1');
-  data.copy(frame, at + name.length);
-  return frame;
-}
-
-function property(name: string, value: string): Buffer {
-  const p = Buffer.alloc(1 + name.length + 4 + value.length);
-  p[0] = name.length;
-  p.write(name, 1, 'latin1');
-  p.writeUInt32BE(value.length, 1 + name.length);
-  p.write(value, 5 + name.length, 'latin1');
-  return p;
-}
-
-/** ZMTP metadata: names are case-insensitive (lower-cased here). Malformed trailing bytes are ignored. */
-function readProperties(data: Buffer): Map<string, string> {
-  const properties = new Map<string, string>();
-  let at = 0;
-  while (at < data.length) {
-    const nameLength = data[at]!;
-    if (at + 1 + nameLength + 4 > data.length) break;
-    const name = data.toString('latin1', at + 1, at + 1 + nameLength).toLowerCase();
-    const valueLength = data.readUInt32BE(at + 1 + nameLength);
-    const valueStart = at + 5 + nameLength;
-    if (valueStart + valueLength > data.length) break;
-    properties.set(name, data.toString('latin1', valueStart, valueStart + valueLength));
-    at = valueStart + valueLength;
-  }
-  return properties;
 }

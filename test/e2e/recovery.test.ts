@@ -180,7 +180,7 @@ describe('recovery: messages lost between the MPC and the gateway', () => {
 
   before(async () => {
     // Small buffers on both sides of the link, history large enough to repair from.
-    mpc = await startMpcProcess(undefined, ['--hwm', '20', '--history-size', '100000']);
+    mpc = await startMpcProcess(undefined, ['--hwm', '20', '--gateway-queue-bytes', '65536', '--history-size', '100000']);
     // The test process reads 20,000 messages of 1 KB while it also runs the publisher: not a slow client.
     gateway = await startGatewayProcess(mpc.gatewayPort, ['--upstream-hwm', '10', '--position-check-ms', '500', '--slow-client-bytes', String(256 << 20)]);
     publisher = new Publisher('127.0.0.1', mpc.publisherPort, { sendHighWaterMark: 0 });

@@ -7,58 +7,12 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import net from 'node:net';
-import { once } from 'node:events';
 import { Publisher, curveKeyPair } from 'zeromq';
 import { startGatewayProcess, startMpcProcess, type GatewayProcess, type MpcProcess } from '../helpers/processes.js';
 import { TestClient } from '../helpers/ws-client.js';
+import { frame, greeting, message, rawConnect, readyCommand } from '../helpers/zmtp-raw.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** A ZMTP 3.0 greeting (NULL unless `mechanism` says otherwise). */
-function greeting(mechanism = 'NULL'): Buffer {
-  const g = Buffer.alloc(64);
-  g[0] = 0xff;
-  g[9] = 0x7f;
-  g[10] = 3;
-  g.write(mechanism, 12, 'latin1');
-  return g;
-}
-
-function readyCommand(socketType: string): Buffer {
-  const body = Buffer.concat([Buffer.from([5]), Buffer.from('READY'), Buffer.from([11]), Buffer.from('Socket-Type'), Buffer.alloc(4), Buffer.from(socketType)]);
-  body.writeUInt32BE(socketType.length, 1 + 5 + 1 + 11);
-  return Buffer.concat([Buffer.from([0x04, body.length]), body]);
-}
-
-/** A message frame (long form when over 255 bytes). */
-function frame(data: Buffer | string, more: boolean): Buffer {
-  const bytes = Buffer.from(data);
-  if (bytes.length > 255) {
-    const header = Buffer.alloc(9);
-    header[0] = (more ? 1 : 0) | 2;
-    header.writeBigUInt64BE(BigInt(bytes.length), 1);
-    return Buffer.concat([header, bytes]);
-  }
-  return Buffer.concat([Buffer.from([more ? 1 : 0, bytes.length]), bytes]);
-}
-
-function message(parts: Array<Buffer | string>): Buffer {
-  return Buffer.concat(parts.map((p, i) => frame(p, i < parts.length - 1)));
-}
-
-/** Connects raw TCP to the publisher port; `received` collects what the MPC sends. */
-type RawPeer = net.Socket & { received: Buffer[]; ended: Promise<unknown> };
-
-async function rawConnect(port: number): Promise<RawPeer> {
-  const socket = net.connect(port, '127.0.0.1') as unknown as RawPeer;
-  socket.received = [];
-  socket.on('data', (d: Buffer) => socket.received.push(d));
-  socket.on('error', () => {});
-  socket.ended = once(socket, 'close');
-  await once(socket, 'connect');
-  return socket;
-}
 
 /** Waits until the MPC has sent its greeting, READY and, after ours, the subscription to everything. */
 async function waitForSubscription(socket: { received: Buffer[] }): Promise<void> {

@@ -97,6 +97,9 @@ export interface MpcStats {
   historyReplies: Record<string, number>;
   linkFrames: number;
   publisherHandshakeFailures: number;
+  gatewayHandshakeFailures: number;
+  badGatewayFrames: number;
+  sendQueueDrops: number;
   history: { streams: number; messages: number; bytes: number; evictedMessages: number; forgottenStreams: number };
 }
 
