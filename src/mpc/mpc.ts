@@ -14,7 +14,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import { Subscriber, XPublisher } from 'zeromq';
+import { zeromq } from '../zmq/zeromq.js';
 import { boolean, defineOptions, int, nonEmptyString, satisfies, type ConfigOf, type InputOf } from '../options/options.js';
 import { assertCurveAvailable, isCurveKey } from '../zmq/curve.js';
 import { bindFailure, bindOrFail, portOf, tcpEndpoint } from '../zmq/endpoint.js';
@@ -185,8 +185,8 @@ export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
   // The gateway port: tormq's own ZMTP XPUB on plain TCP (zmtp-publisher.ts), libzmq's with CURVE or
   // when asked for.
   const useZmtpLink = security === null && config.zmtpLink;
-  const gateways = useZmtpLink ? null : new XPublisher({ linger: 0, sendHighWaterMark: config.highWaterMark, sendTimeout: 0, verbosity: 'allSubs', ...security?.gateway });
-  const plain = config.plainPort === -1 ? null : new XPublisher({ linger: 0, sendHighWaterMark: config.highWaterMark, ...security?.gateway });
+  const gateways = useZmtpLink ? null : new (zeromq().XPublisher)({ linger: 0, sendHighWaterMark: config.highWaterMark, sendTimeout: 0, verbosity: 'allSubs', ...security?.gateway });
+  const plain = config.plainPort === -1 ? null : new (zeromq().XPublisher)({ linger: 0, sendHighWaterMark: config.highWaterMark, ...security?.gateway });
 
   const streams = new MemoryStreamStore({
     historySize: config.historySize,
@@ -235,7 +235,7 @@ export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
   // The publisher port: tormq's own ZMTP reader on plain TCP (zmtp-subscriber.ts: far fewer wake-ups
   // and system calls per message), libzmq's SUB with CURVE or when asked for.
   const useZmtp = security === null && config.zmtpReader;
-  const publishers = useZmtp ? null : new Subscriber({ linger: 0, receiveHighWaterMark: config.highWaterMark, ...security?.publisher });
+  const publishers = useZmtp ? null : new (zeromq().Subscriber)({ linger: 0, receiveHighWaterMark: config.highWaterMark, ...security?.publisher });
   let publisherHandshakeFailures = 0;
   const zmtp = !useZmtp ? null : new ZmtpSubscriber(
     { maxFrameBytes: config.maxMessageBytes, maxParts: 2, pauseAfterReadMs: config.coalesceMs },

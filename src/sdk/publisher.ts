@@ -11,7 +11,8 @@
  * await publisher.close();
  * ```
  */
-import { XPublisher } from 'zeromq';
+import type { XPublisher } from 'zeromq';
+import { zeromq } from '../zmq/zeromq.js';
 import { ErrorCodes, TormqError } from '../errors.js';
 import { curveClientOptions, isCurveKey, type CurveClientKeys } from '../zmq/curve.js';
 import { tcpEndpoint } from '../zmq/endpoint.js';
@@ -91,7 +92,7 @@ export class Publisher {
     if (curve !== undefined && !(isCurveKey(curve.serverKey) && isCurveKey(curve.publicKey) && isCurveKey(curve.secretKey))) {
       throw new TypeError('options.curve must be { serverKey, publicKey, secretKey }, each a 40-character Z85 key');
     }
-    this.socket = new XPublisher({
+    this.socket = new (zeromq().XPublisher)({
       sendHighWaterMark,
       linger: 1000,
       receiveTimeout: SUBSCRIPTION_READ_MS,

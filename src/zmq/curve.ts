@@ -4,7 +4,7 @@
  * `{"publicKey": "...", "secretKey": "..."}` that `tormq-keys` writes.
  */
 import { readFileSync } from 'node:fs';
-import { capability, curveKeyPair } from 'zeromq';
+import { zeromq } from './zeromq.js';
 
 export interface CurveKeyPair {
   readonly publicKey: string;
@@ -42,13 +42,13 @@ export function z85Encode(bytes: Uint8Array): string {
 
 /** Throws a clear error when this zeromq build cannot do CURVE (it needs libsodium/tweetnacl). */
 export function assertCurveAvailable(): void {
-  if (!capability.curve) throw new Error('this zeromq build has no CURVE support (zeromq.capability.curve is false)');
+  if (!zeromq().capability.curve) throw new Error('this zeromq build has no CURVE support (zeromq.capability.curve is false)');
 }
 
 /** A fresh key pair (Z85). */
 export function generateCurveKeyPair(): CurveKeyPair {
   assertCurveAvailable();
-  const { publicKey, secretKey } = curveKeyPair();
+  const { publicKey, secretKey } = zeromq().curveKeyPair();
   return { publicKey, secretKey };
 }
 

@@ -7,7 +7,8 @@
  * default one); MPCs register and release domains. A request for a domain nobody registered is
  * refused: fail closed.
  */
-import { Router } from 'zeromq';
+import type { Router } from 'zeromq';
+import { zeromq } from './zeromq.js';
 import { z85Encode } from './curve.js';
 
 const ZAP_ENDPOINT = 'inproc://zeromq.zap.01';
@@ -39,7 +40,7 @@ export async function registerZapDomain(label: string, domain: ZapDomain): Promi
   const name = `tormq-${nextDomain++}-${label}`;
   domains.set(name, domain);
   if (router === null) {
-    const socket = new Router({ linger: 0 });
+    const socket = new (zeromq().Router)({ linger: 0 });
     router = socket;
     binding = socket.bind(ZAP_ENDPOINT).then(() => void serve(socket));
   }
