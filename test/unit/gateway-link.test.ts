@@ -2,8 +2,8 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  encodeReply, encodeRequest, encodeStreamFrame, GATEWAY_ID_BYTES, LinkKind, parseReply, parseRequest, parseStreamFrame,
-  privateKey, privateSubscription, topicSubscription, type StreamFrameView,
+  encodeBatch, encodeReply, encodeRequest, encodeStreamFrame, GATEWAY_ID_BYTES, LinkKind, linkKeys, parseReply, parseRequest, parseStreamFrame,
+  privateKey, privateSubscription, subtreeSubscription, topicSubscription, type StreamFrameView,
 } from '../../src/zmq/gateway-link.js';
 
 describe('gateway link frames', () => {
@@ -52,5 +52,30 @@ describe('gateway link frames', () => {
     assert.deepEqual(reply?.parts.map((p) => p.toString()), ['a', '', 'ccc']);
     const truncated = encodeReply(id, { type: 'ready', mpc: 'm' }, [Buffer.from('abcdef')]).subarray(0, -2);
     assert.equal(parseReply(truncated), null);
+  });
+
+  test('linkKeys: each frame travels under exactly the keys a gateway subscribes for it (the ZMTP link server matches by these)', () => {
+    const keys: string[] = [];
+    const of = (frame: Buffer) => keys.slice(0, linkKeys(frame, keys));
+    /** The key a subscription message carries (its first byte is subscribe/unsubscribe). */
+    const key = (subscription: Buffer) => subscription.subarray(1).toString('latin1');
+    const epoch = Buffer.from('e1');
+    const own = encodeStreamFrame(LinkKind.MESSAGE, Buffer.from('ehr'), epoch, 1, Buffer.from('{}'));
+    assert.deepEqual(of(own), [key(topicSubscription('ehr', true))]);
+    const below = encodeStreamFrame(LinkKind.MESSAGE, Buffer.from('ehr:api:x'), epoch, 1, Buffer.from('{"a":"b:c"}'));
+    assert.deepEqual(of(below), [key(topicSubscription('ehr:api:x', true)), key(subtreeSubscription('ehr', true))]);
+    const position = encodeStreamFrame(LinkKind.POSITION, Buffer.from('ehr'), epoch, 7, null);
+    assert.deepEqual(of(position), [key(topicSubscription('ehr', true))]);
+    const subtree = encodeStreamFrame(LinkKind.SUBTREE, Buffer.from('ehr:'), Buffer.alloc(0), 0, null);
+    assert.ok(of(subtree).includes(key(subtreeSubscription('ehr', true))));
+    const batch = encodeBatch(Buffer.from('ehr:'), [below, below], 2 * below.length);
+    assert.ok(of(batch).includes(key(subtreeSubscription('ehr', true))));
+    // Never the subtree of another root that merely starts the same way, nor a root's subtree for its own topic.
+    assert.ok(!of(below).includes(key(subtreeSubscription('eh', true))));
+    assert.ok(!of(own).includes(key(subtreeSubscription('ehr', true))));
+    const id = Buffer.alloc(GATEWAY_ID_BYTES, 7);
+    const reply = encodeReply(id, { type: 'ready', mpc: 'm' });
+    assert.deepEqual(of(reply), [key(privateSubscription(id, true))]);
+    assert.deepEqual(of(Buffer.from('no terminator')), []);
   });
 });
