@@ -12,6 +12,7 @@
 import type net from 'node:net';
 
 const GREETING_BYTES = 64;
+const EMPTY = Buffer.alloc(0);
 const FLAG_MORE = 1;
 const FLAG_LONG = 2;
 const FLAG_COMMAND = 4;
@@ -37,12 +38,14 @@ export type UnreadReason = 'bad_frames' | 'oversized';
 
 export interface ZmtpPeerOptions {
   /** Our socket type, sent in READY. */
-  readonly socketType: 'SUB' | 'XPUB';
+  readonly socketType: 'SUB' | 'XPUB' | 'XSUB';
   /** Socket types we talk to (others are refused at the handshake, as libzmq does). */
   readonly peerTypes: readonly string[];
   readonly maxFrameBytes: number;
   /** Parts kept per message; a message with more is skipped (`bad_frames`). */
   readonly maxParts: number;
+  /** We connected (the gateway's link): the rest of our greeting goes as soon as the peer's signature is read. */
+  readonly connecting?: boolean;
 }
 
 export interface ZmtpPeerHandlers {
@@ -55,8 +58,12 @@ export interface ZmtpPeerHandlers {
   message(frames: Buffer[]): void;
   /** A message that was skipped rather than read: too many parts, or a part over `maxFrameBytes`. */
   unread(reason: UnreadReason, bytes: number): void;
-  /** The connection was closed because the peer is not what we talk to, or broke the protocol. */
-  refused(why: string): void;
+  /**
+   * The connection was closed because the peer is not what we talk to, or broke the protocol;
+   * `mechanism` when it is the security mechanism that differs (a CURVE peer: libzmq's
+   * ERR_ZMTP_MECHANISM_MISMATCH).
+   */
+  refused(why: string, mechanism?: boolean): void;
 }
 
 const enum State {
@@ -73,7 +80,9 @@ export class ZmtpPeer {
   private chunks: Buffer[] = [];
   private buffered = 0;
   /** Bytes the buffer must hold (from its start) before parsing can go on. */
-  private need = GREETING_BYTES;
+  private need: number;
+  /** Our greeting past its first 11 bytes has been sent. */
+  private restSent = false;
   /** Bytes of the current frame still to skip, and whether its message goes on after it. */
   private skip = 0;
   private skipMore = false;
@@ -88,6 +97,8 @@ export class ZmtpPeer {
     private readonly options: ZmtpPeerOptions,
     private readonly handlers: ZmtpPeerHandlers,
   ) {
+    // The accepting side reads the whole greeting before it sends the rest of its own (see below).
+    this.need = options.connecting === true ? 11 : GREETING_BYTES;
     this.timer = setTimeout(() => this.refuse('no ZMTP handshake within 30 s'), HANDSHAKE_TIMEOUT_MS);
     this.timer.unref();
     // Signature and major version first, the rest once the peer's greeting is read: libzmq, like us,
@@ -139,13 +150,22 @@ export class ZmtpPeer {
     if (this.state === State.Greeting) {
       if (buf[0] !== 0xff || (buf[9]! & 1) !== 1) return this.refuse('not a ZMTP 3 peer (bad signature)');
       if (buf[10]! < 3) return this.refuse(`ZMTP ${buf[10]}.x peer: version 3 or later needed`);
+      if (!this.restSent && this.options.connecting === true) {
+        // The connecting side goes on once it has seen the peer's signature and version, as libzmq
+        // does (two peers that both waited for the other's whole greeting would wait forever).
+        this.socket.write(GREETING.subarray(11));
+        this.restSent = true;
+      }
+      if (end < GREETING_BYTES) return this.wait(0, GREETING_BYTES);
       const mechanism = buf.toString('latin1', 12, 32).replace(/\0+$/, '');
       if (mechanism !== 'NULL') {
         // The rest of our greeting first, as libzmq does: a libzmq peer then sees the mismatch and says
         // so (its ERR_ZMTP_MECHANISM_MISMATCH event; the gateway's link monitor names the cause).
-        return this.refuse(`security mechanism ${mechanism}: this port is plain (NULL); configure CURVE on the MPC to accept it`, GREETING.subarray(11));
+        return this.refuse(`security mechanism ${mechanism}: this side is plain (NULL); CURVE must be configured on both sides`, this.restSent ? EMPTY : GREETING.subarray(11), true);
       }
-      this.socket.write(Buffer.concat([GREETING.subarray(11), command('READY', property('Socket-Type', this.options.socketType))]));
+      const ready = command('READY', property('Socket-Type', this.options.socketType));
+      this.socket.write(this.restSent ? ready : Buffer.concat([GREETING.subarray(11), ready]));
+      this.restSent = true;
       this.state = State.Handshake;
       at = GREETING_BYTES;
     }
@@ -255,7 +275,7 @@ export class ZmtpPeer {
   }
 
   /** Closes the connection (after writing `last`, if given) and reports why. */
-  private refuse(why: string, last?: Buffer): number {
+  private refuse(why: string, last?: Buffer, mechanism = false): number {
     this.close();
     this.state = State.Closed;
     if (!this.socket.destroyed) {
@@ -264,7 +284,7 @@ export class ZmtpPeer {
         this.socket.end(last);
         setTimeout(() => this.socket.destroy(), 1000).unref();
       }
-      this.handlers.refused(why);
+      this.handlers.refused(why, mechanism);
     }
     this.need = Number.MAX_SAFE_INTEGER;
     return Number.MAX_SAFE_INTEGER;

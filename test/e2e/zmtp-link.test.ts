@@ -6,9 +6,16 @@
  * and a gateway that never reads has its frames dropped and counted at --gateway-queue-bytes while a
  * real gateway beside it gets every message. After each, a real gateway's client is still served.
  * The libzmq XPUB (`--no-zmtp-link`, and always with CURVE) still links a gateway.
+ *
+ * The gateway's own ZMTP XSUB client (src/zmq/zmtp-xsub.ts) is likewise what every other e2e test links
+ * with; here it faces a hostile "MPC": a frame over its 16 MB limit, a message in two parts, bytes that
+ * are no link frame, and a frame size no one can send. Each is skipped and counted or ends the
+ * connection, and the gateway dials again. Its libzmq XSUB (`tormq-gateway --no-zmtp-link`) still links.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import net from 'node:net';
+import { once } from 'node:events';
 import { Publisher, XSubscriber, curveKeyPair } from 'zeromq';
 import { startGatewayProcess, startMpcProcess, type GatewayProcess, type MpcProcess } from '../helpers/processes.js';
 import { TestClient } from '../helpers/ws-client.js';
@@ -208,3 +215,72 @@ describe('--no-zmtp-link', () => {
     }
   });
 });
+
+describe('the gateway\'s ZMTP link client against a hostile MPC', () => {
+  test('a 20 MB frame and a two-part message are skipped, garbage is a bad frame, an impossible size ends the connection; the gateway stays up and dials again', async () => {
+    const connections: net.Socket[] = [];
+    const server = net.createServer((socket) => {
+      connections.push(socket);
+      socket.on('error', () => {});
+      socket.on('data', () => {});
+      // A plain XPUB: whole greeting and READY at once.
+      socket.write(Buffer.concat([greeting(), readyCommand('XPUB')]));
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const port = (server.address() as net.AddressInfo).port;
+    const gateway = await startGatewayProcess(port, ['--mpc-warn-ms', '0']);
+    try {
+      await gateway.waitForLog((l) => l.msg === 'MPC link up');
+      const mpcSide = connections[0]!;
+      const bad = async () => (await gateway.stats()).publishDrops.bad_frames ?? 0;
+      const before = await bad();
+      const header = Buffer.alloc(9);
+      header[0] = 2;
+      header.writeBigUInt64BE(BigInt(20 * 1024 * 1024), 1);
+      mpcSide.write(header);
+      const piece = Buffer.alloc(256 * 1024);
+      for (let sent = 0; sent < 20 * 1024 * 1024; sent += piece.length) {
+        if (!mpcSide.write(piece)) await once(mpcSide, 'drain');
+      }
+      mpcSide.write(message(['first part', 'second part']));
+      mpcSide.write(message(['no link frame']));
+      for (let i = 0; i < 200 && (await bad()) < before + 3; i++) await sleep(20);
+      assert.equal(await bad(), before + 3, 'the 20 MB frame, the two-part message and the garbage: one bad frame each');
+      // A size past 2^53: the connection ends, the gateway dials again.
+      const impossible = Buffer.alloc(9, 0xff);
+      impossible[0] = 2;
+      mpcSide.write(impossible);
+      for (let i = 0; i < 200 && connections.length < 2; i++) await sleep(20);
+      assert.ok(connections.length >= 2, 'the gateway dialled again');
+      assert.equal(gateway.child.exitCode, null, 'the gateway is still running');
+      assert.equal((await gateway.admin('/stats')).status, 200, 'and answers');
+    } finally {
+      await gateway.stop();
+      for (const c of connections) c.destroy();
+      server.close();
+    }
+  });
+});
+
+describe('tormq-gateway --no-zmtp-link', () => {
+  test('libzmq\'s XSUB links the gateway: its client gets a message', async () => {
+    const mpc = await startMpcProcess();
+    const gateway = await startGatewayProcess(mpc.gatewayPort, ['--no-zmtp-link']);
+    const client = await TestClient.connect(gateway.url);
+    const publisher = new Publisher({ linger: 0 });
+    try {
+      await client.subscribe('ng:a');
+      publisher.connect(`tcp://127.0.0.1:${mpc.publisherPort}`);
+      await sleep(300);
+      await publisher.send(['ng', JSON.stringify({ topic: 'ng:a', data: 'gateway-through-libzmq' })]);
+      await client.waitFor((m) => m.includes('gateway-through-libzmq'));
+    } finally {
+      await client.close();
+      publisher.close();
+      await gateway.stop();
+      await mpc.stop();
+    }
+  });
+});
+

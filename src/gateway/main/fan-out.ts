@@ -75,8 +75,6 @@ export class FanOut {
     private readonly log: Logger,
   ) {}
 
-  /** Inside a batch: held frames are copied out of it. */
-  private batching = false;
   private batchFrame: Buffer = EMPTY;
   /**
    * Between `ingest` and `flushNotifies`: rings whose parked worker must be woken. One wake-up per
@@ -100,11 +98,9 @@ export class FanOut {
     const view = this.view;
     const parsed = parseStreamFrame(frame, view);
     if (parsed && view.kind === LinkKind.BATCH) {
-      this.batching = true;
       this.batchFrame = frame;
       if (!forEachInBatch(frame, view, this.eachInBatch)) this.drops.bad_frames++;
       this.batchFrame = EMPTY;
-      this.batching = false;
       return;
     }
     this.dispatch(frame, parsed);
@@ -313,8 +309,8 @@ export class FanOut {
       this.ingestMessage(frame);
       return;
     }
-    // A copy: a message of a batch would otherwise keep the whole batch in memory.
-    repair.held.push(this.batching ? Buffer.from(frame) : frame);
+    // A copy: the frame is a view of a batch or of a read buffer, which it would keep in memory.
+    repair.held.push(Buffer.from(frame));
     repair.heldBytes += frame.length;
   }
 

@@ -62,7 +62,8 @@ export class Gateway {
     this.log = createLogger('tormq-gateway', config.logLevel);
     const curve = curveKeysOf(config);
     this.linkMonitor = new LinkMonitor(config.mpc.map((e) => `tcp://${e}`), this.log, { curve: curve !== null, warnAfterMs: config.mpcWarnMs });
-    this.upstream = new Upstream(config.mpc, this.log, curve, config.upstreamHighWaterMark, (event) => this.linkMonitor.observe(event));
+    this.upstream = new Upstream(config.mpc, this.log, curve, config.upstreamHighWaterMark, (event) => this.linkMonitor.observe(event), config.zmtpLink,
+      () => this.fanOut.drops.bad_frames++);
     this.routing = new Routing(this.upstream);
     this.history = new HistoryClient(this.upstream);
     this.fanOut = new FanOut(config, this.routing, this.history, (topic) => this.upstream.confirmed(topic), this.log);

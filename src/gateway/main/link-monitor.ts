@@ -16,7 +16,7 @@
  * Control plane only: a few events per connection attempt, never per message.
  */
 import { lookup } from 'node:dns/promises';
-import type { Event } from 'zeromq';
+import type { LinkEvent } from '../../zmq/zmtp-xsub.js';
 import type { Logger } from '../../log.js';
 
 /** Why a link is not up, as far as the events tell. */
@@ -75,9 +75,9 @@ export class LinkMonitor {
     for (const [endpoint, state] of this.links) this.arm(endpoint, state);
   }
 
-  /** One event of the SUB socket's `events` stream. */
-  observe(event: Event): void {
-    if (this.stopped || !('address' in event)) return;
+  /** One socket event of the link (zeromq.js's `events` stream, or tormq's ZMTP client: zmq/zmtp-xsub.ts). */
+  observe(event: LinkEvent): void {
+    if (this.stopped || event.address === undefined) return;
     const endpoint = matchEndpoint(event.address, this.endpoints);
     const state = this.links.get(endpoint);
     if (state === undefined) return;
@@ -101,7 +101,7 @@ export class LinkMonitor {
       case 'handshake:error:protocol':
       case 'handshake:error:auth':
       case 'handshake:error:other': {
-        const error = { type: event.type, code: 'code' in event.error ? event.error.code : `ZAP ${event.error.status}` };
+        const error = { type: event.type, code: event.error?.code ?? `ZAP ${event.error?.status}` };
         // Whichever side detects a mismatch first closes, leaving the other a bare EPIPE: never let
         // that hide the specific error an earlier (or later) attempt reported.
         if (state.handshakeError === null || specificity(error) >= specificity(state.handshakeError)) state.handshakeError = error;

@@ -1,5 +1,6 @@
 /**
- * The gateway's link to its MPC(s): one ZeroMQ XSUB (zmq/gateway-link.ts for the wire). It subscribes
+ * The gateway's link to its MPC(s): one XSUB (zmq/gateway-link.ts for the wire) — tormq's own ZMTP
+ * client on plain TCP (zmq/zmtp-xsub.ts), zeromq.js's XSubscriber with CURVE or `--no-zmtp-link`. It subscribes
  * to the roots some worker needs (Routing decides), each with two keys: the root exactly and every
  * topic below it — matched by segments, so `ehr` never brings in `ehrx` — each confirmed by the MPC;
  * it sends requests (history, positions) and receives their replies on a private key. ZeroMQ
@@ -12,12 +13,14 @@
  * does not churn subscription traffic through the MPC.
  */
 import { randomBytes } from 'node:crypto';
-import { XSubscriber, type Event } from 'zeromq';
+import type { XSubscriber } from 'zeromq';
 import type { Logger } from '../../log.js';
 import { curveClientOptions, type CurveClientKeys } from '../../zmq/curve.js';
 import { batchCapability, encodeRequest, GATEWAY_ID_BYTES, privateSubscription, subtreeSubscription, topicSubscription, type LinkRequest } from '../../zmq/gateway-link.js';
 import { receiveLoop } from '../../zmq/receive-loop.js';
 import { SerialSender } from '../../zmq/serial-sender.js';
+import { zeromq } from '../../zmq/zeromq.js';
+import { ZmtpXsub, type LinkEvent } from '../../zmq/zmtp-xsub.js';
 
 /** How long a topic stays subscribed upstream after its last subscriber left (see `release`). */
 const UNSUBSCRIBE_DELAY_MS = 1000;
@@ -41,14 +44,125 @@ export interface UpstreamHandlers {
   linkReconnected?(endpoint: string): void;
 }
 
+/** Where the link's frames come in and go out: libzmq's XSUB or tormq's own ZMTP client. */
+interface LinkTransport {
+  connect(endpoint: string): void;
+  send(frame: Buffer): void;
+  /** Hands every frame and socket event over until closed. */
+  run(handlers: { frame(frame: Buffer): void; dry?(): void }, onEvent: (event: LinkEvent) => void): Promise<void>;
+  /** With `lingerMs`, what was sent last is given that long to leave. */
+  close(lingerMs: number): Promise<void>;
+}
+
+/** Frames over this are skipped (a history page is at most 4 MB of bodies; a batch 256 KB). */
+const MAX_LINK_FRAME_BYTES = 16 * 1024 * 1024;
+/** What may wait for one MPC on the ZMTP link (requests and presence reports; ≈ libzmq's HWM of small frames). */
+const MAX_LINK_QUEUED_BYTES = 32 * 1024 * 1024;
+
+class LibzmqTransport implements LinkTransport {
+  private readonly socket: XSubscriber;
+  private readonly sender: SerialSender;
+  private closed = false;
+
+  constructor(curve: CurveClientKeys | null, highWaterMark: number) {
+    this.socket = new (zeromq().XSubscriber)({
+      receiveHighWaterMark: highWaterMark,
+      sendHighWaterMark: highWaterMark,
+      reconnectInterval: 100,
+      reconnectMaxInterval: 2000,
+      linger: 0,
+      ...(curve === null ? {} : curveClientOptions(curve)),
+    });
+    this.sender = new SerialSender(this.socket);
+  }
+
+  connect(endpoint: string): void {
+    this.socket.connect(endpoint);
+  }
+
+  send(frame: Buffer): void {
+    this.sender.send(frame);
+  }
+
+  async run(handlers: { frame(frame: Buffer): void; dry?(): void }, onEvent: (event: LinkEvent) => void): Promise<void> {
+    void (async () => {
+      try {
+        for await (const event of this.socket.events) onEvent(event);
+      } catch {
+        // The observer ends with the socket.
+      }
+    })();
+    try {
+      await receiveLoop(this.socket, {
+        // The link sends one frame per message; anything else is not from a tormq MPC.
+        message: (frames) => {
+          if (frames.length === 1) handlers.frame(frames[0]!);
+        },
+        dry: handlers.dry,
+      });
+    } catch (error) {
+      if (!this.closed) throw error;
+    }
+  }
+
+  async close(lingerMs: number): Promise<void> {
+    this.closed = true;
+    if (lingerMs > 0) {
+      await this.sender.drained(lingerMs);
+      this.socket.linger = lingerMs;
+    }
+    this.socket.close();
+  }
+}
+
+class ZmtpTransport implements LinkTransport {
+  private client: ZmtpXsub | null = null;
+  private readonly early: Array<{ kind: 'connect' | 'send'; value: string | Buffer }> = [];
+  private done: (() => void) | null = null;
+
+  constructor(private readonly badFrame: () => void) {}
+
+  connect(endpoint: string): void {
+    if (this.client === null) this.early.push({ kind: 'connect', value: endpoint });
+    else this.client.connect(endpoint);
+  }
+
+  send(frame: Buffer): void {
+    if (this.client === null) this.early.push({ kind: 'send', value: frame });
+    else this.client.send(frame);
+  }
+
+  run(handlers: { frame(frame: Buffer): void; dry?(): void }, onEvent: (event: LinkEvent) => void): Promise<void> {
+    this.client = new ZmtpXsub({ maxFrameBytes: MAX_LINK_FRAME_BYTES, maxQueuedBytes: MAX_LINK_QUEUED_BYTES }, {
+      // Frames are views of the read buffer; replies (0x00 first) are kept until their request
+      // completes, so they get their own copy. Stream frames are copied into the rings at once.
+      frame: (frame) => handlers.frame(frame[0] === 0 ? Buffer.from(frame) : frame),
+      dry: handlers.dry ?? (() => {}),
+      unread: this.badFrame,
+      event: onEvent,
+    });
+    for (const { kind, value } of this.early.splice(0)) {
+      if (kind === 'connect') this.client.connect(value as string);
+      else this.client.send(value as Buffer);
+    }
+    return new Promise((resolve) => {
+      this.done = resolve;
+    });
+  }
+
+  async close(lingerMs: number): Promise<void> {
+    await this.client?.close(lingerMs);
+    this.done?.();
+  }
+}
+
 export class Upstream {
   /** This gateway's id: the key of its private replies. */
   readonly id = randomBytes(GATEWAY_ID_BYTES);
   readonly idText = this.id.toString('base64url');
   /** Subscriptions sent again because the MPC did not confirm them in time. */
   subscribeRetries = 0;
-  private readonly socket: XSubscriber;
-  private readonly sender: SerialSender;
+  private readonly transport: LinkTransport;
   private readonly connected = new Set<string>();
   /** Endpoints whose link has been up at least once (a later up is a reconnect). */
   private readonly everUp = new Set<string>();
@@ -61,7 +175,6 @@ export class Upstream {
   private readonly endpoints: string[];
   private timer: NodeJS.Timeout | null = null;
   private handlers: UpstreamHandlers | null = null;
-  private closed = false;
   /** With CURVE a link is up once the handshake succeeds, not at TCP connect. */
   private readonly upEvent: 'connect' | 'handshake';
 
@@ -72,17 +185,13 @@ export class Upstream {
     curve: CurveClientKeys | null = null,
     highWaterMark = 100_000,
     /** Sees every socket event first (the LinkMonitor, which explains links that stay down). */
-    private readonly onLinkEvent: (event: Event) => void = () => {},
+    private readonly onLinkEvent: (event: LinkEvent) => void = () => {},
+    /** tormq's own ZMTP client on a plain link (CURVE always uses libzmq's XSUB). */
+    zmtpLink = true,
+    /** A frame from an MPC skipped (too large, or in several parts). */
+    badFrame: () => void = () => {},
   ) {
-    this.socket = new XSubscriber({
-      receiveHighWaterMark: highWaterMark,
-      sendHighWaterMark: highWaterMark,
-      reconnectInterval: 100,
-      reconnectMaxInterval: 2000,
-      linger: 0,
-      ...(curve === null ? {} : curveClientOptions(curve)),
-    });
-    this.sender = new SerialSender(this.socket);
+    this.transport = curve === null && zmtpLink ? new ZmtpTransport(badFrame) : new LibzmqTransport(curve, highWaterMark);
     // Up at the ZMTP handshake, CURVE or not: a plain gateway's TCP connect to a CURVE MPC is not a link.
     this.upEvent = 'handshake';
     this.endpoints = endpoints.map((e) => `tcp://${e}`);
@@ -91,14 +200,13 @@ export class Upstream {
   /** Connects and feeds every received frame to `handlers.frame` until `close`. */
   start(handlers: UpstreamHandlers): Promise<void> {
     this.handlers = handlers;
-    void this.watchLinks(handlers);
-    // The private key first: ZeroMQ sends an XSUB's subscriptions to every MPC it connects to.
-    this.sender.send(privateSubscription(this.id, true));
-    this.sender.send(batchCapability(this.id, true));
-    for (const endpoint of this.endpoints) this.socket.connect(endpoint);
+    // The private key first: an XSUB sends its subscriptions to every MPC it connects to.
+    this.transport.send(privateSubscription(this.id, true));
+    this.transport.send(batchCapability(this.id, true));
+    for (const endpoint of this.endpoints) this.transport.connect(endpoint);
     this.timer = setInterval(() => this.check(), CHECK_INTERVAL_MS);
     this.timer.unref();
-    return this.receive(handlers);
+    return this.transport.run(handlers, (event) => this.linkEvent(event, handlers));
   }
 
   /** Some worker wants topics below `root`: subscribe, or keep a subscription whose unsubscribe has not gone out. */
@@ -111,7 +219,7 @@ export class Upstream {
     for (const key of [root, `${root}:`]) {
       this.subscriptions.set(key, 1);
       this.awaiting.set(key, now);
-      this.sender.send(subscription(key, true));
+      this.transport.send(subscription(key, true));
     }
   }
 
@@ -132,12 +240,12 @@ export class Upstream {
 
   /** Sends a request to every connected MPC (each answers on this gateway's private key). */
   request(request: LinkRequest): void {
-    this.sender.send(encodeRequest(request));
+    this.transport.send(encodeRequest(request));
   }
 
   /** Sends an encoded frame (a presence report) to every connected MPC. */
   send(frame: Buffer): void {
-    this.sender.send(frame);
+    this.transport.send(frame);
   }
 
   /** Every MPC link is connected. */
@@ -159,13 +267,8 @@ export class Upstream {
    * are handed to the socket and it lingers that long to write them; otherwise unsent frames are dropped.
    */
   async close(lingerMs = 0): Promise<void> {
-    this.closed = true;
     if (this.timer !== null) clearInterval(this.timer);
-    if (lingerMs > 0) {
-      await this.sender.drained(lingerMs);
-      this.socket.linger = lingerMs;
-    }
-    this.socket.close();
+    await this.transport.close(lingerMs);
   }
 
   /** Unsubscribes what stayed unwanted; resends what stayed unconfirmed while a link was up. */
@@ -180,7 +283,7 @@ export class Upstream {
         const sends = this.subscriptions.get(key) ?? 0;
         this.subscriptions.delete(key);
         const cancel = subscription(key, false);
-        for (let i = 0; i < sends; i++) this.sender.send(cancel);
+        for (let i = 0; i < sends; i++) this.transport.send(cancel);
       }
       this.handlers?.unsubscribed?.(root);
     }
@@ -191,57 +294,38 @@ export class Upstream {
       this.awaiting.set(key, now);
       this.subscriptions.set(key, (this.subscriptions.get(key) ?? 0) + 1);
       this.subscribeRetries++;
-      this.sender.send(subscription(key, true));
+      this.transport.send(subscription(key, true));
     }
   }
 
-  private async receive(handlers: UpstreamHandlers): Promise<void> {
-    try {
-      await receiveLoop(this.socket, {
-        // The link sends one frame per message; anything else is not from a tormq MPC.
-        message: (frames) => {
-          if (frames.length === 1) handlers.frame(frames[0]!);
-        },
-        dry: handlers.dry,
-      });
-    } catch (error) {
-      if (!this.closed) throw error;
-    }
-  }
-
-  private async watchLinks(handlers: UpstreamHandlers): Promise<void> {
-    try {
-      for await (const event of this.socket.events) {
-        this.onLinkEvent(event);
-        if (event.type === 'handshake:error:auth' || event.type === 'handshake:error:protocol') {
-          // The MPC refused this gateway's CURVE key, or the two sides disagree on the mechanism.
-          this.log.error({ mpc: normalise(event.address, this.endpoints), err: event.error?.message }, 'MPC link handshake failed');
-        } else if (event.type === this.upEvent) {
-          const endpoint = normalise(event.address, this.endpoints);
-          this.connected.add(endpoint);
-          // ZeroMQ sends every subscription again on connect: the confirmation clock starts now.
-          const now = Date.now();
-          for (const topic of this.awaiting.keys()) this.awaiting.set(topic, now);
-          if (this.everUp.has(endpoint)) {
-            // Every key waits for its confirmation again (sent again if it does not come: the
-            // confirmations may have been read before this event).
-            for (const key of this.subscriptions.keys()) {
-              this.awaiting.delete(key);
-              this.awaiting.set(key, now);
-            }
-            handlers.linkReconnected?.(endpoint);
-          }
-          this.everUp.add(endpoint);
-          this.log.info({ mpc: endpoint }, 'MPC link up');
-        } else if (event.type === 'disconnect') {
-          const endpoint = normalise(event.address, this.endpoints);
-          this.connected.delete(endpoint);
-          this.log.warn({ mpc: endpoint }, 'MPC link down; reconnecting');
-          handlers.linkDown?.(endpoint);
+  private linkEvent(event: LinkEvent, handlers: UpstreamHandlers): void {
+    this.onLinkEvent(event);
+    if (event.address === undefined) return;
+    if (event.type === 'handshake:error:auth' || event.type === 'handshake:error:protocol') {
+      // The MPC refused this gateway's CURVE key, or the two sides disagree on the mechanism.
+      this.log.error({ mpc: normalise(event.address, this.endpoints), err: event.error?.message }, 'MPC link handshake failed');
+    } else if (event.type === this.upEvent) {
+      const endpoint = normalise(event.address, this.endpoints);
+      this.connected.add(endpoint);
+      // The XSUB sends every subscription again on connect: the confirmation clock starts now.
+      const now = Date.now();
+      for (const topic of this.awaiting.keys()) this.awaiting.set(topic, now);
+      if (this.everUp.has(endpoint)) {
+        // Every key waits for its confirmation again (sent again if it does not come: the
+        // confirmations may have been read before this event).
+        for (const key of this.subscriptions.keys()) {
+          this.awaiting.delete(key);
+          this.awaiting.set(key, now);
         }
+        handlers.linkReconnected?.(endpoint);
       }
-    } catch {
-      // Observer ends with the socket.
+      this.everUp.add(endpoint);
+      this.log.info({ mpc: endpoint }, 'MPC link up');
+    } else if (event.type === 'disconnect') {
+      const endpoint = normalise(event.address, this.endpoints);
+      this.connected.delete(endpoint);
+      this.log.warn({ mpc: endpoint }, 'MPC link down; reconnecting');
+      handlers.linkDown?.(endpoint);
     }
   }
 }

@@ -89,7 +89,7 @@ export const GATEWAY_OPTIONS = defineOptions('a gateway', {
   upstreamHighWaterMark: {
     default: 100_000,
     check: int(1),
-    help: 'messages the gateway\'s ZeroMQ SUB buffers from the MPC before ZeroMQ drops',
+    help: 'messages the gateway\'s libzmq XSUB (CURVE or --no-zmtp-link) buffers from the MPC before ZeroMQ drops; the ZMTP link client reads as fast as the gateway handles',
     cli: { flag: 'upstream-hwm', arg: 'N' },
     section: LIMITS,
   },
@@ -235,6 +235,12 @@ export const GATEWAY_OPTIONS = defineOptions('a gateway', {
     check: int(0, 1000),
     help: 'coalescing window: a worker woken from idle waits this long before draining its ring (adds latency)',
     cli: { flag: 'batch-delay-ms', arg: 'N' },
+  },
+  zmtpLink: {
+    default: true,
+    check: boolean,
+    help: 'read the MPC link with tormq\'s own ZMTP client (plain TCP; CURVE always uses libzmq): no libzmq I/O thread hop per frame',
+    cli: { flag: 'zmtp-link', negatable: true, help: 'link to the MPC with libzmq\'s XSUB instead of tormq\'s own ZMTP client (CURVE always does)' },
   },
   demoPage: { default: true, check: boolean, help: 'serve the demo page at `/`', cli: { flag: 'demo-page', negatable: true, help: 'do not serve the demo page at `/`' } },
   logLevel: { default: 'info' as (typeof LOG_LEVELS)[number], check: oneOf(LOG_LEVELS), help: 'pino log level', cli: { flag: 'log-level', arg: 'LEVEL' } },
