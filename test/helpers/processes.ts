@@ -121,7 +121,7 @@ export interface MpcProcess extends Started {
 /** Starts tormq-mpc on free ports; `extra` adds flags, e.g. `['--http', '0']` for the HTTP ingress. */
 export async function startMpcProcess(args: string[] = ['-s', '0', '-p', '0'], extra: string[] = []): Promise<MpcProcess> {
   const started = startCli('mpc', [...args, '--admin-port', '0', ...extra]);
-  const ready = await started.waitForLog((l) => l.msg === 'mpc ready');
+  const ready = await killUnlessReady(started, () => started.waitForLog((l) => l.msg === 'mpc ready'));
   const httpPort = (ready.httpPort as number | null | undefined) ?? null;
   const adminPort = ready.adminPort as number;
   return Object.assign(started, {
@@ -175,9 +175,12 @@ export interface GatewayStats {
 
 export async function startGatewayProcess(mpcPort: number, extra: string[] = [], options: CliOptions = {}): Promise<GatewayProcess> {
   const started = startCli('gateway', ['-r', `127.0.0.1:${mpcPort}`, '-p', '0', '--admin-port', '0', '--workers', '2', '--log-level', 'info', ...extra], options);
-  const ready = await started.waitForLog((l) => l.msg === 'gateway ready');
-  // Ready means listening; the MPC link comes up asynchronously.
-  await started.waitForLog((l) => l.msg === 'MPC link up');
+  const ready = await killUnlessReady(started, async () => {
+    const line = await started.waitForLog((l) => l.msg === 'gateway ready');
+    // Ready means listening; the MPC link comes up asynchronously.
+    await started.waitForLog((l) => l.msg === 'MPC link up');
+    return line;
+  });
   const port = ready.port as number;
   const adminPort = ready.adminPort as number;
   // Bounded: a gateway whose admin port cannot accept must fail the test, not hang it.
@@ -189,6 +192,19 @@ export async function startGatewayProcess(mpcPort: number, extra: string[] = [],
     admin,
     stats: async () => (await (await admin('/stats')).json()) as GatewayStats,
   });
+}
+
+/**
+ * A process that never became ready is killed before the error goes on: the test cannot stop what it
+ * never got, and a leftover process would load the machine for every later test.
+ */
+async function killUnlessReady<T>(started: Started, ready: () => Promise<T>): Promise<T> {
+  try {
+    return await ready();
+  } catch (error) {
+    started.child.kill('SIGKILL');
+    throw error;
+  }
 }
 
 /** Stops every started process, clients first is the caller's job. */

@@ -61,6 +61,11 @@ const MAX_LINK_QUEUED_BYTES = 32 * 1024 * 1024;
 
 class LibzmqTransport implements LinkTransport {
   private readonly socket: XSubscriber;
+  /**
+   * The socket's event observer, made before any connect: libzmq reports events only to an observer
+   * that exists when they happen, and a link's `handshake` can come before `run` is called.
+   */
+  private readonly events: XSubscriber['events'];
   private readonly sender: SerialSender;
   private closed = false;
 
@@ -74,6 +79,7 @@ class LibzmqTransport implements LinkTransport {
       ...(curve === null ? {} : curveClientOptions(curve)),
     });
     this.sender = new SerialSender(this.socket);
+    this.events = this.socket.events;
   }
 
   connect(endpoint: string): void {
@@ -87,7 +93,7 @@ class LibzmqTransport implements LinkTransport {
   async run(handlers: { frame(frame: Buffer): void; dry?(): void }, onEvent: (event: LinkEvent) => void): Promise<void> {
     void (async () => {
       try {
-        for await (const event of this.socket.events) onEvent(event);
+        for await (const event of this.events) onEvent(event);
       } catch {
         // The observer ends with the socket.
       }
