@@ -229,7 +229,7 @@ describe('the gateway\'s ZMTP link client against a hostile MPC', () => {
     server.listen(0, '127.0.0.1');
     await once(server, 'listening');
     const port = (server.address() as net.AddressInfo).port;
-    const gateway = await startGatewayProcess(port, ['--mpc-warn-ms', '0']);
+    const gateway = await startGatewayProcess(port, ['--zmtp-link', '--mpc-warn-ms', '0']);
     try {
       await gateway.waitForLog((l) => l.msg === 'MPC link up');
       const mpcSide = connections[0]!;
@@ -263,24 +263,32 @@ describe('the gateway\'s ZMTP link client against a hostile MPC', () => {
   });
 });
 
-describe('tormq-gateway --no-zmtp-link', () => {
-  test('libzmq\'s XSUB links the gateway: its client gets a message', async () => {
-    const mpc = await startMpcProcess();
-    const gateway = await startGatewayProcess(mpc.gatewayPort, ['--no-zmtp-link']);
+describe('tormq-gateway --zmtp-link', () => {
+  test('the gateway\'s own ZMTP client links to the MPC\'s own XPUB, and to libzmq\'s: its client gets a message through each', async () => {
+    for (const mpcFlags of [[], ['--no-zmtp-link']]) {
+      await throughZmtpClient(mpcFlags);
+    }
+  });
+});
+
+async function throughZmtpClient(mpcFlags: string[]): Promise<void> {
+  {
+    const mpc = await startMpcProcess(undefined, mpcFlags);
+    const gateway = await startGatewayProcess(mpc.gatewayPort, ['--zmtp-link']);
     const client = await TestClient.connect(gateway.url);
     const publisher = new Publisher({ linger: 0 });
     try {
       await client.subscribe('ng:a');
       publisher.connect(`tcp://127.0.0.1:${mpc.publisherPort}`);
       await sleep(300);
-      await publisher.send(['ng', JSON.stringify({ topic: 'ng:a', data: 'gateway-through-libzmq' })]);
-      await client.waitFor((m) => m.includes('gateway-through-libzmq'));
+      await publisher.send(['ng', JSON.stringify({ topic: 'ng:a', data: `gateway-zmtp-client${mpcFlags.join('')}` })]);
+      await client.waitFor((m) => m.includes(`gateway-zmtp-client${mpcFlags.join('')}`));
     } finally {
       await client.close();
       publisher.close();
       await gateway.stop();
       await mpc.stop();
     }
-  });
-});
+  }
+}
 

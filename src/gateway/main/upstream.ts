@@ -1,6 +1,6 @@
 /**
- * The gateway's link to its MPC(s): one XSUB (zmq/gateway-link.ts for the wire) — tormq's own ZMTP
- * client on plain TCP (zmq/zmtp-xsub.ts), zeromq.js's XSubscriber with CURVE or `--no-zmtp-link`. It subscribes
+ * The gateway's link to its MPC(s): one XSUB (zmq/gateway-link.ts for the wire) — zeromq.js's
+ * XSubscriber, or with `--zmtp-link` on plain TCP tormq's own ZMTP client (zmq/zmtp-xsub.ts). It subscribes
  * to the roots some worker needs (Routing decides), each with two keys: the root exactly and every
  * topic below it — matched by segments, so `ehr` never brings in `ehrx` — each confirmed by the MPC;
  * it sends requests (history, positions) and receives their replies on a private key. ZeroMQ
@@ -192,8 +192,8 @@ export class Upstream {
     highWaterMark = 100_000,
     /** Sees every socket event first (the LinkMonitor, which explains links that stay down). */
     private readonly onLinkEvent: (event: LinkEvent) => void = () => {},
-    /** tormq's own ZMTP client on a plain link (CURVE always uses libzmq's XSUB). */
-    zmtpLink = true,
+    /** tormq's own ZMTP client on a plain link (CURVE always uses libzmq's XSUB); see GatewayConfig.zmtpLink. */
+    zmtpLink = false,
     /** A frame from an MPC skipped (too large, or in several parts). */
     badFrame: () => void = () => {},
   ) {
