@@ -14,7 +14,6 @@
  */
 import { encodeBatch } from '../zmq/gateway-link.js';
 
-
 /** A batch leaves once it holds this many messages or bytes, even if more are readable. */
 const MAX_BATCH_MESSAGES = 512;
 const MAX_BATCH_BYTES = 256 * 1024;

@@ -179,11 +179,10 @@ export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
   const config = MPC_OPTIONS.validate(rest);
   const instance = randomBytes(6).toString('base64url');
   const security = config.curve === undefined ? null : await curveServerOptions(config.curve);
-  // 'allSubs': every subscription reaches the MPC, a repeated one too, so each can be confirmed.
-  // sendTimeout 0: an XPUB never blocks (it drops at its high-water mark), so zeromq.js's readiness
-  // check before each send (a poll() and a getpid() system call) buys nothing.
   // The gateway port: tormq's own ZMTP XPUB on plain TCP (zmtp-publisher.ts), libzmq's with CURVE or
-  // when asked for.
+  // when asked for. libzmq's: 'allSubs', every subscription reaches the MPC, a repeated one too, so
+  // each can be confirmed; sendTimeout 0, an XPUB never blocks (it drops at its high-water mark), so
+  // zeromq.js's readiness check before each send (a poll() and a getpid() system call) buys nothing.
   const useZmtpLink = security === null && config.zmtpLink;
   const gateways = useZmtpLink ? null : new (zeromq().XPublisher)({ linger: 0, sendHighWaterMark: config.highWaterMark, sendTimeout: 0, verbosity: 'allSubs', ...security?.gateway });
   const plain = config.plainPort === -1 ? null : new (zeromq().XPublisher)({ linger: 0, sendHighWaterMark: config.highWaterMark, ...security?.gateway });
@@ -196,14 +195,12 @@ export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
   });
   const reclaimer = new EvictionReclaimer(RECLAIM_EVERY_BYTES);
   let gatewayHandshakeFailures = 0;
-  // Set below; the link server hands gateways' frames to `control`, which is built on `link`.
-  let handleGatewayFrame: (frame: Buffer) => void = () => {};
-  let badGatewayFrame = (): void => {};
+  // Its handlers reach `control` (built on `link`, below), called only once gateways connect.
   const zmtpLink = gateways !== null ? null : new ZmtpPublisher(
     { maxFrameBytes: MAX_GATEWAY_FRAME_BYTES, maxQueuedBytes: config.gatewayQueueBytes, keysOf: linkKeys },
     {
-      message: (frame) => handleGatewayFrame(frame),
-      unread: () => badGatewayFrame(),
+      message: (frame) => control.handle(frame),
+      unread: () => control.badRequests++,
       refused: (address, why) => {
         gatewayHandshakeFailures++;
         options.onGatewayRefused?.(address, why);
@@ -225,8 +222,6 @@ export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
     instance,
     presence,
   );
-  handleGatewayFrame = (frame) => control.handle(frame);
-  badGatewayFrame = () => control.badRequests++;
   const ingest = (frames: Buffer[]): void => {
     forwarder.ingest(frames);
     reclaimer.check(forwarder.bytesIn + streams.evictedBytesSoFar);

@@ -291,6 +291,59 @@ export class ZmtpPeer {
   }
 }
 
+const SHORT_HEADERS = Array.from({ length: 256 }, (_, size) => Buffer.from([0, size]));
+
+/** The header of a (last-part) message frame of `size` bytes: the short form below 256. */
+export function frameHeader(size: number): Buffer {
+  if (size < 256) return SHORT_HEADERS[size]!;
+  const header = Buffer.allocUnsafe(9);
+  header[0] = FLAG_LONG;
+  header.writeBigUInt64BE(BigInt(size), 1);
+  return header;
+}
+
+/**
+ * Message frames queued for one socket and written together: each `write` is a system call and a
+ * wake-up of the reader, so what one turn of the event loop sends leaves in one.
+ */
+export class FrameQueue {
+  private parts: Buffer[] = [];
+  /** Bytes queued, headers included. */
+  bytes = 0;
+
+  /** Queues `frame` (its header may be given, when one frame goes to several queues). */
+  add(frame: Buffer, header = frameHeader(frame.length)): void {
+    this.parts.push(header, frame);
+    this.bytes += header.length + frame.length;
+  }
+
+  /** What is queued, as one buffer; the queue is left empty. */
+  take(): Buffer {
+    const bytes = Buffer.concat(this.parts, this.bytes);
+    this.clear();
+    return bytes;
+  }
+
+  clear(): void {
+    this.parts = [];
+    this.bytes = 0;
+  }
+}
+
+/** A trigger that runs `flush` at the end of the current turn, once however often it is pulled before. */
+export function endOfTurn(flush: () => void): () => void {
+  let scheduled = false;
+  const run = (): void => {
+    scheduled = false;
+    flush();
+  };
+  return () => {
+    if (scheduled) return;
+    scheduled = true;
+    queueMicrotask(run);
+  };
+}
+
 /** Listens on host:port with a `net` server (0: any free port); resolves with the port. */
 export function listenOn(server: net.Server, host: string, port: number): Promise<number> {
   return new Promise((resolve, reject) => {

@@ -28,7 +28,7 @@
  * MAX_KEYS_PER_GATEWAY keys.
  */
 import net from 'node:net';
-import { listenOn, ZmtpPeer, type UnreadReason } from './zmtp-peer.js';
+import { endOfTurn, FrameQueue, frameHeader, listenOn, ZmtpPeer, type UnreadReason } from './zmtp-peer.js';
 
 export interface ZmtpPublisherHandlers {
   /** A subscription, an unsubscription (see above) or another message from a gateway: one frame. */
@@ -51,9 +51,8 @@ export interface ZmtpPublisherOptions {
 class Subscriber {
   /** Keys this gateway subscribed (latin1 strings of their bytes). */
   readonly keys = new Set<string>();
-  /** Encoded frames waiting for this turn's write. */
-  pending: Buffer[] = [];
-  pendingBytes = 0;
+  /** Frames waiting for this turn's write. */
+  readonly queue = new FrameQueue();
 
   constructor(
     readonly socket: net.Socket,
@@ -66,7 +65,6 @@ class Subscriber {
  * default); a subscription past it is refused as a bad frame, so no peer grows the MPC without bound.
  */
 const MAX_KEYS_PER_GATEWAY = 1 << 20;
-const SHORT_HEADERS = Array.from({ length: 256 }, (_, size) => Buffer.from([0, size]));
 
 export class ZmtpPublisher {
   /** Frames not sent to a gateway because its queue was full. */
@@ -76,9 +74,8 @@ export class ZmtpPublisher {
   /** How many gateways hold each key. */
   private readonly holders = new Map<string, number>();
   private readonly keys: string[] = [];
-  /** Subscribers with pending frames. */
+  /** Subscribers with queued frames. */
   private readonly toWrite: Subscriber[] = [];
-  private flushScheduled = false;
   private closed = false;
 
   constructor(
@@ -110,18 +107,14 @@ export class ZmtpPublisher {
       if (!matched) continue;
       header ??= frameHeader(frame.length);
       const bytes = header.length + frame.length;
-      if (subscriber.socket.writableLength + subscriber.pendingBytes + bytes > this.options.maxQueuedBytes) {
+      if (subscriber.socket.writableLength + subscriber.queue.bytes + bytes > this.options.maxQueuedBytes) {
         this.dropped++;
         continue;
       }
-      if (subscriber.pendingBytes === 0) this.toWrite.push(subscriber);
-      subscriber.pending.push(header, frame);
-      subscriber.pendingBytes += bytes;
+      if (subscriber.queue.bytes === 0) this.toWrite.push(subscriber);
+      subscriber.queue.add(frame, header);
     }
-    if (this.toWrite.length > 0 && !this.flushScheduled) {
-      this.flushScheduled = true;
-      queueMicrotask(this.flush);
-    }
+    if (this.toWrite.length > 0) this.flushAtEndOfTurn();
   }
 
   close(): Promise<void> {
@@ -131,18 +124,15 @@ export class ZmtpPublisher {
   }
 
   /** One write per gateway for everything sent this turn. */
-  private readonly flush = (): void => {
-    this.flushScheduled = false;
+  private readonly flushAtEndOfTurn = endOfTurn(() => {
     const subscribers = this.toWrite;
     for (let i = 0; i < subscribers.length; i++) {
       const subscriber = subscribers[i]!;
-      const pending = subscriber.pending;
-      if (!subscriber.socket.destroyed) subscriber.socket.write(Buffer.concat(pending, subscriber.pendingBytes));
-      subscriber.pending = [];
-      subscriber.pendingBytes = 0;
+      const bytes = subscriber.queue.take();
+      if (!subscriber.socket.destroyed) subscriber.socket.write(bytes);
     }
     subscribers.length = 0;
-  };
+  });
 
   private accept(socket: net.Socket): void {
     const subscriber = new Subscriber(socket, `${socket.remoteAddress}:${socket.remotePort}`);
@@ -160,8 +150,7 @@ export class ZmtpPublisher {
     socket.on('close', () => {
       peer.close();
       this.subscribers.delete(subscriber);
-      subscriber.pending = [];
-      subscriber.pendingBytes = 0;
+      subscriber.queue.clear();
       for (const key of subscriber.keys) this.release(key);
       subscriber.keys.clear();
     });
@@ -198,12 +187,4 @@ export class ZmtpPublisher {
     this.holders.delete(key);
     if (!this.closed) this.handlers.message(Buffer.concat([Buffer.from([0]), Buffer.from(key, 'latin1')]));
   }
-}
-
-function frameHeader(size: number): Buffer {
-  if (size < 256) return SHORT_HEADERS[size]!;
-  const header = Buffer.allocUnsafe(9);
-  header[0] = 2; // long
-  header.writeBigUInt64BE(BigInt(size), 1);
-  return header;
 }

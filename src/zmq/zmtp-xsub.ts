@@ -26,7 +26,7 @@
  * the gateway resends unconfirmed ones).
  */
 import net from 'node:net';
-import { ZmtpPeer } from './zmtp-peer.js';
+import { endOfTurn, FrameQueue, frameHeader, ZmtpPeer } from './zmtp-peer.js';
 
 /** A socket event, shaped as zeromq.js reports them (the fields the link monitor reads). */
 export interface LinkEvent {
@@ -53,15 +53,13 @@ export interface ZmtpXsubOptions {
 
 const RECONNECT_MS = 100;
 const RECONNECT_MAX_MS = 2000;
-const SHORT_HEADERS = Array.from({ length: 256 }, (_, size) => Buffer.from([0, size]));
 const UNRESOLVED = new Set(['ENOTFOUND', 'EAI_AGAIN', 'EAI_FAIL', 'EAI_NONAME']);
 
 class Link {
   socket: net.Socket | null = null;
   up = false;
-  /** Encoded frames waiting: for this turn's write while up, for the link while down. */
-  pending: Buffer[] = [];
-  pendingBytes = 0;
+  /** Frames waiting: for this turn's write while up, for the link while down. */
+  readonly queue = new FrameQueue();
   delay = RECONNECT_MS;
   timer: NodeJS.Timeout | null = null;
 
@@ -79,7 +77,6 @@ export class ZmtpXsub {
   private readonly subscriptions = new Map<string, number>();
   private readonly links: Link[] = [];
   private readonly toWrite: Link[] = [];
-  private flushScheduled = false;
   private closed = false;
 
   constructor(
@@ -131,37 +128,28 @@ export class ZmtpXsub {
   }
 
   private enqueue(link: Link, message: Buffer): void {
-    const header = message.length < 256 ? SHORT_HEADERS[message.length]! : longHeader(message.length);
-    const bytes = header.length + message.length;
+    const header = frameHeader(message.length);
     const inSocket = link.up && link.socket !== null ? link.socket.writableLength : 0;
-    if (inSocket + link.pendingBytes + bytes > this.options.maxQueuedBytes) {
+    if (inSocket + link.queue.bytes + header.length + message.length > this.options.maxQueuedBytes) {
       this.dropped++;
       return;
     }
-    const first = link.pendingBytes === 0;
-    link.pending.push(header, message);
-    link.pendingBytes += bytes;
-    if (!link.up || !first) return; // leaves when the link is up, or with what is already pending
+    const first = link.queue.bytes === 0;
+    link.queue.add(message, header);
+    if (!link.up || !first) return; // leaves when the link is up, or with what is already queued
     this.toWrite.push(link);
-    if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      queueMicrotask(this.flush);
-    }
+    this.flushAtEndOfTurn();
   }
 
   /** One write per link for everything sent this turn. */
   private readonly flush = (): void => {
-    this.flushScheduled = false;
-    for (const link of this.toWrite) this.writePending(link);
+    for (const link of this.toWrite) {
+      if (link.up && link.queue.bytes > 0 && link.socket !== null && !link.socket.destroyed) link.socket.write(link.queue.take());
+    }
     this.toWrite.length = 0;
   };
 
-  private writePending(link: Link): void {
-    if (!link.up || link.pendingBytes === 0 || link.socket === null || link.socket.destroyed) return;
-    link.socket.write(Buffer.concat(link.pending, link.pendingBytes));
-    link.pending = [];
-    link.pendingBytes = 0;
-  }
+  private readonly flushAtEndOfTurn = endOfTurn(this.flush);
 
   private dial(link: Link): void {
     link.timer = null;
@@ -201,8 +189,7 @@ export class ZmtpXsub {
       link.up = false;
       if (wasUp) {
         // What was written for this link and not sent is gone with it; later messages wait for the next.
-        link.pending = [];
-        link.pendingBytes = 0;
+        link.queue.clear();
         event('disconnect');
       } else if (!connected && failure !== undefined && UNRESOLVED.has(failure)) {
         // Not resolved: libzmq says only that it will retry.
@@ -219,22 +206,9 @@ export class ZmtpXsub {
   private linkUp(link: Link, event: (type: string) => void): void {
     link.up = true;
     link.delay = RECONNECT_MS;
-    const waiting = link.pending;
-    link.pending = [];
-    link.pendingBytes = 0;
-    const subscriptions: Buffer[] = [];
-    for (const key of this.subscriptions.keys()) {
-      const message = Buffer.from(`\u0001${key}`, 'latin1');
-      subscriptions.push(message.length < 256 ? SHORT_HEADERS[message.length]! : longHeader(message.length), message);
-    }
-    link.socket!.write(Buffer.concat([...subscriptions, ...waiting]));
+    const subscriptions = new FrameQueue();
+    for (const key of this.subscriptions.keys()) subscriptions.add(Buffer.from(`\u0001${key}`, 'latin1'));
+    link.socket!.write(Buffer.concat([subscriptions.take(), link.queue.take()]));
     event('handshake');
   }
-}
-
-function longHeader(size: number): Buffer {
-  const header = Buffer.allocUnsafe(9);
-  header[0] = 2;
-  header.writeBigUInt64BE(BigInt(size), 1);
-  return header;
 }

@@ -19,7 +19,7 @@ import { once } from 'node:events';
 import { Publisher, XSubscriber, curveKeyPair } from 'zeromq';
 import { startGatewayProcess, startMpcProcess, type GatewayProcess, type MpcProcess } from '../helpers/processes.js';
 import { TestClient } from '../helpers/ws-client.js';
-import { commandFrame, greeting, message, parseFrames, rawConnect, readyCommand, type RawPeer } from '../helpers/zmtp-raw.js';
+import { commandFrame, cutAtEveryStage, greeting, message, parseFrames, rawConnect, readyCommand, wrongPeers, type RawPeer } from '../helpers/zmtp-raw.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -115,25 +115,11 @@ describe('the MPC\'s ZMTP link server under raw and hostile gateways', () => {
 
   test('cut or reset at every stage of the handshake, and peers that are not plain SUB/XSUBs (HTTP, a PUB, CURVE raw and libzmq\'s): closed and counted, others served', async () => {
     const full = Buffer.concat([greeting(), readyCommand('XSUB'), message(['\u0001zl:'])]);
-    for (const cut of [0, 1, 10, 11, 63, 64, 65, 70, full.length - 2]) {
-      const peer = await rawConnect(mpc.gatewayPort);
-      peer.write(full.subarray(0, cut));
-      await sleep(5);
-      if (cut % 2 === 0) peer.resetAndDestroy();
-      else peer.destroy();
-    }
+    await cutAtEveryStage(mpc.gatewayPort, full, 2);
     await stillDelivers();
 
     const before = (await mpc.stats()).gatewayHandshakeFailures;
-    const http = await rawConnect(mpc.gatewayPort);
-    http.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n'.padEnd(64, ' '));
-    await http.ended;
-    const pub = await rawConnect(mpc.gatewayPort);
-    pub.write(Buffer.concat([greeting(), readyCommand('PUB')]));
-    await pub.ended;
-    const curve = await rawConnect(mpc.gatewayPort);
-    curve.write(greeting('CURVE'));
-    await curve.ended;
+    await wrongPeers(mpc.gatewayPort, 'PUB');
     // A gateway configured for CURVE reaching a plain MPC: libzmq's CURVE client, refused at the greeting.
     const keys = curveKeyPair();
     const server = curveKeyPair();

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { Publisher, curveKeyPair } from 'zeromq';
 import { startGatewayProcess, startMpcProcess, type GatewayProcess, type MpcProcess } from '../helpers/processes.js';
 import { TestClient } from '../helpers/ws-client.js';
-import { frame, greeting, message, rawConnect, readyCommand } from '../helpers/zmtp-raw.js';
+import { cutAtEveryStage, frame, greeting, message, rawConnect, readyCommand, wrongPeers } from '../helpers/zmtp-raw.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -74,28 +74,14 @@ describe('the MPC\'s ZMTP reader under hostile publishers', () => {
 
   test('cut or reset at every stage of the handshake: nothing sticks, others are served', async () => {
     const full = Buffer.concat([greeting(), readyCommand('PUB'), message(['zr', '{"topic": "zr:x", "data": "cut'])]);
-    for (const cut of [0, 1, 10, 11, 63, 64, 65, 70, full.length - 5]) {
-      const peer = await rawConnect(mpc.publisherPort);
-      peer.write(full.subarray(0, cut));
-      await sleep(5);
-      if (cut % 2 === 0) peer.resetAndDestroy();
-      else peer.destroy();
-    }
+    await cutAtEveryStage(mpc.publisherPort, full, 5);
     await stillDelivers();
     assert.equal(client.messages.some((m) => m.includes('"cut')), false, 'a half-sent message reached nobody');
   });
 
   test('peers that are not plain ZeroMQ PUBs are closed and counted: HTTP, a SUB, a CURVE publisher', async () => {
     const before = (await mpc.stats()).publisherHandshakeFailures;
-    const http = await rawConnect(mpc.publisherPort);
-    http.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n'.padEnd(64, ' '));
-    await http.ended;
-    const sub = await rawConnect(mpc.publisherPort);
-    sub.write(Buffer.concat([greeting(), readyCommand('SUB')]));
-    await sub.ended;
-    const curve = await rawConnect(mpc.publisherPort);
-    curve.write(greeting('CURVE'));
-    await curve.ended;
+    await wrongPeers(mpc.publisherPort, 'SUB');
     // And libzmq's own CURVE client: refused at the greeting (its messages go nowhere).
     const keys = curveKeyPair();
     const server = curveKeyPair();

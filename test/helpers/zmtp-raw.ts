@@ -4,6 +4,7 @@
  */
 import net from 'node:net';
 import { once } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 /** A ZMTP 3.0 greeting (NULL unless `mechanism` says otherwise). */
 export function greeting(mechanism = 'NULL'): Buffer {
@@ -72,4 +73,34 @@ export function parseFrames(received: Buffer[]): Array<{ command: boolean; more:
     at = start + size;
   }
   return frames;
+}
+
+/**
+ * Handshakes cut or reset at every stage: `full` (greeting, READY, a message) sent up to each cut, the
+ * last `lastShort` bytes before its end, then the connection closed (even cuts) or reset (odd ones).
+ */
+export async function cutAtEveryStage(port: number, full: Buffer, lastShort: number): Promise<void> {
+  for (const cut of [0, 1, 10, 11, 63, 64, 65, 70, full.length - lastShort]) {
+    const peer = await rawConnect(port);
+    peer.write(full.subarray(0, cut));
+    await sleep(5);
+    if (cut % 2 === 0) peer.resetAndDestroy();
+    else peer.destroy();
+  }
+}
+
+/**
+ * Peers a plain ZMTP endpoint must close: an HTTP request, a ZMTP peer of socket type `wrongType`, a
+ * CURVE greeting. Resolves once the endpoint has closed all three.
+ */
+export async function wrongPeers(port: number, wrongType: string): Promise<void> {
+  const http = await rawConnect(port);
+  http.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n'.padEnd(64, ' '));
+  await http.ended;
+  const wrong = await rawConnect(port);
+  wrong.write(Buffer.concat([greeting(), readyCommand(wrongType)]));
+  await wrong.ended;
+  const curve = await rawConnect(port);
+  curve.write(greeting('CURVE'));
+  await curve.ended;
 }

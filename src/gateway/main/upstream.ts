@@ -122,42 +122,41 @@ class LibzmqTransport implements LinkTransport {
 }
 
 class ZmtpTransport implements LinkTransport {
-  private client: ZmtpXsub | null = null;
-  private readonly early: Array<{ kind: 'connect' | 'send'; value: string | Buffer }> = [];
+  private readonly client: ZmtpXsub;
+  /** Set by `run`, which Upstream.start calls before it connects. */
+  private handlers: { frame(frame: Buffer): void; dry?(): void } | null = null;
+  private onEvent: (event: LinkEvent) => void = () => {};
   private done: (() => void) | null = null;
 
-  constructor(private readonly badFrame: () => void) {}
-
-  connect(endpoint: string): void {
-    if (this.client === null) this.early.push({ kind: 'connect', value: endpoint });
-    else this.client.connect(endpoint);
-  }
-
-  send(frame: Buffer): void {
-    if (this.client === null) this.early.push({ kind: 'send', value: frame });
-    else this.client.send(frame);
-  }
-
-  run(handlers: { frame(frame: Buffer): void; dry?(): void }, onEvent: (event: LinkEvent) => void): Promise<void> {
+  constructor(badFrame: () => void) {
     this.client = new ZmtpXsub({ maxFrameBytes: MAX_LINK_FRAME_BYTES, maxQueuedBytes: MAX_LINK_QUEUED_BYTES }, {
       // Frames are views of the read buffer; replies (0x00 first) are kept until their request
       // completes, so they get their own copy. Stream frames are copied into the rings at once.
-      frame: (frame) => handlers.frame(frame[0] === 0 ? Buffer.from(frame) : frame),
-      dry: handlers.dry ?? (() => {}),
-      unread: this.badFrame,
-      event: onEvent,
+      frame: (frame) => this.handlers?.frame(frame[0] === 0 ? Buffer.from(frame) : frame),
+      dry: () => this.handlers?.dry?.(),
+      unread: badFrame,
+      event: (event) => this.onEvent(event),
     });
-    for (const { kind, value } of this.early.splice(0)) {
-      if (kind === 'connect') this.client.connect(value as string);
-      else this.client.send(value as Buffer);
-    }
+  }
+
+  connect(endpoint: string): void {
+    this.client.connect(endpoint);
+  }
+
+  send(frame: Buffer): void {
+    this.client.send(frame);
+  }
+
+  run(handlers: { frame(frame: Buffer): void; dry?(): void }, onEvent: (event: LinkEvent) => void): Promise<void> {
+    this.handlers = handlers;
+    this.onEvent = onEvent;
     return new Promise((resolve) => {
       this.done = resolve;
     });
   }
 
   async close(lingerMs: number): Promise<void> {
-    await this.client?.close(lingerMs);
+    await this.client.close(lingerMs);
     this.done?.();
   }
 }
@@ -206,13 +205,15 @@ export class Upstream {
   /** Connects and feeds every received frame to `handlers.frame` until `close`. */
   start(handlers: UpstreamHandlers): Promise<void> {
     this.handlers = handlers;
+    // Running before any connect: no frame or socket event can come before someone takes it.
+    const running = this.transport.run(handlers, (event) => this.linkEvent(event, handlers));
     // The private key first: an XSUB sends its subscriptions to every MPC it connects to.
     this.transport.send(privateSubscription(this.id, true));
     this.transport.send(batchCapability(this.id, true));
     for (const endpoint of this.endpoints) this.transport.connect(endpoint);
     this.timer = setInterval(() => this.check(), CHECK_INTERVAL_MS);
     this.timer.unref();
-    return this.transport.run(handlers, (event) => this.linkEvent(event, handlers));
+    return running;
   }
 
   /** Some worker wants topics below `root`: subscribe, or keep a subscription whose unsubscribe has not gone out. */
