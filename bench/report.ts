@@ -47,7 +47,7 @@ export function scenarioLabel(r: ScenarioResult): string {
 }
 
 export function loadTable(results: ScenarioResult[]): string {
-  const head = ['scenario', 'delivered/s', 'offered/s', 'lost', 'p50 ms', 'p90', 'p99', 'p999', 'max', 'CPU µs/msg', 'user µs', 'sys %', 'CPU %', 'srv µs/msg', 'RSS MB', 'idle MB', 'KB/conn', 'conn/s', 'drops r/s/d'];
+  const head = ['scenario', 'delivered/s', 'offered/s', 'lost', 'p50 ms', 'p90', 'p99', 'p999', 'max', 'CPU µs/msg', 'user µs', 'sys %', 'CPU %', 'srv µs/msg', 'RSS MB', 'idle MB', 'KB/conn', 'settled', 'conn/s', 'drops r/s/d'];
   const rows = results.map((r) => [
     scenarioLabel(r),
     r.config.kind === 'idle' ? '-' : k(r.deliveredPerSecond),
@@ -66,6 +66,7 @@ export function loadTable(results: ScenarioResult[]): string {
     f(r.serverRssLoadedMB, 0),
     f(r.serverRssIdleMB + (r.mpcRssIdleMB ?? 0), 0),
     f(r.kbPerConnection, 1),
+    f(r.kbPerConnectionSettled, 1),
     k(r.connectionsPerSecond),
     r.drops === null ? 'n/a' : `${r.drops.ring}/${r.drops.slowClientDrops}/${r.drops.slowClientDisconnects}`,
   ]);
@@ -81,7 +82,7 @@ export function natsTable(results: ScenarioResult[]): string {
     && a.config.rate === b.config.rate && a.config.payloadBytes === b.config.payloadBytes;
   const cells = (r: ScenarioResult | undefined): string[] => {
     if (r === undefined) return ['-', '-', '-', '-'];
-    if (r.config.kind === 'idle') return [`${f(r.serverRssIdleMB + r.mpcRssIdleMB, 0)} MB idle`, `${f(r.kbPerConnection, 1)} KB/conn`, '-', '-'];
+    if (r.config.kind === 'idle') return [`${f(r.serverRssIdleMB + r.mpcRssIdleMB, 0)} MB idle`, `${f(r.kbPerConnectionSettled ?? r.kbPerConnection, 1)} KB/conn (${f(r.kbPerConnection, 1)} at 1 s)`, '-', '-'];
     return [f(r.serversCpuUsPerDelivery, 2), `${f(r.latencyMs.p50, 2)} / ${f(r.latencyMs.p99, 2)}`, `${k(r.delivered)} / ${k(r.lost)}`, f(r.serverCpuUtilisation * 100, 0)];
   };
   const rows: string[][] = [];
@@ -108,6 +109,13 @@ export function comparisons(results: ScenarioResult[]): Array<{ scenario: string
   return out;
 }
 
+/** "10k idle connections need ≈ 53 MB of gateway RSS once settled (5.4 KB each; 9.0 KB 1 s after the burst)". */
+function idleNeeds(idle: ScenarioResult): string {
+  const kb = idle.kbPerConnectionSettled ?? idle.kbPerConnection;
+  const burst = idle.kbPerConnectionSettled === null ? '' : `; ${f(idle.kbPerConnection, 1)} KB 1 s after the connect burst`;
+  return `${k(idle.connectionsOpened)} idle connections need ≈ ${f((kb * idle.connectionsOpened) / 1024, 0)} MB of gateway RSS once settled (${f(kb, 1)} KB each${burst})`;
+}
+
 /** "one gateway core delivers ≈ X msgs/s at this payload; N idle connections need ≈ Y MB; …". */
 export function capacitySummary(results: ScenarioResult[], machine: Machine, configured: { rate: number; payloadBytes: number; workers: number }): string[] {
   const lines: string[] = [];
@@ -125,10 +133,10 @@ export function capacitySummary(results: ScenarioResult[], machine: Machine, con
     }
     const w = Math.max(1, machine.cores - 1);
     lines.push(`With ${w} gateway worker core(s) on this ${machine.cores}-core machine (one core left for the MPC and the OS) it serves ≈ ${k(perCore * w)} deliveries/s of this workload when the clients run elsewhere` +
-      (idle ? `; ${k(idle.connectionsOpened)} idle connections need ≈ ${f((idle.kbPerConnection * idle.connectionsOpened) / 1024, 0)} MB of gateway RSS (${f(idle.kbPerConnection, 1)} KB each), so memory is not the limit.` : '.'));
+      (idle ? `; ${idleNeeds(idle)}, so memory is not the limit.` : '.'));
     lines.push(`Measured here with the client fleet on the same machine: ${k(broadcast.deliveredPerSecond)} deliveries/s of ${k(broadcast.offeredDeliveriesPerSecond)} offered (${f((broadcast.deliveredPerSecond / Math.max(1, broadcast.offeredDeliveriesPerSecond)) * 100, 0)}%), p50 ${f(broadcast.latencyMs.p50, 1)} ms, p99 ${f(broadcast.latencyMs.p99, 1)} ms.`);
   } else if (idle) {
-    lines.push(`${k(idle.connectionsOpened)} idle connections need ≈ ${f((idle.kbPerConnection * idle.connectionsOpened) / 1024, 0)} MB of gateway RSS (${f(idle.kbPerConnection, 1)} KB each), opened at ${k(idle.connectionsPerSecond)}/s.`);
+    lines.push(`${idleNeeds(idle)}, opened at ${k(idle.connectionsPerSecond)}/s.`);
   }
   for (const c of comparisons(results)) lines.push(`tormq vs single-thread ws baseline (${c.scenario}): ${f(c.tormqUs, 3)} vs ${f(c.baselineUs, 3)} µs CPU per delivery = ${f(c.ratio, 1)}x less CPU.`);
   return lines;

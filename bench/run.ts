@@ -24,6 +24,8 @@ const USAGE = `Usage: npm run bench -- [options]
   --scenarios LIST        comma-separated: ${SCENARIO_KINDS.join(', ')} (default all)
   --connections N         connections for broadcast/unicast/prefix        default 1000
   --idle-connections N    connections for the idle scenario                default 10000
+  --idle-settle-ms N      idle: RSS is sampled 1 s after the connect burst and again this much
+                          later, when the runtimes' GCs have given back what the burst took  default 30000
   --rate N                broadcast/prefix messages per second offered     default 1000
   --unicast-rates LIST    unicast messages per second, comma-separated (a rate sweep finds the knee)
                                                                            default 5 × --rate
@@ -60,6 +62,7 @@ const { values: o } = parseArgs({
     scenarios: { type: 'string' },
     connections: { type: 'string' },
     'idle-connections': { type: 'string' },
+    'idle-settle-ms': { type: 'string' },
     rate: { type: 'string' },
     'unicast-rates': { type: 'string' },
     nats: { type: 'boolean' },
@@ -104,6 +107,7 @@ for (const kind of kinds) {
 }
 const connections = int('connections', o.connections, 1000);
 const idleConnections = int('idle-connections', o['idle-connections'], 10_000);
+const idleSettleMs = int('idle-settle-ms', o['idle-settle-ms'], 30_000, 0);
 const rate = int('rate', o.rate, 1000);
 const payloadBytes = int('payload', o.payload, 100, 60);
 const workers = int('workers', o.workers, 1);
@@ -143,6 +147,7 @@ const base: Omit<ScenarioConfig, 'kind' | 'target'> = {
   durationMs,
   warmupMs: quick ? 1000 : 2000,
   settleCapMs: quick ? 8000 : 15_000,
+  idleSettleMs,
   workers,
   gatewayFlags: [],
   clientThreads,
@@ -273,7 +278,7 @@ const record = {
   startedAt: new Date(started).toISOString(),
   durationSeconds: (Date.now() - started) / 1000,
   machine,
-  configuration: { quick, scenarios: kinds, connections, idleConnections, rate, unicastRates, nats: natsPath ?? null, publisher, payloadBytes, workers, clientThreads, durationMs, variants, pinned },
+  configuration: { quick, scenarios: kinds, connections, idleConnections, idleSettleMs, rate, unicastRates, nats: natsPath ?? null, publisher, payloadBytes, workers, clientThreads, durationMs, variants, pinned },
   micro,
   load: results,
   comparisons: comparisons(results),

@@ -35,6 +35,8 @@ export interface ScenarioConfig {
   warmupMs: number;
   /** After publishing, wait at most this long for the last deliveries (a saturated server lags). */
   settleCapMs: number;
+  /** idle: how long after the 1 s sample RSS is sampled again (GC gives back what the burst took). */
+  idleSettleMs: number;
   /** Gateway worker threads. */
   workers: number;
   /** Extra tormq-gateway flags (the variant). */
@@ -61,7 +63,10 @@ export interface ScenarioResult {
   /** The MPC's RSS before any connection (0 for nats: it has none). */
   mpcRssIdleMB: number;
   serverRssConnectedMB: number;
+  /** RSS per connection 1 s after the connect burst. */
   kbPerConnection: number;
+  /** idle: RSS per connection `idleSettleMs` later (the steady state; null for other kinds). */
+  kbPerConnectionSettled: number | null;
   published: number;
   publishErrors: number;
   expectedDeliveries: number;
@@ -174,7 +179,7 @@ export async function runScenario(cfg: ScenarioConfig, pool: Piscina): Promise<S
         topics: share,
         connectConcurrency: 64,
         connectTimeoutMs: 30_000,
-        maxLifetimeMs: 30_000 + cfg.warmupMs + cfg.durationMs + 120_000,
+        maxLifetimeMs: 30_000 + cfg.warmupMs + cfg.durationMs + cfg.idleSettleMs + 120_000,
         port: port2,
         protocol: cfg.target === 'nats' ? 'nats' : 'tormq',
       };
@@ -193,6 +198,14 @@ export async function runScenario(cfg: ScenarioConfig, pool: Piscina): Promise<S
     if (failed > 0) notes.push(`${failed} connections failed to open or subscribe`);
     await sleep(1000); // let the server settle after the connect burst before sampling its RSS
     const rssConnected = server.sample().rssBytes;
+    // V8 keeps the young generation and heap slack a burst grew to, and gives most of it back only
+    // when its memory reducer runs (measured: 9.3 KB per connection at 1 s, 5.4-5.6 after 30-60 s);
+    // Go's scavenger does the same for nats-server. The steady state is what capacity planning needs.
+    let rssSettled: number | null = null;
+    if (cfg.kind === 'idle') {
+      await sleep(cfg.idleSettleMs);
+      rssSettled = server.sample().rssBytes;
+    }
 
     // --- publish: warm-up, then the measured window --------------------------------------------------
     const received = (): number => fleet.reduce((n, m) => n + m.received, 0);
@@ -315,6 +328,7 @@ export async function runScenario(cfg: ScenarioConfig, pool: Piscina): Promise<S
       mpcRssIdleMB: mpcRssIdle / 2 ** 20,
       serverRssConnectedMB: rssConnected / 2 ** 20,
       kbPerConnection: (rssConnected - rssIdle) / 1024 / Math.max(1, opened),
+      kbPerConnectionSettled: rssSettled === null ? null : (rssSettled - rssIdle) / 1024 / Math.max(1, opened),
       published: window.published,
       publishErrors,
       expectedDeliveries: window.expected,

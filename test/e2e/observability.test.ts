@@ -6,7 +6,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { metricValue, metricsText } from '../helpers/probes.js';
-import { startCli } from '../helpers/processes.js';
+import { startCli, startGatewayProcess } from '../helpers/processes.js';
 import { useSystem } from '../helpers/system.js';
 import { TestClient } from '../helpers/ws-client.js';
 
@@ -28,6 +28,9 @@ const PER_WORKER = [
   'tormq_connections_accepted_total',
   'tormq_connections_rejected_total',
   'tormq_event_loop_lag_seconds',
+  'tormq_worker_heap_used_bytes',
+  'tormq_worker_heap_committed_bytes',
+  'tormq_worker_young_generation_bytes',
   'tormq_worker_up',
   'tormq_worker_restarts_total',
   'tormq_delivery_latency_seconds_count',
@@ -105,6 +108,34 @@ describe('hardening: observability', () => {
     const line = await sys.gateway.waitForLog((l) => l.msg === 'client protocol error');
     assert.equal(line.level, 20);
     assert.equal(line.code, 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH');
+  });
+
+  test('--worker-young-mb holds each worker\'s young generation (V8 grows it to 8-32 MB and keeps it: ≈ 4 KB per idle connection)', async () => {
+    const young = async (extra: string[]) => {
+      const gateway = await startGatewayProcess(sys.mpc.gatewayPort, extra);
+      try {
+        // A burst of connections and subscriptions, the allocation that grows V8's default young generation.
+        const clients = await Promise.all(Array.from({ length: 100 }, () => TestClient.connect(gateway.url)));
+        await Promise.all(clients.map((c, i) => c.subscribe(`young:${i}`)));
+        await Promise.all(clients.map((c) => c.close()));
+        // The gauges are sampled once a second, with the heartbeat.
+        const heartbeats = (await gateway.stats()).workers.map((w) => w.heartbeats);
+        let stats = await gateway.stats();
+        while (stats.workers.some((w, i) => w.heartbeats < heartbeats[i]! + 2)) {
+          await new Promise((resolve) => setTimeout(resolve, 200));
+          stats = await gateway.stats();
+        }
+        for (const w of stats.workers) {
+          assert.ok(w.heapUsedBytes > 1e6 && w.heapCommittedBytes >= w.heapUsedBytes, JSON.stringify(w));
+          assert.ok(w.youngGenerationBytes > 0 && w.youngGenerationBytes < w.heapCommittedBytes, JSON.stringify(w));
+        }
+        return stats.workers.map((w) => w.youngGenerationBytes);
+      } finally {
+        await gateway.stop();
+      }
+    };
+    for (const bytes of await young(['--worker-young-mb', '2'])) assert.ok(bytes <= 2 * 2 ** 20, `young generation ${bytes} B at --worker-young-mb 2`);
+    for (const bytes of await young(['--worker-young-mb', '0'])) assert.ok(bytes > 2 * 2 ** 20, `young generation ${bytes} B with V8's default`);
   });
 
   test('a bad --log-level or limit flag exits 2 with a clear message', async () => {

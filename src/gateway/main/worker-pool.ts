@@ -189,6 +189,7 @@ export class WorkerPool {
       workerData: data,
       transferList: [port2],
       name: `tormq-worker-${slot.index}`,
+      resourceLimits: this.config.workerYoungGenerationMb > 0 ? { maxYoungGenerationSizeMb: this.config.workerYoungGenerationMb } : {},
     });
     slot.worker = worker;
     slot.exited = new Promise((resolve) => worker.once('exit', () => resolve()));

@@ -86,6 +86,15 @@ export const GATEWAY_OPTIONS = defineOptions('a gateway', {
     cli: { flag: 'ring-bytes', arg: 'N' },
     section: LIMITS,
   },
+  workerYoungGenerationMb: {
+    default: 2,
+    check: int(0, 1024),
+    // Measured (README, "Idle memory"): V8 lets a worker's young generation grow to 32 MB during a
+    // connection burst and keeps it, ≈ 4.5 KB per connection at 5,000 connections.
+    help: "each worker's V8 young generation, MB (0: V8's default, up to 32 MB under load); caps what a burst of connections leaves committed",
+    cli: { flag: 'worker-young-mb', arg: 'N' },
+    section: LIMITS,
+  },
   upstreamHighWaterMark: {
     default: 100_000,
     check: int(1),

@@ -7,6 +7,7 @@ import http from 'node:http';
 import https from 'node:https';
 import type { Duplex } from 'node:stream';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
+import v8 from 'node:v8';
 import { parentPort, workerData as rawWorkerData } from 'node:worker_threads';
 import { WebSocketServer, type WebSocket } from 'ws';
 import * as Comlink from 'comlink/dist/esm/comlink.mjs';
@@ -241,6 +242,10 @@ loopDelay.enable();
 setInterval(() => {
   stats[WorkerStat.eventLoopLagMs] = loopDelay.percentile(99) / 1e6;
   loopDelay.reset();
+  const heap = v8.getHeapStatistics();
+  stats[WorkerStat.heapUsedBytes] = heap.used_heap_size;
+  stats[WorkerStat.heapCommittedBytes] = heap.total_heap_size;
+  stats[WorkerStat.youngGenerationBytes] = v8.getHeapSpaceStatistics().find((space) => space.space_name === 'new_space')?.space_size ?? 0;
   // Proof of life: main reports this worker stalled when the count stops moving (main/stall-watch.ts).
   stats[WorkerStat.heartbeats]++;
 }, 1000).unref();
