@@ -13,6 +13,7 @@
  * least recently used stream is forgotten entirely (its next message starts a new epoch).
  */
 import { randomBytes } from 'node:crypto';
+import { HistoryRing, RING_SLOT_BYTES } from './history-ring.js';
 
 export interface StreamPosition {
   readonly epoch: string;
@@ -61,8 +62,11 @@ export interface MemoryStoreLimits {
   readonly maxStreams: number;
 }
 
-/** Bytes one held message costs beyond its body (array slots, timestamp, Buffer object), estimated. */
-export const MESSAGE_OVERHEAD_BYTES = 96;
+/**
+ * Bytes one held message is counted beyond its body: its bookkeeping in the stream's ring. The ring
+ * itself keeps room free besides (history-ring.ts: at most 4× the live bytes plus one message).
+ */
+export const MESSAGE_OVERHEAD_BYTES = RING_SLOT_BYTES;
 
 /** One stream: its position, its retained messages (a circular array) and its places in the LRU lists. */
 export class StreamState {
@@ -71,9 +75,8 @@ export class StreamState {
   readonly topicBytes: Buffer;
   /** Offset of the last message. */
   top = 0;
-  /** Retained messages: offsets [top - count + 1, top]; slot of offset o is o % capacity. */
-  bodies: Buffer[] | null = null;
-  times: number[] | null = null;
+  /** Retained messages, oldest first: offsets [top - count + 1, top] (null: none held). */
+  history: HistoryRing | null = null;
   count = 0;
   bytes = 0;
   // Intrusive doubly linked lists: every stream by last use; streams with messages by last publish.
@@ -174,16 +177,11 @@ export class MemoryStreamStore implements StreamStore {
       stream.top++;
       return stream;
     }
-    if (stream.bodies === null) {
-      stream.bodies = [];
-      stream.times = [];
-    }
-    // Full: the oldest goes first (its slot is the one the new message takes).
+    stream.history ??= new HistoryRing(capacity);
+    // Full: the oldest goes first.
     if (stream.count === capacity) this.dropOldest(stream);
     stream.top++;
-    const slot = stream.top % capacity;
-    stream.bodies[slot] = body;
-    stream.times![slot] = now;
+    stream.history.push(body, now);
     stream.count++;
     const cost = body.length + MESSAGE_OVERHEAD_BYTES;
     stream.bytes += cost;
@@ -225,15 +223,15 @@ export class MemoryStreamStore implements StreamStore {
     this.expire(stream, now);
     const oldest = stream.top - stream.count + 1;
     if (stream.count === 0 || after + 1 < oldest) return { status: 'evicted', epoch: stream.epoch, top: stream.top };
-    const capacity = this.limits.historySize;
+    const history = stream.history!;
     const bodies: Buffer[] = [];
     let size = 0;
     let offset = after + 1;
     for (; offset <= stream.top && bodies.length < limit; offset++) {
-      const body = stream.bodies![offset % capacity]!;
-      if (bodies.length > 0 && size + body.length > maxBytes) break;
-      bodies.push(body);
-      size += body.length;
+      const length = history.length(offset - oldest);
+      if (bodies.length > 0 && size + length > maxBytes) break;
+      bodies.push(history.body(offset - oldest));
+      size += length;
     }
     return { status: 'ok', epoch: stream.epoch, top: stream.top, from: after + 1, bodies, more: offset <= stream.top };
   }
@@ -243,7 +241,7 @@ export class MemoryStreamStore implements StreamStore {
     // it were published later still). Older messages of recent streams go on their next append/read.
     for (let stream = this.byPublish.head; stream !== null; ) {
       const next = stream.nextHeld;
-      const newest = stream.times![stream.top % this.limits.historySize]!;
+      const newest = stream.history!.time(stream.count - 1);
       if (now - newest < this.limits.historyTtlMs) {
         this.expire(stream, now);
         break;
@@ -289,12 +287,11 @@ export class MemoryStreamStore implements StreamStore {
 
   /** Drops the messages older than the TTL from the front of `stream`. */
   private expire(stream: StreamState, now: number): void {
-    const capacity = this.limits.historySize;
     while (stream.count > 0) {
-      const oldest = stream.top - stream.count + 1;
-      if (now - stream.times![oldest % capacity]! < this.limits.historyTtlMs) return;
+      if (now - stream.history!.time(0) < this.limits.historyTtlMs) return;
       this.dropOldest(stream);
     }
+    stream.history = null;
     if (stream.held) {
       stream.held = false;
       this.byPublish.remove(stream);
@@ -302,9 +299,7 @@ export class MemoryStreamStore implements StreamStore {
   }
 
   private dropOldest(stream: StreamState): void {
-    const slot = (stream.top - stream.count + 1) % this.limits.historySize;
-    const cost = stream.bodies![slot]!.length + MESSAGE_OVERHEAD_BYTES;
-    stream.bodies![slot] = EMPTY;
+    const cost = stream.history!.dropOldest() + MESSAGE_OVERHEAD_BYTES;
     stream.count--;
     stream.bytes -= cost;
     this.bytes -= cost;
@@ -318,8 +313,7 @@ export class MemoryStreamStore implements StreamStore {
     this.bytes -= stream.bytes;
     this.messages -= stream.count;
     this.evictedMessages += stream.count;
-    stream.bodies = null;
-    stream.times = null;
+    stream.history = null;
     stream.count = 0;
     stream.bytes = 0;
     if (stream.held) {
@@ -328,5 +322,3 @@ export class MemoryStreamStore implements StreamStore {
     }
   }
 }
-
-const EMPTY = Buffer.alloc(0);
