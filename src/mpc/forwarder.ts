@@ -74,7 +74,8 @@ export class Forwarder {
     // A root's own topic travels under its own key; topics below it in the root's batch.
     if (topic.length === root.length) this.gateways.send(frame);
     else this.gateways.message(root, frame);
-    this.plain?.send(frames);
+    // The frames may be views of the reader's buffer (zmtp-peer.ts): the plain port's queue keeps copies.
+    this.plain?.send(frames.map((frame) => Buffer.from(frame)));
     this.forwarded++;
   }
 

@@ -25,7 +25,7 @@ export type HistoryRead =
   | { status: 'epoch' | 'evicted' | 'ahead'; epoch: string; top: number };
 
 export interface StreamStore {
-  /** Stamps one message of `topic` and keeps it in history. Returns the stream (its `epochBytes`, `top`). */
+  /** Stamps one message of `topic` and keeps a copy in history (`body` may be a view of a read buffer). Returns the stream (its `epochBytes`, `top`). */
   append(topic: string, body: Buffer, now: number): StreamState;
   /** The stream of `topic`, created (offset 0, a new epoch) when it does not exist. */
   position(topic: string): StreamState;

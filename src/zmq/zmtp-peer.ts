@@ -52,8 +52,9 @@ export interface ZmtpPeerHandlers {
   /** The handshake is done: traffic may flow both ways. */
   ready(): void;
   /**
-   * A whole message (every part at most `maxFrameBytes`, at most `maxParts` parts). Parts after the
-   * first are copies; the first is a view of the read buffer, valid during the call only.
+   * A whole message (every part at most `maxFrameBytes`, at most `maxParts` parts). The parts are views
+   * of the read buffer: a handler that keeps one past the call keeps a copy, as a view would pin the
+   * whole read buffer (up to 64 KB) for a 100-byte message.
    */
   message(frames: Buffer[]): void;
   /** A message that was skipped rather than read: too many parts, or a part over `maxFrameBytes`. */
@@ -213,9 +214,7 @@ export class ZmtpPeer {
       if (end - at < headerBytes + size) return this.wait(at, headerBytes + size);
       if (this.unreadReason === null) {
         const start = at + headerBytes;
-        // Later parts (a publisher's body, kept in history) must not pin the whole read buffer: copies.
-        // The first part is only looked at during the call: a view.
-        this.parts.push(this.partCount === 0 ? buf.subarray(start, start + size) : Buffer.from(buf.subarray(start, start + size)));
+        this.parts.push(buf.subarray(start, start + size));
       }
       this.messageBytes += size;
       at += headerBytes + size;

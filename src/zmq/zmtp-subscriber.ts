@@ -24,7 +24,7 @@ export type { UnreadReason } from './zmtp-peer.js';
 const SUBSCRIBE_ALL = Buffer.from([0, 1, 1]);
 
 export interface ZmtpSubscriberHandlers {
-  /** A whole message (every part at most `maxFrameBytes`, at most `maxParts` parts). */
+  /** A whole message (every part at most `maxFrameBytes`, at most `maxParts` parts): views of the read buffer (see zmtp-peer.ts: keep copies). */
   message(frames: Buffer[]): void;
   /** A message that was skipped rather than read: too many parts, or a part over `maxFrameBytes`. */
   unread(reason: UnreadReason, bytes: number): void;
