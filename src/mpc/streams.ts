@@ -75,21 +75,31 @@ export class StreamState {
   readonly topicBytes: Buffer;
   /** Offset of the last message. */
   top = 0;
-  /** Retained messages, oldest first: offsets [top - count + 1, top] (null: none held). */
+  /**
+   * Retained messages, oldest first: offsets [top - count + 1, top]. Null when none are held; a stream
+   * with a ring is in the store's by-publish list.
+   */
   history: HistoryRing | null = null;
-  count = 0;
-  bytes = 0;
   // Intrusive doubly linked lists: every stream by last use; streams with messages by last publish.
   prevUse: StreamState | null = null;
   nextUse: StreamState | null = null;
   prevHeld: StreamState | null = null;
   nextHeld: StreamState | null = null;
-  held = false;
 
   constructor(readonly topic: string) {
     this.epoch = randomBytes(6).toString('base64url');
     this.epochBytes = Buffer.from(this.epoch, 'latin1');
     this.topicBytes = Buffer.from(topic, 'utf8');
+  }
+
+  /** Messages held. */
+  get count(): number {
+    return this.history?.count ?? 0;
+  }
+
+  /** What they count toward `historyMaxBytes`: bodies plus MESSAGE_OVERHEAD_BYTES each. */
+  get bytes(): number {
+    return this.history === null ? 0 : this.history.liveBytes + this.history.count * MESSAGE_OVERHEAD_BYTES;
   }
 }
 
@@ -177,21 +187,18 @@ export class MemoryStreamStore implements StreamStore {
       stream.top++;
       return stream;
     }
-    stream.history ??= new HistoryRing(capacity);
-    // Full: the oldest goes first.
-    if (stream.count === capacity) this.dropOldest(stream);
+    if (stream.history === null) {
+      stream.history = new HistoryRing(capacity);
+      this.byPublish.push(stream);
+    } else {
+      // Full: the oldest goes first.
+      if (stream.count === capacity) this.dropOldest(stream);
+      this.byPublish.touch(stream);
+    }
     stream.top++;
     stream.history.push(body, now);
-    stream.count++;
-    const cost = body.length + MESSAGE_OVERHEAD_BYTES;
-    stream.bytes += cost;
-    this.bytes += cost;
+    this.bytes += body.length + MESSAGE_OVERHEAD_BYTES;
     this.messages++;
-    if (stream.held) this.byPublish.touch(stream);
-    else {
-      stream.held = true;
-      this.byPublish.push(stream);
-    }
     // Over the memory budget: the least recently published streams lose their messages first.
     while (this.bytes > this.limits.historyMaxBytes) {
       const victim = this.byPublish.head!;
@@ -279,7 +286,7 @@ export class MemoryStreamStore implements StreamStore {
   }
 
   private forget(stream: StreamState): void {
-    if (stream.held) this.clearMessages(stream);
+    this.clearMessages(stream);
     this.byUse.remove(stream);
     this.streams.delete(stream.topic);
     this.forgottenStreams++;
@@ -291,17 +298,14 @@ export class MemoryStreamStore implements StreamStore {
       if (now - stream.history!.time(0) < this.limits.historyTtlMs) return;
       this.dropOldest(stream);
     }
-    stream.history = null;
-    if (stream.held) {
-      stream.held = false;
+    if (stream.history !== null) {
+      stream.history = null;
       this.byPublish.remove(stream);
     }
   }
 
   private dropOldest(stream: StreamState): void {
     const cost = stream.history!.dropOldest() + MESSAGE_OVERHEAD_BYTES;
-    stream.count--;
-    stream.bytes -= cost;
     this.bytes -= cost;
     this.messages--;
     this.evictedMessages++;
@@ -309,16 +313,14 @@ export class MemoryStreamStore implements StreamStore {
   }
 
   private clearMessages(stream: StreamState): void {
-    this.evictedBytes += stream.bytes;
-    this.bytes -= stream.bytes;
-    this.messages -= stream.count;
-    this.evictedMessages += stream.count;
+    if (stream.history === null) return;
+    const bytes = stream.bytes;
+    const count = stream.count;
+    this.evictedBytes += bytes;
+    this.bytes -= bytes;
+    this.messages -= count;
+    this.evictedMessages += count;
     stream.history = null;
-    stream.count = 0;
-    stream.bytes = 0;
-    if (stream.held) {
-      stream.held = false;
-      this.byPublish.remove(stream);
-    }
+    this.byPublish.remove(stream);
   }
 }

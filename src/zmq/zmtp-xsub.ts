@@ -107,10 +107,12 @@ export class ZmtpXsub {
         return;
       } else this.subscriptions.delete(key);
       // Links that are down get every subscription again when they come up.
-      for (const link of this.links) if (link.up) this.enqueue(link, message);
+      const header = frameHeader(message.length);
+      for (const link of this.links) if (link.up) this.enqueue(link, message, header);
       return;
     }
-    for (const link of this.links) this.enqueue(link, message);
+    const header = frameHeader(message.length);
+    for (const link of this.links) this.enqueue(link, message, header);
   }
 
   /** Ends every link; with `lingerMs`, what was sent is given that long to leave first. */
@@ -127,8 +129,7 @@ export class ZmtpXsub {
     }
   }
 
-  private enqueue(link: Link, message: Buffer): void {
-    const header = frameHeader(message.length);
+  private enqueue(link: Link, message: Buffer, header: Buffer): void {
     const inSocket = link.up && link.socket !== null ? link.socket.writableLength : 0;
     if (inSocket + link.queue.bytes + header.length + message.length > this.options.maxQueuedBytes) {
       this.dropped++;
