@@ -89,7 +89,7 @@ export const GATEWAY_OPTIONS = defineOptions('a gateway', {
   workerYoungGenerationMb: {
     default: 2,
     check: int(0, 1024),
-    // Measured (README, "Idle memory"): V8 lets a worker's young generation grow to 32 MB during a
+    // Measured (README, block "2026-12-06, night"): V8 lets a worker's young generation grow to 32 MB during a
     // connection burst and keeps it, ≈ 4.5 KB per connection at 5,000 connections.
     help: "each worker's V8 young generation, MB (0: V8's default, up to 32 MB under load); caps what a burst of connections leaves committed",
     cli: { flag: 'worker-young-mb', arg: 'N' },
