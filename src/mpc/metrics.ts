@@ -3,6 +3,7 @@
  * is generated from MPC_METRICS.
  */
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { LOOP_DELAY_RESOLUTION_MS } from '../loop-delay.js';
 import { PUBLISH_DROP_REASONS } from './forwarder.js';
 import type { MpcStats } from './mpc.js';
 
@@ -40,7 +41,7 @@ export const MPC_METRICS: ReadonlyArray<{ metric: string; type: 'counter' | 'gau
 
 export function createMpcMetrics(stats: () => MpcStats): Registry {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'tormq_mpc_' });
+  collectDefaultMetrics({ register: registry, prefix: 'tormq_mpc_', eventLoopMonitoringPrecision: LOOP_DELAY_RESOLUTION_MS });
   for (const m of MPC_METRICS) {
     const Kind = m.type === 'counter' ? Counter : Gauge;
     new Kind({

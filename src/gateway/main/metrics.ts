@@ -4,6 +4,7 @@
  * Nothing on the hot path touches prom-client.
  */
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { LOOP_DELAY_RESOLUTION_MS } from '../../loop-delay.js';
 import { LATENCY_BOUNDS, LATENCY_METRIC, LatencyStat, WORKER_COUNTERS, WorkerStat } from '../shared/counters.js';
 import { PUBLISH_DROP_REASONS, type FanOut } from './fan-out.js';
 import type { HistoryClient } from './history-client.js';
@@ -42,7 +43,7 @@ export const GATEWAY_METRICS = [
 export function createMetrics(pool: WorkerPool, fanOut: FanOut, upstream: Upstream, routing: Routing, history: HistoryClient): Registry {
   const registry = new Registry();
   // prom-client's names already start with process_ or nodejs_: prefixed, tormq_process_resident_memory_bytes.
-  collectDefaultMetrics({ register: registry, prefix: 'tormq_' });
+  collectDefaultMetrics({ register: registry, prefix: 'tormq_', eventLoopMonitoringPrecision: LOOP_DELAY_RESOLUTION_MS });
 
   const perWorker = (type: 'counter' | 'gauge', name: string, help: string, value: (slot: WorkerSlot) => number) => {
     const Kind = type === 'counter' ? Counter : Gauge;

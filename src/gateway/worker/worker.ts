@@ -14,6 +14,7 @@ import * as Comlink from 'comlink/dist/esm/comlink.mjs';
 import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
 import { ErrorCodes, TormqError } from '../../errors.js';
 import { createLogger } from '../../log.js';
+import { LOOP_DELAY_RESOLUTION_MS } from '../../loop-delay.js';
 import { Close } from '../../protocol/close-codes.js';
 import { encodeTextFrame } from '../../protocol/ws-frame.js';
 import { WorkerStat } from '../shared/counters.js';
@@ -237,7 +238,7 @@ if (config.heartbeatMs > 0) {
   }, config.heartbeatMs).unref();
 }
 
-const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+const loopDelay = monitorEventLoopDelay({ resolution: LOOP_DELAY_RESOLUTION_MS });
 loopDelay.enable();
 setInterval(() => {
   stats[WorkerStat.eventLoopLagMs] = loopDelay.percentile(99) / 1e6;
