@@ -30,6 +30,10 @@ export function describeMachine(pinned: boolean): Machine {
 const f = (n: number | null | undefined, digits = 1): string => (n === null || n === undefined || !Number.isFinite(n) ? '-' : n.toFixed(digits));
 const k = (n: number): string => (n >= 1e6 ? `${(n / 1e6).toFixed(2)}M` : n >= 1e3 ? `${(n / 1e3).toFixed(1)}k` : n.toFixed(0));
 
+const pct = (share: number | null): number | null => (share === null ? null : share * 100);
+/** A latency in ms from a bucketed histogram: Infinity is "over its last bound" (1 s). */
+const ms = (n: number | null): string => (n === Infinity ? '>1000' : f(n, n !== null && n < 10 ? 1 : 0));
+
 function table(head: string[], rows: string[][]): string {
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
@@ -47,7 +51,7 @@ export function scenarioLabel(r: ScenarioResult): string {
 }
 
 export function loadTable(results: ScenarioResult[]): string {
-  const head = ['scenario', 'delivered/s', 'offered/s', 'lost', 'p50 ms', 'p90', 'p99', 'p999', 'max', 'CPU µs/msg', 'user µs', 'sys %', 'CPU %', 'srv µs/msg', 'RSS MB', 'idle MB', 'KB/conn', 'settled', 'conn/s', 'drops r/s/d'];
+  const head = ['scenario', 'delivered/s', 'offered/s', 'lost', 'p50 ms', 'p90', 'p99', 'p999', 'max', 'in-gw p50/p99', 'CPU µs/msg', 'user µs', 'sys %', 'CPU %', 'cores s/l %', 'srv µs/msg', 'RSS MB', 'idle MB', 'KB/conn', 'settled', 'conn/s', 'drops r/s/d'];
   const rows = results.map((r) => [
     scenarioLabel(r),
     r.config.kind === 'idle' ? '-' : k(r.deliveredPerSecond),
@@ -58,10 +62,12 @@ export function loadTable(results: ScenarioResult[]): string {
     f(r.latencyMs.p99, 2),
     f(r.latencyMs.p999, 2),
     f(r.latencyMs.max, 1),
+    r.gatewayLatencyMs === null || r.gatewayLatencyMs === undefined ? '-' : `${ms(r.gatewayLatencyMs.p50)}/${ms(r.gatewayLatencyMs.p99)}`,
     f(r.serverCpuUsPerDelivery, 3),
     f(r.serverUserUsPerDelivery, 3),
     r.config.kind === 'idle' ? '-' : f(r.serverSystemShare * 100, 0),
     r.config.kind === 'idle' ? '-' : f(r.serverCpuUtilisation * 100, 0),
+    r.config.kind === 'idle' || r.coreBusy === undefined ? '-' : `${f(pct(r.coreBusy.server), 0)}/${f(pct(r.coreBusy.load), 0)}`,
     f(r.serversCpuUsPerDelivery, 2),
     f(r.serverRssLoadedMB, 0),
     f(r.serverRssIdleMB + (r.mpcRssIdleMB ?? 0), 0),

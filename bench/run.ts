@@ -154,6 +154,7 @@ const base: Omit<ScenarioConfig, 'kind' | 'target'> = {
   gatewayFlags: [],
   clientThreads,
   serverCore: pinned ? 0 : null,
+  loadCore: pinned ? 1 : null,
   profileDir: o.profile,
   publisher,
 };
@@ -209,7 +210,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 
 const started = Date.now();
 // Pin this process (and the client threads it creates later) to core 1 before anything starts.
-if (pinned && !pinSelf(1)) process.stderr.write('bench: could not pin the load to core 1\n');
+if (pinned && !pinSelf(base.loadCore!)) process.stderr.write('bench: could not pin the load to core 1\n');
 const machine = describeMachine(pinned);
 console.log(`tormq bench on ${machine.cores} × ${machine.cpuModel}, Node ${machine.node}, load average ${machine.loadAverage}` +
   (pinned ? '; servers pinned to core 0, publisher + clients to core 1' : '; not pinned'));
@@ -266,6 +267,8 @@ if (o['no-load'] !== true) {
   console.log(`\n\n${loadTable(results)}`);
   console.log('\nCPU µs/msg: gateway process CPU (utime+stime of all its threads, /proc) over the window / messages delivered;');
   console.log('srv µs/msg: the same for MPC + gateway together (nats: nats-server alone); idle MB: their RSS before any connection;');
+  console.log('in-gw p50/p99: the same window inside the gateway, from its tormq_delivery_latency_seconds buckets (received from the MPC -> written);');
+  console.log('cores s/l %: how busy the servers\' core and the load\'s core were (/proc/stat): a load core near 100 % adds the clients\' own queueing to p50-max;');
   console.log('drops r/s/d: ring drops / slow-client drops / slow-client disconnects (gateway /stats);');
   console.log('lost: expected deliveries (messages × subscribers) not received by the end of the window (a saturated server is still behind).');
 }

@@ -13,6 +13,7 @@ import { Histogram } from './histogram.js';
 import { NatsPublisher } from './nats-publisher.js';
 import { PythonPublisher } from './python-publisher.js';
 import { startBaseline, startGateway, startMpc, startNats, type Server } from './processes.js';
+import { coreBusy, coreTimes, gatewayQuantiles, latencyBuckets, type CoreTimes, type LatencyBuckets } from './window-probes.js';
 
 export const SCENARIO_KINDS = ['broadcast', 'unicast', 'prefix', 'idle'] as const;
 export type ScenarioKind = (typeof SCENARIO_KINDS)[number];
@@ -44,6 +45,8 @@ export interface ScenarioConfig {
   clientThreads: number;
   /** Core for MPC + server, core for this process (publisher + fleet); null = not pinned. */
   serverCore: number | null;
+  /** The core of the client fleet and publisher (null: not pinned). */
+  loadCore: number | null;
   /**
    * tormq's publisher: the tormq SDK in this process (node), or the original SDK's wire shape from
    * Debian's python3-zmq in a child process (python; broadcast and unicast only).
@@ -76,6 +79,14 @@ export interface ScenarioResult {
   deliveredPerSecond: number;
   offeredDeliveriesPerSecond: number;
   latencyMs: { p50: number; p90: number; p99: number; p999: number; max: number };
+  /**
+   * The same window inside the gateway (its tormq_delivery_latency_seconds: received from the MPC ->
+   * written to the socket), from the histogram's buckets; Infinity: over its last bound (1 s). null:
+   * not a tormq gateway, or no /metrics.
+   */
+  gatewayLatencyMs: { p50: number | null; p99: number | null } | null;
+  /** How busy the servers' core and the load's core were over the window, 0..1 (null: not pinned, no /proc). */
+  coreBusy: { server: number | null; load: number | null };
   serverCpuSeconds: number;
   /** Kernel share (stime) of serverCpuSeconds, 0..1. */
   serverSystemShare: number;
@@ -129,6 +140,7 @@ export async function runScenario(cfg: ScenarioConfig, pool: Piscina): Promise<S
   const mpc = cfg.target === 'nats' ? null : await startMpc(cfg.serverCore, cfg.profileDir ? ['--cpu-prof', '--cpu-prof-dir', cfg.profileDir, '--cpu-prof-name', `mpc-${Date.now()}.cpuprofile`] : [], mpcFlags);
   let server: Server;
   let stats: (() => Promise<Record<string, unknown>>) | null = null;
+  let metrics: (() => Promise<string>) | null = null;
   let url: string;
   let natsPort = 0;
   if (mpc === null) {
@@ -142,6 +154,7 @@ export async function runScenario(cfg: ScenarioConfig, pool: Piscina): Promise<S
     const gateway = await startGateway(cfg.serverCore, mpc.gatewayPort, cfg.workers, ['--heartbeat-ms', '0', '--no-demo-page', ...gatewayFlags], nodeFlags);
     server = gateway.server;
     stats = gateway.stats;
+    metrics = gateway.metrics;
     url = gateway.url;
   } else {
     const baseline = await startBaseline(cfg.serverCore, mpc.gatewayPort);
@@ -212,6 +225,10 @@ export async function runScenario(cfg: ScenarioConfig, pool: Piscina): Promise<S
     let published = 0;
     let publishErrors = 0;
     let expected = 0;
+    let latency0: LatencyBuckets | null = null;
+    let latency1: LatencyBuckets | null = null;
+    let cores0: CoreTimes = null;
+    let cores1: CoreTimes = null;
     let window = { t0: 0, t1: 0, cpu0: 0, cpu1: 0, sys0: 0, sys1: 0, mpc0: 0, mpc1: 0, base: 0, delivered: 0, published: 0, expected: 0 };
     if (cfg.kind !== 'idle') {
       const pad = 'x'.repeat(Math.max(0, cfg.payloadBytes - encodeBody(publishTopic(0), { t: 1e15, p: '' }).length));
@@ -273,7 +290,10 @@ export async function runScenario(cfg: ScenarioConfig, pool: Piscina): Promise<S
 
       await publishFor(cfg.warmupMs);
       await settle(2000, 10_000);
+      // Read before the CPU sample and after the closing one, so that serving them is not counted.
+      latency0 = metrics === null ? null : latencyBuckets(await metrics());
       const base = received();
+      cores0 = coreTimes();
       const s0 = server.sample();
       const cpu0 = s0.cpuSeconds;
       const mpc0 = mpc?.server.sample().cpuSeconds ?? 0;
@@ -286,6 +306,8 @@ export async function runScenario(cfg: ScenarioConfig, pool: Piscina): Promise<S
       const s1 = server.sample();
       const cpu1 = s1.cpuSeconds;
       const mpc1 = mpc?.server.sample().cpuSeconds ?? 0;
+      cores1 = coreTimes();
+      latency1 = metrics === null ? null : latencyBuckets(await metrics());
       await sleep(250); // one more progress round from every thread
       window = {
         t0, t1: Math.max(lastChange, t0 + cfg.durationMs), cpu0, cpu1, sys0: s0.systemSeconds, sys1: s1.systemSeconds, mpc0, mpc1, base,
@@ -338,6 +360,11 @@ export async function runScenario(cfg: ScenarioConfig, pool: Piscina): Promise<S
       deliveredPerSecond: measuredSeconds > 0 ? delivered / measuredSeconds : 0,
       offeredDeliveriesPerSecond: cfg.kind === 'idle' ? 0 : (window.expected / cfg.durationMs) * 1000,
       latencyMs: { p50: q(0.5), p90: q(0.9), p99: q(0.99), p999: q(0.999), max: histogram.max / 1000 },
+      gatewayLatencyMs: latency0 === null || latency1 === null ? null : gatewayQuantiles(latency0, latency1),
+      coreBusy: {
+        server: cfg.serverCore === null ? null : coreBusy(cores0, cores1, cfg.serverCore),
+        load: cfg.loadCore === null ? null : coreBusy(cores0, cores1, cfg.loadCore),
+      },
       serverCpuSeconds: cpuSeconds,
       serverSystemShare: cpuSeconds > 0 ? (window.sys1 - window.sys0) / cpuSeconds : 0,
       serverCpuUsPerDelivery: delivered > 0 ? (cpuSeconds * 1e6) / delivered : null,
