@@ -81,10 +81,10 @@ export interface ScenarioResult {
   latencyMs: { p50: number; p90: number; p99: number; p999: number; max: number };
   /**
    * The same window inside the gateway (its tormq_delivery_latency_seconds: received from the MPC ->
-   * written to the socket), from the histogram's buckets; Infinity: over its last bound (1 s). null:
-   * not a tormq gateway, or no /metrics.
+   * written to the socket), from the histogram's buckets; Infinity: over its last bound (1 s), which
+   * JSON writes as null. null: not a tormq gateway, or nothing recorded.
    */
-  gatewayLatencyMs: { p50: number | null; p99: number | null } | null;
+  gatewayLatencyMs: { p50: number; p99: number } | null;
   /** How busy the servers' core and the load's core were over the window, 0..1 (null: not pinned, no /proc). */
   coreBusy: { server: number | null; load: number | null };
   serverCpuSeconds: number;

@@ -80,8 +80,8 @@ export function coreBusy(before: CoreTimes, after: CoreTimes, core: number): num
   return 1 - (b[1] - a[1]) / (b[0] - a[0]);
 }
 
-/** The gateway's p50 and p99 (ms) between two readings of its histogram. */
-export function gatewayQuantiles(before: LatencyBuckets, after: LatencyBuckets): { p50: number | null; p99: number | null } {
+/** The gateway's p50 and p99 (ms) between two readings of its histogram; null when it recorded nothing. */
+export function gatewayQuantiles(before: LatencyBuckets, after: LatencyBuckets): { p50: number; p99: number } | null {
   const [p50, p99] = latencyQuantiles(before, after, [0.5, 0.99]);
-  return { p50: p50!, p99: p99! };
+  return p50 === null || p50 === undefined || p99 === null || p99 === undefined ? null : { p50, p99 };
 }

@@ -4,7 +4,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { coreBusy, coreTimes, latencyBuckets, latencyQuantiles } from '../../bench/load/window-probes.js';
+import { coreBusy, coreTimes, gatewayQuantiles, latencyBuckets, latencyQuantiles } from '../../bench/load/window-probes.js';
 
 /** /metrics text with one worker's cumulative buckets per `le`. */
 function metricsText(perWorker: Array<Record<string, number>>): string {
@@ -46,4 +46,10 @@ test('core busy shares are between 0 and 1, null for a core that does not exist'
   for (const share of shares) assert.ok(share !== null && share >= 0 && share <= 1, String(share));
   assert.ok(Math.max(...(shares as number[])) > 0.5, `one core was kept busy: ${shares.join(', ')}`);
   assert.equal(coreBusy(a, b, 4096), null);
+});
+
+test('the gateway figures are null for a window in which it recorded nothing', () => {
+  const buckets = latencyBuckets(metricsText([{ '0.001': 5, '+Inf': 5 }]));
+  assert.equal(gatewayQuantiles(buckets, buckets), null);
+  assert.deepEqual(gatewayQuantiles(latencyBuckets(metricsText([{ '0.001': 0, '+Inf': 0 }])), buckets), { p50: 0.5, p99: 0.99 });
 });
