@@ -38,8 +38,6 @@ export interface ZmtpSubscriberOptions {
   readonly maxFrameBytes: number;
   /** Parts kept per message; a message with more is skipped (`bad_frames`). */
   readonly maxParts: number;
-  /** After each read, leave the connection unread this long (the MPC's --coalesce-ms); 0: never. */
-  readonly pauseAfterReadMs?: number;
 }
 
 /** A bound ZMTP SUB endpoint; `close` ends it and every connection. */
@@ -57,15 +55,9 @@ export class ZmtpSubscriber {
         refused: (why) => handlers.refused(address, why),
       });
       this.connections.add(socket);
-      const pauseMs = options.pauseAfterReadMs ?? 0;
-      const resume = () => socket.resume();
       socket.on('data', (chunk: Buffer) => {
         peer.data(chunk);
         handlers.dry();
-        if (pauseMs > 0 && !socket.destroyed) {
-          socket.pause();
-          setTimeout(resume, pauseMs);
-        }
       });
       socket.on('error', () => socket.destroy());
       socket.on('close', () => {
