@@ -336,7 +336,11 @@ export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
         closed = true;
         clearInterval(sweep);
         clearInterval(presenceSweep);
-        if (coalesceTimer !== null) clearTimeout(coalesceTimer);
+        if (coalesceTimer !== null) {
+          // What --coalesce-ms holds leaves before the links close, not with them.
+          clearTimeout(coalesceTimer);
+          link.flush();
+        }
         for (const socket of sockets) socket.close();
         await zmtp?.close();
         await zmtpLink?.close();
