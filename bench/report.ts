@@ -32,7 +32,7 @@ const k = (n: number): string => (n >= 1e6 ? `${(n / 1e6).toFixed(2)}M` : n >= 1
 
 const pct = (share: number | null): number | null => (share === null ? null : share * 100);
 /** A latency in ms from a bucketed histogram: Infinity is "over its last bound" (1 s). */
-const ms = (n: number): string => (n === Infinity ? '>1000' : f(n, n !== null && n < 10 ? 1 : 0));
+const ms = (n: number): string => (n === Infinity ? '>1000' : f(n, n < 10 ? 1 : 0));
 
 function table(head: string[], rows: string[][]): string {
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));

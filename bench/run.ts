@@ -210,7 +210,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 
 const started = Date.now();
 // Pin this process (and the client threads it creates later) to core 1 before anything starts.
-if (pinned && !pinSelf(base.loadCore!)) process.stderr.write('bench: could not pin the load to core 1\n');
+if (pinned && !pinSelf(base.loadCore!)) process.stderr.write(`bench: could not pin the load to core ${base.loadCore}\n`);
 const machine = describeMachine(pinned);
 console.log(`tormq bench on ${machine.cores} × ${machine.cpuModel}, Node ${machine.node}, load average ${machine.loadAverage}` +
   (pinned ? '; servers pinned to core 0, publisher + clients to core 1' : '; not pinned'));

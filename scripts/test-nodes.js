@@ -69,7 +69,10 @@ const lines = majors.map((major) => {
   const node = nodeFor(major);
   return { node, version: spawnSync(node, ['--version'], { encoding: 'utf8' }).stdout.trim() };
 });
+// With a filter, only what it picks, in one part.
 const serial = filter.length > 0 ? [] : SERIAL;
+const parallelArgs = [...filter, ...serial.flatMap((file) => ['--exclude', file])];
+const parallelPart = serial.length > 0 ? 'the suite (without the default-port files)' : 'the suite';
 let failed = false;
 const report = (line, part, result) => {
   process.stderr.write(`\ntest-nodes: ${part} on Node ${line.version}\n`);
@@ -79,8 +82,8 @@ const report = (line, part, result) => {
     failed = true;
   }
 };
-const parallel = await Promise.all(lines.map((line) => suite(line.node, filter.length > 0 ? filter : serial.flatMap((file) => ['--exclude', file]))));
-lines.forEach((line, i) => report(line, filter.length > 0 ? 'the suite' : 'the suite (without the default-port files)', parallel[i]));
+const parallel = await Promise.all(lines.map((line) => suite(line.node, parallelArgs)));
+lines.forEach((line, i) => report(line, parallelPart, parallel[i]));
 for (const line of lines) {
   for (const file of serial) report(line, file, await suite(line.node, [file]));
 }

@@ -10,7 +10,11 @@
  *
  * Order: everything else (positions, confirmations, replies) flushes the batches first, so every frame
  * leaves in the order it was produced, as without batching — a position still follows the messages
- * it counts, and "a message older than a reply arrives before it" still holds.
+ * it counts, and "a message older than a reply arrives before it" still holds. *
+ * With a hold (the MPC's --coalesce-ms), batches wait up to that long after the reads that brought
+ * them, so that more messages share a frame; the reads go on meanwhile. Pausing the publisher sockets
+ * instead (the flag's first form) let Node's stream buffer release one chunk per pause: latency grew
+ * to 10-45 ms for no CPU saving.
  */
 import { encodeBatch } from '../zmq/gateway-link.js';
 
@@ -40,7 +44,14 @@ export class LinkBatcher {
   /** Roots with something pending, in the order their first message came. */
   private pending: Batch[] = [];
 
-  constructor(private readonly sender: FrameSink) {}
+  /** Set while held batches wait (only with a hold). */
+  private holdTimer: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly sender: FrameSink,
+    /** How long pending batches may wait after the reads that brought them, ms; 0: not at all. */
+    private readonly holdMs = 0,
+  ) {}
 
   gatewayLinked(id: string): void {
     this.linked.add(id);
@@ -97,8 +108,23 @@ export class LinkBatcher {
     this.sender.send(frame);
   }
 
+  /** The publisher sockets have nothing more to read now: what is pending leaves, at once or within the hold. */
+  readsDone(): void {
+    if (this.holdMs <= 0) this.flush();
+    else if (this.pending.length > 0) this.holdTimer ??= setTimeout(this.flushHeld, this.holdMs);
+  }
+
+  private readonly flushHeld = (): void => {
+    this.holdTimer = null;
+    this.flush();
+  };
+
   /** Sends what is pending: one frame per root (a single message as itself). */
   flush(): void {
+    if (this.holdTimer !== null) {
+      clearTimeout(this.holdTimer);
+      this.holdTimer = null;
+    }
     const pending = this.pending;
     if (pending.length === 0) return;
     this.pending = [];

@@ -209,7 +209,7 @@ export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
   );
   const toGateways = gateways === null ? zmtpLink! : new SerialSender(gateways);
   const toPlain = plain === null ? null : new SerialSender(plain);
-  const link = new LinkBatcher(toGateways);
+  const link = new LinkBatcher(toGateways, config.coalesceMs);
   const forwarder = new Forwarder(config, streams, link, toPlain, onDrop);
   const presence = new PresenceTable(
     { maxEntries: config.presenceMaxEntries, maxGateways: MAX_PRESENCE_GATEWAYS, maxCardLength: config.maxTopicLength },
@@ -222,17 +222,6 @@ export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
     instance,
     presence,
   );
-  // --coalesce-ms: what publishers sent waits for gateways up to that long (a batch that fills, and any
-  // position or reply, still flushes at once). Reads go on meanwhile: pausing the publisher socket
-  // instead (the flag's first form) let Node's stream buffer read chunks and release them one per
-  // pause, so latency grew to 10-45 ms for no CPU saving.
-  let coalesceTimer: NodeJS.Timeout | null = null;
-  const flushLink = config.coalesceMs <= 0 ? () => link.flush() : () => {
-    coalesceTimer ??= setTimeout(() => {
-      coalesceTimer = null;
-      link.flush();
-    }, config.coalesceMs);
-  };
   const ingest = (frames: Buffer[]): void => {
     forwarder.ingest(frames);
     reclaimer.check(forwarder.bytesIn + streams.evictedBytesSoFar);
@@ -248,7 +237,7 @@ export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
     {
       message: ingest,
       unread: (reason, bytes) => forwarder.skipped(reason, bytes),
-      dry: flushLink,
+      dry: () => link.readsDone(),
       refused: (address, why) => {
         publisherHandshakeFailures++;
         options.onPublisherRefused?.(address, why);
@@ -287,7 +276,7 @@ export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
       message: ingest,
       // What one read brought leaves together (link-batcher.ts); nothing waits for more to come,
       // unless coalescing is asked for.
-      dry: flushLink,
+      dry: () => link.readsDone(),
     })]),
     ...(gateways === null ? [] : [(async () => {
       for await (const [frame] of gateways) if (frame !== undefined) control.handle(frame);
@@ -336,11 +325,7 @@ export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
         closed = true;
         clearInterval(sweep);
         clearInterval(presenceSweep);
-        if (coalesceTimer !== null) {
-          // What --coalesce-ms holds leaves before the links close, not with them.
-          clearTimeout(coalesceTimer);
-          link.flush();
-        }
+        link.flush(); // what --coalesce-ms holds leaves before the links close, not with them
         for (const socket of sockets) socket.close();
         await zmtp?.close();
         await zmtpLink?.close();
