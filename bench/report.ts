@@ -51,7 +51,7 @@ export function scenarioLabel(r: ScenarioResult): string {
 }
 
 export function loadTable(results: ScenarioResult[]): string {
-  const head = ['scenario', 'delivered/s', 'offered/s', 'lost', 'p50 ms', 'p90', 'p99', 'p999', 'max', 'in-gw p50/p99', 'CPU µs/msg', 'user µs', 'sys %', 'CPU %', 'cores s/l %', 'srv µs/msg', 'RSS MB', 'idle MB', 'KB/conn', 'settled', 'conn/s', 'drops r/s/d'];
+  const head = ['scenario', 'delivered/s', 'offered/s', 'lost', 'p50 ms', 'p90', 'p99', 'p999', 'max', 'in-gw p50/p99', 'CPU µs/msg', 'user µs', 'sys %', 'CPU %', 'cores s/l %', 'yardstick ns/µs', 'srv µs/msg', 'RSS MB', 'idle MB', 'KB/conn', 'settled', 'conn/s', 'drops r/s/d'];
   const rows = results.map((r) => [
     scenarioLabel(r),
     r.config.kind === 'idle' ? '-' : k(r.deliveredPerSecond),
@@ -68,6 +68,7 @@ export function loadTable(results: ScenarioResult[]): string {
     r.config.kind === 'idle' ? '-' : f(r.serverSystemShare * 100, 0),
     r.config.kind === 'idle' ? '-' : f(r.serverCpuUtilisation * 100, 0),
     r.config.kind === 'idle' || r.coreBusy === undefined ? '-' : `${f(pct(r.coreBusy.server), 0)}/${f(pct(r.coreBusy.load), 0)}`,
+    r.calibration === null || r.calibration === undefined ? '-' : `${f(r.calibration.jsNsPerOp, 2)}/${f(r.calibration.roundTripUs, 0)}`,
     f(r.serversCpuUsPerDelivery, 2),
     f(r.serverRssLoadedMB, 0),
     f(r.serverRssIdleMB + (r.mpcRssIdleMB ?? 0), 0),

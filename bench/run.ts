@@ -269,6 +269,8 @@ if (o['no-load'] !== true) {
   console.log('srv µs/msg: the same for MPC + gateway together (nats: nats-server alone); idle MB: their RSS before any connection;');
   console.log('in-gw p50/p99: the same window inside the gateway, from its tormq_delivery_latency_seconds buckets (received from the MPC -> written);');
   console.log('cores s/l %: how busy the servers\' core and the load\'s core were (/proc/stat): a load core near 100 % adds the clients\' own queueing to p50-max;');
+  console.log('yardstick ns/µs: the machine\'s speed just before the scenario, on the servers\' core: CPU per iteration of a fixed JS loop / per 100-byte');
+  console.log('  round trip between two threads over loopback TCP (bench/load/calibrate.ts); runs compare through it, since these VMs change speed by the hour;');
   console.log('drops r/s/d: ring drops / slow-client drops / slow-client disconnects (gateway /stats);');
   console.log('lost: expected deliveries (messages × subscribers) not received by the end of the window (a saturated server is still behind).');
 }

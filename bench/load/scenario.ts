@@ -7,6 +7,7 @@
 import { MessageChannel } from 'node:worker_threads';
 import type { Piscina } from 'piscina';
 import { Publisher, encodeBody } from '../../src/sdk/publisher.js';
+import { calibrate, type Calibration } from './calibrate.js';
 import type { ClientProgress, ClientResult, ClientTask } from './client-worker.js';
 import { monotonicUs } from './clock.js';
 import { Histogram } from './histogram.js';
@@ -87,6 +88,8 @@ export interface ScenarioResult {
   gatewayLatencyMs: { p50: number; p99: number } | null;
   /** How busy the servers' core and the load's core were over the window, 0..1 (null: not pinned, no /proc). */
   coreBusy: { server: number | null; load: number | null };
+  /** The machine's speed just before the scenario, on the servers' core (calibrate.ts); null when it failed. */
+  calibration: Calibration | null;
   serverCpuSeconds: number;
   /** Kernel share (stime) of serverCpuSeconds, 0..1. */
   serverSystemShare: number;
@@ -134,6 +137,9 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export async function runScenario(cfg: ScenarioConfig, pool: Piscina): Promise<ScenarioResult> {
   const notes: string[] = [];
+  // Before any server starts, so nothing else of the bench runs on that core.
+  const calibration = await calibrate(cfg.serverCore);
+  if (calibration === null) notes.push('the machine-speed yardstick (bench/load/calibrate.ts) failed');
   // A variant's flags written `--mpc:FLAG` go to the MPC (`--mpc:--cli=PATH` runs another MPC build).
   const mpcFlags = cfg.gatewayFlags.filter((f) => f.startsWith('--mpc:')).map((f) => f.slice('--mpc:'.length));
   const gatewayFlags = cfg.gatewayFlags.filter((f) => !f.startsWith('--mpc:'));
@@ -365,6 +371,7 @@ export async function runScenario(cfg: ScenarioConfig, pool: Piscina): Promise<S
         server: cfg.serverCore === null ? null : coreBusy(cores0, cores1, cfg.serverCore),
         load: cfg.loadCore === null ? null : coreBusy(cores0, cores1, cfg.loadCore),
       },
+      calibration,
       serverCpuSeconds: cpuSeconds,
       serverSystemShare: cpuSeconds > 0 ? (window.sys1 - window.sys0) / cpuSeconds : 0,
       serverCpuUsPerDelivery: delivered > 0 ? (cpuSeconds * 1e6) / delivered : null,

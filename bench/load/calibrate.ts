@@ -1,0 +1,107 @@
+/**
+ * A yardstick for the machine's speed at the time of a scenario, run on the servers' core just before
+ * it. Why: these VMs change speed by the hour. On 2026-12-07 nats-server took 13.9 µs of CPU per unicast
+ * message at 03:01 and 19.4 at 01:49 on the same machine, same flags, so figures from different runs
+ * compare only through something measured beside them. Two fixed workloads, in a child process pinned
+ * like the servers (`node calibrate.js` runs them and prints one JSON line):
+ * - `jsNsPerOp`: CPU per iteration of a fixed JS loop: how fast plain code runs;
+ * - `roundTripUs`: CPU (all threads) per round trip of 100 bytes between two threads over loopback TCP,
+ *   each a write, a read and a thread wake-up on one core: what most of a delivery's cost is made of
+ *   (the worker's socket write, the wake-ups between the MPC's and the gateway's threads).
+ */
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createServer, connect, type AddressInfo, type Socket } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+
+export interface Calibration {
+  jsNsPerOp: number;
+  roundTripUs: number;
+}
+
+const JS_ITERATIONS = 20_000_000;
+const ROUND_TRIPS = 3000;
+const MESSAGE = Buffer.alloc(100, 0x61);
+
+/** Runs the yardstick pinned to `core` (unpinned when null); null when it fails (it never fails the run). */
+export async function calibrate(core: number | null, timeoutMs = 20_000): Promise<Calibration | null> {
+  const self = fileURLToPath(import.meta.url);
+  const command = core === null ? [process.execPath, self] : ['taskset', '-c', String(core), process.execPath, self];
+  const child = spawn(command[0]!, command.slice(1), { stdio: ['ignore', 'pipe', 'ignore'] });
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+  let out = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
+  const [code] = (await once(child, 'close')) as [number | null];
+  clearTimeout(timer);
+  if (code !== 0) return null;
+  try {
+    const result = JSON.parse(out) as Calibration;
+    return Number.isFinite(result.jsNsPerOp) && Number.isFinite(result.roundTripUs) ? result : null;
+  } catch {
+    return null;
+  }
+}
+
+/** CPU seconds of this process (all threads) since `from`. */
+function cpuSince(from: NodeJS.CpuUsage): number {
+  const used = process.cpuUsage(from);
+  return (used.user + used.system) / 1e6;
+}
+
+function jsLoop(iterations: number): number {
+  const slots = new Int32Array(1024);
+  for (let i = 0; i < iterations; i++) slots[i & 1023] = (slots[(i * 7) & 1023]! + i) | 0;
+  return slots[0]!;
+}
+
+function measureJs(): number {
+  jsLoop(JS_ITERATIONS / 10); // warm-up: optimised before it is timed
+  const from = process.cpuUsage();
+  jsLoop(JS_ITERATIONS);
+  return (cpuSince(from) * 1e9) / JS_ITERATIONS;
+}
+
+/** Ping-pong with an echoing worker thread: one message in flight, so every message is a wake-up. */
+async function measureRoundTrips(): Promise<number> {
+  const server = createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const port = (server.address() as AddressInfo).port;
+  const worker = new Worker(fileURLToPath(import.meta.url), { workerData: { port } });
+  const [socket] = (await once(server, 'connection')) as [Socket];
+  socket.setNoDelay(true);
+  const from = process.cpuUsage();
+  await new Promise<void>((resolve) => {
+    let sent = 0;
+    let pending = 0;
+    socket.on('data', (chunk: Buffer) => {
+      pending -= chunk.length;
+      if (pending > 0) return;
+      if (sent === ROUND_TRIPS) return resolve();
+      sent++;
+      pending = MESSAGE.length;
+      socket.write(MESSAGE);
+    });
+    sent++;
+    pending = MESSAGE.length;
+    socket.write(MESSAGE);
+  });
+  const perRoundTrip = (cpuSince(from) * 1e6) / ROUND_TRIPS;
+  socket.destroy();
+  server.close();
+  await worker.terminate();
+  return perRoundTrip;
+}
+
+if (!isMainThread) {
+  // The echoing side.
+  const socket = connect((workerData as { port: number }).port, '127.0.0.1');
+  socket.setNoDelay(true);
+  socket.on('data', (chunk: Buffer) => socket.write(chunk));
+  parentPort!.unref();
+} else if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const jsNsPerOp = measureJs();
+  const roundTripUs = await measureRoundTrips();
+  process.stdout.write(`${JSON.stringify({ jsNsPerOp, roundTripUs } satisfies Calibration)}\n`);
+}
