@@ -71,7 +71,7 @@ async function measureRoundTrips(): Promise<number> {
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   const port = (server.address() as AddressInfo).port;
-  const worker = new Worker(fileURLToPath(import.meta.url), { workerData: { port } });
+  const worker = new Worker(fileURLToPath(import.meta.url), { workerData: { calibrateEchoPort: port } });
   const [socket] = (await once(server, 'connection')) as [Socket];
   socket.setNoDelay(true);
   const from = process.cpuUsage();
@@ -97,13 +97,14 @@ async function measureRoundTrips(): Promise<number> {
   return perRoundTrip;
 }
 
-if (!isMainThread) {
-  // The echoing side.
-  const socket = connect((workerData as { port: number }).port, '127.0.0.1');
+const echoPort = isMainThread ? undefined : (workerData as { calibrateEchoPort?: number } | null)?.calibrateEchoPort;
+if (echoPort !== undefined) {
+  // The echoing side (a worker thread started above; other threads that import this module skip it).
+  const socket = connect(echoPort, '127.0.0.1');
   socket.setNoDelay(true);
   socket.on('data', (chunk: Buffer) => socket.write(chunk));
   parentPort!.unref();
-} else if (process.argv[1] === fileURLToPath(import.meta.url)) {
+} else if (isMainThread && process.argv[1] === fileURLToPath(import.meta.url)) {
   let jsNsPerOp = Infinity;
   let roundTripUs = Infinity;
   for (let i = 0; i < REPEATS; i++) {
