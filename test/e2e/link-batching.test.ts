@@ -4,7 +4,7 @@
  * batches (a raw XSUB subscribing as the previous release did, without the batch capability) gets one
  * frame per message while it is linked, and batching comes back once it has gone. With
  * `--coalesce-ms` (messages held for gateways up to that long) paced messages travel in a few frames,
- * and nothing is lost or reordered.
+ * and nothing is lost or reordered; what the hold has when the MPC stops still reaches the gateway.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -148,5 +148,29 @@ describe('--coalesce-ms', () => {
     // Ten bursts over ≥ 50 ms; each read would leave as its own frame without the window.
     const frames = after.linkFrames - before.linkFrames;
     assert.ok(frames > 0 && frames <= 6, `${frames} link frames for 10 bursts`);
+  });
+});
+
+describe('--coalesce-ms when the MPC stops', () => {
+  let link: Link;
+
+  before(async () => {
+    link = await startLink(['--coalesce-ms', '100'], 'ls');
+  });
+
+  after(() => link?.stop());
+
+  test('a message held when the MPC is told to stop is sent before the link closes', async () => {
+    const { mpc, client, publisher } = link;
+    const before = await mpc.stats();
+    const from = client.messages.length;
+    await publisher.send('ls:0', 'held');
+    // Stop as soon as the MPC has taken the message, well inside the 100 ms hold.
+    let stats = await mpc.stats();
+    while (stats.forwarded === before.forwarded) stats = await mpc.stats();
+    const heldAtStop = !client.messages.slice(from).some((m) => m.includes('"held"'));
+    await mpc.stop();
+    assert.ok(heldAtStop, 'the message was still held when the MPC was stopped (else this test proves nothing)');
+    await client.waitFor((m) => m.includes('"held"'), from, 5000);
   });
 });
