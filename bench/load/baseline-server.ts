@@ -1,12 +1,12 @@
 #!/usr/bin/env node
 /**
  * The baseline tormq is measured against: a deliberately simple single-thread WebSocket server, the
- * way one would write it first. One zeromq SUB on the MPC (subscribed to everything), `JSON.parse` of
+ * way one would write it first. One zeromq SUB on the MPC's plain port (subscribed to everything), `JSON.parse` of
  * each body for its topic, and `ws.send(body)` to every matching client: ws frames every message
  * once per client. Same client protocol subset as tormq (subscribe with topics + id -> ack), same
  * matching rule, so the same client fleet and publisher drive both.
  *
- * `node dist/bench/load/baseline-server.js --mpc 127.0.0.1:PORT` prints
+ * `node dist/bench/load/baseline-server.js --mpc 127.0.0.1:PLAIN_PORT` (the MPC's `--plain-port`) prints
  * `{"msg":"baseline ready","port":N}` and stops on SIGTERM.
  */
 import http from 'node:http';

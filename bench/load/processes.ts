@@ -180,13 +180,14 @@ export async function startNats(core: number | null, path: string): Promise<{ se
   return { server, port, url: `ws://127.0.0.1:${wsPort}` };
 }
 
-export async function startMpc(core: number | null, nodeFlags: string[] = [], extra: string[] = []): Promise<{ server: Server; publisherPort: number; gatewayPort: number }> {
+export async function startMpc(core: number | null, nodeFlags: string[] = [], extra: string[] = []): Promise<{ server: Server; publisherPort: number; gatewayPort: number; plainPort: number | null }> {
   const cli = extra.find((a) => a.startsWith('--cli='))?.slice('--cli='.length) ?? CLI.mpc;
   extra = extra.filter((a) => !a.startsWith('--cli='));
   // Admin HTTP off: its default port is fixed (9101), so a second bench on the machine could not start.
   const server = startPinned('tormq-mpc', core, cli, ['-s', '0', '-p', '0', '--admin-port', 'off', '--log-level', 'info', ...extra], nodeFlags);
   const ready = await server.waitForLog((l) => l.msg === 'mpc ready');
-  return { server, publisherPort: ready.publisherPort as number, gatewayPort: ready.gatewayPort as number };
+  const plainPort = typeof ready.plainPort === 'number' ? ready.plainPort : null;
+  return { server, publisherPort: ready.publisherPort as number, gatewayPort: ready.gatewayPort as number, plainPort };
 }
 
 export interface GatewayHandle {
@@ -220,8 +221,9 @@ export async function startGateway(core: number | null, mpcPort: number, workers
   };
 }
 
-export async function startBaseline(core: number | null, mpcPort: number): Promise<{ server: Server; port: number; url: string }> {
-  const server = startPinned('baseline', core, CLI.baseline, ['--mpc', `127.0.0.1:${mpcPort}`]);
+/** The baseline reads the MPC's plain port (`--plain-port`): the original `[root, body]` frames, not the tormq link. */
+export async function startBaseline(core: number | null, mpcPlainPort: number): Promise<{ server: Server; port: number; url: string }> {
+  const server = startPinned('baseline', core, CLI.baseline, ['--mpc', `127.0.0.1:${mpcPlainPort}`]);
   const ready = await server.waitForLog((l) => l.msg === 'baseline ready');
   return { server, port: ready.port as number, url: `ws://127.0.0.1:${ready.port as number}/ws` };
 }

@@ -143,6 +143,9 @@ export async function runScenario(cfg: ScenarioConfig, pool: Piscina): Promise<S
   // A variant's flags written `--mpc:FLAG` go to the MPC (`--mpc:--cli=PATH` runs another MPC build).
   const mpcFlags = cfg.gatewayFlags.filter((f) => f.startsWith('--mpc:')).map((f) => f.slice('--mpc:'.length));
   const gatewayFlags = cfg.gatewayFlags.filter((f) => !f.startsWith('--mpc:'));
+  // The baseline subscribes like the original TORMQ gateway, to `[root, body]` frames: the MPC's plain
+  // port. (It read the gateway port until that became the tormq link, and has delivered nothing since.)
+  if (cfg.target === 'baseline') mpcFlags.push('--plain-port', '0');
   const mpc = cfg.target === 'nats' ? null : await startMpc(cfg.serverCore, cfg.profileDir ? ['--cpu-prof', '--cpu-prof-dir', cfg.profileDir, '--cpu-prof-name', `mpc-${Date.now()}.cpuprofile`] : [], mpcFlags);
   let server: Server;
   let stats: (() => Promise<Record<string, unknown>>) | null = null;
@@ -163,7 +166,8 @@ export async function runScenario(cfg: ScenarioConfig, pool: Piscina): Promise<S
     metrics = gateway.metrics;
     url = gateway.url;
   } else {
-    const baseline = await startBaseline(cfg.serverCore, mpc.gatewayPort);
+    if (mpc.plainPort === null) throw new Error('the MPC did not report its plain port (--plain-port 0) for the baseline');
+    const baseline = await startBaseline(cfg.serverCore, mpc.plainPort);
     server = baseline.server;
     url = baseline.url;
   }
