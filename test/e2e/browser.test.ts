@@ -165,6 +165,10 @@ describe('a real browser (chromium)', () => {
       pages.push(withToken);
       await withToken.goto(`${base}?token=${token}&topic=secure:room`);
       await stateIs(withToken, /^connected$/);
+      // Subscribed means acknowledged, and an ack means routed: published before it, the message could
+      // reach the MPC before this gateway's subscription did (the MPC takes every message, so ready()
+      // below does not wait for a gateway) and be missed. That race failed this test once in CI on Node 24.
+      await withToken.waitForFunction(() => (globalThis as unknown as PageGlobals).document.getElementById('subscription')?.textContent === 'secure:room', undefined, { timeout: 15_000 });
       await publisher.ready({ topic: 'secure', timeoutMs: 15_000 });
       await publisher.send('secure:room', 'for token holders');
       await withToken.waitForFunction(() => (globalThis as unknown as PageGlobals).document.querySelectorAll('li.message').length >= 1, undefined, { timeout: 15_000 });
