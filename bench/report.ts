@@ -68,7 +68,8 @@ export function loadTable(results: ScenarioResult[]): string {
     r.config.kind === 'idle' ? '-' : f(r.serverSystemShare * 100, 0),
     r.config.kind === 'idle' ? '-' : f(r.serverCpuUtilisation * 100, 0),
     r.config.kind === 'idle' || r.coreBusy === undefined ? '-' : `${f(pct(r.coreBusy.server), 0)}/${f(pct(r.coreBusy.load), 0)}`,
-    r.calibration === null || r.calibration === undefined ? '-' : `${f(r.calibration.jsNsPerOp, 2)}/${f(r.calibration.roundTripUs, 0)}`,
+    // Results written before the yardstick have no calibration field.
+    r.calibration ? `${f(r.calibration.jsNsPerOp, 2)}/${f(r.calibration.roundTripUs, 0)}` : '-',
     f(r.serversCpuUsPerDelivery, 2),
     f(r.serverRssLoadedMB, 0),
     f(r.serverRssIdleMB + (r.mpcRssIdleMB ?? 0), 0),

@@ -11,7 +11,6 @@
  * Each is run three times and the fastest counts: what is left of the previous scenario (sockets
  * closing, processes exiting) slowed single runs by half (1.59 ns / 115 µs against 0.98 / 78).
  */
-import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer, connect, type AddressInfo, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
@@ -26,24 +25,20 @@ const JS_ITERATIONS = 10_000_000;
 const ROUND_TRIPS = 1500;
 const REPEATS = 3;
 const MESSAGE = Buffer.alloc(100, 0x61);
+const SELF = fileURLToPath(import.meta.url);
 
 /** Runs the yardstick pinned to `core` (unpinned when null); null when it fails (it never fails the run). */
 export async function calibrate(core: number | null, timeoutMs = 20_000): Promise<Calibration | null> {
-  const self = fileURLToPath(import.meta.url);
-  const command = core === null ? [process.execPath, self] : ['taskset', '-c', String(core), process.execPath, self];
-  const child = spawn(command[0]!, command.slice(1), { stdio: ['ignore', 'pipe', 'ignore'] });
-  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-  let out = '';
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
-  const [code] = (await once(child, 'close')) as [number | null];
+  // Started like the servers (pinned, stopped with them on Ctrl-C); imported here, not at the top, so
+  // the measuring child and its echo thread do not load it.
+  const { startPinned } = await import('./processes.js');
+  const child = startPinned('yardstick', core, SELF, []);
+  const timer = setTimeout(() => void child.stop(0), timeoutMs);
+  // Its one line is read once stdout has closed ('exit' may come before the last line is parsed).
+  const [code] = await Promise.all([child.exited, once(child.child.stdout!, 'close')]);
   clearTimeout(timer);
-  if (code !== 0) return null;
-  try {
-    const result = JSON.parse(out) as Calibration;
-    return Number.isFinite(result.jsNsPerOp) && Number.isFinite(result.roundTripUs) ? result : null;
-  } catch {
-    return null;
-  }
+  const line = child.logs.find((l) => Number.isFinite(l.jsNsPerOp) && Number.isFinite(l.roundTripUs));
+  return code === 0 && line !== undefined ? { jsNsPerOp: line.jsNsPerOp as number, roundTripUs: line.roundTripUs as number } : null;
 }
 
 /** CPU seconds of this process (all threads) since `from`. */
@@ -71,24 +66,25 @@ async function measureRoundTrips(): Promise<number> {
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   const port = (server.address() as AddressInfo).port;
-  const worker = new Worker(fileURLToPath(import.meta.url), { workerData: { calibrateEchoPort: port } });
+  const worker = new Worker(SELF, { workerData: { calibrateEchoPort: port } });
   const [socket] = (await once(server, 'connection')) as [Socket];
   socket.setNoDelay(true);
   const from = process.cpuUsage();
   await new Promise<void>((resolve) => {
     let sent = 0;
     let pending = 0;
-    socket.on('data', (chunk: Buffer) => {
-      pending -= chunk.length;
-      if (pending > 0) return;
-      if (sent === ROUND_TRIPS) return resolve();
+    const send = (): void => {
       sent++;
       pending = MESSAGE.length;
       socket.write(MESSAGE);
+    };
+    socket.on('data', (chunk: Buffer) => {
+      pending -= chunk.length;
+      if (pending > 0) return;
+      if (sent === ROUND_TRIPS) resolve();
+      else send();
     });
-    sent++;
-    pending = MESSAGE.length;
-    socket.write(MESSAGE);
+    send();
   });
   const perRoundTrip = (cpuSince(from) * 1e6) / ROUND_TRIPS;
   socket.destroy();
@@ -104,7 +100,7 @@ if (echoPort !== undefined) {
   socket.setNoDelay(true);
   socket.on('data', (chunk: Buffer) => socket.write(chunk));
   parentPort!.unref();
-} else if (isMainThread && process.argv[1] === fileURLToPath(import.meta.url)) {
+} else if (isMainThread && process.argv[1] === SELF) {
   let jsNsPerOp = Infinity;
   let roundTripUs = Infinity;
   for (let i = 0; i < REPEATS; i++) {

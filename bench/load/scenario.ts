@@ -143,8 +143,7 @@ export async function runScenario(cfg: ScenarioConfig, pool: Piscina): Promise<S
   // A variant's flags written `--mpc:FLAG` go to the MPC (`--mpc:--cli=PATH` runs another MPC build).
   const mpcFlags = cfg.gatewayFlags.filter((f) => f.startsWith('--mpc:')).map((f) => f.slice('--mpc:'.length));
   const gatewayFlags = cfg.gatewayFlags.filter((f) => !f.startsWith('--mpc:'));
-  // The baseline subscribes like the original TORMQ gateway, to `[root, body]` frames: the MPC's plain
-  // port. (It read the gateway port until that became the tormq link, and has delivered nothing since.)
+  // The baseline subscribes like the original TORMQ gateway, to `[root, body]` frames: the MPC's plain port.
   if (cfg.target === 'baseline') mpcFlags.push('--plain-port', '0');
   const mpc = cfg.target === 'nats' ? null : await startMpc(cfg.serverCore, cfg.profileDir ? ['--cpu-prof', '--cpu-prof-dir', cfg.profileDir, '--cpu-prof-name', `mpc-${Date.now()}.cpuprofile`] : [], mpcFlags);
   let server: Server;

@@ -10,7 +10,8 @@
  *
  * Order: everything else (positions, confirmations, replies) flushes the batches first, so every frame
  * leaves in the order it was produced, as without batching — a position still follows the messages
- * it counts, and "a message older than a reply arrives before it" still holds. *
+ * it counts, and "a message older than a reply arrives before it" still holds.
+ *
  * With a hold (the MPC's --coalesce-ms), batches wait up to that long after the reads that brought
  * them, so that more messages share a frame; the reads go on meanwhile. Pausing the publisher sockets
  * instead (the flag's first form) let Node's stream buffer release one chunk per pause: latency grew

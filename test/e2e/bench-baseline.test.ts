@@ -11,27 +11,27 @@ import { Publisher } from '../../src/sdk/publisher.js';
 import { TestClient } from '../helpers/ws-client.js';
 
 test('the bench baseline delivers a published message to its subscriber', async () => {
-  const publisher: { current: Publisher | null } = { current: null };
+  let publisher: Publisher | null = null;
   try {
     const mpc = await startMpc(null, [], ['--plain-port', '0']);
     assert.ok(mpc.plainPort !== null, 'the MPC reports its plain port');
     const baseline = await startBaseline(null, mpc.plainPort);
     const client = await TestClient.connect(baseline.url);
     await client.subscribe('bb:1');
-    publisher.current = new Publisher('127.0.0.1', mpc.publisherPort);
-    await publisher.current.ready({ timeoutMs: 10_000 });
+    publisher = new Publisher('127.0.0.1', mpc.publisherPort);
+    await publisher.ready({ timeoutMs: 10_000 });
     // The baseline's SUB may join the plain port after the first messages (pub/sub drops what comes
     // before): publish until one arrives, a bounded number of times.
     let received: string | null = null;
     for (let i = 0; i < 50 && received === null; i++) {
-      await publisher.current.send('bb:1', { n: i });
+      await publisher.send('bb:1', { n: i });
       received = await client.waitFor((m) => m.includes('"bb:1"'), 0, 200).catch(() => null);
     }
     assert.ok(received !== null, 'a message published on bb:1 reached the baseline\'s subscriber');
     assert.match(received, /"n":\d+/);
     await client.close();
   } finally {
-    await publisher.current?.close();
+    await publisher?.close();
     await stopAll();
   }
 });
