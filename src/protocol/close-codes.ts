@@ -7,7 +7,7 @@ export const Close = {
   POLICY_VIOLATION: {
     code: 1008,
     reason: 'token expired',
-    when: "policy: authentication or authorisation failed; the connection's token expired without a `refresh` (see Security)",
+    when: "policy: authentication or authorisation failed; the connection's token expired without a `refresh` (see Security); or a message arrived in more pieces (reads of a frame, or fragments) than `--max-frame-bytes` allows: max(256, N / 1024); sent by ws",
   },
   MESSAGE_TOO_BIG: { code: 1009, reason: 'frame too large', when: 'frame too large (over `--max-frame-bytes`; sent by ws)' },
   INTERNAL_ERROR: { code: 1011, reason: 'worker failed, reconnect', when: 'the worker owning the connection failed; reconnect (another worker takes over)' },

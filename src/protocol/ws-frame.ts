@@ -27,3 +27,14 @@ export function encodeTextFrame(source: Uint8Array, offset: number, length: numb
   frame.set(source.subarray(offset, offset + length), headerLength);
   return frame;
 }
+
+/**
+ * How many pieces a client message may arrive in: reads of one frame still arriving (ws's
+ * `maxBufferedChunks`) and frames of one fragmented message (`maxFragments`). ws holds each piece as a
+ * Buffer of its own, ≈ 200 bytes of memory however small the piece. 256 covers a 64 KB frame read one
+ * TCP segment at a time even at an IPv6-minimum MSS (1,220 bytes: 54 reads), and any client that
+ * fragments (browsers do not); a larger `maxFrameBytes` allows one piece per KB.
+ */
+export function maxMessagePieces(maxFrameBytes: number): number {
+  return Math.max(256, Math.ceil(maxFrameBytes / 1024));
+}

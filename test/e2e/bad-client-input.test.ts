@@ -3,16 +3,69 @@
  * limit, and the connection cap. Each case has one clear outcome, and a bystander client on the same
  * gateway keeps getting its messages throughout.
  */
+import { once } from 'node:events';
+import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { WebSocket } from 'ws';
 import { Publisher } from '../../src/index.js';
-import { metricValue, metricsText, rawUpgrade, until } from '../helpers/probes.js';
+import { metricValue, metricsText, rawUpgrade, until, upgradeRequest } from '../helpers/probes.js';
 import { startGatewayProcess, startMpcProcess, type GatewayProcess, type GatewayStats, type MpcProcess } from '../helpers/processes.js';
 import { useSystem } from '../helpers/system.js';
 import { TestClient } from '../helpers/ws-client.js';
 
 const total = (stats: GatewayStats, key: string) => stats.workers.reduce((n, w) => n + (w[key] as number), 0);
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A client frame header, masked with the all-zero key (so the payload goes as is), text, final. */
+function maskedTextHeader(length: number): Buffer {
+  if (length < 126) return Buffer.from([0x81, 0x80 | length, 0, 0, 0, 0]);
+  const header = Buffer.from([0x81, 0x80 | 126, 0, 0, 0, 0, 0, 0]);
+  header.writeUInt16BE(length, 2);
+  return header;
+}
+
+/** A whole client frame of a small payload (< 126 bytes), masked with the all-zero key. */
+function maskedFrame(opcode: number, final: boolean, payload: Buffer): Buffer {
+  return Buffer.concat([Buffer.from([(final ? 0x80 : 0) | opcode, 0x80 | payload.length, 0, 0, 0, 0]), payload]);
+}
+
+/** A WebSocket over raw TCP, upgraded, writes leaving at once (no Nagle), whatever arrives collected. */
+async function rawWebSocket(port: number) {
+  const socket = net.connect(port, '127.0.0.1');
+  socket.setNoDelay(true);
+  socket.on('error', () => {});
+  const chunks: Buffer[] = [];
+  const state = { closed: false };
+  socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+  socket.once('close', () => (state.closed = true));
+  await once(socket, 'connect');
+  socket.write(upgradeRequest());
+  await until('the 101 response', () => Buffer.concat(chunks).includes('\r\n\r\n'));
+  const all = () => Buffer.concat(chunks);
+  const bodyStart = () => all().indexOf('\r\n\r\n') + 4;
+  assert.match(all().toString('latin1', 0, 12), /^HTTP\/1\.1 101/);
+  return {
+    socket,
+    get closed() {
+      return state.closed;
+    },
+    /** The frames' bytes received, as text (enough to find a small reply). */
+    text: () => all().toString('latin1', bodyStart()),
+    /** The code of the close frame received (unmasked, as a server sends it), or null. */
+    closeCode: () => {
+      const frames = all().subarray(bodyStart());
+      for (let at = 0; at + 2 <= frames.length;) {
+        const length = frames[at + 1]! & 0x7f;
+        if (length >= 126) return null; // only small frames are expected here
+        if ((frames[at]! & 0x0f) === 0x8) return length >= 2 ? frames.readUInt16BE(at + 2) : null;
+        at += 2 + length;
+      }
+      return null;
+    },
+  };
+}
 
 describe('hardening: bad input from clients', () => {
   let mpc: MpcProcess;
@@ -134,6 +187,54 @@ describe('hardening: bad input from clients', () => {
     other.send(fits);
     await other.waitFor((m) => m === '{"event":"pong","id":7}');
     assert.equal(other.closeCode, null);
+    await assertServing();
+  });
+
+  test('a message in more pieces than --max-frame-bytes allows (reads of a frame, or fragments) closes that connection with 1008; in a few pieces it is answered', async () => {
+    // ws holds each piece of a message still arriving as a Buffer of its own (≈ 200 bytes each): dripped
+    // one byte per segment, a 64 KB frame held ≈ 13 MB. Here the cap is max(256, 1024 / 1024) = 256 pieces.
+    const ping = (id: number) => {
+      const text = JSON.stringify({ event: 'ping', id, pad: '' });
+      return Buffer.from(JSON.stringify({ event: 'ping', id, pad: 'p'.repeat(1000 - text.length) }));
+    };
+    const before = total(await gateway.stats(), 'badFrames');
+    const dripper = await rawWebSocket(gateway.port);
+    const payload = ping(1);
+    dripper.socket.write(maskedTextHeader(payload.length));
+    let sent = 0;
+    for (; sent < payload.length && !dripper.socket.destroyed && !dripper.closed; sent++) {
+      dripper.socket.write(payload.subarray(sent, sent + 1));
+      await sleep(1); // one read per byte
+    }
+    await until('the gateway to close the dripping connection', () => dripper.closed);
+    assert.equal(dripper.closeCode(), 1008, 'closed by the gateway with 1008');
+    assert.ok(sent < payload.length, `closed before the frame was whole (${sent} of ${payload.length} bytes sent)`);
+    assert.equal(dripper.text().includes('pong'), false, 'the dripped frame was never answered');
+    await badFramesGrow(before, 1);
+    // The same frame in 16 pieces of ≈ 63 bytes, each its own read: answered, connection open.
+    const patient = await rawWebSocket(gateway.port);
+    const second = ping(2);
+    patient.socket.write(maskedTextHeader(second.length));
+    for (let at = 0; at < second.length; at += 63) {
+      patient.socket.write(second.subarray(at, at + 63));
+      await sleep(5);
+    }
+    await until('the pong to the frame sent in pieces', () => patient.text().includes('{"event":"pong","id":2}'));
+    assert.equal(patient.closed, false);
+    // Fragments: a message in 300 one-byte frames is closed; in 10 fragments it is answered.
+    const fragmenter = await rawWebSocket(gateway.port);
+    const fragments = [maskedFrame(0x1, false, Buffer.from('{'))];
+    for (let i = 0; i < 300; i++) fragments.push(maskedFrame(0x0, false, Buffer.from(' ')));
+    fragmenter.socket.write(Buffer.concat(fragments));
+    await until('the gateway to close the fragmenting connection', () => fragmenter.closed);
+    assert.equal(fragmenter.closeCode(), 1008, 'a message in 301 fragments: closed with 1008');
+    await badFramesGrow(before, 2);
+    const third = ping(3);
+    const tenths = Array.from({ length: 10 }, (_, i) => maskedFrame(i === 0 ? 0x1 : 0x0, i === 9, third.subarray(i * 100, (i + 1) * 100)));
+    patient.socket.write(Buffer.concat(tenths));
+    await until('the pong to the message sent in fragments', () => patient.text().includes('{"event":"pong","id":3}'));
+    assert.equal(patient.closed, false);
+    patient.socket.destroy();
     await assertServing();
   });
 

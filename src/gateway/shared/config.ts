@@ -112,7 +112,7 @@ export const GATEWAY_OPTIONS = defineOptions('a gateway', {
   maxFrameBytes: {
     default: 64 * 1024,
     check: int(64, 64 * 1024 * 1024, 'an integer from 64 to 64 MiB'),
-    help: 'largest client frame; a larger one closes the connection with 1009',
+    help: 'largest client frame; a larger one closes the connection with 1009; a message in more than max(256, N / 1024) pieces (reads of a frame, or fragments) closes it with 1008, as each piece held costs memory',
     cli: { flag: 'max-frame-bytes', arg: 'N' },
     section: LIMITS,
   },

@@ -27,7 +27,7 @@ export const WORKER_COUNTERS = [
   { key: 'ringDrops', type: 'counter', metric: 'tormq_ring_drops_total', help: 'Messages dropped for a worker because its ring was full', writer: 'main' },
   { key: 'slowClientDrops', type: 'counter', metric: 'tormq_slow_client_drops_total', help: 'Messages skipped for clients over the outbound limit (policy drop)', writer: 'worker' },
   { key: 'slowClientDisconnects', type: 'counter', metric: 'tormq_slow_client_disconnects_total', help: 'Clients closed with 4008 (policy close)', writer: 'worker' },
-  { key: 'badFrames', type: 'counter', metric: 'tormq_bad_frames_total', help: 'Client frames rejected (bad JSON, not an object, unknown event, invalid topic, too many subscriptions, binary)', writer: 'worker' },
+  { key: 'badFrames', type: 'counter', metric: 'tormq_bad_frames_total', help: 'Client frames rejected (bad JSON, not an object, unknown event, invalid topic, too many subscriptions, binary, a message in too many pieces)', writer: 'worker' },
   { key: 'oversizeCloses', type: 'counter', metric: 'tormq_oversize_frames_total', help: 'Connections closed with 1009 for a frame over maxFrameBytes', writer: 'worker' },
   { key: 'heartbeatTerminations', type: 'counter', metric: 'tormq_heartbeat_terminations_total', help: 'Connections terminated for missing a heartbeat pong', writer: 'worker' },
   { key: 'connectionsAccepted', type: 'counter', metric: 'tormq_connections_accepted_total', help: 'WebSocket connections accepted', writer: 'worker' },
