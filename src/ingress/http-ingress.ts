@@ -361,19 +361,35 @@ const ROUTES: Record<string, 'GET' | 'POST'> = {
   '/group': 'GET',
 };
 
+const EMPTY_BODY = Buffer.alloc(0);
+
 type JsonBody = { ok: true; value: unknown } | { ok: false; status: 400 | 413; error: string };
 
 function readJson(req: http.IncomingMessage, maxBytes: number): Promise<JsonBody> {
   return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
+    // The body's reads go into one buffer that doubles (never past maxBytes), not a list of the reads:
+    // a body dripped one byte per TCP segment made each byte a Buffer of its own, ≈ 230 bytes of memory
+    // per byte sent (100 KB grew the MPC's RSS by 23 MB).
+    let body = EMPTY_BODY;
+    let length = 0;
     // A declared length over the limit is refused without buffering a byte of it.
     let size = Number(req.headers['content-length']) > maxBytes ? maxBytes + 1 : 0;
     req.on('data', (chunk: Buffer) => {
       size += chunk.length;
       // Over the limit the rest is read and discarded (memory stays bounded) so the 413 reaches a
       // client still sending, instead of a reset on unread data.
-      if (size <= maxBytes) chunks.push(chunk);
-      else chunks.length = 0;
+      if (size > maxBytes) {
+        body = EMPTY_BODY;
+        length = 0;
+        return;
+      }
+      if (length + chunk.length > body.length) {
+        const grown = Buffer.allocUnsafe(Math.min(maxBytes, Math.max(2 * body.length, length + chunk.length, 16 * 1024)));
+        body.copy(grown, 0, 0, length);
+        body = grown;
+      }
+      chunk.copy(body, length);
+      length += chunk.length;
     });
     req.once('error', reject);
     req.once('end', () => {
@@ -382,7 +398,7 @@ function readJson(req: http.IncomingMessage, maxBytes: number): Promise<JsonBody
         return;
       }
       try {
-        resolve({ ok: true, value: JSON.parse(Buffer.concat(chunks).toString('utf8')) });
+        resolve({ ok: true, value: JSON.parse(body.toString('utf8', 0, length)) });
       } catch {
         resolve({ ok: false, status: 400, error: 'body is not valid JSON' });
       }

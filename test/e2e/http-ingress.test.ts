@@ -1,8 +1,11 @@
 /**
  * HTTP publishing on the real MPC process (`tormq-mpc --http 0`): what the clients of a real gateway
  * receive is byte for byte what the Node SDK sends; bad input, oversized bodies and a missing bearer
- * token are refused with clear JSON errors and publish nothing.
+ * token are refused with clear JSON errors and publish nothing; a body dripped one byte per TCP segment
+ * costs about its size.
  */
+import { readFileSync } from 'node:fs';
+import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Publisher, encodeBody } from '../../src/index.js';
@@ -186,5 +189,37 @@ describe('HTTP ingress with --http-token', () => {
     await once(bad.child, 'close');
     assert.equal(bad.child.exitCode, 2);
     assert.match(bad.stderr.join('\n'), /--http must be an integer from 0 to 65535, got "eighty"/);
+  });
+});
+
+describe('HTTP ingress: a body dripped one byte per TCP segment', () => {
+  const sys = useSystem({ mpcArgs: ['--http', '0'] }); // --http-max-body at its default, 1 MB
+  const rssBytes = () => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${sys.mpc.child.pid}/status`, 'utf8'))![1]) * 1024;
+
+  test('costs the MPC about its size, not a Buffer per byte, and is published whole', async (t) => {
+    const client = await sys.connect();
+    await client.subscribe('drip:x');
+    await waitHttpReady(sys.mpc, 'drip');
+    // 200 KB of leading whitespace (valid JSON) before the message.
+    const body = Buffer.from(' '.repeat(200_000) + JSON.stringify({ topic: 'drip:x', data: 'dripped' }));
+    const socket = net.connect(sys.mpc.httpPort!, '127.0.0.1');
+    socket.setNoDelay(true);
+    let reply = '';
+    socket.on('data', (chunk: Buffer) => (reply += chunk.toString('latin1')));
+    await once(socket, 'connect');
+    const rssBefore = rssBytes();
+    socket.write(`POST /publish HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`);
+    for (let i = 0; i < body.length; i++) {
+      socket.write(body.subarray(i, i + 1));
+      if (i % 100 === 99) await new Promise((resolve) => setTimeout(resolve, 1)); // separate segments, read one by one
+    }
+    await client.waitFor((m) => m.includes('"dripped"'));
+    assert.match(reply, /^HTTP\/1\.1 202/);
+    // Held as a list of the reads, 200 KB dripped grew the MPC's RSS by 51–57 MB (≈ 270 bytes per byte);
+    // in one buffer that doubles, by 6–7 MB in all.
+    const grown = rssBytes() - rssBefore;
+    t.diagnostic(`the MPC's RSS grew by ${(grown / 1048576).toFixed(1)} MB`);
+    assert.ok(grown < 20 * 1024 * 1024, `the MPC's RSS grew by ${(grown / 1048576).toFixed(1)} MB for a 200 KB body`);
+    socket.destroy();
   });
 });
