@@ -2,7 +2,8 @@
  * Hardening: clients that stop reading and clients that stop answering pings. A sustained broadcast of
  * 256 MiB goes through two gateways at once (slow-client policy `close` and `drop`), each with a client
  * that reads everything and one that never reads. The readers get every message, the gateways' RSS stays
- * bounded, and the non-readers are closed with 4008 or skipped, as configured.
+ * bounded, and the non-readers are closed with 4008 or skipped, as configured. tormq.v2 clients that
+ * never read and ask for a large recovery hold about --slow-client-bytes each, not their whole replay.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -213,5 +214,63 @@ describe('hardening: heartbeats', () => {
     const stats = await sys.gateway.stats();
     assert.equal(stats.connections, 1);
     assert.ok(!stats.workers.some((w) => w.subscriptions > 1), 'the terminated clients left their subscriptions');
+  });
+});
+
+describe('hardening: recoveries asked for by clients that never read', () => {
+  const sys = useSystem({ mpcArgs: ['--history-size', '100'] }); // --slow-client-bytes at its default, 4 MB
+  const topics = Array.from({ length: 64 }, (_, i) => `rc:${i}`);
+  const perTopic = 100;
+  // 64 × 100 × 4 KB: 25.6 MB of replay each, more than --slow-client-bytes and loopback's socket buffers
+  // (at most 4 MB sent, 6 MB received) take together.
+  const pad = 'r'.repeat(4000);
+
+  test('each one holds about --slow-client-bytes of the replay, not all it asked for; one that starts reading gets all of it, in order', async (t) => {
+    const reader = await TestClient.v2(sys.gateway.url);
+    sys.clients.push(reader);
+    const ack = (await reader.request({ event: 'subscribe', topics, recover: true })) as { positions: Record<string, { epoch: string; offset: number }> };
+    const since = Object.fromEntries(topics.map((topic) => [topic, ack.positions[topic]!]));
+    await sys.publisher.ready({ topic: 'rc', timeoutMs: 10_000 });
+    for (let n = 1; n <= perTopic; n++) {
+      for (const topic of topics) await sys.publisher.send(topic, { n, pad });
+      await reader.waitForCount(1 + topics.length * n, 30_000); // paced by the reader: nothing lost to a full queue
+    }
+    const before = rssBytes(sys.gateway.child.pid!);
+    const deliveredBefore = total(await sys.gateway.stats(), 'deliveries');
+    // Four connections each ask for all 6,400 messages (25.6 MB of replay) with one frame, and never read.
+    const stalled: TestClient[] = [];
+    for (let i = 0; i < 4; i++) {
+      const client = await TestClient.v2(sys.gateway.url);
+      sys.clients.push(client);
+      client.ws.pause();
+      client.send({ event: 'subscribe', id: 1, topics, recover: true, since });
+      stalled.push(client);
+    }
+    // Long enough for every replay to have been fetched and written as far as it can go.
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    const grown = rssBytes(sys.gateway.child.pid!) - before;
+    const written = total(await sys.gateway.stats(), 'deliveries') - deliveredBefore;
+    t.diagnostic(`gateway RSS grew by ${(grown / MiB).toFixed(1)} MB for 4 stalled recoveries of 25.6 MB each; ${written} of ${4 * topics.length * perTopic} messages written`);
+    // Written at once, every replay went to its socket's buffer (≈ 2.7× its bytes of RSS), held there
+    // until the connection closed. Paced, each stops once its socket holds --slow-client-bytes unsent.
+    assert.ok(written < 4 * topics.length * perTopic * 0.6, `${written} replayed messages written to clients that read none`);
+    assert.ok(grown < 150 * MiB, `gateway RSS grew by ${(grown / MiB).toFixed(1)} MB`);
+    // The replay was paced, not lost: one that starts reading gets the ack and every message, in order.
+    const late = stalled[0]!;
+    late.ws.resume();
+    await late.waitForCount(1 + topics.length * perTopic, 30_000);
+    const reply = JSON.parse(late.messages.find((m) => m.includes('"id":1'))!) as { event: string; recovered: boolean };
+    assert.deepEqual([reply.event, reply.recovered], ['ack', true]);
+    const offsets = new Map<string, number>();
+    for (const p of late.publications()) {
+      assert.equal(p.offset, (offsets.get(p.topic) ?? since[p.topic]!.offset) + 1, `${p.topic} in order, none missing`);
+      offsets.set(p.topic, p.offset);
+    }
+    assert.equal(late.publications().length, topics.length * perTopic);
+    // Everyone else is served meanwhile.
+    const from = reader.messages.length;
+    await sys.publisher.send('rc:0', 'after');
+    await reader.waitFor((m) => m.includes('"after"'), from);
+    for (const client of stalled.slice(1)) client.ws.terminate(); // paused, they would never finish a close handshake
   });
 });

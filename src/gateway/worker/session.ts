@@ -35,8 +35,10 @@ import { TokenBucket } from './token-bucket.js';
 import { Variant, Writer } from './writer.js';
 
 const OPEN = 1;
-/** Frames held while an asynchronous step runs (a bound, not a budget: the steps take milliseconds). */
+/** Frames held while an asynchronous step runs (a token check, a recovery paced by a slow socket); past it ERR_RATE_LIMITED. */
 const MAX_HELD_FRAMES = 64;
+/** Streams of one recovery fetched from history at a time (see `replay`). */
+const REPLAY_WINDOW = 8;
 const MAX_TIMER_MS = 2 ** 31 - 1;
 let nextConnectionId = 1;
 
@@ -193,12 +195,17 @@ export class Session {
     });
   }
 
-  /** Sends what the client missed of each stream in `since`; true when every one was complete. */
+  /**
+   * Sends what the client missed of each stream in `since`; true when every one was complete. The
+   * streams are fetched REPLAY_WINDOW at a time and written as the socket drains (Writer.replay), so
+   * one subscribe makes the gateway hold at most `slowClientBytes` plus one window of history, not
+   * everything missed at once.
+   */
   private async replay(command: SubscribeCommand, streams: string[], positions: Map<string, Position>): Promise<boolean> {
     if (command.since === undefined) return false; // nothing to recover from: a fresh subscription
     const max = this.ctx.config.maxRecoveryMessages;
     let recovered = true;
-    const fetches: Array<Promise<Buffer[] | null>> = [];
+    const wanted: Array<{ stream: string; since: StreamPosition; missed: number }> = [];
     for (const stream of streams) {
       const since = command.since.get(stream);
       if (since === undefined) continue; // a stream new to the client: nothing missed
@@ -208,15 +215,19 @@ export class Session {
         recovered = false;
         continue;
       }
-      if (missed === 0) continue;
-      fetches.push(this.ctx.history(stream, since.epoch, since.offset, missed).then((reply) => {
-        if (reply.status !== 'ok' || reply.from !== since.offset + 1 || reply.bodies.length !== missed) return null;
-        return reply.bodies.map((body, i) => this.ctx.positioned(body, since.epoch, since.offset + 1 + i));
-      }));
+      if (missed > 0) wanted.push({ stream, since, missed });
     }
-    for (const frames of await Promise.all(fetches)) {
-      if (frames === null) recovered = false;
-      else this.writer.writeFrames(frames);
+    for (let at = 0; at < wanted.length; at += REPLAY_WINDOW) {
+      const window = wanted.slice(at, at + REPLAY_WINDOW).map(({ stream, since, missed }) =>
+        this.ctx.history(stream, since.epoch, since.offset, missed).then((reply) => {
+          if (reply.status !== 'ok' || reply.from !== since.offset + 1 || reply.bodies.length !== missed) return null;
+          return reply.bodies.map((body, i) => this.ctx.positioned(body, since.epoch, since.offset + 1 + i));
+        }),
+      );
+      for (const frames of await Promise.all(window)) {
+        if (frames === null) recovered = false;
+        else if (!(await this.writer.replay(frames))) return false; // closed meanwhile
+      }
     }
     return recovered;
   }
