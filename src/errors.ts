@@ -18,7 +18,7 @@ export const ErrorCodes = {
   WORKER_UNAVAILABLE: 'ERR_WORKER_UNAVAILABLE',
   /** A worker did not answer a control call in time. */
   WORKER_TIMEOUT: 'ERR_WORKER_TIMEOUT',
-  /** The open-files limit (ulimit -n) leaves no descriptors for client sockets after the gateway's own and its reserve. */
+  /** The open-files limit (ulimit -n) leaves no descriptors for peers' sockets after the process's own and its reserve (gateway or MPC). */
   DESCRIPTOR_LIMIT: 'ERR_DESCRIPTOR_LIMIT',
   /** A test hook was called on a gateway started without `--enable-test-hooks`, or named no known action. */
   TEST_HOOK_REFUSED: 'ERR_TEST_HOOK_REFUSED',

@@ -106,6 +106,18 @@ function logRefused(role: 'publisher' | 'gateway', address: string, why: string)
   if (line !== null) log.warn({ address, why, refusedSinceLastLine: line.held }, `${role} connection refused at the ZMTP handshake`);
 }
 
+/** Connections closed at the budget (--fd-reserve) arrive in floods: throttled per port. */
+const budgetThrottle = throttle();
+function logOverBudget(port: string, address: string, limit: number): void {
+  const line = budgetThrottle(port);
+  if (line !== null) {
+    log.warn(
+      { port, address, limit, refusedSinceLastLine: line.held },
+      `${port} port: connection closed, ${limit} connections are open on it (its share of the open-files limit less those in use at start less --fd-reserve); raise ulimit -n if they are legitimate`,
+    );
+  }
+}
+
 /**
  * The MPC, its admin port, and the HTTP ingress (`--http`) and gopusher's gRPC service (`--grpc`) when
  * given (they publish through the MPC's own port, and read its presence table).
@@ -128,10 +140,12 @@ async function startAll(): Promise<{ mpc: Mpc; ingress: HttpIngress | null; grpc
     zmtpReader: flags.zmtpReader,
     zmtpLink: flags.zmtpLink,
     coalesceMs: flags.coalesceMs,
+    fdReserve: flags.fdReserve,
     curve: curveOptions(),
     onDrop: logDrop,
     onPublisherRefused: (address, why) => logRefused('publisher', address, why),
     onGatewayRefused: (address, why) => logRefused('gateway', address, why),
+    onConnectionRefused: logOverBudget,
   });
   let admin: http.Server | null = null;
   let adminPort = -1;

@@ -14,6 +14,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
+import { ConnectionBudget, socketBudget } from '../descriptors.js';
 import { zeromq } from '../zmq/zeromq.js';
 import { boolean, defineOptions, int, nonEmptyString, satisfies, type ConfigOf, type InputOf } from '../options/options.js';
 import { assertCurveAvailable, isCurveKey } from '../zmq/curve.js';
@@ -84,6 +85,11 @@ export const MPC_OPTIONS = defineOptions('an MPC', {
     check: int(0, 100),
     help: 'hold messages for gateways up to this long, so that more of them leave in one link frame: fewer wake-ups at both ends, for added latency (measured at unicast 10k msgs/s, 2 workers: 2 ms cut MPC + gateway CPU per message by 13-19 % and put p50 at 2.6 ms, p99 at 10 ms); 0: what each read from publishers brought leaves at once',
   },
+  fdReserve: {
+    default: 64,
+    check: int(0),
+    help: 'descriptors kept for the admin port, HTTP and gRPC publishing: connections on the publisher and gateway ports are capped at the open-files limit (ulimit -n) minus those in use at start minus this, of which the gateway port has its own quarter (at most 256); past its cap a new connection is closed, counted (connections in /stats) and logged (Linux; tormq\'s own ZMTP endpoints, not libzmq\'s with CURVE)',
+  },
   maxMessageBytes: { default: 1024 * 1024, check: int(1), help: 'largest published body accepted; larger ones are dropped and counted' },
   maxTopicLength: { default: 256, check: int(1, 65535), help: 'longest topic accepted from publishers' },
   historySize: { default: 100, check: int(0, 1_000_000), help: 'messages kept per topic for recovery (0: none; positions are still assigned)', section: HISTORY },
@@ -119,6 +125,8 @@ export type MpcOptions = InputOf<typeof MPC_OPTIONS.specs> & {
   onPublisherRefused?: (address: string, why: string) => void;
   /** Called when the ZMTP link server closes a gateway connection at the handshake (e.g. a CURVE gateway on a plain port). */
   onGatewayRefused?: (address: string, why: string) => void;
+  /** Called when a connection to the publisher or gateway port is closed because its share of the connection budget is spent (`fdReserve`). */
+  onConnectionRefused?: (port: string, address: string, limit: number) => void;
 };
 export type MpcConfig = ConfigOf<typeof MPC_OPTIONS.specs>;
 export const MPC_DEFAULTS = MPC_OPTIONS.defaults;
@@ -127,6 +135,8 @@ export const MPC_DEFAULTS = MPC_OPTIONS.defaults;
 const MAX_REPLY_MESSAGES = 1000;
 const MAX_REPLY_BYTES = 4 * 1024 * 1024;
 const SWEEP_INTERVAL_MS = 1000;
+/** The gateway port's share of the connection budget: a quarter, at most this (gateways are few). */
+const MAX_GATEWAY_CONNECTIONS = 256;
 /** Gateways whose presence reports stopped are forgotten within this much of their ttl. */
 const PRESENCE_SWEEP_MS = 250;
 /** Most gateways whose presence is held (more report: refused and counted). */
@@ -162,6 +172,8 @@ export interface MpcStats {
   publisherHandshakeFailures: number;
   /** Gateway connections closed at the handshake by the ZMTP link server (not a plain ZMTP 3 SUB/XSUB). */
   gatewayHandshakeFailures: number;
+  /** Connections on the publisher and gateway ports now, their caps (null: none, not Linux or libzmq's endpoints) and those closed at them. */
+  connections: Record<'publisher' | 'gateway', { open: number; limit: number | null; refused: number }>;
   publishDrops: Record<PublishDropReason, number>;
   positionsSent: number;
   historyReplies: Record<string, number>;
@@ -175,7 +187,7 @@ export interface MpcStats {
 }
 
 export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
-  const { onDrop, onPublisherRefused: _, onGatewayRefused: __, ...rest } = options;
+  const { onDrop, onPublisherRefused: _, onGatewayRefused: __, onConnectionRefused, ...rest } = options;
   const config = MPC_OPTIONS.validate(rest);
   const instance = randomBytes(6).toString('base64url');
   const security = config.curve === undefined ? null : await curveServerOptions(config.curve);
@@ -194,10 +206,15 @@ export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
     maxStreams: config.historyMaxStreams,
   });
   const reclaimer = new EvictionReclaimer(RECLAIM_EVERY_BYTES);
+  // Set once the ports are open (src/descriptors.ts); until then nothing is refused. Each port has its
+  // own share, so that a flood of one cannot keep the other's peers out (gateways relinking after a
+  // deploy, publishers reconnecting).
+  const publisherBudget: ConnectionBudget = new ConnectionBudget(Infinity, (port, address) => onConnectionRefused?.(port, address, publisherBudget.limit));
+  const gatewayBudget: ConnectionBudget = new ConnectionBudget(Infinity, (port, address) => onConnectionRefused?.(port, address, gatewayBudget.limit));
   let gatewayHandshakeFailures = 0;
   // Its handlers reach `control` (built on `link`, below), called only once gateways connect.
   const zmtpLink = gateways !== null ? null : new ZmtpPublisher(
-    { maxFrameBytes: MAX_GATEWAY_FRAME_BYTES, maxQueuedBytes: config.gatewayQueueBytes, keysOf: linkKeys },
+    { maxFrameBytes: MAX_GATEWAY_FRAME_BYTES, maxQueuedBytes: config.gatewayQueueBytes, keysOf: linkKeys, budget: gatewayBudget },
     {
       message: (frame) => control.handle(frame),
       unread: () => control.badRequests++,
@@ -233,7 +250,7 @@ export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
   const publishers = useZmtp ? null : new (zeromq().Subscriber)({ linger: 0, receiveHighWaterMark: config.highWaterMark, ...security?.publisher });
   let publisherHandshakeFailures = 0;
   const zmtp = !useZmtp ? null : new ZmtpSubscriber(
-    { maxFrameBytes: config.maxMessageBytes, maxParts: 2 },
+    { maxFrameBytes: config.maxMessageBytes, maxParts: 2, budget: publisherBudget },
     {
       message: ingest,
       unread: (reason, bytes) => forwarder.skipped(reason, bytes),
@@ -256,6 +273,12 @@ export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
     if (gateways !== null) await bindOrFail(gateways, config.host, config.gatewayPort, 'gateway');
     else gatewayPort = await listenZmtp(zmtpLink!, 'gateway', config.host, config.gatewayPort);
     if (plain) await bindOrFail(plain, config.host, config.plainPort, 'plain');
+    // Taken once the ports are open: what is left of the descriptors, less the reserve, is for peers.
+    const descriptors = zmtp === null && zmtpLink === null ? null : socketBudget(config.fdReserve, 'publisher and gateway connections');
+    if (descriptors !== null) {
+      gatewayBudget.limit = Math.max(1, Math.min(MAX_GATEWAY_CONNECTIONS, Math.floor(descriptors.limit / 4)));
+      publisherBudget.limit = Math.max(1, descriptors.limit - gatewayBudget.limit);
+    }
   } catch (error) {
     for (const socket of sockets) socket.close();
     await zmtp?.close();
@@ -312,6 +335,7 @@ export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
       linkFrames: link.framesSent,
       publisherHandshakeFailures,
       gatewayHandshakeFailures,
+      connections: { publisher: budgetStats(publisherBudget), gateway: budgetStats(gatewayBudget) },
       publishDrops: { ...forwarder.drops },
       positionsSent: control.positionsSent,
       historyReplies: { ...control.historyReplies },
@@ -355,6 +379,10 @@ async function curveServerOptions(curve: MpcCurveOptions) {
       gateways.release();
     },
   };
+}
+
+function budgetStats(budget: ConnectionBudget): { open: number; limit: number | null; refused: number } {
+  return { open: budget.open, limit: Number.isFinite(budget.limit) ? budget.limit : null, refused: budget.refused };
 }
 
 /** Listens with one of tormq's own ZMTP endpoints; a failure is bindOrFail's error. */

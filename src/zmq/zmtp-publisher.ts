@@ -28,6 +28,7 @@
  * MAX_KEYS_PER_GATEWAY keys.
  */
 import net from 'node:net';
+import type { ConnectionBudget } from '../descriptors.js';
 import { endOfTurn, FrameQueue, frameHeader, listenOn, ZmtpPeer, type UnreadReason } from './zmtp-peer.js';
 
 export interface ZmtpPublisherHandlers {
@@ -46,6 +47,8 @@ export interface ZmtpPublisherOptions {
   readonly maxQueuedBytes: number;
   /** The keys a frame travels under (at most two; `out` is reused); see zmq/gateway-link.ts. */
   readonly keysOf: (frame: Buffer, out: string[]) => number;
+  /** Connections past this budget (shared with other ports) are closed as they are accepted. */
+  readonly budget?: ConnectionBudget;
 }
 
 class Subscriber {
@@ -135,6 +138,7 @@ export class ZmtpPublisher {
   });
 
   private accept(socket: net.Socket): void {
+    if (this.options.budget !== undefined && !this.options.budget.admit(socket, 'gateway')) return;
     const subscriber = new Subscriber(socket, `${socket.remoteAddress}:${socket.remotePort}`);
     this.subscribers.add(subscriber);
     // Frames are written as soon as they are sent: Nagle would hold a lone message back.

@@ -16,6 +16,7 @@
  * tormq message is exactly [root, body]); protocol breaks and slow handshakes close the connection.
  */
 import net from 'node:net';
+import type { ConnectionBudget } from '../descriptors.js';
 import { listenOn, ZmtpPeer, type UnreadReason } from './zmtp-peer.js';
 
 export type { UnreadReason } from './zmtp-peer.js';
@@ -38,6 +39,8 @@ export interface ZmtpSubscriberOptions {
   readonly maxFrameBytes: number;
   /** Parts kept per message; a message with more is skipped (`bad_frames`). */
   readonly maxParts: number;
+  /** Connections past this budget (shared with other ports) are closed as they are accepted. */
+  readonly budget?: ConnectionBudget;
 }
 
 /** A bound ZMTP SUB endpoint; `close` ends it and every connection. */
@@ -47,6 +50,7 @@ export class ZmtpSubscriber {
 
   constructor(options: ZmtpSubscriberOptions, handlers: ZmtpSubscriberHandlers) {
     this.server = net.createServer((socket) => {
+      if (options.budget !== undefined && !options.budget.admit(socket, 'publisher')) return;
       const address = `${socket.remoteAddress}:${socket.remotePort}`;
       const peer = new ZmtpPeer(socket, { socketType: 'SUB', peerTypes: ['PUB', 'XPUB'], maxFrameBytes: options.maxFrameBytes, maxParts: options.maxParts }, {
         ready: () => socket.write(SUBSCRIBE_ALL),

@@ -6,12 +6,15 @@
  * socket budget (the limit less what it holds less --fd-reserve), closes the oldest idle one to make
  * room, and closes whatever has not completed a handshake within --handshake-timeout-ms. Meanwhile
  * /healthz answers, bystanders keep receiving, a new client connects, and the counters show it.
+ * The MPC likewise: idle connections flooding its publisher port under `ulimit -n 256` once left its
+ * admin port, HTTP ingress and gateway port accepting nothing, silently.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
+import { Publisher } from '../../src/index.js';
 import { clientsOnEveryWorker, metricValue, metricsText, until } from '../helpers/probes.js';
-import type { GatewayStats } from '../helpers/processes.js';
+import { startGatewayProcess, startMpcProcess, type GatewayProcess, type GatewayStats, type MpcProcess } from '../helpers/processes.js';
 import { useSystem } from '../helpers/system.js';
 import { TestClient } from '../helpers/ws-client.js';
 
@@ -96,5 +99,64 @@ describe(`hostile input: ${IDLE} idle TCP connections against a gateway with uli
     assert.deepEqual(after.workers.map((w) => w.restarts), after.workers.map(() => 0));
     await served([...bystanders, newcomer], 'after');
     assert.equal((await sys.gateway.admin('/healthz')).status, 200);
+  });
+});
+
+describe('hostile input: idle TCP connections flooding the MPC\'s publisher port under ulimit -n 256', () => {
+  let mpc: MpcProcess;
+  let gateway: GatewayProcess;
+  let late: GatewayProcess | undefined;
+  const flood: net.Socket[] = [];
+  const clients: TestClient[] = [];
+  let publisher: Publisher;
+
+  before(async () => {
+    mpc = await startMpcProcess(undefined, ['--http', '0'], { fileLimit: 256 });
+    gateway = await startGatewayProcess(mpc.gatewayPort);
+    publisher = new Publisher('127.0.0.1', mpc.publisherPort);
+  });
+
+  after(async () => {
+    for (const socket of flood) socket.destroy();
+    await Promise.all(clients.map((c) => c.close()));
+    await publisher?.close();
+    await late?.stop();
+    await gateway?.stop();
+    await mpc?.stop();
+  });
+
+  test('past its budget a connection is closed, counted and logged; /healthz, HTTP publishing and a gateway linking afresh are served', async () => {
+    const { publisher: cap, gateway: gatewayCap } = (await mpc.stats()).connections;
+    assert.ok(cap.limit !== null && gatewayCap.limit !== null && cap.limit + gatewayCap.limit < 256, `caps below the limit: ${JSON.stringify([cap, gatewayCap])}`);
+    // More idle connections than the MPC has descriptors for.
+    for (let i = 0; i < 300; i++) {
+      const socket = net.connect(mpc.publisherPort, '127.0.0.1');
+      socket.on('error', () => {});
+      flood.push(socket);
+    }
+    await until('connections refused at the cap', async () => (await mpc.stats()).connections.publisher.refused > 0);
+    await mpc.waitForLog((line) => typeof line.msg === 'string' && line.msg.startsWith('publisher port: connection closed'));
+    const during = (await mpc.stats()).connections.publisher;
+    assert.ok(during.open <= during.limit!, JSON.stringify(during));
+    // The admin port and the HTTP ingress still accept.
+    const health = await fetch(`http://127.0.0.1:${mpc.adminPort}/healthz`, { signal: AbortSignal.timeout(5000) });
+    assert.equal(health.status, 200);
+    await health.body?.cancel();
+    const ingress = await mpc.http('/healthz', { signal: AbortSignal.timeout(5000) });
+    assert.equal(ingress.status, 200);
+    await ingress.body?.cancel();
+    // A gateway linking now (a deploy, a restart) gets its link and delivers; so does the one linked before.
+    late = await startGatewayProcess(mpc.gatewayPort);
+    for (const g of [gateway, late]) {
+      const client = await TestClient.connect(g.url);
+      clients.push(client);
+      await client.subscribe('fd:x');
+    }
+    await publisher.ready({ topic: 'fd', timeoutMs: 15_000 });
+    await publisher.send('fd:x', 'through');
+    for (const client of clients) await client.waitFor((m) => m.includes('"through"'), 0, 15_000);
+    const metrics = await (await fetch(`http://127.0.0.1:${mpc.adminPort}/metrics`)).text();
+    assert.ok((metricValue(metrics, 'tormq_mpc_connections_refused_total', { port: 'publisher' }) ?? 0) > 0);
+    assert.equal(metricValue(metrics, 'tormq_mpc_connections_refused_total', { port: 'gateway' }), 0);
   });
 });

@@ -100,6 +100,7 @@ export interface MpcStats {
   gatewayHandshakeFailures: number;
   badGatewayFrames: number;
   sendQueueDrops: number;
+  connections: Record<'publisher' | 'gateway', { open: number; limit: number | null; refused: number }>;
   history: { streams: number; messages: number; bytes: number; evictedMessages: number; forgottenStreams: number };
 }
 
@@ -119,8 +120,8 @@ export interface MpcProcess extends Started {
 }
 
 /** Starts tormq-mpc on free ports; `extra` adds flags, e.g. `['--http', '0']` for the HTTP ingress. */
-export async function startMpcProcess(args: string[] = ['-s', '0', '-p', '0'], extra: string[] = []): Promise<MpcProcess> {
-  const started = startCli('mpc', [...args, '--admin-port', '0', ...extra]);
+export async function startMpcProcess(args: string[] = ['-s', '0', '-p', '0'], extra: string[] = [], options: CliOptions = {}): Promise<MpcProcess> {
+  const started = startCli('mpc', [...args, '--admin-port', '0', ...extra], options);
   const ready = await killUnlessReady(started, () => started.waitForLog((l) => l.msg === 'mpc ready'));
   const httpPort = (ready.httpPort as number | null | undefined) ?? null;
   const adminPort = ready.adminPort as number;

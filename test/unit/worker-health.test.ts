@@ -3,7 +3,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createLogger } from '../../src/log.js';
 import { WORKER_STATS_LENGTH, WorkerStat } from '../../src/gateway/shared/counters.js';
-import { openFilesLimit, socketBudget } from '../../src/gateway/main/descriptors.js';
+import { openFilesLimit, socketBudget } from '../../src/descriptors.js';
 import { StallWatch } from '../../src/gateway/main/stall-watch.js';
 import type { WorkerSlot } from '../../src/gateway/main/worker-pool.js';
 

@@ -21,7 +21,7 @@ import { validateGatewayConfig, type GatewayConfig, type GatewayOptions } from '
 import { WORKER_COUNTERS, WorkerStat } from '../shared/counters.js';
 import { curveKeysOf } from '../shared/security-options.js';
 import { createAdminServer } from '../../admin-server.js';
-import { socketBudget, type SocketBudget } from './descriptors.js';
+import { socketBudget, type SocketBudget } from '../../descriptors.js';
 import { FanOut } from './fan-out.js';
 import { HistoryClient } from './history-client.js';
 import { PositionCheck } from './position-check.js';

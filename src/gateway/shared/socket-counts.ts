@@ -5,7 +5,7 @@
  * the main thread clears its cells when the thread has exited.
  *
  * - `sockets`: every TCP socket a worker accepted on the WebSocket port, from accept to close (mid
- *   handshake or open), counted against the socket budget `limit` (descriptors, see main/descriptors.ts).
+ *   handshake or open), counted against the socket budget `limit` (descriptors, see src/descriptors.ts).
  * - `connections`: sockets that asked to upgrade, from that request to close, counted against
  *   `--max-connections`.
  * - `topicReports`: topics a worker reported to main (interest-added) that main has not applied yet,

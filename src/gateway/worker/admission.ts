@@ -9,7 +9,7 @@
  *
  * It also keeps idle sockets from exhausting descriptors:
  * - each socket counts gateway-wide from accept (SocketCounts `sockets`) against the socket budget
- *   that main derives from the open-files limit (main/descriptors.ts). Over it, the oldest socket
+ *   that main derives from the open-files limit (src/descriptors.ts). Over it, the oldest socket
  *   still in its handshake is closed to make room (an idle one never locks out a client that
  *   completes its handshake promptly), or the new socket when none is;
  * - a socket that has not completed its handshake `handshakeTimeoutMs` after accept is closed.
