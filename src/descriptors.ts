@@ -7,8 +7,8 @@
  *   the MPC links and the admin port (≈ 60 with 2 workers); the reserve covers admin requests and
  *   scrapes, MPC reconnects and worker restarts. Without it, ~19,900 idle connections under a 20,000
  *   limit left the admin port unable to accept `/healthz` and new clients failing (issue 10).
- * - The MPC: connections on its publisher and gateway ports together (mpc/mpc.ts); the reserve covers
- *   the admin port, HTTP and gRPC publishing.
+ * - The MPC: connections on its publisher and gateway ports, each port with its own share
+ *   (mpc/mpc.ts); the reserve covers the admin port, HTTP and gRPC publishing.
  *
  * Elsewhere than Linux (no /proc) there is no budget: the limits of the platform apply.
  */
@@ -34,7 +34,7 @@ export function openFilesLimit(limits: string): number | null {
 
 /**
  * The budget now, or null when the platform does not tell (no /proc). Throws ERR_DESCRIPTOR_LIMIT when
- * the limit leaves no descriptor for a client socket.
+ * the limit leaves no descriptor for `what`.
  */
 export function socketBudget(reserve: number, what = 'client sockets'): SocketBudget | null {
   let fileLimit: number | null;
@@ -57,8 +57,8 @@ export function socketBudget(reserve: number, what = 'client sockets'): SocketBu
 }
 
 /**
- * Connections that several servers share, capped at a socket budget: one that would pass it is closed
- * as it is accepted, counted and reported, so a flood of connections (idle or not) cannot take the
+ * Connections on a port, capped at its share of a socket budget: one that would pass it is closed as
+ * it is accepted, counted and reported, so a flood of connections (idle or not) cannot take the
  * descriptors the process needs for its other ports. Without a cap, 300 idle connections to the MPC's
  * publisher port under `ulimit -n 256` left its admin port, its HTTP ingress and its gateway port
  * accepting nothing, and nothing said so (libuv closes what it cannot accept, silently).

@@ -47,7 +47,7 @@ export interface ZmtpPublisherOptions {
   readonly maxQueuedBytes: number;
   /** The keys a frame travels under (at most two; `out` is reused); see zmq/gateway-link.ts. */
   readonly keysOf: (frame: Buffer, out: string[]) => number;
-  /** Connections past this budget (shared with other ports) are closed as they are accepted. */
+  /** Connections past this port's budget are closed as they are accepted (src/descriptors.ts). */
   readonly budget?: ConnectionBudget;
 }
 

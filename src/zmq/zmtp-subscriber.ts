@@ -39,7 +39,7 @@ export interface ZmtpSubscriberOptions {
   readonly maxFrameBytes: number;
   /** Parts kept per message; a message with more is skipped (`bad_frames`). */
   readonly maxParts: number;
-  /** Connections past this budget (shared with other ports) are closed as they are accepted. */
+  /** Connections past this port's budget are closed as they are accepted (src/descriptors.ts). */
   readonly budget?: ConnectionBudget;
 }
 
