@@ -4,12 +4,12 @@
  * token are refused with clear JSON errors and publish nothing; a body dripped one byte per TCP segment
  * costs about its size.
  */
-import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Publisher, encodeBody } from '../../src/index.js';
 import { once, postJson, startCli, startGatewayProcess, startMpcProcess, waitHttpReady, type GatewayProcess, type MpcProcess } from '../helpers/processes.js';
+import { rssBytes } from '../helpers/probes.js';
 import { useSystem } from '../helpers/system.js';
 import { TestClient } from '../helpers/ws-client.js';
 
@@ -194,7 +194,7 @@ describe('HTTP ingress with --http-token', () => {
 
 describe('HTTP ingress: a body dripped one byte per TCP segment', () => {
   const sys = useSystem({ mpcArgs: ['--http', '0'] }); // --http-max-body at its default, 1 MB
-  const rssBytes = () => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${sys.mpc.child.pid}/status`, 'utf8'))![1]) * 1024;
+  const mpcRss = () => rssBytes(sys.mpc.child.pid!);
 
   test('costs the MPC about its size, not a Buffer per byte, and is published whole', async (t) => {
     const client = await sys.connect();
@@ -207,7 +207,7 @@ describe('HTTP ingress: a body dripped one byte per TCP segment', () => {
     let reply = '';
     socket.on('data', (chunk: Buffer) => (reply += chunk.toString('latin1')));
     await once(socket, 'connect');
-    const rssBefore = rssBytes();
+    const rssBefore = mpcRss();
     socket.write(`POST /publish HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`);
     for (let i = 0; i < body.length; i++) {
       socket.write(body.subarray(i, i + 1));
@@ -217,7 +217,7 @@ describe('HTTP ingress: a body dripped one byte per TCP segment', () => {
     assert.match(reply, /^HTTP\/1\.1 202/);
     // Held as a list of the reads, 200 KB dripped grew the MPC's RSS by 51–57 MB (≈ 270 bytes per byte);
     // in one buffer that doubles, by 6–7 MB in all.
-    const grown = rssBytes() - rssBefore;
+    const grown = mpcRss() - rssBefore;
     t.diagnostic(`the MPC's RSS grew by ${(grown / 1048576).toFixed(1)} MB`);
     assert.ok(grown < 20 * 1024 * 1024, `the MPC's RSS grew by ${(grown / 1048576).toFixed(1)} MB for a 200 KB body`);
     socket.destroy();

@@ -6,11 +6,12 @@
  * peer is closed or its message dropped and counted; the next publisher's message is delivered, and a
  * well-behaved hand-rolled ZMTP 3.0 PUB is accepted like libzmq's.
  */
-import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Publisher, curveKeyPair } from 'zeromq';
 import { startGatewayProcess, startMpcProcess, type GatewayProcess, type MpcProcess } from '../helpers/processes.js';
+import { rssBytes } from '../helpers/probes.js';
+import { useSystem } from '../helpers/system.js';
 import { TestClient } from '../helpers/ws-client.js';
 import { cutAtEveryStage, frame, greeting, message, rawConnect, readyCommand, wrongPeers } from '../helpers/zmtp-raw.js';
 
@@ -128,39 +129,21 @@ describe('the MPC\'s ZMTP reader under hostile publishers', () => {
 });
 
 describe('the MPC\'s ZMTP reader under a publisher that drips', () => {
-  let mpc: MpcProcess;
-  let gateway: GatewayProcess;
-  let client: TestClient;
-  let good: Publisher;
-
-  before(async () => {
-    mpc = await startMpcProcess(); // --max-message-bytes at its default, 1 MB
-    gateway = await startGatewayProcess(mpc.gatewayPort);
-    client = await TestClient.connect(gateway.url);
-    await client.subscribe('zd:x');
-    good = new Publisher({ linger: 0 });
-    good.connect(`tcp://127.0.0.1:${mpc.publisherPort}`);
-    await sleep(300);
-  });
-
-  after(async () => {
-    await client?.close();
-    good?.close();
-    await gateway?.stop();
-    await mpc?.stop();
-  });
-
-  const rssBytes = () => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${mpc.child.pid}/status`, 'utf8'))![1]) * 1024;
+  const sys = useSystem(); // --max-message-bytes at its default, 1 MB
 
   test('a 300 KB message sent one byte per TCP segment costs the MPC about its size (not a Buffer per byte), others are served meanwhile, and it arrives whole', async (t) => {
+    const client = await sys.connect();
+    await client.subscribe('zd:x');
+    await sys.publisher.ready({ topic: 'zd', timeoutMs: 10_000 });
+    const mpcRss = () => rssBytes(sys.mpc.child.pid!);
     const pad = 300_000;
     const body = `{"topic": "zd:x", "data": "dripped-${'d'.repeat(pad)}"}`;
     const bytes = message(['zd', body]);
-    const peer = await rawConnect(mpc.publisherPort);
+    const peer = await rawConnect(sys.mpc.publisherPort);
     peer.setNoDelay(true);
     peer.write(Buffer.concat([greeting(), readyCommand('PUB')]));
     await waitForSubscription(peer);
-    const rssBefore = rssBytes();
+    const rssBefore = mpcRss();
     const from = client.messages.length;
     for (let i = 0; i < bytes.length; i++) {
       peer.write(bytes.subarray(i, i + 1));
@@ -169,7 +152,7 @@ describe('the MPC\'s ZMTP reader under a publisher that drips', () => {
       if (i % 100 === 99) await sleep(1);
       if (i === bytes.length >> 1) {
         // Half-way: a well-behaved publisher's message is delivered as usual.
-        await good.send(['zd', '{"topic": "zd:x", "data": "meanwhile"}']);
+        await sys.publisher.send('zd:x', 'meanwhile');
         await client.waitFor((m) => m.includes('"meanwhile"'), from);
       }
     }
@@ -178,7 +161,7 @@ describe('the MPC\'s ZMTP reader under a publisher that drips', () => {
     assert.equal(JSON.parse(dripped).data, `dripped-${'d'.repeat(pad)}`);
     // Held as a list of the reads, 300 KB dripped grew the MPC's RSS by 74–76 MB (≈ 250 bytes per byte
     // sent); held in one buffer that doubles, by 6–8 MB in all.
-    const grown = rssBytes() - rssBefore;
+    const grown = mpcRss() - rssBefore;
     t.diagnostic(`the MPC's RSS grew by ${(grown / 1048576).toFixed(1)} MB`);
     assert.ok(grown < 20 * 1024 * 1024, `the MPC's RSS grew by ${(grown / 1048576).toFixed(1)} MB for a 300 KB message`);
     peer.destroy();
