@@ -10,6 +10,7 @@
  * HANDSHAKE_TIMEOUT_MS closes the connection. What a peer holds is at most one frame being assembled.
  */
 import type net from 'node:net';
+import { appendGrowing } from '../append-growing.js';
 
 const GREETING_BYTES = 64;
 const EMPTY = Buffer.alloc(0);
@@ -81,13 +82,10 @@ export class ZmtpPeer {
   private state = State.Greeting;
   /**
    * Unparsed bytes, `pending[0, buffered)`: the rest of a read that did not complete a frame (a view of
-   * it), or, once more reads are needed, a buffer of our own that grows by doubling up to the frame's
-   * size (`owned`). Not a list of the reads: a peer that drips a frame one byte per TCP segment made
-   * each byte a Buffer of its own, ≈ 250 bytes of memory per byte sent (300 KB dripped into one
-   * announced 1 MB frame grew the MPC's RSS by 74 MB); now what it holds is at most twice what it sent.
+   * it, exactly that long), or, once more reads are needed, a buffer of our own that grows by doubling
+   * up to the frame's size (append-growing.ts: not a list of the reads).
    */
   private pending: Buffer = EMPTY;
-  private owned = false;
   private buffered = 0;
   /** Bytes the buffer must hold (from its start) before parsing can go on. */
   private need: number;
@@ -144,7 +142,10 @@ export class ZmtpPeer {
         return;
       }
     } else {
-      this.append(chunk);
+      // A view kept by `keep` is exactly `buffered` long, so any read lands in a new buffer: never in
+      // bytes that messages already handed over may still view.
+      this.pending = appendGrowing(this.pending, this.buffered, chunk, this.need, MIN_HELD_BYTES);
+      this.buffered += chunk.length;
       if (this.buffered < this.need) return;
       buf = this.pending.subarray(0, this.buffered);
     }
@@ -158,28 +159,12 @@ export class ZmtpPeer {
     return this.pending.length;
   }
 
-  /** Holds `rest` as it is. Never written into: messages already handed over may be views of it. */
+  /** Holds `rest` as it is (see `pending`). */
   private keep(rest: Buffer): void {
     this.pending = rest;
-    this.owned = false;
     this.buffered = rest.length;
   }
 
-  /** Appends a read to the unparsed bytes, in a buffer of our own. */
-  private append(chunk: Buffer): void {
-    const total = this.buffered + chunk.length;
-    if (!this.owned || total > this.pending.length) {
-      // Doubling, never past the frame being waited for (unless this read already goes past it): a
-      // 9-byte header announcing 1 MB allocates nothing ahead of the bytes that arrive.
-      const capacity = Math.max(total, Math.min(this.need, Math.max(2 * total, MIN_HELD_BYTES)));
-      const grown = Buffer.allocUnsafe(capacity);
-      this.pending.copy(grown, 0, 0, this.buffered);
-      this.pending = grown;
-      this.owned = true;
-    }
-    chunk.copy(this.pending, this.buffered);
-    this.buffered = total;
-  }
 
   close(): void {
     clearTimeout(this.timer);
