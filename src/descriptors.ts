@@ -69,26 +69,34 @@ export class ConnectionBudget {
   /** Connections closed at accept because the budget was spent. */
   refused = 0;
 
+  /** Most connections at once: Infinity until known (see `socketBudget`). */
+  limit = Infinity;
+
   /**
-   * @param limit most connections at once (Infinity until known: see `socketBudget`)
+   * @param port the port's name, for the report
    * @param onRefused told of each refusal (the caller throttles its logging)
    */
   constructor(
-    public limit: number,
-    private readonly onRefused: (port: string, address: string) => void = () => {},
+    readonly port: string,
+    private readonly onRefused: (port: string, address: string, limit: number) => void = () => {},
   ) {}
 
   /** Takes a slot for `socket` until it closes; false (and the socket destroyed) when none is left. */
-  admit(socket: Socket, port: string): boolean {
+  admit(socket: Socket): boolean {
     if (this.open >= this.limit) {
       this.refused++;
       const address = `${socket.remoteAddress}:${socket.remotePort}`; // gone once destroyed
       socket.destroy();
-      this.onRefused(port, address);
+      this.onRefused(this.port, address, this.limit);
       return false;
     }
     this.open++;
     socket.once('close', () => this.open--);
     return true;
+  }
+
+  /** For /stats: the limit is null while there is none. */
+  stats(): { open: number; limit: number | null; refused: number } {
+    return { open: this.open, limit: Number.isFinite(this.limit) ? this.limit : null, refused: this.refused };
   }
 }

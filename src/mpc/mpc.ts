@@ -173,7 +173,7 @@ export interface MpcStats {
   /** Gateway connections closed at the handshake by the ZMTP link server (not a plain ZMTP 3 SUB/XSUB). */
   gatewayHandshakeFailures: number;
   /** Connections on the publisher and gateway ports now, their caps (null: none, not Linux or libzmq's endpoints) and those closed at them. */
-  connections: Record<'publisher' | 'gateway', { open: number; limit: number | null; refused: number }>;
+  connections: Record<'publisher' | 'gateway', ReturnType<ConnectionBudget['stats']>>;
   publishDrops: Record<PublishDropReason, number>;
   positionsSent: number;
   historyReplies: Record<string, number>;
@@ -209,8 +209,8 @@ export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
   // Set once the ports are open (src/descriptors.ts); until then nothing is refused. Each port has its
   // own share, so that a flood of one cannot keep the other's peers out (gateways relinking after a
   // deploy, publishers reconnecting).
-  const publisherBudget: ConnectionBudget = new ConnectionBudget(Infinity, (port, address) => onConnectionRefused?.(port, address, publisherBudget.limit));
-  const gatewayBudget: ConnectionBudget = new ConnectionBudget(Infinity, (port, address) => onConnectionRefused?.(port, address, gatewayBudget.limit));
+  const publisherBudget = new ConnectionBudget('publisher', onConnectionRefused);
+  const gatewayBudget = new ConnectionBudget('gateway', onConnectionRefused);
   let gatewayHandshakeFailures = 0;
   // Its handlers reach `control` (built on `link`, below), called only once gateways connect.
   const zmtpLink = gateways !== null ? null : new ZmtpPublisher(
@@ -335,7 +335,7 @@ export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
       linkFrames: link.framesSent,
       publisherHandshakeFailures,
       gatewayHandshakeFailures,
-      connections: { publisher: budgetStats(publisherBudget), gateway: budgetStats(gatewayBudget) },
+      connections: { publisher: publisherBudget.stats(), gateway: gatewayBudget.stats() },
       publishDrops: { ...forwarder.drops },
       positionsSent: control.positionsSent,
       historyReplies: { ...control.historyReplies },
@@ -379,10 +379,6 @@ async function curveServerOptions(curve: MpcCurveOptions) {
       gateways.release();
     },
   };
-}
-
-function budgetStats(budget: ConnectionBudget): { open: number; limit: number | null; refused: number } {
-  return { open: budget.open, limit: Number.isFinite(budget.limit) ? budget.limit : null, refused: budget.refused };
 }
 
 /** Listens with one of tormq's own ZMTP endpoints; a failure is bindOrFail's error. */

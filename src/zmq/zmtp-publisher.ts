@@ -138,7 +138,7 @@ export class ZmtpPublisher {
   });
 
   private accept(socket: net.Socket): void {
-    if (this.options.budget !== undefined && !this.options.budget.admit(socket, 'gateway')) return;
+    if (this.options.budget !== undefined && !this.options.budget.admit(socket)) return;
     const subscriber = new Subscriber(socket, `${socket.remoteAddress}:${socket.remotePort}`);
     this.subscribers.add(subscriber);
     // Frames are written as soon as they are sent: Nagle would hold a lone message back.

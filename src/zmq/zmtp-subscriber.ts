@@ -50,7 +50,7 @@ export class ZmtpSubscriber {
 
   constructor(options: ZmtpSubscriberOptions, handlers: ZmtpSubscriberHandlers) {
     this.server = net.createServer((socket) => {
-      if (options.budget !== undefined && !options.budget.admit(socket, 'publisher')) return;
+      if (options.budget !== undefined && !options.budget.admit(socket)) return;
       const address = `${socket.remoteAddress}:${socket.remotePort}`;
       const peer = new ZmtpPeer(socket, { socketType: 'SUB', peerTypes: ['PUB', 'XPUB'], maxFrameBytes: options.maxFrameBytes, maxParts: options.maxParts }, {
         ready: () => socket.write(SUBSCRIBE_ALL),

@@ -124,6 +124,7 @@ const server: http.Server = workerData.tls === null ? http.createServer(onReques
 const admission = new Admission({ counts: socketCounts, worker: index, stats, handshakeTimeoutMs: config.handshakeTimeoutMs, log });
 admission.attach(server);
 
+const maxPieces = maxMessagePieces(config.maxFrameBytes);
 const wss = new WebSocketServer({
   noServer: true,
   maxPayload: config.maxFrameBytes,
@@ -132,8 +133,8 @@ const wss = new WebSocketServer({
   // 20 clients dripping a 64 KB frame one byte per TCP segment grew its RSS by 275 MB (215× what they
   // sent); 20 sending 16,000 one-byte fragments, by 73 MB. Past the cap ws closes with 1008 (counted in
   // badFrames).
-  maxBufferedChunks: maxMessagePieces(config.maxFrameBytes),
-  maxFragments: maxMessagePieces(config.maxFrameBytes),
+  maxBufferedChunks: maxPieces,
+  maxFragments: maxPieces,
   perMessageDeflate: false,
   clientTracking: false,
   handleProtocols: selectProtocol,
