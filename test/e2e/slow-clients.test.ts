@@ -3,7 +3,8 @@
  * 256 MiB goes through two gateways at once (slow-client policy `close` and `drop`), each with a client
  * that reads everything and one that never reads. The readers get every message, the gateways' RSS stays
  * bounded, and the non-readers are closed with 4008 or skipped, as configured. tormq.v2 clients that
- * never read and ask for a large recovery hold about --slow-client-bytes each, not their whole replay.
+ * never read and ask for a large recovery hold little each (64 KiB unsent, and their worker's replay
+ * budget all together), and are treated as slow clients after --replay-stall-ms.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -217,60 +218,138 @@ describe('hardening: heartbeats', () => {
   });
 });
 
-describe('hardening: recoveries asked for by clients that never read', () => {
-  const sys = useSystem({ mpcArgs: ['--history-size', '100'] }); // --slow-client-bytes at its default, 4 MB
-  const topics = Array.from({ length: 64 }, (_, i) => `rc:${i}`);
-  const perTopic = 100;
-  // 64 × 100 × 4 KB: 25.6 MB of replay each, more than --slow-client-bytes and loopback's socket buffers
-  // (at most 4 MB sent, 6 MB received) take together.
-  const pad = 'r'.repeat(4000);
+/**
+ * 64 streams × 100 messages of 4 KB in the MPC's history (published paced by a reader, so none is lost to
+ * a full queue): 25.6 MB of replay for a client that asks for all of it, more than loopback's socket
+ * buffers take (at most 4 MB sent, 6 MB received). Returns the reader and the streams' start positions.
+ */
+async function publishHistory(sys: ReturnType<typeof useSystem>) {
+  const reader = await TestClient.v2(sys.gateway.url);
+  sys.clients.push(reader);
+  const ack = (await reader.request({ event: 'subscribe', topics: RECOVERY_TOPICS, recover: true })) as { positions: Record<string, { epoch: string; offset: number }> };
+  const since = Object.fromEntries(RECOVERY_TOPICS.map((topic) => [topic, ack.positions[topic]!]));
+  await sys.publisher.ready({ topic: 'rc', timeoutMs: 10_000 });
+  for (let n = 1; n <= PER_TOPIC; n++) {
+    for (const topic of RECOVERY_TOPICS) await sys.publisher.send(topic, { n, pad: 'r'.repeat(4000) });
+    await reader.waitForCount(1 + RECOVERY_TOPICS.length * n, 30_000);
+  }
+  return { reader, since };
+}
+const RECOVERY_TOPICS = Array.from({ length: 64 }, (_, i) => `rc:${i}`);
+const PER_TOPIC = 100;
 
-  test('each one holds about --slow-client-bytes of the replay, not all it asked for; one that starts reading gets all of it, in order', async (t) => {
-    const reader = await TestClient.v2(sys.gateway.url);
-    sys.clients.push(reader);
-    const ack = (await reader.request({ event: 'subscribe', topics, recover: true })) as { positions: Record<string, { epoch: string; offset: number }> };
-    const since = Object.fromEntries(topics.map((topic) => [topic, ack.positions[topic]!]));
-    await sys.publisher.ready({ topic: 'rc', timeoutMs: 10_000 });
-    for (let n = 1; n <= perTopic; n++) {
-      for (const topic of topics) await sys.publisher.send(topic, { n, pad });
-      await reader.waitForCount(1 + topics.length * n, 30_000); // paced by the reader: nothing lost to a full queue
-    }
+/** Asks for everything since `since` with one frame, and never reads. */
+async function stalledRecovery(sys: ReturnType<typeof useSystem>, since: Record<string, unknown>): Promise<TestClient> {
+  const client = await TestClient.v2(sys.gateway.url);
+  sys.clients.push(client);
+  client.ws.pause();
+  client.send({ event: 'subscribe', id: 1, topics: RECOVERY_TOPICS, recover: true, since });
+  return client;
+}
+
+/** The client got the ack (`recovered` as expected) and every message since `since`, in order per stream. */
+async function assertFullRecovery(client: TestClient, since: Record<string, { offset: number }>): Promise<void> {
+  await client.waitForCount(1 + RECOVERY_TOPICS.length * PER_TOPIC, 30_000);
+  const reply = JSON.parse(client.messages.find((m) => m.includes('"id":1'))!) as { event: string; recovered: boolean };
+  assert.deepEqual([reply.event, reply.recovered], ['ack', true]);
+  const offsets = new Map<string, number>();
+  for (const p of client.publications()) {
+    assert.equal(p.offset, (offsets.get(p.topic) ?? since[p.topic]!.offset) + 1, `${p.topic} in order, none missing`);
+    offsets.set(p.topic, p.offset);
+  }
+  assert.equal(client.publications().length, RECOVERY_TOPICS.length * PER_TOPIC);
+}
+
+describe('hardening: recoveries asked for by clients that never read', () => {
+  const sys = useSystem({ mpcArgs: ['--history-size', '100'] }); // --slow-client-bytes and --replay-stall-ms at their defaults
+
+  test('each one holds a little of its replay, not all it asked for; one that starts reading gets all of it, in order', async (t) => {
+    const { reader, since } = await publishHistory(sys);
     const before = rssBytes(sys.gateway.child.pid!);
     const deliveredBefore = total(await sys.gateway.stats(), 'deliveries');
     // Four connections each ask for all 6,400 messages (25.6 MB of replay) with one frame, and never read.
     const stalled: TestClient[] = [];
-    for (let i = 0; i < 4; i++) {
-      const client = await TestClient.v2(sys.gateway.url);
-      sys.clients.push(client);
-      client.ws.pause();
-      client.send({ event: 'subscribe', id: 1, topics, recover: true, since });
-      stalled.push(client);
-    }
+    for (let i = 0; i < 4; i++) stalled.push(await stalledRecovery(sys, since));
     // Long enough for every replay to have been fetched and written as far as it can go.
     await new Promise((resolve) => setTimeout(resolve, 3000));
     const grown = rssBytes(sys.gateway.child.pid!) - before;
     const written = total(await sys.gateway.stats(), 'deliveries') - deliveredBefore;
-    t.diagnostic(`gateway RSS grew by ${(grown / MiB).toFixed(1)} MB for 4 stalled recoveries of 25.6 MB each; ${written} of ${4 * topics.length * perTopic} messages written`);
+    const all = 4 * RECOVERY_TOPICS.length * PER_TOPIC;
+    t.diagnostic(`gateway RSS grew by ${(grown / MiB).toFixed(1)} MB for 4 stalled recoveries of 25.6 MB each; ${written} of ${all} messages written`);
     // Written at once, every replay went to its socket's buffer (≈ 2.7× its bytes of RSS), held there
-    // until the connection closed. Paced, each stops once its socket holds --slow-client-bytes unsent.
-    assert.ok(written < 4 * topics.length * perTopic * 0.6, `${written} replayed messages written to clients that read none`);
+    // until the connection closed. Paced, each stops once its socket holds 64 KiB unsent.
+    assert.ok(written < all * 0.6, `${written} replayed messages written to clients that read none`);
     assert.ok(grown < 150 * MiB, `gateway RSS grew by ${(grown / MiB).toFixed(1)} MB`);
     // The replay was paced, not lost: one that starts reading gets the ack and every message, in order.
-    const late = stalled[0]!;
-    late.ws.resume();
-    await late.waitForCount(1 + topics.length * perTopic, 30_000);
-    const reply = JSON.parse(late.messages.find((m) => m.includes('"id":1'))!) as { event: string; recovered: boolean };
-    assert.deepEqual([reply.event, reply.recovered], ['ack', true]);
-    const offsets = new Map<string, number>();
-    for (const p of late.publications()) {
-      assert.equal(p.offset, (offsets.get(p.topic) ?? since[p.topic]!.offset) + 1, `${p.topic} in order, none missing`);
-      offsets.set(p.topic, p.offset);
-    }
-    assert.equal(late.publications().length, topics.length * perTopic);
+    stalled[0]!.ws.resume();
+    await assertFullRecovery(stalled[0]!, since);
     // Everyone else is served meanwhile.
     const from = reader.messages.length;
     await sys.publisher.send('rc:0', 'after');
     await reader.waitFor((m) => m.includes('"after"'), from);
     for (const client of stalled.slice(1)) client.ws.terminate(); // paused, they would never finish a close handshake
+  });
+});
+
+describe('hardening: many recoveries that never read, within the worker\'s replay budget', () => {
+  const budget = 1 * MiB;
+  const sys = useSystem({
+    mpcArgs: ['--history-size', '100'],
+    gatewayArgs: ['--workers', '1', '--replay-budget-bytes', String(budget), '--replay-stall-ms', '1500'],
+  });
+
+  test('together they hold about --replay-budget-bytes, not a window each; each is closed (4008) after --replay-stall-ms; a recovery queued behind them completes', async (t) => {
+    const { since } = await publishHistory(sys);
+    const stalled: TestClient[] = [];
+    for (let i = 0; i < 12; i++) stalled.push(await stalledRecovery(sys, since));
+    // One window is 8 streams × 100 × 4 KB ≈ 3.3 MB: twelve held at once would be ≈ 40 MB.
+    let peak = 0;
+    const sampler = setInterval(() => {
+      void sys.gateway.stats().then((stats) => (peak = Math.max(peak, total(stats, 'replayBytes'))), () => {});
+    }, 50);
+    // An honest client asks meanwhile: it waits its turn behind the stalled ones.
+    const honest = await TestClient.v2(sys.gateway.url);
+    sys.clients.push(honest);
+    honest.send({ event: 'subscribe', id: 1, topics: RECOVERY_TOPICS, recover: true, since });
+    try {
+      await until('every stalled recovery closed as a slow client', async () => total(await sys.gateway.stats(), 'slowClientDisconnects') === 12, 60_000);
+    } finally {
+      clearInterval(sampler);
+    }
+    const stats = await sys.gateway.stats();
+    t.diagnostic(`replay held at most ${(peak / MiB).toFixed(1)} MB (budget ${budget / MiB} MiB); ${total(stats, 'replayWaits')} windows waited`);
+    assert.ok(total(stats, 'replayWaits') > 0, 'windows waited for the budget');
+    assert.ok(peak > 0 && peak < 10 * MiB, `replay held ${peak} bytes at most`);
+    await assertFullRecovery(honest, since);
+    assert.equal(honest.closeCode, null);
+    await until('the replay budget emptied', async () => total(await sys.gateway.stats(), 'replayBytes') === 0);
+    assert.equal(metricValue(await metricsText(sys.gateway), 'tormq_slow_client_disconnects_total', { worker: '0' }), 12);
+    for (const client of stalled) client.ws.terminate();
+  });
+});
+
+describe('hardening: a recovery whose client stops reading, under policy drop', () => {
+  const sys = useSystem({
+    mpcArgs: ['--history-size', '100'],
+    gatewayArgs: ['--slow-client-policy', 'drop', '--replay-stall-ms', '1000'],
+  });
+
+  test('the replay ends after --replay-stall-ms, the rest counted as drops; the client stays, is told recovered: false, and gets live messages', async (t) => {
+    const { since } = await publishHistory(sys);
+    const client = await stalledRecovery(sys, since);
+    await until('the replay ended as stalled', async () => total(await sys.gateway.stats(), 'slowClientDrops') > 0, 20_000);
+    const drops = total(await sys.gateway.stats(), 'slowClientDrops');
+    client.ws.resume();
+    const ack = JSON.parse(await client.waitFor((m) => m.includes('"id":1'))) as { event: string; recovered: boolean };
+    assert.deepEqual([ack.event, ack.recovered], ['ack', false]);
+    const replayed = client.publications().length;
+    t.diagnostic(`${replayed} replayed, ${drops} counted as dropped, of ${RECOVERY_TOPICS.length * PER_TOPIC}`);
+    assert.ok(replayed > 0 && replayed + drops <= RECOVERY_TOPICS.length * PER_TOPIC, `${replayed} replayed + ${drops} dropped`);
+    assert.ok(replayed < RECOVERY_TOPICS.length * PER_TOPIC);
+    const from = client.messages.length;
+    await sys.publisher.send('rc:1', 'live');
+    await client.waitFor((m) => m.includes('"live"'), from);
+    assert.equal(client.closeCode, null);
+    assert.equal(total(await sys.gateway.stats(), 'slowClientDisconnects'), 0);
   });
 });

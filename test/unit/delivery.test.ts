@@ -19,7 +19,7 @@ function setup(limits: Partial<WriterLimits> = {}) {
     mark: (topic, seq, epoch, offset) => controls.push(`mark ${topic} ${seq} ${epoch} ${offset}`),
     gap: (topic) => controls.push(`gap ${topic}`),
   });
-  const full: WriterLimits = { slowClientBytes: 1024, slowClientPolicy: 'close', ...limits };
+  const full: WriterLimits = { slowClientBytes: 1024, slowClientPolicy: 'close', replayStallMs: 10_000, ...limits };
   const connect = (variant: number, ...topics: string[]) => {
     const ws = new FakeWs();
     const writer = new Writer(ws.asWebSocket(), variant, full, stats, new Set(topics));
@@ -217,6 +217,28 @@ describe('Delivery and Writer', () => {
     writer.release('h', 2);
     assert.equal(ws.pushed().length, 2);
     assert.deepEqual(ws.sent.map((t) => JSON.parse(t)), [{ event: 'gap', topics: ['h'] }]);
+  });
+
+  test('held messages are bounded by slowClientBytes for all streams together, not per stream; past it a gap per stream is told', () => {
+    const { delivery, connect, publish } = setup({ slowClientBytes: 1024 });
+    const streams = Array.from({ length: 20 }, (_, i) => `h${i}`);
+    const { ws, writer } = connect(Variant.POSITIONED, ...streams);
+    writer.hold(streams);
+    for (const stream of streams) publish(stream, 3); // 60 frames of ≈ 50 bytes: ≈ 3 KB, 150 bytes per stream
+    delivery.deliverAvailable();
+    for (const stream of streams) writer.release(stream, 0);
+    const frames = ws.pushed();
+    const bytes = frames.reduce((n, f) => n + f.length, 0);
+    assert.ok(frames.length > 0 && bytes <= 1024, `released ${frames.length} frames, ${bytes} bytes`);
+    const gaps = ws.sent.flatMap((t) => (JSON.parse(t) as { topics: string[] }).topics);
+    assert.equal(frames.length + gaps.length * 3 >= 60, true);
+    assert.ok(gaps.length > 0 && gaps.length < streams.length, `gaps told for ${gaps.length} streams`);
+    // Released streams are held no more: the next hold starts from zero.
+    writer.hold(['h0']);
+    publish('h0', 1);
+    delivery.deliverAvailable();
+    writer.release('h0', 3);
+    assert.equal((JSON.parse(ws.pushed().at(-1)!) as { offset: number }).offset, 4);
   });
 
   test('a connection that is closing gets nothing', () => {

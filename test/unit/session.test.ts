@@ -16,6 +16,7 @@ import type { Writer } from '../../src/gateway/worker/writer.js';
 import { encodeTextFrame } from '../../src/protocol/ws-frame.js';
 import { FakeWs } from '../helpers/fake-socket.js';
 import { WorkerPresence } from '../../src/gateway/worker/presence.js';
+import { ReplayBudget } from '../../src/gateway/worker/replay-budget.js';
 
 async function setup(options: GatewayOptions = {}) {
   const config = validateGatewayConfig(options);
@@ -35,6 +36,7 @@ async function setup(options: GatewayOptions = {}) {
     log,
     guard: await ConnectionGuard.create(config, stats, log),
     history: (topic, epoch, after, limit) => new Promise((resolve) => historyCalls.push({ topic, epoch, after, limit, resolve })),
+    replayBudget: new ReplayBudget(config.replayBudgetBytes, stats),
     positioned: (body, epoch, offset) => positionedFrame(encodeTextFrame(body, 0, body.length), epoch, offset),
     topics: UNLIMITED_TOPICS,
     presence: new WorkerPresence((cards) => presencePosts.push(cards), 0),

@@ -15,6 +15,7 @@ import type { Writer } from '../../src/gateway/worker/writer.js';
 import { topicDepth } from '../../src/protocol/topic.js';
 import { WorkerPresence } from '../../src/gateway/worker/presence.js';
 import { FakeWs } from '../helpers/fake-socket.js';
+import { ReplayBudget } from '../../src/gateway/worker/replay-budget.js';
 
 const deep = (depth: number, tag = 'a') => Array.from({ length: depth }, (_, i) => (i === 0 ? tag : String(i % 10))).join(':');
 
@@ -87,6 +88,7 @@ describe('Session with subscription limits', () => {
       log,
       guard: await ConnectionGuard.create(config, stats, log),
       history: () => new Promise(() => {}),
+      replayBudget: new ReplayBudget(config.replayBudgetBytes, stats),
       positioned: () => Buffer.alloc(0),
       topics: UNLIMITED_TOPICS,
       presence: new WorkerPresence(() => {}),

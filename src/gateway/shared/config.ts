@@ -193,6 +193,20 @@ export const GATEWAY_OPTIONS = defineOptions('a gateway', {
     cli: { flag: 'slow-client-policy', arg: 'P' },
     section: LIMITS,
   },
+  replayBudgetBytes: {
+    default: 32 * 1024 * 1024,
+    check: int(64 * 1024),
+    help: 'history one worker holds for tormq.v2 recoveries, all its connections together (fetched, not yet written to their sockets); a recovery past it waits until earlier ones have been written',
+    cli: { flag: 'replay-budget-bytes', arg: 'N' },
+    section: LIMITS,
+  },
+  replayStallMs: {
+    default: 10_000,
+    check: int(100, 3_600_000),
+    help: 'a recovery whose client takes less than 64 KiB of its replay in this long is a slow client: policy close closes it with 4008, policy drop ends the replay (acked recovered: false, the rest counted as drops)',
+    cli: { flag: 'replay-stall-ms', arg: 'N' },
+    section: LIMITS,
+  },
   heartbeatMs: {
     default: 30_000,
     check: satisfies<number>('0 (off) or an integer of at least 100', (v) => typeof v === 'number' && Number.isInteger(v) && (v === 0 || v >= 100), integerFromText),

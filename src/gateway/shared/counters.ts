@@ -46,6 +46,8 @@ export const WORKER_COUNTERS = [
   { key: 'tokenRefreshFailures', type: 'counter', metric: 'tormq_token_refresh_failures_total', help: 'Refresh frames refused', writer: 'worker' },
   { key: 'rateLimitedFrames', type: 'counter', metric: 'tormq_rate_limited_frames_total', help: 'Client frames rejected by the inbound rate limit', writer: 'worker' },
   { key: 'rateLimitDisconnects', type: 'counter', metric: 'tormq_rate_limit_disconnects_total', help: 'Clients closed with 4029 for sustained frame floods', writer: 'worker' },
+  { key: 'replayBytes', type: 'gauge', metric: 'tormq_replay_bytes', help: 'History the worker holds for tormq.v2 recoveries being replayed (fetched, or being fetched, and not yet written to a socket); kept near --replay-budget-bytes', writer: 'worker' },
+  { key: 'replayWaits', type: 'counter', metric: 'tormq_replay_waits_total', help: 'Recovery windows that waited for --replay-budget-bytes (other connections\' replays held it)', writer: 'worker' },
   { key: 'eventLoopLagMs', type: 'gauge', metric: 'tormq_event_loop_lag_seconds', help: 'Worker event-loop delay, p99 of the samples of the last second (one per 100 ms); while the worker is stalled, the time since its last heartbeat (set by the main thread)', writer: 'worker', metricScale: 1 / 1000 },
   { key: 'heapUsedBytes', type: 'gauge', metric: 'tormq_worker_heap_used_bytes', help: 'The worker\'s V8 heap in use (live objects and garbage not yet collected), sampled once a second', writer: 'worker' },
   { key: 'heapCommittedBytes', type: 'gauge', metric: 'tormq_worker_heap_committed_bytes', help: 'The worker\'s V8 heap committed, all spaces, sampled once a second', writer: 'worker' },

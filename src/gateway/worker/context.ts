@@ -5,6 +5,7 @@ import type { MainEvent } from '../shared/thread-protocol.js';
 import type { ConnectionGuard } from './auth.js';
 import type { InterestRouting } from './interest-routing.js';
 import type { WorkerPresence } from './presence.js';
+import type { ReplayBudget } from './replay-budget.js';
 import type { TopicAllowance } from './subscription-budget.js';
 import type { TopicTrie } from './trie.js';
 import type { Writer } from './writer.js';
@@ -21,6 +22,8 @@ export interface WorkerContext {
   readonly routing: InterestRouting;
   /** Messages of a stream from the MPC's history (through the main thread), for a tormq.v2 recovery. */
   history(topic: string, epoch: string, after: number, limit: number): Promise<HistoryReply>;
+  /** History this worker's recoveries may hold at once (replay-budget.ts). */
+  readonly replayBudget: ReplayBudget;
   /** The gateway-wide count of distinct topics (for --max-topics). */
   readonly topics: TopicAllowance;
   /** The tormq.v2 frame of a message body at a stream position. */

@@ -32,7 +32,7 @@ import type { WorkerContext } from './context.js';
 import { NOT_ROUTED, type Position } from './interest-routing.js';
 import { SubscriptionBudget } from './subscription-budget.js';
 import { TokenBucket } from './token-bucket.js';
-import { Variant, Writer } from './writer.js';
+import { ReplayOutcome, Variant, Writer } from './writer.js';
 
 const OPEN = 1;
 /** Frames held while an asynchronous step runs (a token check, a recovery paced by a slow socket); past it ERR_RATE_LIMITED. */
@@ -197,9 +197,9 @@ export class Session {
 
   /**
    * Sends what the client missed of each stream in `since`; true when every one was complete. The
-   * streams are fetched REPLAY_WINDOW at a time and written as the socket drains (Writer.replay), so
-   * one subscribe makes the gateway hold at most `slowClientBytes` plus one window of history, not
-   * everything missed at once.
+   * streams are fetched REPLAY_WINDOW at a time, each window within the worker's replay budget, and
+   * written as the socket drains (Writer.replay), so one subscribe makes the gateway hold at most one
+   * window of history, and all recovering connections together about `replayBudgetBytes`.
    */
   private async replay(command: SubscribeCommand, streams: string[], positions: Map<string, Position>): Promise<boolean> {
     if (command.since === undefined) return false; // nothing to recover from: a fresh subscription
@@ -218,15 +218,39 @@ export class Session {
       if (missed > 0) wanted.push({ stream, since, missed });
     }
     for (let at = 0; at < wanted.length; at += REPLAY_WINDOW) {
-      const window = wanted.slice(at, at + REPLAY_WINDOW).map(({ stream, since, missed }) =>
-        this.ctx.history(stream, since.epoch, since.offset, missed).then((reply) => {
-          if (reply.status !== 'ok' || reply.from !== since.offset + 1 || reply.bodies.length !== missed) return null;
-          return reply.bodies.map((body, i) => this.ctx.positioned(body, since.epoch, since.offset + 1 + i));
-        }),
-      );
-      for (const frames of await Promise.all(window)) {
-        if (frames === null) recovered = false;
-        else if (!(await this.writer.replay(frames))) return false; // closed meanwhile
+      const window = wanted.slice(at, at + REPLAY_WINDOW);
+      const reservation = await this.ctx.replayBudget.reserve(window.reduce((n, { missed }) => n + missed, 0));
+      try {
+        if (this.disposed) return false;
+        const fetched = await Promise.all(
+          window.map(({ stream, since, missed }) =>
+            this.ctx.history(stream, since.epoch, since.offset, missed).then((reply) => {
+              if (reply.status !== 'ok' || reply.from !== since.offset + 1 || reply.bodies.length !== missed) return null;
+              return reply.bodies.map((body, i) => this.ctx.positioned(body, since.epoch, since.offset + 1 + i));
+            }),
+          ),
+        );
+        let frames = 0;
+        let bytes = 0;
+        for (const stream of fetched) for (const frame of stream ?? []) (frames++, (bytes += frame.length));
+        reservation.settle(frames, bytes);
+        for (let w = 0; w < fetched.length; w++) {
+          const streamFrames = fetched[w]!;
+          if (streamFrames === null) {
+            recovered = false;
+            continue;
+          }
+          const outcome = await this.writer.replay(streamFrames, reservation);
+          if (outcome === ReplayOutcome.CLOSED) return false;
+          if (outcome === ReplayOutcome.STALLED) {
+            // Policy drop: what is not replayed is skipped, and the ack says so.
+            for (let rest = w + 1; rest < fetched.length; rest++) this.ctx.stats[WorkerStat.slowClientDrops] += fetched[rest]?.length ?? 0;
+            for (let rest = at + REPLAY_WINDOW; rest < wanted.length; rest++) this.ctx.stats[WorkerStat.slowClientDrops] += wanted[rest]!.missed;
+            return false;
+          }
+        }
+      } finally {
+        reservation.end();
       }
     }
     return recovered;

@@ -30,6 +30,7 @@ import { demoPage } from './demo-page.js';
 import { listenReusePort } from './listener.js';
 import { InterestRouting, NOT_ROUTED } from './interest-routing.js';
 import { WorkerPresence } from './presence.js';
+import { ReplayBudget } from './replay-budget.js';
 import { Session, streamsOf } from './session.js';
 import { TopicTrie } from './trie.js';
 import { refuseUpgrade } from './upgrade-refusal.js';
@@ -77,6 +78,7 @@ const ctx: WorkerContext = {
     post({ type: 'history-request', id, topic, epoch, after, limit });
     return new Promise((resolve) => historyRequests.set(id, resolve));
   },
+  replayBudget: new ReplayBudget(config.replayBudgetBytes, stats),
   positioned: (body, epoch, offset) => positionedFrame(encodeTextFrame(body, 0, body.length), epoch, offset),
   topics: {
     reserve: (n, limit) => socketCounts.reserveTopics(index, n, limit),

@@ -13,8 +13,9 @@
  *
  * Memory per connection is bounded: before a batch is written, a connection with more than
  * `slowClientBytes` still unsent is closed with 4008 (policy close) or skipped for the whole batch
- * (policy drop), so it holds at most `slowClientBytes` plus one batch; held messages are bounded too,
- * and a recovery's replay waits for the socket to drain past `slowClientBytes`.
+ * (policy drop), so it holds at most `slowClientBytes` plus one batch. Held messages, all streams
+ * together, are bounded by `slowClientBytes` too, and a recovery's replay keeps at most
+ * REPLAY_AHEAD_BYTES unsent: a client that reads nothing for `replayStallMs` is a slow client.
  */
 import type { Socket } from 'node:net';
 import type { WebSocket } from 'ws';
@@ -24,11 +25,22 @@ import { topicMatches } from '../../protocol/topic.js';
 import type { SlowClientPolicy } from '../shared/config.js';
 import { WorkerStat } from '../shared/counters.js';
 import { ALL_TOPICS } from '../shared/ring.js';
+import type { Reservation } from './replay-budget.js';
 import type { TrieSubscriber } from './trie.js';
 
 const OPEN = 1;
 /** How long a client the gateway closes (slow client, expired token) has to finish the close handshake. */
 const CLOSE_GRACE_MS = 5_000;
+/**
+ * Replay written ahead of what the kernel has taken. The kernel's own send buffer keeps the link busy
+ * while the next piece is written; more ahead only sits in the gateway when the client stops reading
+ * (ahead = --slow-client-bytes, 4 MiB, made each non-reading recovery hold ≈ 10 MB).
+ */
+const REPLAY_AHEAD_BYTES = 64 * 1024;
+
+/** How a replay ended: written in full, connection closed first, or the client stopped reading. */
+export const ReplayOutcome = { WRITTEN: 0, CLOSED: 1, STALLED: 2 } as const;
+export type ReplayOutcome = (typeof ReplayOutcome)[keyof typeof ReplayOutcome];
 
 /** The frame variants a connection can take (index into the batch's per-variant frames). */
 export const Variant = {
@@ -58,6 +70,7 @@ export interface BatchView {
 export interface WriterLimits {
   readonly slowClientBytes: number;
   readonly slowClientPolicy: SlowClientPolicy;
+  readonly replayStallMs: number;
 }
 
 /** Live messages of one stream held back while a subscription to it recovers. */
@@ -83,6 +96,8 @@ export class Writer implements TrieSubscriber {
   private readonly socket: Socket;
   /** Streams held back while a subscription recovers (null: none). */
   private holds: Map<string, Hold> | null = null;
+  /** Bytes of all holds together. */
+  private heldBytes = 0;
   /** Streams with messages this connection did not get, to tell it about (tormq.v2 only). */
   private gaps: Set<string> | null = null;
 
@@ -194,29 +209,42 @@ export class Writer implements TrieSubscriber {
   };
 
   /**
-   * A recovery's replay, in order, paced by the socket: past `slowClientBytes` unsent it waits for the
+   * A recovery's replay, in order, paced by the socket: past REPLAY_AHEAD_BYTES unsent it waits for the
    * socket to drain. Written at once, a client that never read held everything it asked to recover in
    * the gateway (one subscribe of 256 streams of 100 × 1 KB messages: ≈ 76 MB of RSS per connection,
-   * for as long as it stayed open). False when the connection closed first.
+   * for as long as it stayed open). What is written leaves `reservation`.
+   *
+   * A client that takes nothing for `replayStallMs` is slow: under policy close it is closed with 4008
+   * (CLOSED); under policy drop the replay stops there, the rest counted as drops (STALLED).
    */
-  async replay(frames: readonly Buffer[]): Promise<boolean> {
+  async replay(frames: readonly Buffer[], reservation: Reservation): Promise<ReplayOutcome> {
+    const ahead = Math.min(REPLAY_AHEAD_BYTES, this.limits.slowClientBytes);
     let i = 0;
     while (i < frames.length) {
-      if (this.ws.readyState !== OPEN) return false;
-      if (this.socket.writableLength > this.limits.slowClientBytes) {
-        await drainedOrClosed(this.socket);
+      if (this.ws.readyState !== OPEN) return ReplayOutcome.CLOSED;
+      if (this.socket.writableLength > ahead) {
+        if (!(await drainedOrClosed(this.socket, this.limits.replayStallMs)) && this.ws.readyState === OPEN) {
+          if (this.limits.slowClientPolicy === 'drop') {
+            this.stats[WorkerStat.slowClientDrops] += frames.length - i;
+            return ReplayOutcome.STALLED;
+          }
+          this.stats[WorkerStat.slowClientDisconnects]++;
+          this.closeThenCut(Close.SLOW_CLIENT);
+          return ReplayOutcome.CLOSED;
+        }
         continue;
       }
       // What fits goes as one buffer: unsent, thousands of small writes cost ≈ 2.7× their bytes.
-      const room = this.limits.slowClientBytes - this.socket.writableLength;
+      const room = ahead - this.socket.writableLength;
       let end = i + 1;
       let bytes = frames[i]!.length;
       while (end < frames.length && bytes + frames[end]!.length <= room) bytes += frames[end++]!.length;
       this.socket.write(end - i === 1 ? frames[i]! : Buffer.concat(frames.slice(i, end), bytes));
+      reservation.release(bytes);
       this.stats[WorkerStat.deliveries] += end - i;
       i = end;
     }
-    return this.ws.readyState === OPEN;
+    return this.ws.readyState === OPEN ? ReplayOutcome.WRITTEN : ReplayOutcome.CLOSED;
   }
 
   /** Frames written outside a batch, in order (held messages released after a replay). */
@@ -242,6 +270,7 @@ export class Writer implements TrieSubscriber {
     const hold = this.holds?.get(stream);
     if (hold === undefined) return;
     this.holds!.delete(stream);
+    this.heldBytes -= hold.bytes;
     if (this.holds!.size === 0) this.holds = null;
     const frames: Buffer[] = [];
     let last = after;
@@ -290,14 +319,16 @@ export class Writer implements TrieSubscriber {
   private keep(stream: string, offset: number, frame: Buffer): void {
     const hold = this.holds?.get(stream);
     if (hold === undefined) return;
-    // Bounded like the outbound buffer: past it, the rest is lost and the client told.
-    if (hold.bytes + frame.length > this.limits.slowClientBytes) {
+    // Bounded like the outbound buffer, all streams together (a recovery may hold 256 streams): past
+    // it, the rest is lost and the client told.
+    if (this.heldBytes + frame.length > this.limits.slowClientBytes) {
       hold.gapped = true;
       return;
     }
     hold.offsets.push(offset);
     hold.frames.push(frame);
     hold.bytes += frame.length;
+    this.heldBytes += frame.length;
   }
 
   /** A control reply (ack, error, pong, gap): only while open. */
@@ -315,14 +346,17 @@ export class Writer implements TrieSubscriber {
   }
 }
 
-/** Resolves once `socket` has drained its write buffer, or closed. */
-function drainedOrClosed(socket: Socket): Promise<void> {
+/** Resolves true once `socket` has drained its write buffer or closed, false after `timeoutMs` without. */
+function drainedOrClosed(socket: Socket, timeoutMs: number): Promise<boolean> {
   return new Promise((resolve) => {
-    const done = (): void => {
+    const end = (drained: boolean): void => {
+      clearTimeout(timer);
       socket.off('drain', done);
       socket.off('close', done);
-      resolve();
+      resolve(drained);
     };
+    const done = (): void => end(true);
+    const timer = setTimeout(() => end(false), timeoutMs);
     socket.on('drain', done);
     socket.on('close', done);
   });
