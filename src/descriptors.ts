@@ -7,8 +7,9 @@
  *   the MPC links and the admin port (≈ 60 with 2 workers); the reserve covers admin requests and
  *   scrapes, MPC reconnects and worker restarts. Without it, ~19,900 idle connections under a 20,000
  *   limit left the admin port unable to accept `/healthz` and new clients failing (issue 10).
- * - The MPC: connections on its publisher and gateway ports, each port with its own share
- *   (mpc/mpc.ts); the reserve covers the admin port, HTTP and gRPC publishing.
+ * - The MPC: connections on its publisher and gateway ports, and on the HTTP and gRPC ingress ports
+ *   when they run, each port with its own share (mpc/mpc.ts); the reserve covers the admin port and
+ *   the ingresses' own links to the publisher port.
  *
  * Elsewhere than Linux (no /proc) there is no budget: the limits of the platform apply.
  */

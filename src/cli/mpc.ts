@@ -146,6 +146,7 @@ async function startAll(): Promise<{ mpc: Mpc; ingress: HttpIngress | null; grpc
     onPublisherRefused: (address, why) => logRefused('publisher', address, why),
     onGatewayRefused: (address, why) => logRefused('gateway', address, why),
     onConnectionRefused: logOverBudget,
+    ingressPorts: [...(flags.httpPort === -1 ? [] : ['http' as const]), ...(flags.grpcPort === -1 ? [] : ['grpc' as const])],
   });
   let admin: http.Server | null = null;
   let adminPort = -1;
@@ -180,6 +181,7 @@ async function startAll(): Promise<{ mpc: Mpc; ingress: HttpIngress | null; grpc
         maxTopicLength: flags.maxTopicLength,
         presence: mpc.presence,
         log,
+        budget: mpc.connectionBudget('http'),
       });
     }
     // Loaded only when asked for: grpc-js and the proto loader weigh ~10 MB of RSS (issue 13's idle goal).
@@ -195,6 +197,7 @@ async function startAll(): Promise<{ mpc: Mpc; ingress: HttpIngress | null; grpc
       maxTopicLength: flags.maxTopicLength,
       presence: mpc.presence,
       log,
+      budget: mpc.connectionBudget('grpc'),
     });
     return { mpc, ingress, grpc, admin, adminPort };
   } catch (error) {

@@ -17,10 +17,12 @@
  * await grpc.close();
  * ```
  */
+import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { ErrorCodes, TormqError } from '../errors.js';
+import type { ConnectionBudget } from '../descriptors.js';
+import { listenOrFail } from '../listen.js';
 import type { Logger } from '../log.js';
 import { isLoopbackHost } from '../loopback.js';
 import type { PresenceView } from '../mpc/presence.js';
@@ -67,6 +69,8 @@ export type GrpcIngressOptions = InputOf<typeof GRPC_INGRESS_OPTIONS.specs> & {
   /** The MPC's presence table (IsOnline, Group, System); without it those calls are UNIMPLEMENTED. */
   presence?: PresenceView;
   log?: Logger;
+  /** Caps the port's connections (the MPC's share for it, src/descriptors.ts); none without it. */
+  budget?: ConnectionBudget | undefined;
 };
 
 export interface GrpcIngress {
@@ -84,7 +88,7 @@ export function loadRpcService(): grpc.ServiceDefinition {
 
 /** Starts the gRPC server; resolves once it listens. */
 export async function startGrpcIngress(options: GrpcIngressOptions = {}): Promise<GrpcIngress> {
-  const { presence, log, ...rest } = options;
+  const { presence, log, budget, ...rest } = options;
   const config = GRPC_INGRESS_OPTIONS.validate(rest);
   const publisher = new Publisher(config.publisherHost, config.publisherPort, {
     // Room for a few full pushes in flight; beyond it a push fails with UNAVAILABLE instead of queueing.
@@ -131,15 +135,19 @@ export async function startGrpcIngress(options: GrpcIngressOptions = {}): Promis
     IsOnline: unary((request: { cardID: string }) => service.isOnline(request.cardID)),
     Group: unary((request: { cardID: string }) => service.group(request.cardID)),
   });
-  const address = `${config.host.includes(':') && !config.host.startsWith('[') ? `[${config.host}]` : config.host}:${config.port}`;
+  // The port is ours, its connections handed to grpc-js: so that they can be counted against the
+  // budget at accept, which grpc-js's own bind does not offer.
+  const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+  const listener = net.createServer((socket) => {
+    if (budget === undefined || budget.admit(socket)) injector.injectConnection(socket);
+  });
   let port: number;
   try {
-    port = await new Promise<number>((resolve, reject) => {
-      server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (error, bound) => (error ? reject(error) : resolve(bound)));
-    });
+    port = await listenOrFail(listener, config.host, config.port, 'gRPC');
   } catch (error) {
+    injector.destroy();
     await publisher.close();
-    throw new TormqError(ErrorCodes.BIND_FAILED, `cannot bind the gRPC port ${address}: ${(error as Error).message}`, { cause: error });
+    throw error;
   }
 
   let closing: Promise<void> | null = null;
@@ -148,6 +156,7 @@ export async function startGrpcIngress(options: GrpcIngressOptions = {}): Promis
     stats: () => ({ pushed: service.pushed, refused: service.refused, unauthenticated }),
     close() {
       closing ??= (async () => {
+        listener.close();
         await new Promise<void>((resolve) => {
           // Calls in flight get a moment to finish; then the rest are cut.
           const timer = setTimeout(() => server.forceShutdown(), 1000);

@@ -27,6 +27,8 @@
  */
 import http from 'node:http';
 import https from 'node:https';
+import type { Socket } from 'node:net';
+import type { ConnectionBudget } from '../descriptors.js';
 import { ErrorCodes, TormqError } from '../errors.js';
 import { listenOrFail } from '../listen.js';
 import type { Logger } from '../log.js';
@@ -98,6 +100,8 @@ export type HttpIngressOptions = InputOf<typeof HTTP_INGRESS_OPTIONS.specs> & {
   log?: Logger;
   /** The MPC's presence table, for gopusher's `/system`, `/isOnline` and `/group` (501 without it). */
   presence?: PresenceView;
+  /** Caps the port's connections (the MPC's share for it, src/descriptors.ts); none without it. */
+  budget?: ConnectionBudget | undefined;
 };
 
 export interface HttpIngressStats {
@@ -161,7 +165,7 @@ export function parsePublishRequest(
 
 /** Starts the HTTP ingress; resolves once it listens. */
 export async function startHttpIngress(options: HttpIngressOptions = {}): Promise<HttpIngress> {
-  const { log, presence, ...rest } = options;
+  const { log, presence, budget, ...rest } = options;
   const config = HTTP_INGRESS_OPTIONS.validate(rest);
   const publisher = new Publisher(config.publisherHost, config.publisherPort, {
     // Room for a few full requests in flight; beyond it a request gets 503 instead of queueing unboundedly.
@@ -321,6 +325,8 @@ export async function startHttpIngress(options: HttpIngressOptions = {}): Promis
   const server: http.Server = tls === null ? http.createServer(onRequest) : https.createServer({ ...tls }, onRequest);
   // Keep-alive clients (most HTTP libraries) must not hold close() open forever.
   server.keepAliveTimeout = 5_000;
+  // Raw TCP, before TLS or a request: idle connections count too.
+  if (budget !== undefined) server.on('connection', (socket: Socket) => budget.admit(socket));
 
   const port = await listenOrFail(server, config.host, config.port, 'HTTP').catch(async (error: unknown) => {
     await publisher.close();

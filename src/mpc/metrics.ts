@@ -9,6 +9,10 @@ import type { MpcStats } from './mpc.js';
 
 type Read = (s: MpcStats) => number | Record<string, number>;
 
+/** One figure of each port's connection budget, by port name. */
+const perPort = (s: MpcStats, key: 'open' | 'refused'): Record<string, number> =>
+  Object.fromEntries(Object.entries(s.connections).map(([port, budget]) => [port, budget[key]]));
+
 export const MPC_METRICS: ReadonlyArray<{ metric: string; type: 'counter' | 'gauge'; help: string; label?: string; read: Read }> = [
   { metric: 'tormq_mpc_messages_in_total', type: 'counter', help: 'Publisher messages received, valid or not', read: (s) => s.messagesIn },
   { metric: 'tormq_mpc_messages_forwarded_total', type: 'counter', help: 'Messages stamped with their position and forwarded to gateways', read: (s) => s.forwarded },
@@ -26,13 +30,13 @@ export const MPC_METRICS: ReadonlyArray<{ metric: string; type: 'counter' | 'gau
   { metric: 'tormq_mpc_send_queue_drops_total', type: 'counter', help: 'Frames to gateways not sent because a queue was full (a gateway past --gateway-queue-bytes; it repairs from history)', read: (s) => s.sendQueueDrops },
   { metric: 'tormq_mpc_publisher_handshake_failures_total', type: 'counter', help: 'Publisher connections closed at the ZMTP handshake (not a plain ZMTP 3 PUB, e.g. CURVE on a plain port)', read: (s) => s.publisherHandshakeFailures },
   { metric: 'tormq_mpc_gateway_handshake_failures_total', type: 'counter', help: 'Gateway connections closed at the ZMTP handshake (not a plain ZMTP 3 SUB/XSUB, e.g. CURVE on a plain port)', read: (s) => s.gatewayHandshakeFailures },
-  { metric: 'tormq_mpc_connections', type: 'gauge', help: 'Connections by label port: publisher, gateway (tormq\'s own ZMTP endpoints)', label: 'port', read: (s) => ({ publisher: s.connections.publisher.open, gateway: s.connections.gateway.open }) },
+  { metric: 'tormq_mpc_connections', type: 'gauge', help: 'Connections by label port: publisher, gateway (tormq\'s own ZMTP endpoints), http, grpc (when enabled)', label: 'port', read: (s) => perPort(s, 'open') },
   {
     metric: 'tormq_mpc_connections_refused_total',
     type: 'counter',
     help: 'Connections closed at accept by label port: the port\'s share of the connection budget (open-files limit less those in use at start less --fd-reserve) was spent',
     label: 'port',
-    read: (s) => ({ publisher: s.connections.publisher.refused, gateway: s.connections.gateway.refused }),
+    read: (s) => perPort(s, 'refused'),
   },
   { metric: 'tormq_mpc_streams', type: 'gauge', help: 'Topics whose position is remembered', read: (s) => s.history.streams },
   { metric: 'tormq_mpc_history_messages', type: 'gauge', help: 'Messages held in history', read: (s) => s.history.messages },

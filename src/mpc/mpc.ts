@@ -125,9 +125,13 @@ export type MpcOptions = InputOf<typeof MPC_OPTIONS.specs> & {
   onPublisherRefused?: (address: string, why: string) => void;
   /** Called when the ZMTP link server closes a gateway connection at the handshake (e.g. a CURVE gateway on a plain port). */
   onGatewayRefused?: (address: string, why: string) => void;
-  /** Called when a connection to the publisher or gateway port is closed because its share of the connection budget is spent (`fdReserve`). */
+  /** Called when a connection to one of the MPC's ports is closed because its share of the connection budget is spent (`fdReserve`). */
   onConnectionRefused?: (port: string, address: string, limit: number) => void;
+  /** The publishing ports started beside the MPC (cli/mpc.ts), each given a share of the connection budget (`connectionBudget`). */
+  ingressPorts?: readonly IngressPort[];
 };
+/** Ports of the MPC's process that are not its own: the HTTP ingress and gopusher's gRPC service. */
+export type IngressPort = 'http' | 'grpc';
 export type MpcConfig = ConfigOf<typeof MPC_OPTIONS.specs>;
 export const MPC_DEFAULTS = MPC_OPTIONS.defaults;
 
@@ -137,6 +141,8 @@ const MAX_REPLY_BYTES = 4 * 1024 * 1024;
 const SWEEP_INTERVAL_MS = 1000;
 /** The gateway port's share of the connection budget: a quarter, at most this (gateways are few). */
 const MAX_GATEWAY_CONNECTIONS = 256;
+/** An ingress port's share: an eighth, at most this (its clients are backend services). */
+const MAX_INGRESS_CONNECTIONS = 256;
 /** Gateways whose presence reports stopped are forgotten within this much of their ttl. */
 const PRESENCE_SWEEP_MS = 250;
 /** Most gateways whose presence is held (more report: refused and counted). */
@@ -159,6 +165,8 @@ export interface Mpc {
   readonly instance: string;
   /** gopusher presence, all gateways (IsOnline, Group, System). */
   readonly presence: PresenceTable;
+  /** The share of the connection budget of an ingress port named in `ingressPorts` (undefined otherwise). */
+  connectionBudget(port: IngressPort): ConnectionBudget | undefined;
   stats(): MpcStats;
   close(): Promise<void>;
 }
@@ -172,8 +180,8 @@ export interface MpcStats {
   publisherHandshakeFailures: number;
   /** Gateway connections closed at the handshake by the ZMTP link server (not a plain ZMTP 3 SUB/XSUB). */
   gatewayHandshakeFailures: number;
-  /** Connections on the publisher and gateway ports now, their caps (null: none, not Linux or libzmq's endpoints) and those closed at them. */
-  connections: Record<'publisher' | 'gateway', ReturnType<ConnectionBudget['stats']>>;
+  /** Connections on the publisher and gateway ports (and the ingress ports) now, their caps (null: none, not Linux or libzmq's endpoints) and those closed at them. */
+  connections: Record<'publisher' | 'gateway', ReturnType<ConnectionBudget['stats']>> & Partial<Record<IngressPort, ReturnType<ConnectionBudget['stats']>>>;
   publishDrops: Record<PublishDropReason, number>;
   positionsSent: number;
   historyReplies: Record<string, number>;
@@ -187,7 +195,7 @@ export interface MpcStats {
 }
 
 export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
-  const { onDrop, onPublisherRefused: _, onGatewayRefused: __, onConnectionRefused, ...rest } = options;
+  const { onDrop, onPublisherRefused: _, onGatewayRefused: __, onConnectionRefused, ingressPorts = [], ...rest } = options;
   const config = MPC_OPTIONS.validate(rest);
   const instance = randomBytes(6).toString('base64url');
   const security = config.curve === undefined ? null : await curveServerOptions(config.curve);
@@ -211,6 +219,7 @@ export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
   // deploy, publishers reconnecting).
   const publisherBudget = new ConnectionBudget('publisher', onConnectionRefused);
   const gatewayBudget = new ConnectionBudget('gateway', onConnectionRefused);
+  const ingressBudgets = new Map(ingressPorts.map((port) => [port, new ConnectionBudget(port, onConnectionRefused)]));
   let gatewayHandshakeFailures = 0;
   // Its handlers reach `control` (built on `link`, below), called only once gateways connect.
   const zmtpLink = gateways !== null ? null : new ZmtpPublisher(
@@ -277,7 +286,12 @@ export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
     const descriptors = zmtp === null && zmtpLink === null ? null : socketBudget(config.fdReserve, 'publisher and gateway connections');
     if (descriptors !== null) {
       gatewayBudget.limit = Math.max(1, Math.min(MAX_GATEWAY_CONNECTIONS, Math.floor(descriptors.limit / 4)));
-      publisherBudget.limit = Math.max(1, descriptors.limit - gatewayBudget.limit);
+      let others = gatewayBudget.limit;
+      for (const budget of ingressBudgets.values()) {
+        budget.limit = Math.max(1, Math.min(MAX_INGRESS_CONNECTIONS, Math.floor(descriptors.limit / 8)));
+        others += budget.limit;
+      }
+      publisherBudget.limit = Math.max(1, descriptors.limit - others);
     }
   } catch (error) {
     for (const socket of sockets) socket.close();
@@ -329,13 +343,18 @@ export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
     publisherPort,
     gatewayPort: gateways === null ? gatewayPort : portOf(gateways.lastEndpoint!),
     plainPort: plain === null ? -1 : portOf(plain.lastEndpoint!),
+    connectionBudget: (port) => ingressBudgets.get(port),
     stats: () => ({
       messagesIn: forwarder.messagesIn,
       forwarded: forwarder.forwarded,
       linkFrames: link.framesSent,
       publisherHandshakeFailures,
       gatewayHandshakeFailures,
-      connections: { publisher: publisherBudget.stats(), gateway: gatewayBudget.stats() },
+      connections: {
+        publisher: publisherBudget.stats(),
+        gateway: gatewayBudget.stats(),
+        ...Object.fromEntries([...ingressBudgets].map(([port, budget]) => [port, budget.stats()])),
+      },
       publishDrops: { ...forwarder.drops },
       positionsSent: control.positionsSent,
       historyReplies: { ...control.historyReplies },

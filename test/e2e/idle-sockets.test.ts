@@ -7,12 +7,14 @@
  * room, and closes whatever has not completed a handshake within --handshake-timeout-ms. Meanwhile
  * /healthz answers, bystanders keep receiving, a new client connects, and the counters show it.
  * The MPC likewise: idle connections flooding its publisher port under `ulimit -n 256` once left its
- * admin port, HTTP ingress and gateway port accepting nothing, silently.
+ * admin port, HTTP ingress and gateway port accepting nothing, silently. Its HTTP ingress and gRPC
+ * port have their own shares too.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { Publisher } from '../../src/index.js';
+import { PythonGrpcClient } from '../helpers/grpc-python-client.js';
 import { clientsOnEveryWorker, metricValue, metricsText, until } from '../helpers/probes.js';
 import { startGatewayProcess, startMpcProcess, type GatewayProcess, type GatewayStats, type MpcProcess } from '../helpers/processes.js';
 import { useSystem } from '../helpers/system.js';
@@ -102,7 +104,7 @@ describe(`hostile input: ${IDLE} idle TCP connections against a gateway with uli
   });
 });
 
-describe('hostile input: idle TCP connections flooding the MPC\'s publisher port under ulimit -n 256', () => {
+describe('hostile input: idle TCP connections flooding the MPC\'s ports under ulimit -n 256', () => {
   let mpc: MpcProcess;
   let gateway: GatewayProcess;
   let late: GatewayProcess | undefined;
@@ -111,7 +113,7 @@ describe('hostile input: idle TCP connections flooding the MPC\'s publisher port
   let publisher: Publisher;
 
   before(async () => {
-    mpc = await startMpcProcess(undefined, ['--http', '0'], { fileLimit: 256 });
+    mpc = await startMpcProcess(undefined, ['--http', '0', '--grpc', '0'], { fileLimit: 256 });
     gateway = await startGatewayProcess(mpc.gatewayPort);
     publisher = new Publisher('127.0.0.1', mpc.publisherPort);
   });
@@ -126,8 +128,10 @@ describe('hostile input: idle TCP connections flooding the MPC\'s publisher port
   });
 
   test('past its budget a connection is closed, counted and logged; /healthz, HTTP publishing and a gateway linking afresh are served', async () => {
-    const { publisher: cap, gateway: gatewayCap } = (await mpc.stats()).connections;
-    assert.ok(cap.limit !== null && gatewayCap.limit !== null && cap.limit + gatewayCap.limit < 256, `caps below the limit: ${JSON.stringify([cap, gatewayCap])}`);
+    const { publisher: cap, gateway: gatewayCap, http: httpCap, grpc: grpcCap } = (await mpc.stats()).connections;
+    const caps = [cap.limit, gatewayCap.limit, httpCap?.limit, grpcCap?.limit];
+    assert.ok(caps.every((limit) => typeof limit === 'number' && limit > 0), `a cap for every port: ${JSON.stringify(caps)}`);
+    assert.ok(caps.reduce<number>((n, limit) => n + limit!, 0) < 256, `caps together below the limit: ${JSON.stringify(caps)}`);
     // More idle connections than the MPC has descriptors for.
     for (let i = 0; i < 300; i++) {
       const socket = net.connect(mpc.publisherPort, '127.0.0.1');
@@ -157,6 +161,63 @@ describe('hostile input: idle TCP connections flooding the MPC\'s publisher port
     for (const client of clients) await client.waitFor((m) => m.includes('"through"'), 0, 15_000);
     const metrics = await (await fetch(`http://127.0.0.1:${mpc.adminPort}/metrics`)).text();
     assert.ok((metricValue(metrics, 'tormq_mpc_connections_refused_total', { port: 'publisher' }) ?? 0) > 0);
+    assert.equal(metricValue(metrics, 'tormq_mpc_connections_refused_total', { port: 'gateway' }), 0);
+  });
+  /** Opens 300 idle connections to `port` (more than the MPC has descriptors) until its cap refuses some. */
+  async function floodPort(port: number, name: 'http' | 'grpc'): Promise<net.Socket[]> {
+    const sockets: net.Socket[] = [];
+    for (let i = 0; i < 300; i++) {
+      const socket = net.connect(port, '127.0.0.1');
+      socket.on('error', () => {});
+      sockets.push(socket);
+    }
+    flood.push(...sockets);
+    await until(`${name} connections refused at its cap`, async () => (await mpc.stats()).connections[name]!.refused > 0);
+    await mpc.waitForLog((line) => typeof line.msg === 'string' && line.msg.startsWith(`${name} port: connection closed`));
+    const during = (await mpc.stats()).connections[name]!;
+    assert.ok(during.open <= during.limit!, JSON.stringify(during));
+    return sockets;
+  }
+
+  /** A publisher connecting now gets its message to the clients of both gateways. */
+  async function publishedThroughNewPublisher(text: string): Promise<void> {
+    const fresh = new Publisher('127.0.0.1', mpc.publisherPort);
+    try {
+      await fresh.ready({ topic: 'fd', timeoutMs: 15_000 });
+      await fresh.send('fd:x', text);
+      for (const client of clients) await client.waitFor((m) => m.includes(`"${text}"`), 0, 15_000);
+    } finally {
+      await fresh.close();
+    }
+  }
+
+  test('a flood of the HTTP ingress or of the gRPC port is capped at that port\'s share: the other ports, /healthz and publishing are served', async () => {
+    for (const socket of flood.splice(0)) socket.destroy(); // the publisher port's flood, above
+    assert.equal(clients.length, 2, 'runs after the publisher port\'s test, with its two clients');
+
+    const httpFlood = await floodPort(mpc.httpPort!, 'http');
+    const grpc = await PythonGrpcClient.start(mpc.grpcPort!); // connects now, during the flood
+    try {
+      const reply = await grpc.call('System');
+      assert.ok('reply' in reply, `gRPC System during the HTTP flood: ${JSON.stringify(reply)}`);
+    } finally {
+      grpc.close();
+    }
+    const health = await fetch(`http://127.0.0.1:${mpc.adminPort}/healthz`, { signal: AbortSignal.timeout(5000) });
+    assert.equal(health.status, 200);
+    await health.body?.cancel();
+    await publishedThroughNewPublisher('during the HTTP flood');
+    for (const socket of httpFlood) socket.destroy();
+    await until('the HTTP flood closed', async () => (await mpc.stats()).connections.http!.open === 0);
+
+    await floodPort(mpc.grpcPort!, 'grpc');
+    const ingress = await mpc.http('/healthz', { signal: AbortSignal.timeout(5000) });
+    assert.equal(ingress.status, 200);
+    await ingress.body?.cancel();
+    await publishedThroughNewPublisher('during the gRPC flood');
+
+    const metrics = await (await fetch(`http://127.0.0.1:${mpc.adminPort}/metrics`)).text();
+    for (const port of ['http', 'grpc']) assert.ok((metricValue(metrics, 'tormq_mpc_connections_refused_total', { port }) ?? 0) > 0, port);
     assert.equal(metricValue(metrics, 'tormq_mpc_connections_refused_total', { port: 'gateway' }), 0);
   });
 });

@@ -100,7 +100,7 @@ export interface MpcStats {
   gatewayHandshakeFailures: number;
   badGatewayFrames: number;
   sendQueueDrops: number;
-  connections: Record<'publisher' | 'gateway', { open: number; limit: number | null; refused: number }>;
+  connections: Record<'publisher' | 'gateway', { open: number; limit: number | null; refused: number }> & Partial<Record<'http' | 'grpc', { open: number; limit: number | null; refused: number }>>;
   history: { streams: number; messages: number; bytes: number; evictedMessages: number; forgottenStreams: number };
 }
 
