@@ -118,6 +118,15 @@ function logOverBudget(port: string, address: string, limit: number): void {
   }
 }
 
+/** A gRPC client that sent a message in too many DATA frames (ingress/http2-data-guard.ts): throttled. */
+const fragmentedThrottle = throttle();
+function logFragmentedCut(address: string): void {
+  const line = fragmentedThrottle('grpc');
+  if (line !== null) {
+    log.warn({ address, cutSinceLastLine: line.held }, 'gRPC connection cut: a message in too many HTTP/2 DATA frames (each held costs memory; real clients fill their frames)');
+  }
+}
+
 /**
  * The MPC, its admin port, and the HTTP ingress (`--http`) and gopusher's gRPC service (`--grpc`) when
  * given (they publish through the MPC's own port, and read its presence table).
@@ -150,9 +159,13 @@ async function startAll(): Promise<{ mpc: Mpc; ingress: HttpIngress | null; grpc
   });
   let admin: http.Server | null = null;
   let adminPort = -1;
+  let ingress: HttpIngress | null = null;
+  let grpc: GrpcIngress | null = null;
+  // The ingresses' own counts (requests refused, connections cut) beside the MPC's.
+  const stats = () => ({ ...mpc.stats(), http: ingress === null ? null : { ...ingress.stats }, grpc: grpc?.stats() ?? null });
   try {
     if (flags.adminPort !== -1) {
-      admin = createAdminServer({ healthy: () => ({ ok: true, detail: {} }), stats: () => ({ ...mpc.stats() }), metrics: createMpcMetrics(() => mpc.stats()) });
+      admin = createAdminServer({ healthy: () => ({ ok: true, detail: {} }), stats, metrics: createMpcMetrics(() => mpc.stats()) });
       adminPort = await listenOrFail(admin, flags.adminHost, flags.adminPort, 'admin');
     }
   } catch (error) {
@@ -162,7 +175,6 @@ async function startAll(): Promise<{ mpc: Mpc; ingress: HttpIngress | null; grpc
   const host = flags.host;
   const publisherHost = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host;
   const curve = mpcKeys === null ? undefined : { serverKey: mpcKeys.publicKey, ...mpcKeys };
-  let ingress: HttpIngress | null = null;
   try {
     if (flags.httpPort !== -1) {
       ingress = await startHttpIngress({
@@ -185,7 +197,7 @@ async function startAll(): Promise<{ mpc: Mpc; ingress: HttpIngress | null; grpc
       });
     }
     // Loaded only when asked for: grpc-js and the proto loader weigh ~10 MB of RSS (issue 13's idle goal).
-    const grpc = flags.grpcPort === -1 ? null : await (await import('../ingress/grpc-ingress.js')).startGrpcIngress({
+    grpc = flags.grpcPort === -1 ? null : await (await import('../ingress/grpc-ingress.js')).startGrpcIngress({
       host: flags.grpcHost === '' ? host : flags.grpcHost,
       port: flags.grpcPort,
       publisherHost,
@@ -198,6 +210,7 @@ async function startAll(): Promise<{ mpc: Mpc; ingress: HttpIngress | null; grpc
       presence: mpc.presence,
       log,
       budget: mpc.connectionBudget('grpc'),
+      onFragmentedCut: logFragmentedCut,
     });
     return { mpc, ingress, grpc, admin, adminPort };
   } catch (error) {

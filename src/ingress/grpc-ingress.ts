@@ -31,6 +31,7 @@ import { Publisher } from '../sdk/publisher.js';
 import { isCurveKey, type CurveClientKeys } from '../zmq/curve.js';
 import { GopusherError, GopusherService, GrpcStatus } from '../gopusher/service.js';
 import { bearerMatches } from './bearer.js';
+import { guardDataFrames } from './http2-data-guard.js';
 
 /** gopusher's proto, shipped with the package (package.json "files"). */
 export const PROTO_PATH = fileURLToPath(new URL('../../../proto/rpc.proto', import.meta.url));
@@ -71,11 +72,14 @@ export type GrpcIngressOptions = InputOf<typeof GRPC_INGRESS_OPTIONS.specs> & {
   log?: Logger;
   /** Caps the port's connections (the MPC's share for it, src/descriptors.ts); none without it. */
   budget?: ConnectionBudget | undefined;
+  /** Told of each connection cut for sending a message in too many DATA frames (http2-data-guard.ts). */
+  onFragmentedCut?: (address: string) => void;
 };
 
 export interface GrpcIngress {
   readonly port: number;
-  readonly stats: () => { pushed: number; refused: number; unauthenticated: number };
+  /** `fragmentedCuts`: connections cut for sending messages in too many DATA frames (http2-data-guard.ts). */
+  readonly stats: () => { pushed: number; refused: number; unauthenticated: number; fragmentedCuts: number };
   close(): Promise<void>;
 }
 
@@ -88,7 +92,7 @@ export function loadRpcService(): grpc.ServiceDefinition {
 
 /** Starts the gRPC server; resolves once it listens. */
 export async function startGrpcIngress(options: GrpcIngressOptions = {}): Promise<GrpcIngress> {
-  const { presence, log, budget, ...rest } = options;
+  const { presence, log, budget, onFragmentedCut, ...rest } = options;
   const config = GRPC_INGRESS_OPTIONS.validate(rest);
   const publisher = new Publisher(config.publisherHost, config.publisherPort, {
     // Room for a few full pushes in flight; beyond it a push fails with UNAVAILABLE instead of queueing.
@@ -136,10 +140,19 @@ export async function startGrpcIngress(options: GrpcIngressOptions = {}): Promis
     Group: unary((request: { cardID: string }) => service.group(request.cardID)),
   });
   // The port is ours, its connections handed to grpc-js: so that they can be counted against the
-  // budget at accept, which grpc-js's own bind does not offer.
+  // budget at accept and their DATA frames read before grpc-js holds them, neither of which grpc-js's
+  // own bind offers.
   const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+  let fragmentedCuts = 0;
   const listener = net.createServer((socket) => {
-    if (budget === undefined || budget.admit(socket)) injector.injectConnection(socket);
+    if (budget !== undefined && !budget.admit(socket)) return;
+    const address = `${socket.remoteAddress}:${socket.remotePort}`;
+    injector.injectConnection(
+      guardDataFrames(socket, () => {
+        fragmentedCuts++;
+        onFragmentedCut?.(address);
+      }),
+    );
   });
   let port: number;
   try {
@@ -153,7 +166,7 @@ export async function startGrpcIngress(options: GrpcIngressOptions = {}): Promis
   let closing: Promise<void> | null = null;
   return {
     port,
-    stats: () => ({ pushed: service.pushed, refused: service.refused, unauthenticated }),
+    stats: () => ({ pushed: service.pushed, refused: service.refused, unauthenticated, fragmentedCuts }),
     close() {
       closing ??= (async () => {
         listener.close();

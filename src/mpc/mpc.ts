@@ -88,7 +88,7 @@ export const MPC_OPTIONS = defineOptions('an MPC', {
   fdReserve: {
     default: 64,
     check: int(0),
-    help: 'descriptors kept for the admin port, HTTP and gRPC publishing: connections on the publisher and gateway ports are capped at the open-files limit (ulimit -n) minus those in use at start minus this, of which the gateway port has its own quarter (at most 256); past its cap a new connection is closed, counted (connections in /stats) and logged (Linux; tormq\'s own ZMTP endpoints, not libzmq\'s with CURVE)',
+    help: 'descriptors kept for the admin port and what opens later: connections on the MPC\'s ports are capped at the open-files limit (ulimit -n) minus those in use at start minus this, of which the gateway port has its own quarter (at most 256), the --http and --grpc ports an eighth each (at most 256), the publisher port the rest; past its cap a new connection is closed, counted (connections in /stats) and logged (Linux; tormq\'s own ZMTP endpoints, not libzmq\'s with CURVE)',
   },
   maxMessageBytes: { default: 1024 * 1024, check: int(1), help: 'largest published body accepted; larger ones are dropped and counted' },
   maxTopicLength: { default: 256, check: int(1, 65535), help: 'longest topic accepted from publishers' },

@@ -11,11 +11,13 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import http2 from 'node:http2';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { encodeBody } from '../../src/index.js';
 import { PythonGrpcClient, type GrpcResult } from '../helpers/grpc-python-client.js';
+import { rssBytes, until } from '../helpers/probes.js';
 import { postJson, startGatewayProcess, startMpcProcess, type GatewayProcess, type MpcProcess } from '../helpers/processes.js';
 import { TestClient } from '../helpers/ws-client.js';
 
@@ -318,5 +320,33 @@ describe('gopusher with a token', () => {
     assert.equal((await mpc.http('/isOnline?cardID=nobody')).status, 401);
     const res = await mpc.http('/isOnline?cardID=nobody', { headers: { authorization: 'Bearer s3cret' } });
     assert.deepEqual([res.status, await res.json()], [200, { result: 'no' }]);
+  });
+
+  test('a message sent in one-byte HTTP/2 DATA frames is cut before grpc-js holds it (the token is checked only once a message is whole); real clients\' large pushes pass', async (t) => {
+    const before = rssBytes(mpc.child.pid!);
+    // No token: grpc-js would hold every frame (≈ 450 bytes each) until the announced 1 MB was whole.
+    const session = http2.connect(`http://127.0.0.1:${mpc.grpcPort!}`);
+    session.on('error', () => {});
+    const stream = session.request({ ':method': 'POST', ':path': '/proto.Rpc/Push', 'content-type': 'application/grpc', te: 'trailers' });
+    stream.on('error', () => {});
+    const prefix = Buffer.alloc(5);
+    prefix.writeUInt32BE(1 << 20, 1);
+    stream.write(prefix);
+    let sent = 0;
+    while (sent < 20_000 && !stream.destroyed && !session.destroyed) {
+      await new Promise((resolve) => stream.write(Buffer.from([0x0a]), resolve)); // one DATA frame per write
+      sent++;
+    }
+    session.destroy();
+    const grown = rssBytes(mpc.child.pid!) - before;
+    t.diagnostic(`cut after ${sent} one-byte frames; MPC RSS grew by ${(grown / 1024 / 1024).toFixed(1)} MB`);
+    assert.ok(sent < 1000, `the connection took ${sent} one-byte DATA frames`);
+    await until('the cut counted', async () => ((await mpc.stats()) as unknown as { grpc: { fragmentedCuts: number } }).grpc.fragmentedCuts === 1);
+    await mpc.waitForLog((line) => typeof line.msg === 'string' && line.msg.startsWith('gRPC connection cut'));
+    // A real client (python grpcio) sends a 600 KB push in full frames: served, not cut.
+    const auth: Array<[string, string]> = [['authorization', 'Bearer s3cret']];
+    assert.deepEqual(await grpc.call('Push', { to: ['nobody'], content: 'p'.repeat(600_000) }, auth), { reply: { message: 'ok' } });
+    for (let i = 0; i < 50; i++) assert.deepEqual(await grpc.call('Group', { cardID: `c${i}` }, auth), { reply: { clientNum: '-1' } });
+    assert.equal(((await mpc.stats()) as unknown as { grpc: { fragmentedCuts: number } }).grpc.fragmentedCuts, 1);
   });
 });

@@ -1,0 +1,115 @@
+/**
+ * A guard in front of grpc-js on the gRPC port: it reads the HTTP/2 frame headers of what a client
+ * sends (plain HTTP/2, no TLS on this port) and cuts a connection whose request streams carry their
+ * bytes in too many DATA frames.
+ *
+ * Why: grpc-js keeps every DATA frame of a message being received as a Buffer of its own until the
+ * message is whole, ≈ 450 bytes of memory per frame however small. 100 KB sent as one-byte frames grew
+ * the MPC's RSS by 45 MB, and only the 4 MB message limit bounded one stream (≈ 1.8 GB); the bearer
+ * token is checked only once the message is whole, so an unauthenticated client could do it. grpc-go
+ * fixed the same class in its own receive buffers (CVE-2026-84304, grpc-go #9331); grpc-js 1.14 has no
+ * option for it.
+ *
+ * The rule, per stream: at most MIN_FRAMES DATA frames, plus one per FRAME_ALLOWANCE_BYTES it carried.
+ * Real clients fill frames up to the peer's max frame size (16 KB by default) and a unary call of a
+ * few KB is one frame, so none comes near it; a stream held open in one-byte frames is cut after 16.
+ */
+import { Duplex } from 'node:stream';
+import type { Socket } from 'node:net';
+
+/** DATA frames any stream may send, whatever their size. */
+const MIN_FRAMES = 16;
+/** Each this many bytes of DATA allow one more frame. */
+const FRAME_ALLOWANCE_BYTES = 1024;
+const PREFACE_BYTES = 24; // "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", checked by nghttp2
+const FRAME_HEADER_BYTES = 9;
+const DATA = 0x0;
+const RST_STREAM = 0x3;
+const END_STREAM = 0x1;
+
+/**
+ * Reads frame headers from a client's bytes as they arrive (frames span reads); `feed` returns false
+ * once a stream has broken the rule.
+ */
+export class DataFrameCounter {
+  /** Bytes of the preface, or of the current frame's payload, still to skip. */
+  private skip = PREFACE_BYTES;
+  private readonly header = Buffer.alloc(FRAME_HEADER_BYTES);
+  private headerFill = 0;
+  /** Open request streams that have sent DATA: frames and bytes so far. */
+  private readonly streams = new Map<number, { frames: number; bytes: number }>();
+
+  feed(chunk: Buffer): boolean {
+    let at = 0;
+    while (at < chunk.length) {
+      if (this.skip > 0) {
+        const n = Math.min(this.skip, chunk.length - at);
+        this.skip -= n;
+        at += n;
+        continue;
+      }
+      const n = Math.min(FRAME_HEADER_BYTES - this.headerFill, chunk.length - at);
+      chunk.copy(this.header, this.headerFill, at, at + n);
+      this.headerFill += n;
+      at += n;
+      if (this.headerFill < FRAME_HEADER_BYTES) break;
+      this.headerFill = 0;
+      if (!this.frame(this.header.readUIntBE(0, 3), this.header[3]!, this.header[4]!, this.header.readUInt32BE(5) & 0x7fffffff)) return false;
+    }
+    return true;
+  }
+
+  /** Streams being counted (bounded by the streams a connection may have open). */
+  get openStreams(): number {
+    return this.streams.size;
+  }
+
+  private frame(length: number, type: number, flags: number, stream: number): boolean {
+    this.skip = length;
+    if (type === RST_STREAM) this.streams.delete(stream);
+    if (type !== DATA) return true;
+    let counted = this.streams.get(stream);
+    if (counted === undefined) this.streams.set(stream, (counted = { frames: 0, bytes: 0 }));
+    counted.frames++;
+    counted.bytes += length;
+    if (counted.frames > MIN_FRAMES + counted.bytes / FRAME_ALLOWANCE_BYTES) return false;
+    if ((flags & END_STREAM) !== 0) this.streams.delete(stream);
+    return true;
+  }
+}
+
+/**
+ * `socket` behind a DataFrameCounter, as a Duplex to hand to grpc-js (createConnectionInjector). A
+ * connection that breaks the rule is destroyed and `onCut` told; grpc-js sees it end.
+ */
+export function guardDataFrames(socket: Socket, onCut: () => void): Duplex {
+  const counter = new DataFrameCounter();
+  const guarded = new Duplex({
+    read() {
+      socket.resume();
+    },
+    write(chunk: Buffer, _encoding, callback) {
+      socket.write(chunk, callback);
+    },
+    final(callback) {
+      socket.end(callback);
+    },
+    destroy(error, callback) {
+      socket.destroy();
+      callback(error);
+    },
+  });
+  socket.on('data', (chunk: Buffer) => {
+    if (!counter.feed(chunk)) {
+      socket.destroy();
+      guarded.destroy();
+      onCut();
+      return;
+    }
+    if (!guarded.push(chunk)) socket.pause();
+  });
+  socket.on('end', () => guarded.push(null));
+  socket.on('error', (error) => guarded.destroy(error));
+  socket.on('close', () => guarded.destroy());
+  return guarded;
+}

@@ -1,0 +1,59 @@
+/** The gRPC port's DATA frame guard: HTTP/2 frame headers read across reads, the per-stream rule. */
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { DataFrameCounter } from '../../src/ingress/http2-data-guard.js';
+
+const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+const DATA = 0;
+const HEADERS = 1;
+const RST_STREAM = 3;
+const END_STREAM = 1;
+
+function frame(type: number, flags: number, stream: number, payload: number): Buffer {
+  const header = Buffer.alloc(9);
+  header.writeUIntBE(payload, 0, 3);
+  header[3] = type;
+  header[4] = flags;
+  header.writeUInt32BE(stream, 5);
+  return Buffer.concat([header, Buffer.alloc(payload, 0x61)]);
+}
+
+/** Feeds `bytes` in reads of `size` bytes; the first read refused, or null. */
+function feed(counter: DataFrameCounter, bytes: Buffer, size = bytes.length): number | null {
+  for (let at = 0, read = 0; at < bytes.length; at += size, read++) if (!counter.feed(bytes.subarray(at, at + size))) return read;
+  return null;
+}
+
+describe('DataFrameCounter', () => {
+  test('a stream of one-byte DATA frames is refused at its 17th frame, whether the bytes come whole or one per read', () => {
+    const frames = [PREFACE, frame(HEADERS, 4, 1, 30), ...Array.from({ length: 40 }, () => frame(DATA, 0, 1, 1))];
+    const whole = new DataFrameCounter();
+    assert.equal(feed(whole, Buffer.concat(frames)), 0);
+    const counter = new DataFrameCounter();
+    let refusedAt = -1;
+    for (let i = 0; i < frames.length && refusedAt === -1; i++) if (feed(counter, frames[i]!, 1) !== null) refusedAt = i;
+    assert.equal(refusedAt, 2 + 16, 'the 17th DATA frame');
+  });
+
+  test('full frames pass: a 1 MB message in 64 frames of 16 KB, its last frame ending the stream', () => {
+    const counter = new DataFrameCounter();
+    const frames = [PREFACE, frame(HEADERS, 4, 1, 30), ...Array.from({ length: 64 }, (_, i) => frame(DATA, i === 63 ? END_STREAM : 0, 1, 16_384))];
+    assert.equal(feed(counter, Buffer.concat(frames), 1000), null);
+    assert.equal(counter.openStreams, 0);
+  });
+
+  test('many small calls on one connection pass: each stream is counted apart, and forgotten at END_STREAM or RST_STREAM', () => {
+    const counter = new DataFrameCounter();
+    const frames: Buffer[] = [PREFACE];
+    for (let stream = 1; stream < 2000; stream += 2) frames.push(frame(HEADERS, 4, stream, 20), frame(DATA, END_STREAM, stream, 200));
+    frames.push(frame(DATA, 0, 2001, 10), frame(RST_STREAM, 0, 2001, 4));
+    assert.equal(feed(counter, Buffer.concat(frames), 777), null);
+    assert.equal(counter.openStreams, 0);
+  });
+
+  test('small frames are allowed in proportion to the bytes they carry: 256-byte frames are refused, 1 KB frames are not', () => {
+    const of = (size: number) => [PREFACE, ...Array.from({ length: 200 }, () => frame(DATA, 0, 1, size))];
+    assert.notEqual(feed(new DataFrameCounter(), Buffer.concat(of(256))), null);
+    assert.equal(feed(new DataFrameCounter(), Buffer.concat(of(1024))), null);
+  });
+});
