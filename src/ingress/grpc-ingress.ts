@@ -33,6 +33,9 @@ import { GopusherError, GopusherService, GrpcStatus } from '../gopusher/service.
 import { bearerMatches } from './bearer.js';
 import { guardDataFrames } from './http2-data-guard.js';
 
+/** Calls one connection may have open at once (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS); more are refused (REFUSED_STREAM, which clients retry). */
+const MAX_CONCURRENT_CALLS = 100;
+
 /** gopusher's proto, shipped with the package (package.json "files"). */
 export const PROTO_PATH = fileURLToPath(new URL('../../../proto/rpc.proto', import.meta.url));
 
@@ -132,7 +135,9 @@ export async function startGrpcIngress(options: GrpcIngressOptions = {}): Promis
       );
   };
 
-  const server = new grpc.Server();
+  // Calls are unary: a client needs few at once. Unbounded, one connection held 2,000 calls open, each
+  // with its first bytes (≈ 10 KB of the MPC's memory a call).
+  const server = new grpc.Server({ 'grpc.max_concurrent_streams': MAX_CONCURRENT_CALLS });
   server.addService(loadRpcService(), {
     Push: unary((request: { from: string; to: string[]; appID: string; content: string }) => service.push(request)),
     System: unary(() => service.system()),

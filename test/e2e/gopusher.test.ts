@@ -322,7 +322,7 @@ describe('gopusher with a token', () => {
     assert.deepEqual([res.status, await res.json()], [200, { result: 'no' }]);
   });
 
-  test('a message sent in one-byte HTTP/2 DATA frames is cut before grpc-js holds it (the token is checked only once a message is whole); real clients\' large pushes pass', async (t) => {
+  test('a message sent in one-byte HTTP/2 DATA frames is cut before grpc-js holds it (the token is checked only once a message is whole); real clients\' large pushes pass; open calls per connection are bounded', async (t) => {
     const before = rssBytes(mpc.child.pid!);
     // No token: grpc-js would hold every frame (≈ 450 bytes each) until the announced 1 MB was whole.
     const session = http2.connect(`http://127.0.0.1:${mpc.grpcPort!}`);
@@ -348,5 +348,13 @@ describe('gopusher with a token', () => {
     assert.deepEqual(await grpc.call('Push', { to: ['nobody'], content: 'p'.repeat(600_000) }, auth), { reply: { message: 'ok' } });
     for (let i = 0; i < 50; i++) assert.deepEqual(await grpc.call('Group', { cardID: `c${i}` }, auth), { reply: { clientNum: '-1' } });
     assert.equal(((await mpc.stats()) as unknown as { grpc: { fragmentedCuts: number } }).grpc.fragmentedCuts, 1);
+    // Open calls per connection are bounded too (each holds its first frames): the server says 100.
+    const probe = http2.connect(`http://127.0.0.1:${mpc.grpcPort!}`);
+    try {
+      await new Promise((resolve) => probe.once('remoteSettings', resolve));
+      assert.equal(probe.remoteSettings.maxConcurrentStreams, 100);
+    } finally {
+      probe.destroy();
+    }
   });
 });
