@@ -110,8 +110,9 @@ export class GatewayControl {
     this.positionChecks++;
     const positions = request.topics.map((topic): readonly [string, number] => {
       if (typeof topic !== 'string' || topicError(topic, this.limits.maxTopicLength) !== null) return ['', 0];
-      const stream = request.create === true ? this.streams.position(topic) : this.streams.peek(topic);
-      return stream === undefined ? ['', 0] : [stream.epoch, stream.top];
+      // `create` (a gateway's baseline) no longer matters: a position creates nothing (streams.ts).
+      const stream = this.streams.position(topic);
+      return [stream.epoch, stream.top];
     });
     this.gateways.send(encodeReply(id, { type: 'positions', id: request.id, positions }));
   }

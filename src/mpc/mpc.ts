@@ -98,7 +98,7 @@ export const MPC_OPTIONS = defineOptions('an MPC', {
   historyMaxStreams: {
     default: 1_000_000,
     check: int(1),
-    help: 'topics whose position (epoch, offset) is remembered after their messages are gone; past it the least recently used is forgotten',
+    help: 'published topics whose position (epoch, offset) is remembered after their messages are gone; past it the least recently used is forgotten (and topics not held move to a new epoch)',
     section: HISTORY,
   },
   presenceMaxEntries: {

@@ -11,6 +11,14 @@
  * first). A stream's epoch and top offset outlive its messages — a resume after eviction is answered
  * "not recovered", never silently restarted at offset 1 — up to `maxStreams` streams; past that the
  * least recently used stream is forgotten entirely (its next message starts a new epoch).
+ *
+ * Only published topics are held. A topic nobody has published on stands at offset 0 of the store's
+ * fresh epoch, which is also the epoch its first message starts; the fresh epoch changes whenever a
+ * stream is forgotten, since from then on the store cannot vouch that an unknown topic was never
+ * published. So a subscription asks for a position without making the MPC hold anything: before, a
+ * client churning subscriptions to made-up topics (1,500 a second, within the rate limits) made it
+ * remember 62,000 streams in 20 s (+57 MB), and past `maxStreams` would have pushed out real streams'
+ * positions, making their clients' recoveries fail.
  */
 import { randomBytes } from 'node:crypto';
 import { HistoryRing, RING_SLOT_BYTES } from './history-ring.js';
@@ -24,13 +32,20 @@ export type HistoryRead =
   | { status: 'ok'; epoch: string; top: number; from: number; bodies: Buffer[]; more: boolean }
   | { status: 'epoch' | 'evicted' | 'ahead'; epoch: string; top: number };
 
+/** Where a stream stands, as the link announces it. */
+export interface StreamView {
+  readonly epoch: string;
+  readonly epochBytes: Buffer;
+  readonly topicBytes: Buffer;
+  /** Offset of the last message (0: none yet). */
+  readonly top: number;
+}
+
 export interface StreamStore {
   /** Stamps one message of `topic` and keeps a copy in history (`body` may be a view of a read buffer). Returns the stream (its `epochBytes`, `top`). */
   append(topic: string, body: Buffer, now: number): StreamState;
-  /** The stream of `topic`, created (offset 0, a new epoch) when it does not exist. */
-  position(topic: string): StreamState;
-  /** The stream of `topic` if it exists (nothing created). */
-  peek(topic: string): StreamState | undefined;
+  /** Where `topic` stands: its stream, or offset 0 of the fresh epoch when it has none (nothing is created). */
+  position(topic: string): StreamView;
   /** Up to `limit` messages (and about `maxBytes`) of `topic` after `after` in `epoch`. */
   read(topic: string, epoch: string, after: number, limit: number, maxBytes: number, now: number): HistoryRead;
   /** Drops messages older than the TTL (called periodically). */
@@ -69,9 +84,7 @@ export interface MemoryStoreLimits {
 export const MESSAGE_OVERHEAD_BYTES = RING_SLOT_BYTES;
 
 /** One stream: its position, its retained messages (a circular array) and its places in the LRU lists. */
-export class StreamState {
-  readonly epoch: string;
-  readonly epochBytes: Buffer;
+export class StreamState implements StreamView {
   readonly topicBytes: Buffer;
   /** Offset of the last message. */
   top = 0;
@@ -86,9 +99,11 @@ export class StreamState {
   prevHeld: StreamState | null = null;
   nextHeld: StreamState | null = null;
 
-  constructor(readonly topic: string) {
-    this.epoch = randomBytes(6).toString('base64url');
-    this.epochBytes = Buffer.from(this.epoch, 'latin1');
+  constructor(
+    readonly topic: string,
+    readonly epoch: string,
+    readonly epochBytes: Buffer,
+  ) {
     this.topicBytes = Buffer.from(topic, 'utf8');
   }
 
@@ -172,6 +187,9 @@ export class MemoryStreamStore implements StreamStore {
   private evictedMessages = 0;
   private evictedBytes = 0;
   private forgottenStreams = 0;
+  /** The epoch of topics not held: new streams start in it; renewed when a stream is forgotten. */
+  private freshEpoch = newEpoch();
+  private freshEpochBytes = Buffer.from(this.freshEpoch, 'latin1');
 
   constructor(private readonly limits: MemoryStoreLimits) {}
 
@@ -213,17 +231,21 @@ export class MemoryStreamStore implements StreamStore {
     return stream;
   }
 
-  position(topic: string): StreamState {
-    return this.streamOf(topic);
-  }
-
-  peek(topic: string): StreamState | undefined {
-    return this.streams.get(topic);
+  position(topic: string): StreamView {
+    const stream = this.streams.get(topic);
+    if (stream === undefined) return { epoch: this.freshEpoch, epochBytes: this.freshEpochBytes, topicBytes: Buffer.from(topic, 'utf8'), top: 0 };
+    this.byUse.touch(stream);
+    return stream;
   }
 
   read(topic: string, epoch: string, after: number, limit: number, maxBytes: number, now: number): HistoryRead {
     const stream = this.streams.get(topic);
-    if (stream === undefined) return { status: 'epoch', epoch: '', top: 0 };
+    if (stream === undefined) {
+      // Nothing published: offset 0 of the fresh epoch, with nothing after it.
+      if (epoch !== this.freshEpoch) return { status: 'epoch', epoch: this.freshEpoch, top: 0 };
+      if (after > 0) return { status: 'ahead', epoch, top: 0 };
+      return { status: 'ok', epoch, top: 0, from: 1, bodies: [], more: false };
+    }
     if (stream.epoch !== epoch) return { status: 'epoch', epoch: stream.epoch, top: stream.top };
     if (after > stream.top) return { status: 'ahead', epoch: stream.epoch, top: stream.top };
     if (after === stream.top) return { status: 'ok', epoch: stream.epoch, top: stream.top, from: after + 1, bodies: [], more: false };
@@ -276,7 +298,7 @@ export class MemoryStreamStore implements StreamStore {
       this.byUse.touch(stream);
       return stream;
     }
-    stream = new StreamState(topic);
+    stream = new StreamState(topic, this.freshEpoch, this.freshEpochBytes);
     this.streams.set(topic, stream);
     this.byUse.push(stream);
     while (this.streams.size > this.limits.maxStreams && this.byUse.head !== null && this.byUse.head !== stream) {
@@ -290,6 +312,9 @@ export class MemoryStreamStore implements StreamStore {
     this.byUse.remove(stream);
     this.streams.delete(stream.topic);
     this.forgottenStreams++;
+    // Any unknown topic may now be this one: positions of topics not held must not read as continuous.
+    this.freshEpoch = newEpoch();
+    this.freshEpochBytes = Buffer.from(this.freshEpoch, 'latin1');
   }
 
   /** Drops the messages older than the TTL from the front of `stream`. */
@@ -323,4 +348,8 @@ export class MemoryStreamStore implements StreamStore {
     stream.history = null;
     this.byPublish.remove(stream);
   }
+}
+
+function newEpoch(): string {
+  return randomBytes(6).toString('base64url');
 }

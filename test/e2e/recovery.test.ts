@@ -58,7 +58,7 @@ describe('recovery: positions, resume, history limits', () => {
     const [a, b] = v2.publications();
     assert.deepEqual(a, { topic: 'pos:a', data: 'one', epoch: ack.positions['pos:a']!.epoch, offset: ack.positions['pos:a']!.offset + 1 });
     assert.deepEqual(b, { topic: 'pos', data: 'to all of pos', epoch: ack.positions.pos!.epoch, offset: ack.positions.pos!.offset + 1 });
-    assert.notEqual(ack.positions.pos!.epoch, ack.positions['pos:a']!.epoch, 'every topic is its own stream');
+    assert.deepEqual([a.offset, b.offset], [1, 1], 'every topic is its own stream: each counts its own offsets');
   });
 
   test('a client dropped by one gateway resumes on another: every missed message once, in order, then the ack, then live ones', async () => {
@@ -138,6 +138,40 @@ describe('recovery: history expires', () => {
     const ack = await subscribeV2(again, ['ttl'], start);
     assert.equal(ack.recovered, false);
     assert.deepEqual(ack.positions.ttl, { epoch: start.ttl!.epoch, offset: start.ttl!.offset + 3 }, 'position kept');
+  });
+});
+
+describe('recovery: subscriptions to topics nobody publishes', () => {
+  const sys = useSystem({ mpcArgs: ['--history-max-streams', '10'] });
+
+  test('make the MPC hold nothing: 400 made-up topics past --history-max-streams 10 leave a published stream, and its client\'s recovery, intact', async () => {
+    const client = await TestClient.v2(sys.gateway.url);
+    sys.clients.push(client);
+    const start = (await subscribeV2(client, ['keep:x'])).positions;
+    await sys.publisher.ready({ topic: 'keep', timeoutMs: 10_000 });
+    await sys.publisher.send('keep:x', 1);
+    await client.waitForCount(2); // the ack, then the message
+    const since = lastPositions(client, start);
+    await client.close();
+    await publishRange(sys.publisher, 'keep:x', 2, 3);
+    // Each subscription has the gateway ask the MPC where its streams stand; the topics are new each time
+    // (a client churning made-up topics, within the rate limits).
+    for (let round = 0; round < 2; round++) {
+      const churner = await TestClient.v2(sys.gateway.url);
+      sys.clients.push(churner);
+      const topics = Array.from({ length: 200 }, (_, i) => `made-up-${round}-${i}`);
+      const ack = await subscribeV2(churner, topics);
+      assert.equal(Object.keys(ack.positions).length, 200);
+      assert.ok(Object.values(ack.positions).every((p) => p.offset === 0), 'a topic nobody published stands at 0');
+      await churner.close();
+    }
+    const history = (await sys.mpc.stats()).history as { streams: number; forgottenStreams: number };
+    assert.deepEqual([history.streams, history.forgottenStreams], [1, 0], 'only the published stream is held, and none was forgotten');
+    const again = await TestClient.v2(sys.gateway.url);
+    sys.clients.push(again);
+    const ack = await subscribeV2(again, ['keep:x'], since);
+    assert.equal(ack.recovered, true);
+    assert.deepEqual(again.publications().map((p) => [p.topic, p.data, p.offset]), [['keep:x', 2, since['keep:x']!.offset + 1], ['keep:x', 3, since['keep:x']!.offset + 2]]);
   });
 });
 

@@ -8,19 +8,32 @@ const body = (text: string) => Buffer.from(text);
 const texts = (bodies: Buffer[]) => bodies.map((b) => b.toString());
 
 describe('MemoryStreamStore', () => {
-  test('every topic is its own stream: offsets 1, 2, 3 … per topic, each with a random epoch', () => {
+  test('every topic is its own stream: offsets 1, 2, 3 … per topic, in a random epoch', () => {
     const store = new MemoryStreamStore(LIMITS);
     const a1 = store.append('a', body('a1'), 0);
     assert.equal(a1.top, 1);
     assert.equal(store.append('a', body('a2'), 0).top, 2);
     const b = store.append('a:b', body('b1'), 0);
     assert.equal(b.top, 1);
-    assert.notEqual(a1.epoch, b.epoch);
     assert.match(a1.epoch, /^[A-Za-z0-9_-]{8}$/);
+    assert.notEqual(new MemoryStreamStore(LIMITS).append('a', body('a1'), 0).epoch, a1.epoch, 'another store (an MPC restarted): another epoch');
     assert.deepEqual(store.position('a'), a1, 'the same stream');
     const fresh = store.position('never');
     assert.equal(fresh.top, 0, 'a subscribed topic gets a position before its first message');
-    assert.equal(store.append('never', body('x'), 0).epoch, fresh.epoch, 'and keeps its epoch');
+    assert.equal(store.stats().streams, 2, 'and nothing is held for it');
+    assert.equal(store.append('never', body('x'), 0).epoch, fresh.epoch, 'its first message keeps that epoch');
+  });
+
+  test('positions of topics nobody published create nothing: a churn of them cannot push a published stream out', () => {
+    const store = new MemoryStreamStore({ ...LIMITS, maxStreams: 2 });
+    const kept = store.append('real', body('1'), 0);
+    for (let i = 0; i < 10_000; i++) assert.equal(store.position(`made-up:${i}`).top, 0);
+    assert.deepEqual(store.stats().streams, 1);
+    assert.equal(store.stats().forgottenStreams, 0);
+    const { epoch } = store.position('real');
+    assert.equal(epoch, kept.epoch);
+    const read = store.read('real', epoch, 0, 10, 1 << 20, 0);
+    assert.ok(read.status === 'ok' && texts(read.bodies).join() === '1', 'its history is intact');
   });
 
   test('read: the messages after an offset in the right epoch; every other case says why', () => {
@@ -36,7 +49,10 @@ describe('MemoryStreamStore', () => {
     assert.deepEqual(store.read('t', epoch, 4, 10, 1 << 20, 0), { status: 'ok', epoch, top: 4, from: 5, bodies: [], more: false });
     assert.deepEqual(store.read('t', 'other', 1, 10, 1 << 20, 0), { status: 'epoch', epoch, top: 4 });
     assert.deepEqual(store.read('t', epoch, 9, 10, 1 << 20, 0), { status: 'ahead', epoch, top: 4 });
-    assert.deepEqual(store.read('unknown', 'x', 0, 10, 1 << 20, 0), { status: 'epoch', epoch: '', top: 0 });
+    const unknown = store.position('unknown');
+    assert.deepEqual(store.read('unknown', 'x', 0, 10, 1 << 20, 0), { status: 'epoch', epoch: unknown.epoch, top: 0 });
+    assert.deepEqual(store.read('unknown', unknown.epoch, 0, 10, 1 << 20, 0), { status: 'ok', epoch: unknown.epoch, top: 0, from: 1, bodies: [], more: false });
+    assert.deepEqual(store.read('unknown', unknown.epoch, 3, 10, 1 << 20, 0), { status: 'ahead', epoch: unknown.epoch, top: 0 });
     assert.equal(store.stats().streams, 1, 'reading an unknown topic creates nothing');
   });
 
@@ -77,18 +93,22 @@ describe('MemoryStreamStore', () => {
     assert.ok(store.stats().bytes <= 3 * (size + MESSAGE_OVERHEAD_BYTES));
   });
 
-  test('past maxStreams the least recently used stream is forgotten: its next message starts a new epoch', () => {
+  test('past maxStreams the least recently used stream is forgotten: its next message starts a new epoch, as does every topic not held', () => {
     const store = new MemoryStreamStore({ ...LIMITS, maxStreams: 2 });
     const first = store.append('x', body('1'), 0).epoch;
-    store.append('y', body('1'), 0);
+    const forgotten = store.append('y', body('1'), 0).epoch;
+    const unpublished = store.position('never').epoch;
     store.position('x'); // x used again: y is now the least recently used
     store.append('z', body('1'), 0);
     assert.equal(store.stats().streams, 2);
     assert.equal(store.stats().forgottenStreams, 1);
     assert.equal(store.position('x').epoch, first, 'x kept');
-    assert.equal(store.peek('y'), undefined, 'y forgotten');
+    assert.equal(store.position('y').top, 0, 'y forgotten');
+    assert.equal(store.read('y', forgotten, 1, 10, 1 << 20, 0).status, 'epoch', 'a resume of y is not recovered');
+    assert.notEqual(store.position('never').epoch, unpublished, 'the store cannot vouch that an unknown topic was never published any more');
     const again = store.append('y', body('2'), 0);
     assert.equal(again.top, 1);
+    assert.notEqual(again.epoch, forgotten);
   });
 
   test('historySize 0 keeps nothing but still stamps positions', () => {
