@@ -110,9 +110,10 @@ export class GatewayControl {
     this.positionChecks++;
     const positions = request.topics.map((topic): readonly [string, number] => {
       if (typeof topic !== 'string' || topicError(topic, this.limits.maxTopicLength) !== null) return ['', 0];
-      // `create` (a gateway's baseline) no longer matters: a position creates nothing (streams.ts).
-      const stream = this.streams.position(topic);
-      return [stream.epoch, stream.top];
+      // A baseline (`create`) gets a position for any topic (nothing is created: streams.ts); a check
+      // only for streams held here, so that with several MPCs the one without the stream says nothing.
+      const stream = request.create === true ? this.streams.position(topic) : this.streams.peek(topic);
+      return stream === undefined ? ['', 0] : [stream.epoch, stream.top];
     });
     this.gateways.send(encodeReply(id, { type: 'positions', id: request.id, positions }));
   }

@@ -46,6 +46,8 @@ export interface StreamStore {
   append(topic: string, body: Buffer, now: number): StreamState;
   /** Where `topic` stands: its stream, or offset 0 of the fresh epoch when it has none (nothing is created). */
   position(topic: string): StreamView;
+  /** The stream of `topic` if it is held (a topic nobody published on is not). */
+  peek(topic: string): StreamView | undefined;
   /** Up to `limit` messages (and about `maxBytes`) of `topic` after `after` in `epoch`. */
   read(topic: string, epoch: string, after: number, limit: number, maxBytes: number, now: number): HistoryRead;
   /** Drops messages older than the TTL (called periodically). */
@@ -236,6 +238,10 @@ export class MemoryStreamStore implements StreamStore {
     if (stream === undefined) return { epoch: this.freshEpoch, epochBytes: this.freshEpochBytes, topicBytes: Buffer.from(topic, 'utf8'), top: 0 };
     this.byUse.touch(stream);
     return stream;
+  }
+
+  peek(topic: string): StreamView | undefined {
+    return this.streams.get(topic);
   }
 
   read(topic: string, epoch: string, after: number, limit: number, maxBytes: number, now: number): HistoryRead {
