@@ -230,10 +230,8 @@ export class Session {
             }),
           ),
         );
-        let frames = 0;
-        let bytes = 0;
-        for (const stream of fetched) for (const frame of stream ?? []) (frames++, (bytes += frame.length));
-        reservation.settle(frames, bytes);
+        const arrived = fetched.flatMap((frames) => frames ?? []);
+        reservation.settle(arrived.length, arrived.reduce((n, frame) => n + frame.length, 0));
         for (let w = 0; w < fetched.length; w++) {
           const streamFrames = fetched[w]!;
           if (streamFrames === null) {
