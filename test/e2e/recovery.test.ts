@@ -175,6 +175,51 @@ describe('recovery: subscriptions to topics nobody publishes', () => {
   });
 });
 
+describe('recovery: a gateway linked to two MPCs, publishers on one', () => {
+  let a: MpcProcess;
+  let b: MpcProcess;
+  let gateway: GatewayProcess;
+  let publisher: Publisher;
+  const clients: TestClient[] = [];
+  before(async () => {
+    a = await startMpcProcess();
+    b = await startMpcProcess();
+    gateway = await startGatewayProcess(a.gatewayPort, ['-r', `127.0.0.1:${b.gatewayPort}`, '--workers', '1', '--position-check-ms', '200']);
+    await until('both MPC links up', async () => (await gateway.admin('/healthz')).status === 200);
+    publisher = new Publisher('127.0.0.1', a.publisherPort);
+  });
+  after(async () => {
+    await Promise.all(clients.map((c) => c.close()));
+    await publisher?.close();
+    await gateway?.stop();
+    await b?.stop();
+    await a?.stop();
+  });
+
+  test('position checks do not flip between the two MPCs\' answers: no gap is announced once messages flow', async () => {
+    const client = await TestClient.v2(gateway.url);
+    clients.push(client);
+    await subscribeV2(client, ['two:x']);
+    await publisher.ready({ topic: 'two', timeoutMs: 10_000 });
+    await publisher.send('two:x', 1);
+    await client.waitFor((m) => /"data": ?1,/.test(m));
+    const gapsBefore = (await gateway.stats()).upstream.gaps;
+    const noticesBefore = client.messages.filter((m) => m.startsWith('{"event":"gap"')).length;
+    // Ten position checks, every one answered by both MPCs. Before, the MPC without the stream held one
+    // anyway (created by the subscription's position) and answered with its own epoch: 11 to 19 gaps
+    // announced to the client in 3 s.
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    await publisher.send('two:x', 2);
+    await client.waitFor((m) => /"data": ?2,/.test(m));
+    const stats = await gateway.stats();
+    assert.ok(stats.upstream.positionChecks! >= 5, `${stats.upstream.positionChecks} checks`);
+    assert.equal(stats.upstream.gaps, gapsBefore, 'no upstream gap after the first messages');
+    assert.equal(client.messages.filter((m) => m.startsWith('{"event":"gap"')).length, noticesBefore, 'no gap notice');
+    assert.deepEqual(client.publications().map((p) => p.data), [1, 2]);
+    assert.equal((((await b.stats()).history) as { streams: number }).streams, 0, 'the MPC without publishers holds nothing');
+  });
+});
+
 describe('recovery: the MPC restarts', () => {
   const sys = useSystem();
 
