@@ -58,17 +58,26 @@ export function socketBudget(reserve: number, what = 'client sockets'): SocketBu
 }
 
 /**
- * Connections on a port, capped at its share of a socket budget: one that would pass it is closed as
- * it is accepted, counted and reported, so a flood of connections (idle or not) cannot take the
- * descriptors the process needs for its other ports. Without a cap, 300 idle connections to the MPC's
- * publisher port under `ulimit -n 256` left its admin port, its HTTP ingress and its gateway port
- * accepting nothing, and nothing said so (libuv closes what it cannot accept, silently).
+ * Connections on a port, capped at its share of a socket budget, so a flood of connections (idle or
+ * not) cannot take the descriptors the process needs for its other ports. Without a cap, 300 idle
+ * connections to the MPC's publisher port under `ulimit -n 256` left its admin port, its HTTP ingress
+ * and its gateway port accepting nothing, and nothing said so (libuv closes what it cannot accept,
+ * silently).
+ *
+ * At the cap, the oldest connection still in its protocol's handshake (`established` not yet called)
+ * is closed to make room, as the gateway does for its WebSocket port: idle connections cannot keep a
+ * peer that completes its handshake out of the flooded port itself. When every connection is
+ * established, the new one is closed instead. Either is counted and reported.
  */
 export class ConnectionBudget {
-  /** Connections held now. */
-  open = 0;
-  /** Connections closed at accept because the budget was spent. */
+  /** Connections closed at accept because the budget was spent and none was in its handshake. */
   refused = 0;
+  /** Connections closed in their handshake to make room for a new one. */
+  shed = 0;
+  /** Connections held now, in accept order. */
+  private readonly sockets = new Set<Socket>();
+  /** Of them, those still in their handshake, oldest first. */
+  private readonly handshaking = new Set<Socket>();
 
   /** Most connections at once: Infinity until known (see `socketBudget`). */
   limit = Infinity;
@@ -79,25 +88,55 @@ export class ConnectionBudget {
    */
   constructor(
     readonly port: string,
-    private readonly onRefused: (port: string, address: string, limit: number) => void = () => {},
+    /** Told of each connection closed at the cap: the new one (`shed` false) or an older one in its handshake (`shed` true). */
+    private readonly onRefused: (port: string, address: string, limit: number, shed: boolean) => void = () => {},
   ) {}
 
-  /** Takes a slot for `socket` until it closes; false (and the socket destroyed) when none is left. */
+  /** Connections held now. */
+  get open(): number {
+    return this.sockets.size;
+  }
+
+  /**
+   * Takes a slot for `socket` until it closes, counted as in its handshake until `established`. At
+   * the cap the oldest one in its handshake is closed for it; false (and `socket` destroyed) when
+   * there is none.
+   */
   admit(socket: Socket): boolean {
-    if (this.open >= this.limit) {
-      this.refused++;
-      const address = `${socket.remoteAddress}:${socket.remotePort}`; // gone once destroyed
-      socket.destroy();
-      this.onRefused(this.port, address, this.limit);
-      return false;
+    if (this.sockets.size >= this.limit) {
+      const oldest = this.handshaking.values().next();
+      if (oldest.done === true) {
+        this.refused++;
+        const address = `${socket.remoteAddress}:${socket.remotePort}`; // gone once destroyed
+        socket.destroy();
+        this.onRefused(this.port, address, this.limit, false);
+        return false;
+      }
+      const victim = oldest.value;
+      this.shed++;
+      this.forget(victim);
+      const address = `${victim.remoteAddress}:${victim.remotePort}`;
+      victim.destroy();
+      this.onRefused(this.port, address, this.limit, true);
     }
-    this.open++;
-    socket.once('close', () => this.open--);
+    this.sockets.add(socket);
+    this.handshaking.add(socket);
+    socket.once('close', () => this.forget(socket));
     return true;
   }
 
+  /** `socket` completed its handshake: it is no longer the first to go at the cap. */
+  established(socket: Socket): void {
+    this.handshaking.delete(socket);
+  }
+
   /** For /stats: the limit is null while there is none. */
-  stats(): { open: number; limit: number | null; refused: number } {
-    return { open: this.open, limit: Number.isFinite(this.limit) ? this.limit : null, refused: this.refused };
+  stats(): { open: number; handshaking: number; limit: number | null; refused: number; shed: number } {
+    return { open: this.sockets.size, handshaking: this.handshaking.size, limit: Number.isFinite(this.limit) ? this.limit : null, refused: this.refused, shed: this.shed };
+  }
+
+  private forget(socket: Socket): void {
+    this.sockets.delete(socket);
+    this.handshaking.delete(socket);
   }
 }

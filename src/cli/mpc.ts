@@ -108,13 +108,14 @@ function logRefused(role: 'publisher' | 'gateway', address: string, why: string)
 
 /** Connections closed at the budget (--fd-reserve) arrive in floods: throttled per port. */
 const budgetThrottle = throttle();
-function logOverBudget(port: string, address: string, limit: number): void {
-  const line = budgetThrottle(port);
-  if (line !== null) {
-    log.warn(
-      { port, address, limit, refusedSinceLastLine: line.held },
-      `${port} port: connection closed, ${limit} connections are open on it (its share of the open-files limit less those in use at start less --fd-reserve); raise ulimit -n if they are legitimate`,
-    );
+function logOverBudget(port: string, address: string, limit: number, shed: boolean): void {
+  const line = budgetThrottle(`${port} ${shed}`);
+  if (line === null) return;
+  const cap = `${limit} connections are open on it (its share of the open-files limit less those in use at start less --fd-reserve)`;
+  if (shed) {
+    log.warn({ port, address, limit, shedSinceLastLine: line.held }, `${port} port: ${cap}; the oldest still in its handshake was closed to make room for a new one`);
+  } else {
+    log.warn({ port, address, limit, refusedSinceLastLine: line.held }, `${port} port: connection closed, ${cap} and all have completed their handshake; raise ulimit -n if they are legitimate`);
   }
 }
 

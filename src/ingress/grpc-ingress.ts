@@ -153,10 +153,15 @@ export async function startGrpcIngress(options: GrpcIngressOptions = {}): Promis
     if (budget !== undefined && !budget.admit(socket)) return;
     const address = `${socket.remoteAddress}:${socket.remotePort}`;
     injector.injectConnection(
-      guardDataFrames(socket, () => {
-        fragmentedCuts++;
-        onFragmentedCut?.(address);
-      }),
+      guardDataFrames(
+        socket,
+        () => {
+          fragmentedCuts++;
+          onFragmentedCut?.(address);
+        },
+        // A connection that has made a call is no longer the first to go at the cap.
+        () => budget?.established(socket),
+      ),
     );
   });
   let port: number;

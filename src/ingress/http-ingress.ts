@@ -325,8 +325,13 @@ export async function startHttpIngress(options: HttpIngressOptions = {}): Promis
   const server: http.Server = tls === null ? http.createServer(onRequest) : https.createServer({ ...tls }, onRequest);
   // Keep-alive clients (most HTTP libraries) must not hold close() open forever.
   server.keepAliveTimeout = 5_000;
-  // Raw TCP, before TLS or a request: idle connections count too.
-  if (budget !== undefined) server.on('connection', (socket: Socket) => budget.admit(socket));
+  // Raw TCP, before TLS or a request: idle connections count too, and one that has not sent a request
+  // yet is the first to go at the cap.
+  if (budget !== undefined) {
+    server.on('connection', (socket: Socket) => budget.admit(socket));
+    // Over TLS the request's socket wraps the one accepted (its `_parent`, long-standing if undocumented).
+    server.on('request', (req: http.IncomingMessage) => budget.established((req.socket as Socket & { _parent?: Socket })._parent ?? (req.socket as Socket)));
+  }
 
   const port = await listenOrFail(server, config.host, config.port, 'HTTP').catch(async (error: unknown) => {
     await publisher.close();

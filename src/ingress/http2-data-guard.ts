@@ -24,6 +24,7 @@ const FRAME_ALLOWANCE_BYTES = 1024;
 const PREFACE_BYTES = 24; // "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", checked by nghttp2
 const FRAME_HEADER_BYTES = 9;
 const DATA = 0x0;
+const HEADERS = 0x1;
 const RST_STREAM = 0x3;
 const END_STREAM = 0x1;
 
@@ -38,6 +39,12 @@ export class DataFrameCounter {
   private headerFill = 0;
   /** Open request streams that have sent DATA: frames and bytes so far. */
   private readonly streams = new Map<number, { frames: number; bytes: number }>();
+  /** Told once, at the client's first HEADERS frame (its first call). */
+  private onFirstCall: (() => void) | null;
+
+  constructor(onFirstCall: () => void = () => {}) {
+    this.onFirstCall = onFirstCall;
+  }
 
   feed(chunk: Buffer): boolean {
     let at = 0;
@@ -66,6 +73,10 @@ export class DataFrameCounter {
 
   private frame(length: number, type: number, flags: number, stream: number): boolean {
     this.skip = length;
+    if (type === HEADERS && this.onFirstCall !== null) {
+      this.onFirstCall();
+      this.onFirstCall = null;
+    }
     if (type === RST_STREAM) this.streams.delete(stream);
     if (type !== DATA) return true;
     let counted = this.streams.get(stream);
@@ -80,10 +91,11 @@ export class DataFrameCounter {
 
 /**
  * `socket` behind a DataFrameCounter, as a Duplex to hand to grpc-js (createConnectionInjector). A
- * connection that breaks the rule is destroyed and `onCut` told; grpc-js sees it end.
+ * connection that breaks the rule is destroyed and `onCut` told; grpc-js sees it end. `onFirstCall`
+ * is told when the client starts its first call.
  */
-export function guardDataFrames(socket: Socket, onCut: () => void): Duplex {
-  const counter = new DataFrameCounter();
+export function guardDataFrames(socket: Socket, onCut: () => void, onFirstCall?: () => void): Duplex {
+  const counter = new DataFrameCounter(onFirstCall);
   const guarded = new Duplex({
     read() {
       socket.resume();

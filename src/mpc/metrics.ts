@@ -10,7 +10,7 @@ import type { MpcStats } from './mpc.js';
 type Read = (s: MpcStats) => number | Record<string, number>;
 
 /** One figure of each port's connection budget, by port name. */
-const perPort = (s: MpcStats, key: 'open' | 'refused'): Record<string, number> =>
+const perPort = (s: MpcStats, key: 'open' | 'refused' | 'shed'): Record<string, number> =>
   Object.fromEntries(Object.entries(s.connections).map(([port, budget]) => [port, budget[key]]));
 
 export const MPC_METRICS: ReadonlyArray<{ metric: string; type: 'counter' | 'gauge'; help: string; label?: string; read: Read }> = [
@@ -34,9 +34,16 @@ export const MPC_METRICS: ReadonlyArray<{ metric: string; type: 'counter' | 'gau
   {
     metric: 'tormq_mpc_connections_refused_total',
     type: 'counter',
-    help: 'Connections closed at accept by label port: the port\'s share of the connection budget (open-files limit less those in use at start less --fd-reserve) was spent',
+    help: 'Connections closed at accept by label port: the port\'s share of the connection budget (open-files limit less those in use at start less --fd-reserve) was spent and every connection had completed its handshake',
     label: 'port',
     read: (s) => perPort(s, 'refused'),
+  },
+  {
+    metric: 'tormq_mpc_connections_shed_total',
+    type: 'counter',
+    help: 'Connections still in their handshake closed by label port to make room for a new one at the port\'s share of the connection budget',
+    label: 'port',
+    read: (s) => perPort(s, 'shed'),
   },
   { metric: 'tormq_mpc_streams', type: 'gauge', help: 'Topics whose position is remembered', read: (s) => s.history.streams },
   { metric: 'tormq_mpc_history_messages', type: 'gauge', help: 'Messages held in history', read: (s) => s.history.messages },

@@ -88,7 +88,7 @@ export const MPC_OPTIONS = defineOptions('an MPC', {
   fdReserve: {
     default: 64,
     check: int(0),
-    help: 'descriptors kept for the admin port and what opens later: connections on the MPC\'s ports are capped at the open-files limit (ulimit -n) minus those in use at start minus this, of which the gateway port has its own quarter (at most 256), the --http and --grpc ports an eighth each (at most 256), the publisher port the rest; past its cap a new connection is closed, counted (connections in /stats) and logged (Linux; tormq\'s own ZMTP endpoints, not libzmq\'s with CURVE)',
+    help: 'descriptors kept for the admin port and what opens later: connections on the MPC\'s ports are capped at the open-files limit (ulimit -n) minus those in use at start minus this, of which the gateway port has its own quarter (at most 256), the --http and --grpc ports an eighth each (at most 256), the publisher port the rest; at its cap the oldest connection still in its handshake is closed for a new one, or the new one when all have completed it, counted (connections in /stats) and logged (Linux; tormq\'s own ZMTP endpoints, not libzmq\'s with CURVE)',
   },
   maxMessageBytes: { default: 1024 * 1024, check: int(1), help: 'largest published body accepted; larger ones are dropped and counted' },
   maxTopicLength: { default: 256, check: int(1, 65535), help: 'longest topic accepted from publishers' },
@@ -125,8 +125,8 @@ export type MpcOptions = InputOf<typeof MPC_OPTIONS.specs> & {
   onPublisherRefused?: (address: string, why: string) => void;
   /** Called when the ZMTP link server closes a gateway connection at the handshake (e.g. a CURVE gateway on a plain port). */
   onGatewayRefused?: (address: string, why: string) => void;
-  /** Called when a connection to one of the MPC's ports is closed because its share of the connection budget is spent (`fdReserve`). */
-  onConnectionRefused?: (port: string, address: string, limit: number) => void;
+  /** Called when a connection to one of the MPC's ports is closed because its share of the connection budget is spent (`fdReserve`): the new one, or an older one still in its handshake (`shed`). */
+  onConnectionRefused?: (port: string, address: string, limit: number, shed: boolean) => void;
   /** The publishing ports started beside the MPC (cli/mpc.ts), each given a share of the connection budget (`connectionBudget`). */
   ingressPorts?: readonly IngressPort[];
 };

@@ -144,7 +144,7 @@ export class ZmtpPublisher {
     // Frames are written as soon as they are sent: Nagle would hold a lone message back.
     socket.setNoDelay(true);
     const peer = new ZmtpPeer(socket, { socketType: 'XPUB', peerTypes: ['SUB', 'XSUB'], maxFrameBytes: this.options.maxFrameBytes, maxParts: 1 }, {
-      ready: () => {},
+      ready: () => this.options.budget?.established(socket),
       message: (frames) => this.received(subscriber, frames[0]!),
       unread: (reason) => this.handlers.unread(reason),
       refused: (why) => this.handlers.refused(subscriber.address, why),

@@ -53,7 +53,10 @@ export class ZmtpSubscriber {
       if (options.budget !== undefined && !options.budget.admit(socket)) return;
       const address = `${socket.remoteAddress}:${socket.remotePort}`;
       const peer = new ZmtpPeer(socket, { socketType: 'SUB', peerTypes: ['PUB', 'XPUB'], maxFrameBytes: options.maxFrameBytes, maxParts: options.maxParts }, {
-        ready: () => socket.write(SUBSCRIBE_ALL),
+        ready: () => {
+          options.budget?.established(socket);
+          socket.write(SUBSCRIBE_ALL);
+        },
         message: handlers.message,
         unread: handlers.unread,
         refused: (why) => handlers.refused(address, why),

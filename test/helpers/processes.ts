@@ -100,8 +100,17 @@ export interface MpcStats {
   gatewayHandshakeFailures: number;
   badGatewayFrames: number;
   sendQueueDrops: number;
-  connections: Record<'publisher' | 'gateway', { open: number; limit: number | null; refused: number }> & Partial<Record<'http' | 'grpc', { open: number; limit: number | null; refused: number }>>;
+  connections: Record<'publisher' | 'gateway', PortConnections> & Partial<Record<'http' | 'grpc', PortConnections>>;
   history: { streams: number; messages: number; bytes: number; evictedMessages: number; forgottenStreams: number };
+}
+
+/** One port's connection budget in the MPC's /stats (src/descriptors.ts). */
+export interface PortConnections {
+  open: number;
+  handshaking: number;
+  limit: number | null;
+  refused: number;
+  shed: number;
 }
 
 export interface MpcProcess extends Started {
