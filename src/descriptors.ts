@@ -82,20 +82,12 @@ export class ConnectionBudget {
   /** Most connections at once: Infinity until known (see `socketBudget`). */
   limit = Infinity;
 
-  /**
-   * @param port the port's name, for the report
-   * @param onRefused told of each refusal (the caller throttles its logging)
-   */
   constructor(
+    /** The port's name, for the report. */
     readonly port: string,
-    /** Told of each connection closed at the cap: the new one (`shed` false) or an older one in its handshake (`shed` true). */
+    /** Told of each connection closed at the cap: the new one (`shed` false) or an older one in its handshake (`shed` true); the caller throttles its logging. */
     private readonly onRefused: (port: string, address: string, limit: number, shed: boolean) => void = () => {},
   ) {}
-
-  /** Connections held now. */
-  get open(): number {
-    return this.sockets.size;
-  }
 
   /**
    * Takes a slot for `socket` until it closes, counted as in its handshake until `established`. At

@@ -283,7 +283,7 @@ export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
     else gatewayPort = await listenZmtp(zmtpLink!, 'gateway', config.host, config.gatewayPort);
     if (plain) await bindOrFail(plain, config.host, config.plainPort, 'plain');
     // Taken once the ports are open: what is left of the descriptors, less the reserve, is for peers.
-    const descriptors = zmtp === null && zmtpLink === null ? null : socketBudget(config.fdReserve, 'publisher and gateway connections');
+    const descriptors = zmtp === null && zmtpLink === null ? null : socketBudget(config.fdReserve, 'connections to its ports');
     if (descriptors !== null) {
       gatewayBudget.limit = Math.max(1, Math.min(MAX_GATEWAY_CONNECTIONS, Math.floor(descriptors.limit / 4)));
       let others = gatewayBudget.limit;

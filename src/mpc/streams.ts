@@ -190,8 +190,7 @@ export class MemoryStreamStore implements StreamStore {
   private evictedBytes = 0;
   private forgottenStreams = 0;
   /** The epoch of topics not held: new streams start in it; renewed when a stream is forgotten. */
-  private freshEpoch = newEpoch();
-  private freshEpochBytes = Buffer.from(this.freshEpoch, 'latin1');
+  private fresh = newEpoch();
 
   constructor(private readonly limits: MemoryStoreLimits) {}
 
@@ -235,7 +234,7 @@ export class MemoryStreamStore implements StreamStore {
 
   position(topic: string): StreamView {
     const stream = this.streams.get(topic);
-    if (stream === undefined) return { epoch: this.freshEpoch, epochBytes: this.freshEpochBytes, topicBytes: Buffer.from(topic, 'utf8'), top: 0 };
+    if (stream === undefined) return { epoch: this.fresh.epoch, epochBytes: this.fresh.bytes, topicBytes: Buffer.from(topic, 'utf8'), top: 0 };
     this.byUse.touch(stream);
     return stream;
   }
@@ -248,7 +247,7 @@ export class MemoryStreamStore implements StreamStore {
     const stream = this.streams.get(topic);
     if (stream === undefined) {
       // Nothing published: offset 0 of the fresh epoch, with nothing after it.
-      if (epoch !== this.freshEpoch) return { status: 'epoch', epoch: this.freshEpoch, top: 0 };
+      if (epoch !== this.fresh.epoch) return { status: 'epoch', epoch: this.fresh.epoch, top: 0 };
       if (after > 0) return { status: 'ahead', epoch, top: 0 };
       return { status: 'ok', epoch, top: 0, from: 1, bodies: [], more: false };
     }
@@ -304,7 +303,7 @@ export class MemoryStreamStore implements StreamStore {
       this.byUse.touch(stream);
       return stream;
     }
-    stream = new StreamState(topic, this.freshEpoch, this.freshEpochBytes);
+    stream = new StreamState(topic, this.fresh.epoch, this.fresh.bytes);
     this.streams.set(topic, stream);
     this.byUse.push(stream);
     while (this.streams.size > this.limits.maxStreams && this.byUse.head !== null && this.byUse.head !== stream) {
@@ -319,8 +318,7 @@ export class MemoryStreamStore implements StreamStore {
     this.streams.delete(stream.topic);
     this.forgottenStreams++;
     // Any unknown topic may now be this one: positions of topics not held must not read as continuous.
-    this.freshEpoch = newEpoch();
-    this.freshEpochBytes = Buffer.from(this.freshEpoch, 'latin1');
+    this.fresh = newEpoch();
   }
 
   /** Drops the messages older than the TTL from the front of `stream`. */
@@ -356,6 +354,8 @@ export class MemoryStreamStore implements StreamStore {
   }
 }
 
-function newEpoch(): string {
-  return randomBytes(6).toString('base64url');
+/** A random epoch, and its bytes as the link frames carry them. */
+function newEpoch(): { readonly epoch: string; readonly bytes: Buffer } {
+  const epoch = randomBytes(6).toString('base64url');
+  return { epoch, bytes: Buffer.from(epoch, 'latin1') };
 }

@@ -15,7 +15,7 @@
  * `slowClientBytes` still unsent is closed with 4008 (policy close) or skipped for the whole batch
  * (policy drop), so it holds at most `slowClientBytes` plus one batch. Held messages, all streams
  * together, are bounded by `slowClientBytes` too, and a recovery's replay keeps at most
- * REPLAY_AHEAD_BYTES unsent: a client that reads nothing for `replayStallMs` is a slow client.
+ * REPLAY_AHEAD_BYTES unsent: a client that takes less than that in `replayStallMs` is a slow client.
  */
 import type { Socket } from 'node:net';
 import type { WebSocket } from 'ws';
