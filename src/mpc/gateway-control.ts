@@ -6,7 +6,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { topicError } from '../protocol/topic.js';
-import { encodeReply, parseGatewayKey, encodeStreamFrame, GATEWAY_ID_BYTES, isPresenceFrame, LinkKind, parsePresence, parseRequest, type HistoryRequest, type PositionsRequest } from '../zmq/gateway-link.js';
+import { encodeReply, parseGatewayKey, encodeStreamFrame, GATEWAY_ID_BYTES, isPresenceFrame, LinkKind, parsePresence, parseRequest, UNHELD, UNHELD_BODY, type HistoryRequest, type PositionEntry, type PositionsRequest } from '../zmq/gateway-link.js';
 
 /** Most topics one position check names (the gateway sends several). */
 export const MAX_POSITIONS_PER_REQUEST = 1000;
@@ -79,8 +79,9 @@ export class GatewayControl {
         this.badRequests++;
         return;
       }
+      const held = this.streams.peek(topic) !== undefined;
       const stream = this.streams.position(topic);
-      this.gateways.send(encodeStreamFrame(LinkKind.POSITION, stream.topicBytes, stream.epochBytes, stream.top, null));
+      this.gateways.send(encodeStreamFrame(LinkKind.POSITION, stream.topicBytes, stream.epochBytes, stream.top, held ? null : UNHELD_BODY));
       this.positionsSent++;
       return;
     }
@@ -108,12 +109,15 @@ export class GatewayControl {
       return;
     }
     this.positionChecks++;
-    const positions = request.topics.map((topic): readonly [string, number] => {
+    const positions = request.topics.map((topic): PositionEntry => {
       if (typeof topic !== 'string' || topicError(topic, this.limits.maxTopicLength) !== null) return ['', 0];
-      // A baseline (`create`) gets a position for any topic (nothing is created: streams.ts); a check
-      // only for streams held here, so that with several MPCs the one without the stream says nothing.
-      const stream = request.create === true ? this.streams.position(topic) : this.streams.peek(topic);
-      return stream === undefined ? ['', 0] : [stream.epoch, stream.top];
+      // A baseline (`create`) gets a position for any topic (nothing is created: streams.ts), marked when
+      // no stream is held; a check only for streams held here. So with several MPCs the one without the
+      // stream never passes for the one publishing it (gateway-link.ts, UNHELD).
+      const held = this.streams.peek(topic) !== undefined;
+      if (!held && request.create !== true) return ['', 0];
+      const stream = this.streams.position(topic);
+      return held ? [stream.epoch, stream.top] : [stream.epoch, stream.top, UNHELD];
     });
     this.gateways.send(encodeReply(id, { type: 'positions', id: request.id, positions }));
   }
@@ -126,12 +130,13 @@ export class GatewayControl {
       return;
     }
     const limit = Math.min(request.limit, this.limits.maxReplyMessages);
+    const held = this.streams.peek(request.topic) !== undefined ? {} : { held: false as const };
     const read = this.streams.read(request.topic, request.epoch, request.after, limit, this.limits.maxReplyBytes, performance.now());
     this.historyReplies[read.status]++;
     if (read.status === 'ok') {
-      this.gateways.send(encodeReply(id, { type: 'history', id: request.id, status: 'ok', epoch: read.epoch, top: read.top, from: read.from, more: read.more }, read.bodies));
+      this.gateways.send(encodeReply(id, { type: 'history', id: request.id, status: 'ok', epoch: read.epoch, top: read.top, from: read.from, more: read.more, ...held }, read.bodies));
     } else {
-      this.gateways.send(encodeReply(id, { type: 'history', id: request.id, status: read.status, epoch: read.epoch, top: read.top, from: 0, more: false }));
+      this.gateways.send(encodeReply(id, { type: 'history', id: request.id, status: read.status, epoch: read.epoch, top: read.top, from: 0, more: false, ...held }));
     }
   }
 }

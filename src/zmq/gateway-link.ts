@@ -9,7 +9,8 @@
  *   sees a subscription to `topic` exactly (also a repeated one), to every gateway subscribed to it:
  *   from here on the subscriber gets every message of the stream after `offset`. It is the
  *   subscription's confirmation (subscriptions travel on ZeroMQ pipes that can drop) and a free
- *   position check.
+ *   position check. One more byte, 0x00, after the epoch: the MPC holds no stream for the topic
+ *   (nobody published it there) and the position is its fresh epoch at 0 (UNHELD_BODY).
  * - subtree:        `[root][':'][0x00][SUBTREE][0][0 f64]` — the confirmation of a subscription to every
  *   topic below `root` (`root:`): from here on the subscriber gets every message published below it.
  * - batch:          `[root][':'][0x00][BATCH][0][0 f64]` then `[u32 LE length][stream message frame]`
@@ -270,13 +271,32 @@ export interface HistoryReplyHeader {
   /** Offset of the first body. */
   readonly from: number;
   readonly more: boolean;
+  /**
+   * false: the MPC holds no stream of the topic (nobody published it there), so the answer speaks for
+   * that MPC only; with several MPCs, the one holding the stream answers for it (history-client.ts).
+   * Absent from MPCs older than the field, which held a stream for every topic asked about.
+   */
+  readonly held?: false;
 }
+
+/**
+ * Marks a position the MPC gave for a topic it holds no stream of (nobody published it there): its
+ * fresh epoch at offset 0. With several MPCs linked, the one that holds the stream is the one to
+ * believe; the others' positions say nothing about it (gateway/main/fan-out.ts). An MPC older than the
+ * mark held a stream for every topic it was asked about; a gateway older than it ignores the mark.
+ */
+export const UNHELD = 0;
+/** The body of a POSITION frame for a topic not held (a held one has none). */
+export const UNHELD_BODY = Buffer.from([UNHELD]);
+
+/** [epoch, top offset], and UNHELD third for a baseline's position of a topic the MPC holds no stream of. */
+export type PositionEntry = readonly [string, number] | readonly [string, number, typeof UNHELD];
 
 export interface PositionsReplyHeader {
   readonly type: 'positions';
   readonly id: number;
-  /** Per requested topic, in order: [epoch, top offset] ('' and 0 for a stream the MPC does not know). */
-  readonly positions: ReadonlyArray<readonly [string, number]>;
+  /** Per requested topic, in order ('' and 0 when a check asks about a stream the MPC does not hold). */
+  readonly positions: ReadonlyArray<PositionEntry>;
 }
 
 export type LinkReplyHeader =

@@ -181,6 +181,7 @@ describe('recovery: a gateway linked to two MPCs, publishers on one', () => {
   let gateway: GatewayProcess;
   let publisher: Publisher;
   const clients: TestClient[] = [];
+  const streamsOfA = async () => (((await a.stats()).history) as { streams: number }).streams;
   before(async () => {
     a = await startMpcProcess();
     b = await startMpcProcess();
@@ -217,6 +218,72 @@ describe('recovery: a gateway linked to two MPCs, publishers on one', () => {
     assert.equal(client.messages.filter((m) => m.startsWith('{"event":"gap"')).length, noticesBefore, 'no gap notice');
     assert.deepEqual(client.publications().map((p) => p.data), [1, 2]);
     assert.equal((((await b.stats()).history) as { streams: number }).streams, 0, 'the MPC without publishers holds nothing');
+  });
+
+  test('a subscription to a topic already published through one MPC gets that MPC\'s position, and no gap notice', async () => {
+    // Before, whichever MPC answered first gave the baseline: in 3 of 4 runs the ack carried B's fresh
+    // epoch at offset 0, and the client then got one or two gap notices as A's position arrived.
+    const heldBefore = await streamsOfA();
+    for (const topic of ['held', 'held:x', 'held:y']) await publisher.send(topic, 'before');
+    await until('A holds the three streams', async () => (await streamsOfA()) === heldBefore + 3);
+    const client = await TestClient.v2(gateway.url);
+    clients.push(client);
+    const ack = await subscribeV2(client, ['held', 'held:x', 'held:y']);
+    const epoch = ack.positions.held!.epoch;
+    assert.deepEqual(ack.positions, { held: { epoch, offset: 1 }, 'held:x': { epoch, offset: 1 }, 'held:y': { epoch, offset: 1 } });
+    await publisher.send('held:x', 'after');
+    await client.waitFor((m) => m.includes('"after"'));
+    await new Promise((resolve) => setTimeout(resolve, 500)); // position checks from both MPCs meanwhile
+    assert.deepEqual(client.gaps(), []);
+    assert.deepEqual(client.publications().map((p) => [p.topic, p.data, p.epoch, p.offset]), [['held:x', 'after', epoch, 2]]);
+  });
+
+  test('a resume after the topic was first published: recovered means every message, whichever MPC answered first', async () => {
+    // Each round: a client subscribes to a topic nobody has published (its ack carries the fresh epoch
+    // of whichever MPC answered first) and leaves; A publishes three messages; the client resumes from
+    // its ack. Before, the resumed subscription's baseline was again whichever answer came first: when
+    // B's, the resume read as recovered with none of the three (2 of 10 rounds in /tmp twompc-resume).
+    const outcomes: string[] = [];
+    const heldBefore = await streamsOfA();
+    for (let round = 0; round < 6; round++) {
+      const topic = `fresh${round}:x`;
+      const first = await TestClient.v2(gateway.url);
+      const since = (await subscribeV2(first, [topic])).positions;
+      await first.close();
+      await publishRange(publisher, topic, 1, 3);
+      await until('A holds the stream', async () => (await streamsOfA()) > heldBefore + round);
+      const client = await TestClient.v2(gateway.url);
+      clients.push(client);
+      const ack = await subscribeV2(client, [topic], since);
+      const got = client.publications().filter((p) => p.topic === topic).map((p) => p.data);
+      if (ack.recovered === true) assert.deepEqual(got, [1, 2, 3], `round ${round}: recovered, so every message`);
+      else assert.equal(ack.positions[topic]!.offset, 3, `round ${round}: not recovered, at the stream's top`);
+      outcomes.push(ack.recovered === true ? 'recovered' : 'not recovered');
+    }
+    // Which one a round gets depends on which MPC answered the first client (both occur).
+    assert.equal(outcomes.length, 6, outcomes.join(', '));
+  });
+
+  test('a resume from the fresh position of an MPC that holds no stream is not recovered when the other has published since', async () => {
+    // History requests go to both MPCs: B, holding no stream, answers "ok, nothing after 0" for its own
+    // fresh epoch, A "another epoch". B's answer speaks only for B.
+    const onlyB = await startGatewayProcess(b.gatewayPort, ['--workers', '1']);
+    try {
+      const probe = await TestClient.v2(onlyB.url);
+      clients.push(probe);
+      const since = (await subscribeV2(probe, ['fresh'])).positions;
+      assert.equal(since.fresh!.offset, 0);
+      const heldBefore = await streamsOfA();
+      await publishRange(publisher, 'fresh', 1, 3);
+      await until('A holds the stream', async () => (await streamsOfA()) > heldBefore);
+      const client = await TestClient.v2(gateway.url);
+      clients.push(client);
+      const ack = await subscribeV2(client, ['fresh'], since);
+      assert.equal(ack.recovered, false, 'not recovered: three messages were published through A');
+      assert.deepEqual(client.publications(), []);
+    } finally {
+      await onlyB.stop();
+    }
   });
 });
 

@@ -11,7 +11,7 @@ import { RingSlot } from '../../src/gateway/main/ring-slot.js';
 import { Routing } from '../../src/gateway/main/routing.js';
 import { WORKER_STATS_LENGTH, WorkerStat } from '../../src/gateway/shared/counters.js';
 import { MIN_RING_BYTES, RecordKind, RingReader, RingWriter, createRingBuffer } from '../../src/gateway/shared/ring.js';
-import { encodeStreamFrame, LinkKind } from '../../src/zmq/gateway-link.js';
+import { encodeStreamFrame, LinkKind, UNHELD_BODY } from '../../src/zmq/gateway-link.js';
 
 const EPOCH = Buffer.from('EpochOne');
 
@@ -249,5 +249,55 @@ describe('FanOut and Routing', () => {
     routing.removeSlot(w0);
     routing.forget('a');
     assert.equal(routing.rootOf('a'), undefined);
+  });
+
+  test('several MPCs: a position from one holding no stream of the topic waits for the holder\'s, and is ignored once there is one', () => {
+    const { routing, slots, read, fanOut } = setup();
+    fanOut.linkedMpcs = () => 2;
+    const held = (topic: string, offset: number, epoch: Buffer) => fanOut.ingest(encodeStreamFrame(LinkKind.POSITION, Buffer.from(topic), epoch, offset, null));
+    const unheld = (topic: string, epoch: Buffer) => fanOut.ingest(encodeStreamFrame(LinkKind.POSITION, Buffer.from(topic), epoch, 0, UNHELD_BODY));
+    const subtree = (root: string) => fanOut.ingest(encodeStreamFrame(LinkKind.SUBTREE, Buffer.from(`${root}:`), Buffer.alloc(0), 0, null));
+    const FRESH_B = Buffer.from('FreshOfB');
+    // The topic is published through A (EpochOne, at 7); B holds no stream of it.
+    routing.add('live', slots[0]!.slot, 1);
+    routing.add('live:x', slots[0]!.slot, 2);
+    unheld('live', FRESH_B);
+    subtree('live');
+    fanOut.baseline(routing.routeOf('live:x')!, 'FreshOfB', 0, false);
+    assert.deepEqual(read(0), [], 'no mark on the word of an MPC without the stream while another may hold it');
+    held('live', 7, EPOCH);
+    fanOut.baseline(routing.routeOf('live:x')!, 'EpochOne', 3);
+    assert.deepEqual(read(0).map((r) => [r.topic, r.epoch, r.offset, r.seq]), [['live', 'EpochOne', 7, 1], ['live:x', 'EpochOne', 3, 2]]);
+    // Later answers from B (a repeated confirmation, a baseline) say nothing about the stream: no gap.
+    unheld('live', FRESH_B);
+    fanOut.baseline(routing.routeOf('live:x')!, 'FreshOfB', 0, false);
+    assert.deepEqual(read(0), []);
+    assert.equal(fanOut.upstreamGaps, 0);
+    // A topic nobody published: both MPCs answer without a stream; the first answer stands.
+    routing.add('new', slots[1]!.slot, 3);
+    unheld('new', FRESH_B);
+    subtree('new');
+    assert.deepEqual(read(1), []);
+    unheld('new', Buffer.from('FreshOfA'));
+    assert.deepEqual(read(1).map((r) => [r.topic, r.epoch, r.offset, r.seq]), [['new', 'FreshOfB', 0, 3]]);
+    // Unless messages were seen meanwhile: then the answer of their epoch stands.
+    routing.add('seen', slots[1]!.slot, 4);
+    unheld('seen', FRESH_B);
+    subtree('seen');
+    fanOut.ingest(encodeStreamFrame(LinkKind.MESSAGE, Buffer.from('seen'), Buffer.from('FreshOfA'), 1, Buffer.from('first')));
+    unheld('seen', Buffer.from('FreshOfA'));
+    assert.deepEqual(read(1).map((r) => [r.kind, r.epoch, r.offset]), [[RecordKind.MESSAGE, 'FreshOfA', 1], [RecordKind.MARK, 'FreshOfA', 1]]);
+    assert.equal(fanOut.upstreamGaps, 0);
+  });
+
+  test('one MPC: its position for a topic it holds no stream of is where the stream stands', () => {
+    const { routing, slots, read, fanOut } = setup();
+    routing.add('solo', slots[0]!.slot, 1);
+    fanOut.ingest(encodeStreamFrame(LinkKind.POSITION, Buffer.from('solo'), Buffer.from('Fresh'), 0, UNHELD_BODY));
+    fanOut.ingest(encodeStreamFrame(LinkKind.SUBTREE, Buffer.from('solo:'), Buffer.alloc(0), 0, null));
+    assert.deepEqual(read(0).map((r) => [r.topic, r.epoch, r.offset]), [['solo', 'Fresh', 0]]);
+    // It forgot the stream later (another fresh epoch): continuity is lost, as for any new epoch.
+    fanOut.ingest(encodeStreamFrame(LinkKind.POSITION, Buffer.from('solo'), Buffer.from('Fresh2'), 0, UNHELD_BODY));
+    assert.deepEqual(read(0).map((r) => r.kind), [RecordKind.GAP]);
   });
 });

@@ -66,6 +66,8 @@ export class FanOut {
   positionReplies: ((header: PositionsReplyHeader) => void) | null = null;
   /** An MPC linked up (`ready`) or asked for a presence snapshot (`presence-resync`): presence.ts. */
   presenceResync: (() => void) | null = null;
+  /** MPCs linked now (each answers every positions request and confirms every subscription). */
+  linkedMpcs: () => number = () => 1;
 
   constructor(
     private readonly limits: FanOutLimits,
@@ -167,7 +169,12 @@ export class FanOut {
 
   /** The MPC's position for a subscribed root's own stream: its baseline, or a continuity check. */
   private position(route: TopicRoute, frame: Buffer, view: StreamFrameView): void {
+    if (view.bodyStart < frame.length) {
+      this.unheldPosition(route, frame.toString('latin1', view.epochStart, view.epochEnd), view.offset);
+      return;
+    }
     route.baseline = true;
+    route.unheld = null;
     if (route.epoch === null) {
       route.epoch = Buffer.from(frame.subarray(view.epochStart, view.epochEnd));
       route.offset = view.offset;
@@ -207,12 +214,14 @@ export class FanOut {
    * Where a newly routed stream stands (the answer to its positions request, in the order of the
    * messages): messages already seen since routing began are checked against it, and marks can go.
    */
-  baseline(route: TopicRoute, epoch: string, top: number): void {
+  baseline(route: TopicRoute, epoch: string, top: number, held = true): void {
+    if (!held) return this.unheldPosition(route, epoch, top);
     if (route.baseline) {
       this.checkPosition(route, epoch, top);
       return;
     }
     route.baseline = true;
+    route.unheld = null;
     const bytes = Buffer.from(epoch, 'latin1');
     if (route.epoch === null) {
       route.epoch = bytes;
@@ -228,6 +237,31 @@ export class FanOut {
       this.startRepair(route, top);
     }
     this.routing.settle(route);
+  }
+
+  /**
+   * A position from an MPC that holds no stream of the topic: its fresh epoch at 0, what it answers
+   * for any topic nobody published there. With one MPC that is where the stream stands. With several,
+   * the topic is published through one of them and the others' answers say nothing about its stream:
+   * taken as the baseline, they made a subscription's ack carry the wrong epoch and its client a gap
+   * notice as soon as the holder's position or messages arrived (two in most runs, /tmp twompc). So
+   * before the baseline such answers are set aside until the holder answers (baseline, position) or
+   * every linked MPC has answered without a stream: the topic was never published, and the answer
+   * matching messages seen meanwhile, else the first, stands. After the baseline they are ignored.
+   */
+  private unheldPosition(route: TopicRoute, epoch: string, top: number): void {
+    const linked = this.linkedMpcs();
+    if (linked > 1) {
+      if (route.baseline) return;
+      (route.unheld ??= []).push([epoch, top]);
+      if (route.unheld.length < linked) return;
+      const seen = route.epoch?.toString('latin1');
+      [epoch, top] = route.unheld.find(([answered]) => answered === seen) ?? route.unheld[0]!;
+    } else if (route.baseline) {
+      this.checkPosition(route, epoch, top);
+      return;
+    }
+    this.baseline(route, epoch, top);
   }
 
   private newEpoch(route: TopicRoute, frame: Buffer, view: StreamFrameView): void {

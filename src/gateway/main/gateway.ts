@@ -69,6 +69,7 @@ export class Gateway {
     this.fanOut = new FanOut(config, this.routing, this.history, (topic) => this.upstream.confirmed(topic), this.log);
     this.positionCheck = new PositionCheck(this.routing, this.upstream, this.fanOut, config.positionCheckMs);
     this.fanOut.positionReplies = (header) => this.positionCheck.reply(header);
+    this.fanOut.linkedMpcs = () => this.upstream.upCount();
     this.routing.requestBaseline = (topic) => this.positionCheck.baseline(topic);
     this.pool = new WorkerPool(config, this.log, this.routing, this.history, config.tlsCert === '' ? null : readTlsFiles(config.tlsCert, config.tlsKey));
     this.stallWatch = new StallWatch(this.pool.slots, config.workerStallMs, this.log);

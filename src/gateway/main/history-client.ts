@@ -1,8 +1,9 @@
 /**
  * History requests to the MPC(s) (zmq/gateway-link.ts): the gateway's own gap repairs and its workers'
  * recoveries. Requests go to every connected MPC; each answers on this gateway's private key. A stream
- * is known to one MPC (its epoch is random), so an "ok" answer wins; when every connected MPC has
- * answered otherwise, the first such answer stands. A request not answered in time is sent again,
+ * is known to one MPC (its epoch is random), so an "ok" answer from an MPC holding it wins; when every
+ * connected MPC has answered otherwise, the first answer of one holding the stream stands, else the
+ * first. A request not answered in time is sent again,
  * then fails. Identical requests in flight are asked once (a deploy makes many clients resume the same
  * streams at once).
  *
@@ -34,7 +35,7 @@ interface Pending {
   readonly done: Array<(result: HistoryResult) => void>;
   attempt: number;
   timer: NodeJS.Timeout | null;
-  /** Non-ok answers so far (with several MPCs). */
+  /** Answers that do not settle it alone so far (with several MPCs). */
   answers: HistoryReplyHeader[];
   id: number;
 }
@@ -86,11 +87,15 @@ export class HistoryClient {
     if (header.type !== 'history') return;
     const pending = this.byId.get(header.id);
     if (pending === undefined) return; // answered already, or timed out
-    if (header.status !== 'ok') {
+    // With several MPCs, messages from the one holding the stream win; any other answer waits for all
+    // of them, and then the holder's stands. An MPC holding no stream of the topic speaks only for
+    // itself: its "ok, nothing published" made a resume from its fresh epoch read as recovered while
+    // another MPC had published on the topic meanwhile.
+    if (header.status !== 'ok' || header.held === false) {
       pending.answers.push(header);
       if (pending.answers.length >= Math.max(1, this.upstream.upCount())) {
-        const first = pending.answers[0]!;
-        this.finish(pending, { status: first.status, epoch: first.epoch, top: first.top, from: pending.after + 1, bodies: [], more: false });
+        const chosen = pending.answers.find((answer) => answer.held !== false) ?? pending.answers[0]!;
+        this.finish(pending, { status: chosen.status, epoch: chosen.epoch, top: chosen.top, from: pending.after + 1, bodies: [], more: false });
       }
       return;
     }

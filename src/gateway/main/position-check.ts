@@ -10,7 +10,7 @@
  *   is behind is repaired from history like any gap (fan-out.ts).
  * Control plane: one request per 1,000 topics.
  */
-import type { PositionsReplyHeader } from '../../zmq/gateway-link.js';
+import { UNHELD, type PositionsReplyHeader } from '../../zmq/gateway-link.js';
 import type { FanOut } from './fan-out.js';
 import type { Routing } from './routing.js';
 import type { Upstream } from './upstream.js';
@@ -24,6 +24,8 @@ interface Pending {
   readonly topics: readonly string[];
   readonly baseline: boolean;
   readonly sentAt: number;
+  /** Every linked MPC answers; the request is done when all have (or it is retried). */
+  answers: number;
 }
 
 export class PositionCheck {
@@ -75,12 +77,13 @@ export class PositionCheck {
   reply(header: PositionsReplyHeader): void {
     const request = this.pending.get(header.id);
     if (request === undefined || !Array.isArray(header.positions) || header.positions.length !== request.topics.length) return;
-    this.pending.delete(header.id);
+    // With several MPCs only the one publishing a topic knows its stream: every answer counts.
+    if (++request.answers >= this.upstream.upCount()) this.pending.delete(header.id);
     for (let i = 0; i < request.topics.length; i++) {
-      const [epoch, top] = header.positions[i]!;
+      const [epoch, top, mark] = header.positions[i]!;
       const route = this.routing.routeOf(request.topics[i]!);
       if (route === undefined || typeof epoch !== 'string' || typeof top !== 'number') continue;
-      if (request.baseline) this.fanOut.baseline(route, epoch, top);
+      if (request.baseline) this.fanOut.baseline(route, epoch, top, mark !== UNHELD);
       else this.fanOut.checkPosition(route, epoch, top);
     }
   }
@@ -112,7 +115,7 @@ export class PositionCheck {
     for (let i = 0; i < topics.length; i += TOPICS_PER_REQUEST) {
       const chunk = topics.slice(i, i + TOPICS_PER_REQUEST);
       const id = this.nextId++;
-      this.pending.set(id, { topics: chunk, baseline, sentAt: now });
+      this.pending.set(id, { topics: chunk, baseline, sentAt: now, answers: 0 });
       this.requests++;
       this.upstream.request({ type: 'positions', id, reply: this.upstream.idText, topics: chunk, ...(baseline ? { create: true } : {}) });
     }

@@ -54,6 +54,11 @@ export class TopicRoute {
   /** The last offset forwarded to the rings. */
   offset = 0;
   repair: Repair | null = null;
+  /**
+   * Positions from MPCs that hold no stream of the topic, set aside before the baseline while the MPC
+   * that holds it may still answer (several MPCs: fan-out.ts, unheldPosition).
+   */
+  unheld: Array<readonly [epoch: string, top: number]> | null = null;
   /** Marks owed once the route is settled. */
   readonly pendingMarks: Array<{ slot: RingSlot; seq: number }> = [];
 
@@ -144,7 +149,10 @@ export class Routing {
     for (const root of this.roots.values()) {
       root.exact = false;
       root.subtree = false;
-      for (const route of root.routes) route.baseline = false;
+      for (const route of root.routes) {
+        route.baseline = false;
+        route.unheld = null;
+      }
     }
   }
 
