@@ -60,6 +60,14 @@ export const MPC_CLI_OPTIONS = defineOptions('a tormq-mpc', {
     section: HTTP,
   },
   grpcHost: { default: '', defaultText: '--host', check: anyString, help: 'address of the gRPC port', cli: { flag: 'grpc-host', arg: 'ADDR' }, section: HTTP },
+  // Not asFlag(GRPC_INGRESS_OPTIONS…): importing grpc-ingress.ts would load grpc-js in every MPC.
+  grpcIdleMs: {
+    default: 300_000,
+    check: int(1),
+    help: 'close a gRPC connection with no call open for this long (GOAWAY; clients reconnect for their next call)',
+    cli: { flag: 'grpc-idle-ms', arg: 'MS', fromText: integerFromText },
+    section: HTTP,
+  },
   httpToken: asFlag(HTTP_INGRESS_OPTIONS.specs.token, { flag: 'http-token', arg: 'TOKEN' }, {
     help: 'require "Authorization: Bearer TOKEN" over HTTP and as gRPC metadata (or set TORMQ_HTTP_TOKEN, which keeps it out of the process list)',
     section: HTTP,

@@ -208,6 +208,7 @@ async function startAll(): Promise<{ mpc: Mpc; ingress: HttpIngress | null; grpc
       curve,
       maxMessageBytes: flags.maxMessageBytes,
       maxTopicLength: flags.maxTopicLength,
+      idleMs: flags.grpcIdleMs,
       presence: mpc.presence,
       log,
       budget: mpc.connectionBudget('grpc'),

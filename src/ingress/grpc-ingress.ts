@@ -35,6 +35,13 @@ import { guardDataFrames } from './http2-data-guard.js';
 
 /** Calls one connection may have open at once (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS); more are refused (REFUSED_STREAM, which clients retry). */
 const MAX_CONCURRENT_CALLS = 100;
+/**
+ * Every connection is asked to go (GOAWAY) after this long, ±10 %, and closed after the grace: a
+ * client that sends one whole call and then keeps another open without finishing it holds its slot of
+ * the port's cap no longer (gRPC clients reconnect by themselves; no call of this service runs long).
+ */
+const MAX_CONNECTION_AGE_MS = 10 * 60_000;
+const MAX_CONNECTION_AGE_GRACE_MS = 30_000;
 
 /** gopusher's proto, shipped with the package (package.json "files"). */
 export const PROTO_PATH = fileURLToPath(new URL('../../../proto/rpc.proto', import.meta.url));
@@ -51,6 +58,7 @@ export const GRPC_INGRESS_OPTIONS = defineOptions('a gRPC ingress', {
     help: 'when set, every call needs the metadata `authorization: Bearer <token>` (UNAUTHENTICATED otherwise)',
   },
   insecure: { default: false, check: boolean, help: 'allow calls without a token on a non-loopback address' },
+  idleMs: { default: 300_000, check: int(1), help: 'a connection with no call open this long is closed (GOAWAY; clients reconnect for their next call)' },
   maxCardsPerPush: { default: 1000, check: int(1), help: 'most card ids one push may name' },
   maxMessageBytes: { default: 1024 * 1024, check: int(1), help: "the MPC's --max-message-bytes: a push whose message would be larger is refused" },
   maxTopicLength: { default: 256, check: int(1, 65535), help: "the MPC's --max-topic-length" },
@@ -137,7 +145,13 @@ export async function startGrpcIngress(options: GrpcIngressOptions = {}): Promis
 
   // Calls are unary: a client needs few at once. Unbounded, one connection held 2,000 calls open, each
   // with its first bytes (≈ 10 KB of the MPC's memory a call).
-  const server = new grpc.Server({ 'grpc.max_concurrent_streams': MAX_CONCURRENT_CALLS });
+  const server = new grpc.Server({
+    'grpc.max_concurrent_streams': MAX_CONCURRENT_CALLS,
+    // grpc-js's defaults are "never": a connection that made one call could idle in its slot for good.
+    'grpc.max_connection_idle_ms': config.idleMs,
+    'grpc.max_connection_age_ms': MAX_CONNECTION_AGE_MS,
+    'grpc.max_connection_age_grace_ms': MAX_CONNECTION_AGE_GRACE_MS,
+  });
   server.addService(loadRpcService(), {
     Push: unary((request: { from: string; to: string[]; appID: string; content: string }) => service.push(request)),
     System: unary(() => service.system()),
@@ -159,7 +173,8 @@ export async function startGrpcIngress(options: GrpcIngressOptions = {}): Promis
           fragmentedCuts++;
           onFragmentedCut?.(address);
         },
-        // A connection that has made a call is no longer the first to go at the cap.
+        // A connection that has sent a whole call is no longer the first to go at the cap (one that
+        // starts a call and sends its message slowly still is).
         () => budget?.established(socket),
       ),
     );

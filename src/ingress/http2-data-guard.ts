@@ -39,11 +39,11 @@ export class DataFrameCounter {
   private headerFill = 0;
   /** Open request streams that have sent DATA: frames and bytes so far. */
   private readonly streams = new Map<number, { frames: number; bytes: number }>();
-  /** Told once, at the client's first HEADERS frame (its first call). */
-  private onFirstCall: (() => void) | null;
+  /** Told once, when the client's first request has arrived whole (END_STREAM on one of its streams). */
+  private onFirstRequest: (() => void) | null;
 
-  constructor(onFirstCall: () => void = () => {}) {
-    this.onFirstCall = onFirstCall;
+  constructor(onFirstRequest: () => void = () => {}) {
+    this.onFirstRequest = onFirstRequest;
   }
 
   feed(chunk: Buffer): boolean {
@@ -73,29 +73,30 @@ export class DataFrameCounter {
 
   private frame(length: number, type: number, flags: number, stream: number): boolean {
     this.skip = length;
-    if (type === HEADERS && this.onFirstCall !== null) {
-      this.onFirstCall();
-      this.onFirstCall = null;
-    }
     if (type === RST_STREAM) this.streams.delete(stream);
-    if (type !== DATA) return true;
-    let counted = this.streams.get(stream);
-    if (counted === undefined) this.streams.set(stream, (counted = { frames: 0, bytes: 0 }));
-    counted.frames++;
-    counted.bytes += length;
-    if (counted.frames > MIN_FRAMES + counted.bytes / FRAME_ALLOWANCE_BYTES) return false;
-    if ((flags & END_STREAM) !== 0) this.streams.delete(stream);
+    if (type === DATA) {
+      let counted = this.streams.get(stream);
+      if (counted === undefined) this.streams.set(stream, (counted = { frames: 0, bytes: 0 }));
+      counted.frames++;
+      counted.bytes += length;
+      if (counted.frames > MIN_FRAMES + counted.bytes / FRAME_ALLOWANCE_BYTES) return false;
+      if ((flags & END_STREAM) !== 0) this.streams.delete(stream);
+    }
+    if ((type === DATA || type === HEADERS) && (flags & END_STREAM) !== 0 && this.onFirstRequest !== null) {
+      this.onFirstRequest();
+      this.onFirstRequest = null;
+    }
     return true;
   }
 }
 
 /**
  * `socket` behind a DataFrameCounter, as a Duplex to hand to grpc-js (createConnectionInjector). A
- * connection that breaks the rule is destroyed and `onCut` told; grpc-js sees it end. `onFirstCall`
- * is told when the client starts its first call.
+ * connection that breaks the rule is destroyed and `onCut` told; grpc-js sees it end. `onFirstRequest`
+ * is told when the client's first request has arrived whole.
  */
-export function guardDataFrames(socket: Socket, onCut: () => void, onFirstCall?: () => void): Duplex {
-  const counter = new DataFrameCounter(onFirstCall);
+export function guardDataFrames(socket: Socket, onCut: () => void, onFirstRequest?: () => void): Duplex {
+  const counter = new DataFrameCounter(onFirstRequest);
   const guarded = new Duplex({
     read() {
       socket.resume();

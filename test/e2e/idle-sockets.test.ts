@@ -12,6 +12,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import http2 from 'node:http2';
 import net from 'node:net';
 import { Publisher } from '../../src/index.js';
 import { PythonGrpcClient } from '../helpers/grpc-python-client.js';
@@ -236,5 +237,79 @@ describe('hostile input: idle TCP connections flooding the MPC\'s ports under ul
     const metrics = await (await fetch(`http://127.0.0.1:${mpc.adminPort}/metrics`)).text();
     for (const port of ['http', 'grpc']) assert.ok((metricValue(metrics, 'tormq_mpc_connections_shed_total', { port }) ?? 0) > 0, port);
     assert.equal(metricValue(metrics, 'tormq_mpc_connections_refused_total', { port: 'gateway' }), 0);
+  });
+
+  test('requests started and never finished (a body a byte at a time, a gRPC call without its message) are still handshakes: shed at the cap, the port serves', async () => {
+    for (const socket of flood.splice(0)) socket.destroy();
+    await until('the earlier floods closed', async () => {
+      const { http, grpc } = (await mpc.stats()).connections;
+      return http!.open === 0 && grpc!.open === 0;
+    });
+    // Before, a connection counted as established from its request's headers (HTTP) or its first
+    // HEADERS frame (gRPC): the port's cap of these (21 here) refused every new client, for 300 s
+    // (Node's request timeout) over HTTP and for good over gRPC.
+    const { httpPort, grpcPort } = mpc;
+    for (let i = 0; i < 300; i++) {
+      const socket = net.connect(httpPort!, '127.0.0.1');
+      socket.on('error', () => {});
+      socket.resume();
+      socket.write('POST /publish HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n[');
+      flood.push(socket);
+    }
+    await until('slow bodies shed at the cap', async () => (await mpc.stats()).connections.http!.shed >= 250);
+    const flooded = await mpc.http('/healthz', { signal: AbortSignal.timeout(5000) });
+    assert.equal(flooded.status, 200);
+    await flooded.body?.cancel();
+    assert.equal((await mpc.stats()).connections.http!.refused, 0);
+
+    const sessions: http2.ClientHttp2Session[] = [];
+    try {
+      for (let i = 0; i < 300; i++) {
+        const session = http2.connect(`http://127.0.0.1:${grpcPort}`);
+        session.on('error', () => {});
+        const call = session.request({ ':method': 'POST', ':path': '/proto.Rpc/Push', 'content-type': 'application/grpc', te: 'trailers' });
+        call.on('error', () => {});
+        call.write(Buffer.from([0, 0, 0, 0, 100])); // a 100-byte message announced, never sent
+        sessions.push(session);
+      }
+      await until('unfinished calls shed at the cap', async () => (await mpc.stats()).connections.grpc!.shed >= 250);
+      const grpc = await PythonGrpcClient.start(grpcPort!);
+      try {
+        const reply = await grpc.call('System');
+        assert.ok('reply' in reply, `gRPC System during the flood of unfinished calls: ${JSON.stringify(reply)}`);
+      } finally {
+        grpc.close();
+      }
+      assert.equal((await mpc.stats()).connections.grpc!.refused, 0);
+    } finally {
+      for (const session of sessions) session.destroy();
+    }
+  });
+});
+
+describe('hostile input: gRPC connections left open after a call', () => {
+  test('a connection with no call open for --grpc-idle-ms is closed (GOAWAY), and its slot freed', async () => {
+    // grpc-js closes no connection by default: one that made a call kept its slot of the port's cap
+    // (and its descriptor) until the client went away.
+    const mpc = await startMpcProcess(undefined, ['--grpc', '0', '--grpc-idle-ms', '700']);
+    const session = http2.connect(`http://127.0.0.1:${mpc.grpcPort}`);
+    try {
+      session.on('error', () => {});
+      const goaway = new Promise<void>((resolve) => session.once('goaway', () => resolve()));
+      const status = await new Promise<string | undefined>((resolve, reject) => {
+        const call = session.request({ ':method': 'POST', ':path': '/proto.Rpc/System', 'content-type': 'application/grpc', te: 'trailers' });
+        call.on('trailers', (headers) => resolve(headers['grpc-status'] as string | undefined));
+        call.on('error', reject);
+        call.resume();
+        call.end(Buffer.alloc(5)); // an empty message
+      });
+      assert.equal(status, '0');
+      assert.equal((await mpc.stats()).connections.grpc!.open, 1);
+      await goaway;
+      await until('the idle connection closed', async () => (await mpc.stats()).connections.grpc!.open === 0);
+    } finally {
+      session.destroy();
+      await mpc.stop();
+    }
   });
 });

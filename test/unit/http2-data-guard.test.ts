@@ -25,6 +25,18 @@ function feed(counter: DataFrameCounter, bytes: Buffer, size = bytes.length): nu
 }
 
 describe('DataFrameCounter', () => {
+  test('the first request counts as made when it has arrived whole (END_STREAM), not at its HEADERS', () => {
+    let told = 0;
+    const counter = new DataFrameCounter(() => told++);
+    feed(counter, Buffer.concat([PREFACE, frame(HEADERS, 4, 1, 30), frame(DATA, 0, 1, 5)]));
+    assert.equal(told, 0, 'a call started, its message not finished');
+    feed(counter, Buffer.concat([frame(DATA, END_STREAM, 1, 20), frame(HEADERS, 4 | END_STREAM, 3, 30)]));
+    assert.equal(told, 1, 'told once');
+    const bodiless = new DataFrameCounter(() => told++);
+    feed(bodiless, Buffer.concat([PREFACE, frame(HEADERS, 4 | END_STREAM, 1, 30)]));
+    assert.equal(told, 2, 'a request without a body is whole with its HEADERS');
+  });
+
   test('a stream of one-byte DATA frames is refused at its 17th frame, whether the bytes come whole or one per read', () => {
     const frames = [PREFACE, frame(HEADERS, 4, 1, 30), ...Array.from({ length: 40 }, () => frame(DATA, 0, 1, 1))];
     const whole = new DataFrameCounter();
