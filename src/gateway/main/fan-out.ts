@@ -244,7 +244,7 @@ export class FanOut {
    * for any topic nobody published there. With one MPC that is where the stream stands. With several,
    * the topic is published through one of them and the others' answers say nothing about its stream:
    * taken as the baseline, they made a subscription's ack carry the wrong epoch and its client a gap
-   * notice as soon as the holder's position or messages arrived (two in most runs, /tmp twompc). So
+   * notice as soon as the holder's position or messages arrived (test/e2e/recovery, two MPCs). So
    * before the baseline such answers are set aside until the holder answers (baseline, position) or
    * every linked MPC has answered without a stream: the topic was never published, and the answer
    * matching messages seen meanwhile, else the first, stands. After the baseline they are ignored.
