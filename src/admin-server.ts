@@ -4,6 +4,21 @@
  */
 import http from 'node:http';
 import type { Registry } from 'prom-client';
+import { budgetHttpServer, ConnectionBudget, HTTP_REQUEST_TIMEOUTS } from './descriptors.js';
+
+/**
+ * Connections the admin port holds at once, within --fd-reserve (64), which it lives on: Prometheus
+ * and health checks need a few. Before, it had no cap: when exposed for scraping, a flood of it could
+ * take the descriptors the process keeps for other things (and, past the reserve, its ports' own).
+ */
+export const ADMIN_MAX_CONNECTIONS = 32;
+
+/** The admin port's connection budget; `onRefused` is told of each connection closed at the cap (throttle its logging). */
+export function adminConnectionBudget(onRefused?: (port: string, address: string, limit: number, shed: boolean) => void): ConnectionBudget {
+  const budget = new ConnectionBudget('admin', onRefused);
+  budget.limit = ADMIN_MAX_CONNECTIONS;
+  return budget;
+}
 
 export interface AdminHandlers {
   healthy(): { ok: boolean; detail: Record<string, unknown> };
@@ -15,8 +30,9 @@ export interface AdminHandlers {
   online?(query: URLSearchParams): Promise<{ status: number; body: unknown }>;
 }
 
-export function createAdminServer(handlers: AdminHandlers): http.Server {
-  return http.createServer((req, res) => {
+/** The admin server; its connections on `budget` when given (adminConnectionBudget). */
+export function createAdminServer(handlers: AdminHandlers, budget?: ConnectionBudget): http.Server {
+  const server = http.createServer(HTTP_REQUEST_TIMEOUTS, (req, res) => {
     const path = (req.url ?? '/').split('?', 1)[0]!;
     if (req.method === 'POST' && handlers.testHook && path.startsWith('/test-hooks/')) {
       const match = /^\/test-hooks\/worker\/(\d+)\/([a-z]+)$/.exec(path);
@@ -60,6 +76,8 @@ export function createAdminServer(handlers: AdminHandlers): http.Server {
         sendJson(res, 404, { error: 'not found', paths: ['/healthz', '/metrics', '/stats', ...(handlers.online ? ['/online'] : [])] });
     }
   });
+  if (budget !== undefined) budgetHttpServer(server, budget);
+  return server;
 }
 
 export function sendJson(res: http.ServerResponse, status: number, body: unknown): void {

@@ -14,6 +14,7 @@
  * Elsewhere than Linux (no /proc) there is no budget: the limits of the platform apply.
  */
 import { readdirSync, readFileSync } from 'node:fs';
+import type { IncomingMessage, Server as HttpServer, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { ErrorCodes, TormqError } from './errors.js';
 
@@ -131,4 +132,27 @@ export class ConnectionBudget {
     this.sockets.delete(socket);
     this.handshaking.delete(socket);
   }
+}
+
+/**
+ * Node's options for an HTTP server on a budget: a request's headers within 10 s and all of it within
+ * 30 s, checked every second (Node's defaults: 60 s and 300 s, checked every 30 s), so a connection
+ * that trickles a request in holds its slot that long at most.
+ */
+export const HTTP_REQUEST_TIMEOUTS = { headersTimeout: 10_000, requestTimeout: 30_000, connectionsCheckingInterval: 1_000 } as const;
+
+/**
+ * Puts an HTTP(S) server's connections on `budget`, from TCP accept (before TLS or a request: idle
+ * connections count too). A connection is in its handshake until its first request has been
+ * answered, not merely asked: one that sends a request's headers and then its body a byte at a time
+ * stays the first to go at the cap. When the headers were enough, 21 such connections (the MPC's HTTP
+ * cap under `ulimit -n 256`) kept every new client out for as long as Node let them trickle.
+ */
+export function budgetHttpServer(server: HttpServer, budget: ConnectionBudget): void {
+  server.on('connection', (socket: Socket) => budget.admit(socket));
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    // Over TLS the request's socket wraps the one accepted (its `_parent`, long-standing if undocumented).
+    const socket = (req.socket as Socket & { _parent?: Socket })._parent ?? (req.socket as Socket);
+    res.once('finish', () => budget.established(socket));
+  });
 }

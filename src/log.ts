@@ -15,3 +15,23 @@ export function createLogger(name: string, level: LogLevel, bindings: Record<str
     pino.destination({ fd: 1, sync: true }),
   );
 }
+
+/**
+ * A log throttle: a line for the first event of each key, then one per key per `intervalMs` (null
+ * between); `held` is how many were held back since the last line. At most 1000 keys (they may carry
+ * peers' words).
+ */
+export function logThrottle(intervalMs = 60_000): (key: string) => { held: number } | null {
+  const last = new Map<string, { at: number; suppressed: number }>();
+  return (key) => {
+    const now = Date.now();
+    const entry = last.get(key);
+    if (entry !== undefined && now - entry.at < intervalMs) {
+      entry.suppressed++;
+      return null;
+    }
+    if (last.size >= 1000) last.clear();
+    last.set(key, { at: now, suppressed: 0 });
+    return { held: entry?.suppressed ?? 0 };
+  };
+}

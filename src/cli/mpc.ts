@@ -1,11 +1,11 @@
 #!/usr/bin/env node
 /** `tormq-mpc -s 5559 -p 5560 [--host ADDR]`: the ZeroMQ hub between publishers and gateways. */
 import type http from 'node:http';
-import { createAdminServer } from '../admin-server.js';
+import { adminConnectionBudget, createAdminServer } from '../admin-server.js';
 import type { GrpcIngress } from '../ingress/grpc-ingress.js';
 import { startHttpIngress, type HttpIngress } from '../ingress/http-ingress.js';
 import { listenOrFail } from '../listen.js';
-import { createLogger } from '../log.js';
+import { createLogger, logThrottle } from '../log.js';
 import type { PublishDropReason } from '../mpc/forwarder.js';
 import { createMpcMetrics } from '../mpc/metrics.js';
 import { listenAddresses, loopbackHint, urlOf } from '../loopback.js';
@@ -70,28 +70,7 @@ function curveOptions(): MpcCurveOptions | undefined {
  * then one line per reason per minute with the count since, so a publisher sending garbage is visible
  * without flooding the log.
  */
-const LOG_INTERVAL_MS = 60_000;
-
-/**
- * A log throttle: a line for the first event of each key, then one per key per minute (null between); `held` is
- * how many were held back since the last line. At most 1000 keys (they may carry peers' words).
- */
-function throttle(): (key: string) => { held: number } | null {
-  const last = new Map<string, { at: number; suppressed: number }>();
-  return (key) => {
-    const now = Date.now();
-    const entry = last.get(key);
-    if (entry !== undefined && now - entry.at < LOG_INTERVAL_MS) {
-      entry.suppressed++;
-      return null;
-    }
-    if (last.size >= 1000) last.clear();
-    last.set(key, { at: now, suppressed: 0 });
-    return { held: entry?.suppressed ?? 0 };
-  };
-}
-
-const dropThrottle = throttle();
+const dropThrottle = logThrottle();
 function logDrop(reason: PublishDropReason, frames: Buffer[]): void {
   const line = dropThrottle(reason);
   if (line === null) return;
@@ -100,18 +79,19 @@ function logDrop(reason: PublishDropReason, frames: Buffer[]): void {
 }
 
 /** A refused publisher or gateway (zmq/zmtp-peer.ts) reconnects every ~100 ms: throttled per role and reason. */
-const refusedThrottle = throttle();
+const refusedThrottle = logThrottle();
 function logRefused(role: 'publisher' | 'gateway', address: string, why: string): void {
   const line = refusedThrottle(`${role} ${why}`);
   if (line !== null) log.warn({ address, why, refusedSinceLastLine: line.held }, `${role} connection refused at the ZMTP handshake`);
 }
 
 /** Connections closed at the budget (--fd-reserve) arrive in floods: throttled per port. */
-const budgetThrottle = throttle();
+const budgetThrottle = logThrottle();
 function logOverBudget(port: string, address: string, limit: number, shed: boolean): void {
   const line = budgetThrottle(`${port} ${shed}`);
   if (line === null) return;
-  const cap = `${limit} connections are open on it (its share of the open-files limit less those in use at start less --fd-reserve)`;
+  const cap = port === 'admin' ? `${limit} connections are open on it (its cap, within --fd-reserve)`
+    : `${limit} connections are open on it (its share of the open-files limit less those in use at start less --fd-reserve)`;
   if (shed) {
     log.warn({ port, address, limit, shedSinceLastLine: line.held }, `${port} port: ${cap}; the oldest still in its handshake was closed to make room for a new one`);
   } else {
@@ -120,7 +100,7 @@ function logOverBudget(port: string, address: string, limit: number, shed: boole
 }
 
 /** A gRPC client that sent a message in too many DATA frames (ingress/http2-data-guard.ts): throttled. */
-const fragmentedThrottle = throttle();
+const fragmentedThrottle = logThrottle();
 function logFragmentedCut(address: string): void {
   const line = fragmentedThrottle('grpc');
   if (line !== null) {
@@ -162,11 +142,16 @@ async function startAll(): Promise<{ mpc: Mpc; ingress: HttpIngress | null; grpc
   let adminPort = -1;
   let ingress: HttpIngress | null = null;
   let grpc: GrpcIngress | null = null;
-  // The ingresses' own counts (requests refused, connections cut) beside the MPC's.
-  const stats = () => ({ ...mpc.stats(), http: ingress === null ? null : { ...ingress.stats }, grpc: grpc?.stats() ?? null });
+  const adminConnections = adminConnectionBudget(logOverBudget);
+  // The ingresses' own counts (requests refused, connections cut) beside the MPC's, and the admin port's connections.
+  const stats = () => {
+    const own = mpc.stats();
+    const connections = flags.adminPort === -1 ? own.connections : { ...own.connections, admin: adminConnections.stats() };
+    return { ...own, connections, http: ingress === null ? null : { ...ingress.stats }, grpc: grpc?.stats() ?? null };
+  };
   try {
     if (flags.adminPort !== -1) {
-      admin = createAdminServer({ healthy: () => ({ ok: true, detail: {} }), stats, metrics: createMpcMetrics(() => mpc.stats()) });
+      admin = createAdminServer({ healthy: () => ({ ok: true, detail: {} }), stats, metrics: createMpcMetrics(stats) }, adminConnections);
       adminPort = await listenOrFail(admin, flags.adminHost, flags.adminPort, 'admin');
     }
   } catch (error) {

@@ -27,8 +27,7 @@
  */
 import http from 'node:http';
 import https from 'node:https';
-import type { Socket } from 'node:net';
-import type { ConnectionBudget } from '../descriptors.js';
+import { budgetHttpServer, HTTP_REQUEST_TIMEOUTS, type ConnectionBudget } from '../descriptors.js';
 import { ErrorCodes, TormqError } from '../errors.js';
 import { listenOrFail } from '../listen.js';
 import type { Logger } from '../log.js';
@@ -92,10 +91,6 @@ export const HTTP_INGRESS_OPTIONS = defineOptions('an HTTP ingress', {
 });
 
 export const HTTP_INGRESS_DEFAULTS = HTTP_INGRESS_OPTIONS.defaults;
-/** A request's headers, and the whole request, must arrive within these (Node enforces them every TIMEOUT_CHECK_MS). */
-const HEADERS_TIMEOUT_MS = 10_000;
-const REQUEST_TIMEOUT_MS = 30_000;
-const TIMEOUT_CHECK_MS = 1_000;
 /** Longest wait `GET /ready` accepts (`timeout_ms`). */
 const MAX_READY_WAIT_MS = 30_000;
 
@@ -326,24 +321,11 @@ export async function startHttpIngress(options: HttpIngressOptions = {}): Promis
     });
   };
   const tls = config.tlsCert === '' ? null : readTlsFiles(config.tlsCert, config.tlsKey);
-  // A request must arrive whole in REQUEST_TIMEOUT_MS (Node's defaults: headers 60 s, request 300 s,
-  // checked every 30 s); publishers post at most --max-body-bytes over a data-centre network.
-  const timeouts = { headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS, connectionsCheckingInterval: TIMEOUT_CHECK_MS };
-  const server: http.Server = tls === null ? http.createServer(timeouts, onRequest) : https.createServer({ ...tls, ...timeouts }, onRequest);
+  // Publishers post at most --max-body-bytes over a data-centre network: 30 s is plenty.
+  const server: http.Server = tls === null ? http.createServer(HTTP_REQUEST_TIMEOUTS, onRequest) : https.createServer({ ...tls, ...HTTP_REQUEST_TIMEOUTS }, onRequest);
   // Keep-alive clients (most HTTP libraries) must not hold close() open forever.
   server.keepAliveTimeout = 5_000;
-  // Raw TCP, before TLS or a request: idle connections count too, and one that has not been answered
-  // once yet is the first to go at the cap. Answered, not merely asked: a client that sends a request's
-  // headers and then its body a byte at a time is still in its handshake. When that counted from the
-  // headers, 21 such connections (the port's cap under `ulimit -n 256`) locked the port for 300 s.
-  if (budget !== undefined) {
-    server.on('connection', (socket: Socket) => budget.admit(socket));
-    // Over TLS the request's socket wraps the one accepted (its `_parent`, long-standing if undocumented).
-    server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
-      const socket = (req.socket as Socket & { _parent?: Socket })._parent ?? (req.socket as Socket);
-      res.once('finish', () => budget.established(socket));
-    });
-  }
+  if (budget !== undefined) budgetHttpServer(server, budget);
 
   const port = await listenOrFail(server, config.host, config.port, 'HTTP').catch(async (error: unknown) => {
     await publisher.close();

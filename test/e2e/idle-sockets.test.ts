@@ -14,6 +14,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import http2 from 'node:http2';
 import net from 'node:net';
+import { ADMIN_MAX_CONNECTIONS } from '../../src/admin-server.js';
 import { Publisher } from '../../src/index.js';
 import { PythonGrpcClient } from '../helpers/grpc-python-client.js';
 import { clientsOnEveryWorker, metricValue, metricsText, until } from '../helpers/probes.js';
@@ -102,6 +103,32 @@ describe(`hostile input: ${IDLE} idle TCP connections against a gateway with uli
     assert.deepEqual(after.workers.map((w) => w.restarts), after.workers.map(() => 0));
     await served([...bystanders, newcomer], 'after');
     assert.equal((await sys.gateway.admin('/healthz')).status, 200);
+  });
+
+  test(`a flood of the admin port is capped at ${ADMIN_MAX_CONNECTIONS}: /healthz answers, bystanders are served, a new client connects`, async () => {
+    // The admin port lives on the descriptors the gateway keeps in reserve (--fd-reserve); before, it
+    // had no cap, and 1,100 idle connections to it left no descriptor for a new WebSocket client.
+    const flood: net.Socket[] = [];
+    try {
+      for (let i = 0; i < IDLE; i++) {
+        const socket = net.connect({ host: '127.0.0.1', port: sys.gateway.adminPort });
+        socket.on('error', () => {});
+        flood.push(socket);
+        await new Promise((resolve) => socket.once('connect', resolve));
+      }
+      const stats = () => sys.gateway.stats() as Promise<Stats & { adminConnections: { open: number; shed: number; refused: number; limit: number } }>;
+      await until('admin connections shed at the cap', async () => (await stats()).adminConnections.shed >= IDLE - ADMIN_MAX_CONNECTIONS);
+      const during = (await stats()).adminConnections;
+      assert.ok(during.open <= ADMIN_MAX_CONNECTIONS && during.limit === ADMIN_MAX_CONNECTIONS, JSON.stringify(during));
+      assert.equal(during.refused, 0, 'idle ones made room for every request');
+      assert.equal((await sys.gateway.admin('/healthz')).status, 200);
+      await sys.gateway.waitForLog((line) => typeof line.msg === 'string' && line.msg.startsWith('admin port:') && line.msg.includes('to make room'));
+      const newcomer = await sys.connect();
+      await newcomer.subscribe('bystander');
+      await served([...bystanders, newcomer], 'during the admin flood');
+    } finally {
+      for (const socket of flood) socket.destroy();
+    }
   });
 });
 
@@ -284,6 +311,23 @@ describe('hostile input: idle TCP connections flooding the MPC\'s ports under ul
     } finally {
       for (const session of sessions) session.destroy();
     }
+  });
+
+  test(`a flood of the MPC's admin port is capped at ${ADMIN_MAX_CONNECTIONS}: it answers, and a new publisher is served`, async () => {
+    for (const socket of flood.splice(0)) socket.destroy();
+    for (let i = 0; i < 300; i++) {
+      const socket = net.connect(mpc.adminPort, '127.0.0.1');
+      socket.on('error', () => {});
+      flood.push(socket);
+    }
+    await until('admin connections shed at the cap', async () => (await mpc.stats()).connections.admin!.shed >= 300 - ADMIN_MAX_CONNECTIONS);
+    const during = (await mpc.stats()).connections.admin!;
+    assert.ok(during.open <= ADMIN_MAX_CONNECTIONS && during.limit === ADMIN_MAX_CONNECTIONS, JSON.stringify(during));
+    assert.equal(during.refused, 0);
+    await mpc.waitForLog((line) => typeof line.msg === 'string' && line.msg.startsWith('admin port:') && line.msg.includes('to make room'));
+    await publishedThroughNewPublisher('during the admin flood');
+    const metrics = await (await fetch(`http://127.0.0.1:${mpc.adminPort}/metrics`)).text();
+    assert.ok((metricValue(metrics, 'tormq_mpc_connections_shed_total', { port: 'admin' }) ?? 0) >= 300 - ADMIN_MAX_CONNECTIONS);
   });
 });
 

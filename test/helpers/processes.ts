@@ -100,7 +100,7 @@ export interface MpcStats {
   gatewayHandshakeFailures: number;
   badGatewayFrames: number;
   sendQueueDrops: number;
-  connections: Record<'publisher' | 'gateway', PortConnections> & Partial<Record<'http' | 'grpc', PortConnections>>;
+  connections: Record<'publisher' | 'gateway', PortConnections> & Partial<Record<'http' | 'grpc' | 'admin', PortConnections>>;
   history: { streams: number; messages: number; bytes: number; evictedMessages: number; forgottenStreams: number };
 }
 

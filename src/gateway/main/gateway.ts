@@ -14,13 +14,13 @@ import net from 'node:net';
 import type { Registry } from 'prom-client';
 import { ErrorCodes, TormqError } from '../../errors.js';
 import { listenOrFail } from '../../listen.js';
-import { createLogger, type Logger } from '../../log.js';
+import { createLogger, logThrottle, type Logger } from '../../log.js';
 import { listenAddresses, loopbackHint, urlOf } from '../../loopback.js';
 import { describeCertificate, readTlsFiles } from '../../tls-files.js';
 import { validateGatewayConfig, type GatewayConfig, type GatewayOptions } from '../shared/config.js';
 import { WORKER_COUNTERS, WorkerStat } from '../shared/counters.js';
 import { curveKeysOf } from '../shared/security-options.js';
-import { createAdminServer } from '../../admin-server.js';
+import { adminConnectionBudget, createAdminServer } from '../../admin-server.js';
 import { socketBudget, type SocketBudget } from '../../descriptors.js';
 import { FanOut } from './fan-out.js';
 import { HistoryClient } from './history-client.js';
@@ -55,6 +55,14 @@ export class Gateway {
   socketBudget: SocketBudget | null = null;
   private admin: http.Server | null = null;
   private adminBoundPort = -1;
+  /** The admin port's connections (capped at ADMIN_MAX_CONNECTIONS; closed ones logged once a minute). */
+  private readonly adminConnections = adminConnectionBudget((port, address, limit, shed) => {
+    const line = this.adminThrottle(String(shed));
+    if (line === null) return;
+    if (shed) this.log.warn({ port, address, limit, shedSinceLastLine: line.held }, `admin port: ${limit} connections are open on it (its cap, within --fd-reserve); the oldest not yet answered was closed to make room for a new one`);
+    else this.log.warn({ port, address, limit, refusedSinceLastLine: line.held }, `admin port: connection closed, ${limit} are open on it (its cap, within --fd-reserve) and all have been answered`);
+  });
+  private readonly adminThrottle = logThrottle();
   private stopping: Promise<void> | null = null;
 
   private constructor(config: GatewayConfig) {
@@ -182,6 +190,8 @@ export class Gateway {
       /** gopusher presence reported upstream: cards joined here, report frames, snapshots. */
       presence: { cards: this.presence.cards, ...this.presence.counters },
       mpc: this.upstream.links(),
+      /** Connections on the admin port, capped (null when it is off). */
+      adminConnections: this.admin === null ? null : this.adminConnections.stats(),
       workers,
     };
   }
@@ -245,7 +255,7 @@ export class Gateway {
         metrics: this.metrics,
         testHook: config.testHooks ? (worker, action) => this.pool.testHook(worker, action) : undefined,
         online: (query) => answerOnline(query, (topic) => this.reachable(topic)),
-      });
+      }, this.adminConnections);
       this.adminBoundPort = await listenOrFail(this.admin, config.adminHost, config.adminPort, 'admin');
     }
     // Taken once everything of the gateway's own is open: what is left, less the reserve, is for clients.
