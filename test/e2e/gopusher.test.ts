@@ -299,6 +299,9 @@ ws.onclose = function()
   });
 });
 
+/** gRPC status codes (grpc/status.h), as numbers on the wire. */
+const grpcStatus = { RESOURCE_EXHAUSTED: 8, UNAUTHENTICATED: 16 } as const;
+
 describe('gopusher with a token', () => {
   let mpc: MpcProcess;
   let grpc: PythonGrpcClient;
@@ -322,9 +325,9 @@ describe('gopusher with a token', () => {
     assert.deepEqual([res.status, await res.json()], [200, { result: 'no' }]);
   });
 
-  test('a message sent in one-byte HTTP/2 DATA frames is cut before grpc-js holds it (the token is checked only once a message is whole); real clients\' large pushes pass; open calls per connection are bounded', async (t) => {
+  test('a message sent in one-byte HTTP/2 DATA frames is cut before grpc-js holds it (with or without the token); real clients\' large pushes pass; open calls per connection are bounded', async (t) => {
     const before = rssBytes(mpc.child.pid!);
-    // No token: grpc-js would hold every frame (≈ 450 bytes each) until the announced 1 MB was whole.
+    // grpc-js would hold every frame (≈ 450 bytes each) until the announced 1 MB was whole.
     const session = http2.connect(`http://127.0.0.1:${mpc.grpcPort!}`);
     session.on('error', () => {});
     const stream = session.request({ ':method': 'POST', ':path': '/proto.Rpc/Push', 'content-type': 'application/grpc', te: 'trailers' });
@@ -356,5 +359,33 @@ describe('gopusher with a token', () => {
     } finally {
       probe.destroy();
     }
+  });
+
+  test('a call is answered before its message when it cannot succeed: no token (UNAUTHENTICATED), or a message larger than any push (RESOURCE_EXHAUSTED)', async () => {
+    // Each call announces a 4 MB message and sends 64 KB of it, then waits. grpc-js buffers a message
+    // whole before the handler runs: before, the token was checked only then, and grpc-js's 4 MB limit
+    // let one call hold 4 MB (100 calls per connection), with or without the token.
+    const session = http2.connect(`http://127.0.0.1:${mpc.grpcPort!}`);
+    session.on('error', () => {});
+    const unfinishedCall = (headers: Record<string, string>) => new Promise<string>((resolve) => {
+      const stream = session.request({ ':method': 'POST', ':path': '/proto.Rpc/Push', 'content-type': 'application/grpc', te: 'trailers', ...headers });
+      stream.on('error', () => {});
+      stream.resume();
+      // grpc-js answers an error before any reply as a trailers-only response (one HEADERS frame).
+      stream.on('response', (h) => resolve(`${h['grpc-status']} ${decodeURIComponent(String(h['grpc-message']))}`));
+      const prefix = Buffer.alloc(5);
+      prefix.writeUInt32BE(4_000_000, 1);
+      stream.write(Buffer.concat([prefix, Buffer.alloc(65_536, 0x61)]));
+    });
+    try {
+      assert.equal(await unfinishedCall({}), `${grpcStatus.UNAUTHENTICATED} missing or wrong bearer token (metadata "authorization: Bearer <token>")`);
+      const tooLarge = await unfinishedCall({ authorization: 'Bearer s3cret' });
+      assert.match(tooLarge, new RegExp(`^${grpcStatus.RESOURCE_EXHAUSTED} Received message larger than max \\(4000000 vs \\d+\\)$`));
+    } finally {
+      session.destroy();
+    }
+    // The largest push the MPC takes (its --max-message-bytes, 1 MiB) still goes through.
+    const auth: Array<[string, string]> = [['authorization', 'Bearer s3cret']];
+    assert.deepEqual(await grpc.call('Push', { to: ['nobody'], content: 'p'.repeat(1_000_000) }, auth), { reply: { message: 'ok' } });
   });
 });
