@@ -68,6 +68,13 @@ export const MPC_CLI_OPTIONS = defineOptions('a tormq-mpc', {
     cli: { flag: 'grpc-idle-ms', arg: 'MS', fromText: integerFromText },
     section: HTTP,
   },
+  grpcMaxUnfinishedBytes: {
+    default: 256 * 1024 * 1024,
+    check: int(1),
+    help: 'request bytes of gRPC calls not yet whole (grpc-js holds each message until it is) the port holds, all connections together; past it the connection holding the most is cut, counted (grpc.unfinishedCuts in /stats) and logged',
+    cli: { flag: 'grpc-max-unfinished-bytes', arg: 'BYTES', fromText: integerFromText },
+    section: HTTP,
+  },
   httpToken: asFlag(HTTP_INGRESS_OPTIONS.specs.token, { flag: 'http-token', arg: 'TOKEN' }, {
     help: 'require "Authorization: Bearer TOKEN" over HTTP and as gRPC metadata (or set TORMQ_HTTP_TOKEN, which keeps it out of the process list)',
     section: HTTP,

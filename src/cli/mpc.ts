@@ -3,6 +3,7 @@
 import type http from 'node:http';
 import { adminConnectionBudget, createAdminServer } from '../admin-server.js';
 import type { GrpcIngress } from '../ingress/grpc-ingress.js';
+import type { CutReason } from '../ingress/http2-data-guard.js';
 import { startHttpIngress, type HttpIngress } from '../ingress/http-ingress.js';
 import { listenOrFail } from '../listen.js';
 import { createLogger, logThrottle } from '../log.js';
@@ -99,12 +100,15 @@ function logOverBudget(port: string, address: string, limit: number, shed: boole
   }
 }
 
-/** A gRPC client that sent a message in too many DATA frames (ingress/http2-data-guard.ts): throttled. */
-const fragmentedThrottle = logThrottle();
-function logFragmentedCut(address: string): void {
-  const line = fragmentedThrottle('grpc');
-  if (line !== null) {
+/** gRPC connections cut by the port's guard (ingress/http2-data-guard.ts): throttled per reason. */
+const grpcCutThrottle = logThrottle();
+function logGrpcCut(address: string, reason: CutReason): void {
+  const line = grpcCutThrottle(reason);
+  if (line === null) return;
+  if (reason === 'fragmented') {
     log.warn({ address, cutSinceLastLine: line.held }, 'gRPC connection cut: a message in too many HTTP/2 DATA frames (each held costs memory; real clients fill their frames)');
+  } else {
+    log.warn({ address, cutSinceLastLine: line.held }, 'gRPC connection cut: the port held more than its limit of calls not yet whole, this connection the most');
   }
 }
 
@@ -194,10 +198,11 @@ async function startAll(): Promise<{ mpc: Mpc; ingress: HttpIngress | null; grpc
       maxMessageBytes: flags.maxMessageBytes,
       maxTopicLength: flags.maxTopicLength,
       idleMs: flags.grpcIdleMs,
+      maxUnfinishedBytes: flags.grpcMaxUnfinishedBytes,
       presence: mpc.presence,
       log,
       budget: mpc.connectionBudget('grpc'),
-      onFragmentedCut: logFragmentedCut,
+      onCut: logGrpcCut,
     });
     return { mpc, ingress, grpc, admin, adminPort };
   } catch (error) {

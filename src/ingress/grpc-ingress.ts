@@ -31,7 +31,7 @@ import { Publisher } from '../sdk/publisher.js';
 import { isCurveKey, type CurveClientKeys } from '../zmq/curve.js';
 import { GopusherError, GopusherService, GrpcStatus } from '../gopusher/service.js';
 import { bearerMatches } from './bearer.js';
-import { guardDataFrames } from './http2-data-guard.js';
+import { guardDataFrames, UnfinishedBytes, type CutReason } from './http2-data-guard.js';
 
 /** Calls one connection may have open at once (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS); more are refused (REFUSED_STREAM, which clients retry). */
 const MAX_CONCURRENT_CALLS = 100;
@@ -61,6 +61,11 @@ export const GRPC_INGRESS_OPTIONS = defineOptions('a gRPC ingress', {
   },
   insecure: { default: false, check: boolean, help: 'allow calls without a token on a non-loopback address' },
   idleMs: { default: 300_000, check: int(1), help: 'a connection with no call open this long is closed (GOAWAY; clients reconnect for their next call)' },
+  maxUnfinishedBytes: {
+    default: 256 * 1024 * 1024,
+    check: int(1),
+    help: 'request bytes of calls not yet whole the port holds, all connections together; past it the connection holding the most is cut',
+  },
   maxCardsPerPush: { default: 1000, check: int(1), help: 'most card ids one push may name' },
   maxMessageBytes: { default: 1024 * 1024, check: int(1), help: "the MPC's --max-message-bytes: a push whose message would be larger is refused" },
   maxTopicLength: { default: 256, check: int(1, 65535), help: "the MPC's --max-topic-length" },
@@ -85,14 +90,17 @@ export type GrpcIngressOptions = InputOf<typeof GRPC_INGRESS_OPTIONS.specs> & {
   log?: Logger;
   /** Caps the port's connections (the MPC's share for it, src/descriptors.ts); none without it. */
   budget?: ConnectionBudget | undefined;
-  /** Told of each connection cut for sending a message in too many DATA frames (http2-data-guard.ts). */
-  onFragmentedCut?: (address: string) => void;
+  /** Told of each connection cut (http2-data-guard.ts): a message in too many DATA frames, or the most of the port's unfinished bytes past their limit. */
+  onCut?: (address: string, reason: CutReason) => void;
 };
 
 export interface GrpcIngress {
   readonly port: number;
-  /** `fragmentedCuts`: connections cut for sending messages in too many DATA frames (http2-data-guard.ts). */
-  readonly stats: () => { pushed: number; refused: number; unauthenticated: number; fragmentedCuts: number };
+  /**
+   * `fragmentedCuts`: connections cut for sending messages in too many DATA frames; `unfinishedBytes`:
+   * request bytes of calls not yet whole, `unfinishedCuts`: connections cut past their limit (http2-data-guard.ts).
+   */
+  readonly stats: () => { pushed: number; refused: number; unauthenticated: number; fragmentedCuts: number; unfinishedBytes: number; unfinishedCuts: number };
   close(): Promise<void>;
 }
 
@@ -105,7 +113,7 @@ export function loadRpcService(): grpc.ServiceDefinition {
 
 /** Starts the gRPC server; resolves once it listens. */
 export async function startGrpcIngress(options: GrpcIngressOptions = {}): Promise<GrpcIngress> {
-  const { presence, log, budget, onFragmentedCut, ...rest } = options;
+  const { presence, log, budget, onCut, ...rest } = options;
   const config = GRPC_INGRESS_OPTIONS.validate(rest);
   const publisher = new Publisher(config.publisherHost, config.publisherPort, {
     // Room for a few full pushes in flight; beyond it a push fails with UNAVAILABLE instead of queueing.
@@ -178,19 +186,21 @@ export async function startGrpcIngress(options: GrpcIngressOptions = {}): Promis
   // own bind offers.
   const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
   let fragmentedCuts = 0;
+  const unfinished = new UnfinishedBytes(config.maxUnfinishedBytes);
   const listener = net.createServer((socket) => {
     if (budget !== undefined && !budget.admit(socket)) return;
     const address = `${socket.remoteAddress}:${socket.remotePort}`;
     injector.injectConnection(
       guardDataFrames(
         socket,
-        () => {
-          fragmentedCuts++;
-          onFragmentedCut?.(address);
+        (reason) => {
+          if (reason === 'fragmented') fragmentedCuts++;
+          onCut?.(address, reason);
         },
         // A connection that has sent a whole call is no longer the first to go at the cap (one that
         // starts a call and sends its message slowly still is).
         () => budget?.established(socket),
+        unfinished,
       ),
     );
   });
@@ -206,7 +216,7 @@ export async function startGrpcIngress(options: GrpcIngressOptions = {}): Promis
   let closing: Promise<void> | null = null;
   return {
     port,
-    stats: () => ({ pushed: service.pushed, refused: service.refused, unauthenticated, fragmentedCuts }),
+    stats: () => ({ pushed: service.pushed, refused: service.refused, unauthenticated, fragmentedCuts, unfinishedBytes: unfinished.held, unfinishedCuts: unfinished.cuts }),
     close() {
       closing ??= (async () => {
         listener.close();

@@ -28,9 +28,27 @@ const HEADERS = 0x1;
 const RST_STREAM = 0x3;
 const END_STREAM = 0x1;
 
+/** Why a connection was cut: a message in too many DATA frames, or the port's unfinished bytes past their limit. */
+export type CutReason = 'fragmented' | 'unfinished';
+
 /**
- * Reads frame headers from a client's bytes as they arrive (frames span reads); `feed` returns false
- * once a stream has broken the rule.
+ * The bytes of calls not yet whole (DATA on streams not ended), all of a port's connections together:
+ * grpc-js buffers each message until it is whole, so this is what clients make it hold. One connection
+ * with 100 calls of 1.3 MB, each one byte short, held 134 MB; the port's connection cap multiplied that.
+ * Past `limit`, the connection holding the most is cut (and its bytes released).
+ */
+export class UnfinishedBytes {
+  held = 0;
+  /** Connections cut to bring `held` back under `limit`. */
+  cuts = 0;
+  readonly counters = new Set<DataFrameCounter>();
+
+  constructor(readonly limit: number) {}
+}
+
+/**
+ * Reads frame headers from a client's bytes as they arrive (frames span reads); `feed` names the rule
+ * a stream has broken, or null.
  */
 export class DataFrameCounter {
   /** Bytes of the preface, or of the current frame's payload, still to skip. */
@@ -41,12 +59,25 @@ export class DataFrameCounter {
   private readonly streams = new Map<number, { frames: number; bytes: number }>();
   /** Told once, when the client's first request has arrived whole (END_STREAM on one of its streams). */
   private onFirstRequest: (() => void) | null;
+  /** Bytes of this connection's unfinished calls. */
+  held = 0;
+  /** Told when another connection's bytes pushed the port past its limit and this one holds the most. */
+  evict: () => void = () => {};
 
-  constructor(onFirstRequest: () => void = () => {}) {
+  constructor(onFirstRequest: () => void = () => {}, private readonly unfinished = new UnfinishedBytes(Infinity)) {
     this.onFirstRequest = onFirstRequest;
+    unfinished.counters.add(this);
   }
 
-  feed(chunk: Buffer): boolean {
+  /** The connection is gone: its unfinished bytes are no longer held. */
+  release(): void {
+    this.unfinished.held -= this.held;
+    this.held = 0;
+    this.streams.clear();
+    this.unfinished.counters.delete(this);
+  }
+
+  feed(chunk: Buffer): CutReason | null {
     let at = 0;
     while (at < chunk.length) {
       if (this.skip > 0) {
@@ -61,9 +92,10 @@ export class DataFrameCounter {
       at += n;
       if (this.headerFill < FRAME_HEADER_BYTES) break;
       this.headerFill = 0;
-      if (!this.frame(this.header.readUIntBE(0, 3), this.header[3]!, this.header[4]!, this.header.readUInt32BE(5) & 0x7fffffff)) return false;
+      const cut = this.frame(this.header.readUIntBE(0, 3), this.header[3]!, this.header[4]!, this.header.readUInt32BE(5) & 0x7fffffff);
+      if (cut !== null) return cut;
     }
-    return true;
+    return null;
   }
 
   /** Streams being counted (bounded by the streams a connection may have open). */
@@ -71,32 +103,59 @@ export class DataFrameCounter {
     return this.streams.size;
   }
 
-  private frame(length: number, type: number, flags: number, stream: number): boolean {
+  private frame(length: number, type: number, flags: number, stream: number): CutReason | null {
     this.skip = length;
-    if (type === RST_STREAM) this.streams.delete(stream);
+    if (type === RST_STREAM) this.end(stream);
     if (type === DATA) {
       let counted = this.streams.get(stream);
       if (counted === undefined) this.streams.set(stream, (counted = { frames: 0, bytes: 0 }));
       counted.frames++;
       counted.bytes += length;
-      if (counted.frames > MIN_FRAMES + counted.bytes / FRAME_ALLOWANCE_BYTES) return false;
-      if ((flags & END_STREAM) !== 0) this.streams.delete(stream);
+      this.hold(length);
+      if (counted.frames > MIN_FRAMES + counted.bytes / FRAME_ALLOWANCE_BYTES) return 'fragmented';
+      if ((flags & END_STREAM) !== 0) this.end(stream);
+      else if (this.unfinished.held > this.unfinished.limit && this.evictLargest()) return 'unfinished';
     }
     if ((type === DATA || type === HEADERS) && (flags & END_STREAM) !== 0 && this.onFirstRequest !== null) {
       this.onFirstRequest();
       this.onFirstRequest = null;
     }
-    return true;
+    return null;
+  }
+
+  private hold(bytes: number): void {
+    this.held += bytes;
+    this.unfinished.held += bytes;
+  }
+
+  /** `stream` is whole (its message handed on) or reset: its bytes are no longer waiting. */
+  private end(stream: number): void {
+    const counted = this.streams.get(stream);
+    if (counted === undefined) return;
+    this.hold(-counted.bytes);
+    this.streams.delete(stream);
+  }
+
+  /** Cuts the connection holding the most unfinished bytes: true when that is this one (the caller cuts it). */
+  private evictLargest(): boolean {
+    let largest: DataFrameCounter = this;
+    for (const counter of this.unfinished.counters) if (counter.held > largest.held) largest = counter;
+    this.unfinished.cuts++;
+    if (largest === this) return true;
+    largest.release();
+    largest.evict();
+    return false;
   }
 }
 
 /**
  * `socket` behind a DataFrameCounter, as a Duplex to hand to grpc-js (createConnectionInjector). A
- * connection that breaks the rule is destroyed and `onCut` told; grpc-js sees it end. `onFirstRequest`
+ * connection that breaks the rule, or holds the most of `unfinished` when the port goes past its
+ * limit, is destroyed and `onCut` told why; grpc-js sees it end. `onFirstRequest`
  * is told when the client's first request has arrived whole.
  */
-export function guardDataFrames(socket: Socket, onCut: () => void, onFirstRequest?: () => void): Duplex {
-  const counter = new DataFrameCounter(onFirstRequest);
+export function guardDataFrames(socket: Socket, onCut: (reason: CutReason) => void, onFirstRequest?: () => void, unfinished?: UnfinishedBytes): Duplex {
+  const counter = new DataFrameCounter(onFirstRequest, unfinished);
   const guarded = new Duplex({
     read() {
       socket.resume();
@@ -112,17 +171,26 @@ export function guardDataFrames(socket: Socket, onCut: () => void, onFirstReques
       callback(error);
     },
   });
+  const cut = (reason: CutReason) => {
+    counter.release();
+    socket.destroy();
+    guarded.destroy();
+    onCut(reason);
+  };
+  counter.evict = () => cut('unfinished');
   socket.on('data', (chunk: Buffer) => {
-    if (!counter.feed(chunk)) {
-      socket.destroy();
-      guarded.destroy();
-      onCut();
+    const reason = counter.feed(chunk);
+    if (reason !== null) {
+      cut(reason);
       return;
     }
     if (!guarded.push(chunk)) socket.pause();
   });
   socket.on('end', () => guarded.push(null));
   socket.on('error', (error) => guarded.destroy(error));
-  socket.on('close', () => guarded.destroy());
+  socket.on('close', () => {
+    counter.release();
+    guarded.destroy();
+  });
   return guarded;
 }

@@ -1,7 +1,7 @@
 /** The gRPC port's DATA frame guard: HTTP/2 frame headers read across reads, the per-stream rule. */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { DataFrameCounter } from '../../src/ingress/http2-data-guard.js';
+import { DataFrameCounter, UnfinishedBytes } from '../../src/ingress/http2-data-guard.js';
 
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
 const DATA = 0;
@@ -20,11 +20,39 @@ function frame(type: number, flags: number, stream: number, payload: number): Bu
 
 /** Feeds `bytes` in reads of `size` bytes; the first read refused, or null. */
 function feed(counter: DataFrameCounter, bytes: Buffer, size = bytes.length): number | null {
-  for (let at = 0, read = 0; at < bytes.length; at += size, read++) if (!counter.feed(bytes.subarray(at, at + size))) return read;
+  for (let at = 0, read = 0; at < bytes.length; at += size, read++) if (counter.feed(bytes.subarray(at, at + size)) !== null) return read;
   return null;
 }
 
 describe('DataFrameCounter', () => {
+  test('past the port\'s limit of unfinished bytes the connection holding the most is cut; whole or reset calls hold nothing', () => {
+    const unfinished = new UnfinishedBytes(90_000);
+    const evicted: string[] = [];
+    const connection = (name: string) => {
+      const counter = new DataFrameCounter(() => {}, unfinished);
+      counter.evict = () => evicted.push(name);
+      counter.feed(Buffer.concat([PREFACE, frame(HEADERS, 4, 1, 30)]));
+      return counter;
+    };
+    const big = connection('big');
+    const small = connection('small');
+    // Whole calls and reset ones are handed on or dropped: nothing of them waits.
+    assert.equal(small.feed(Buffer.concat([frame(HEADERS, 4, 3, 30), frame(DATA, END_STREAM, 3, 16_384), frame(HEADERS, 4, 5, 30), frame(DATA, 0, 5, 16_384), frame(RST_STREAM, 0, 5, 4)])), null);
+    assert.equal(unfinished.held, 0);
+    assert.equal(big.feed(Buffer.concat(Array.from({ length: 4 }, () => frame(DATA, 0, 1, 16_384)))), null);
+    assert.equal(small.feed(frame(DATA, 0, 1, 16_384)), null);
+    assert.deepEqual([unfinished.held, big.held, small.held], [81_920, 65_536, 16_384]);
+    // The small connection's bytes take the port past its limit: the big one goes, not the newcomer.
+    assert.equal(small.feed(frame(DATA, 0, 1, 16_384)), null);
+    assert.deepEqual(evicted, ['big']);
+    assert.deepEqual([unfinished.held, unfinished.cuts, big.held], [32_768, 1, 0]);
+    // Alone past the limit, a connection is cut itself.
+    assert.equal(small.feed(Buffer.concat(Array.from({ length: 4 }, () => frame(DATA, 0, 1, 16_384)))), 'unfinished');
+    assert.equal(unfinished.cuts, 2);
+    small.release();
+    assert.deepEqual([unfinished.held, unfinished.counters.size], [0, 0]);
+  });
+
   test('the first request counts as made when it has arrived whole (END_STREAM), not at its HEADERS', () => {
     let told = 0;
     const counter = new DataFrameCounter(() => told++);
