@@ -46,23 +46,67 @@ export class UnfinishedBytes {
   constructor(readonly limit: number) {}
 }
 
+/** HTTP/2 frame headers read from bytes as they arrive (frames span reads; payloads are skipped). */
+class FrameHeaderReader {
+  private readonly header = Buffer.alloc(FRAME_HEADER_BYTES);
+  private fill = 0;
+
+  /** `skip`: bytes before the first frame (the client's connection preface). */
+  constructor(private skip: number) {}
+
+  /** Calls `frame` for each frame header in `chunk`, until one returns non-null: that is returned. */
+  read<T>(chunk: Buffer, frame: (length: number, type: number, flags: number, stream: number) => T | null): T | null {
+    let at = 0;
+    while (at < chunk.length) {
+      if (this.skip > 0) {
+        const n = Math.min(this.skip, chunk.length - at);
+        this.skip -= n;
+        at += n;
+        continue;
+      }
+      const n = Math.min(FRAME_HEADER_BYTES - this.fill, chunk.length - at);
+      chunk.copy(this.header, this.fill, at, at + n);
+      this.fill += n;
+      at += n;
+      if (this.fill < FRAME_HEADER_BYTES) break;
+      this.fill = 0;
+      this.skip = this.header.readUIntBE(0, 3);
+      const result = frame(this.skip, this.header[3]!, this.header[4]!, this.header.readUInt32BE(5) & 0x7fffffff);
+      if (result !== null) return result;
+    }
+    return null;
+  }
+}
+
+/** Streams the server ended while their client was still sending, remembered at most (their DATA is dropped). */
+const MAX_ANSWERED = 1000;
+
 /**
- * Reads frame headers from a client's bytes as they arrive (frames span reads); `feed` names the rule
- * a stream has broken, or null.
+ * Reads frame headers from a client's bytes as they arrive (`feed`: the rule a stream has broken, or
+ * null) and from the server's (`sent`): a call the server has answered before its message was whole
+ * (UNAUTHENTICATED at its metadata, RESOURCE_EXHAUSTED at its length prefix) or reset is no longer
+ * held by grpc-js, so what its client still sends is not counted.
  */
 export class DataFrameCounter {
-  /** Bytes of the preface, or of the current frame's payload, still to skip. */
-  private skip = PREFACE_BYTES;
-  private readonly header = Buffer.alloc(FRAME_HEADER_BYTES);
-  private headerFill = 0;
+  private readonly incoming = new FrameHeaderReader(PREFACE_BYTES);
+  private readonly outgoing = new FrameHeaderReader(0);
   /** Open request streams that have sent DATA: frames and bytes so far. */
   private readonly streams = new Map<number, { frames: number; bytes: number }>();
+  /** Streams the client has opened and not ended. */
+  private readonly clientOpen = new Set<number>();
+  /** Streams the server ended while the client had not (oldest first). */
+  private readonly answered = new Set<number>();
   /** Told once, when the client's first request has arrived whole (END_STREAM on one of its streams). */
   private onFirstRequest: (() => void) | null;
   /** Bytes of this connection's unfinished calls. */
   held = 0;
   /** Told when another connection's bytes pushed the port past its limit and this one holds the most. */
   evict: () => void = () => {};
+  private readonly clientFrame = (length: number, type: number, flags: number, stream: number) => this.frame(length, type, flags, stream);
+  private readonly serverFrame = (_length: number, type: number, flags: number, stream: number): null => {
+    if ((type === HEADERS && (flags & END_STREAM) !== 0) || type === RST_STREAM) this.serverEnded(stream);
+    return null;
+  };
 
   constructor(onFirstRequest: () => void = () => {}, private readonly unfinished = new UnfinishedBytes(Infinity)) {
     this.onFirstRequest = onFirstRequest;
@@ -78,24 +122,12 @@ export class DataFrameCounter {
   }
 
   feed(chunk: Buffer): CutReason | null {
-    let at = 0;
-    while (at < chunk.length) {
-      if (this.skip > 0) {
-        const n = Math.min(this.skip, chunk.length - at);
-        this.skip -= n;
-        at += n;
-        continue;
-      }
-      const n = Math.min(FRAME_HEADER_BYTES - this.headerFill, chunk.length - at);
-      chunk.copy(this.header, this.headerFill, at, at + n);
-      this.headerFill += n;
-      at += n;
-      if (this.headerFill < FRAME_HEADER_BYTES) break;
-      this.headerFill = 0;
-      const cut = this.frame(this.header.readUIntBE(0, 3), this.header[3]!, this.header[4]!, this.header.readUInt32BE(5) & 0x7fffffff);
-      if (cut !== null) return cut;
-    }
-    return null;
+    return this.incoming.read(chunk, this.clientFrame);
+  }
+
+  /** Bytes the server sends the client. */
+  sent(chunk: Buffer): void {
+    this.outgoing.read(chunk, this.serverFrame);
   }
 
   /** Streams being counted (bounded by the streams a connection may have open). */
@@ -104,9 +136,15 @@ export class DataFrameCounter {
   }
 
   private frame(length: number, type: number, flags: number, stream: number): CutReason | null {
-    this.skip = length;
+    const ends = (flags & END_STREAM) !== 0;
+    if (type === RST_STREAM || ((type === DATA || type === HEADERS) && ends)) {
+      this.clientOpen.delete(stream);
+      if (this.answered.delete(stream)) return null; // answered already: nothing of it is held
+    } else if (type === HEADERS) {
+      this.clientOpen.add(stream);
+    }
     if (type === RST_STREAM) this.end(stream);
-    if (type === DATA) {
+    if (type === DATA && !this.answered.has(stream)) {
       let counted = this.streams.get(stream);
       if (counted === undefined) this.streams.set(stream, (counted = { frames: 0, bytes: 0 }));
       counted.frames++;
@@ -126,6 +164,14 @@ export class DataFrameCounter {
   private hold(bytes: number): void {
     this.held += bytes;
     this.unfinished.held += bytes;
+  }
+
+  /** The server ended `stream` (its status sent, or a reset): if its client is still sending, that is dropped. */
+  private serverEnded(stream: number): void {
+    if (!this.clientOpen.delete(stream)) return;
+    this.end(stream);
+    this.answered.add(stream);
+    if (this.answered.size > MAX_ANSWERED) this.answered.delete(this.answered.values().next().value!);
   }
 
   /** `stream` is whole (its message handed on) or reset: its bytes are no longer waiting. */
@@ -161,6 +207,7 @@ export function guardDataFrames(socket: Socket, onCut: (reason: CutReason) => vo
       socket.resume();
     },
     write(chunk: Buffer, _encoding, callback) {
+      counter.sent(chunk);
       socket.write(chunk, callback);
     },
     final(callback) {

@@ -325,12 +325,13 @@ describe('gopusher with a token', () => {
     assert.deepEqual([res.status, await res.json()], [200, { result: 'no' }]);
   });
 
-  test('a message sent in one-byte HTTP/2 DATA frames is cut before grpc-js holds it (with or without the token); real clients\' large pushes pass; open calls per connection are bounded', async (t) => {
+  test('a message sent in one-byte HTTP/2 DATA frames is cut before grpc-js holds it; real clients\' large pushes pass; open calls per connection are bounded', async (t) => {
     const before = rssBytes(mpc.child.pid!);
-    // grpc-js would hold every frame (≈ 450 bytes each) until the announced 1 MB was whole.
+    // grpc-js would hold every frame (≈ 450 bytes each) until the announced 1 MB was whole. With the
+    // token: a call without it is answered at its metadata, and grpc-js drops what follows.
     const session = http2.connect(`http://127.0.0.1:${mpc.grpcPort!}`);
     session.on('error', () => {});
-    const stream = session.request({ ':method': 'POST', ':path': '/proto.Rpc/Push', 'content-type': 'application/grpc', te: 'trailers' });
+    const stream = session.request({ ':method': 'POST', ':path': '/proto.Rpc/Push', 'content-type': 'application/grpc', te: 'trailers', authorization: 'Bearer s3cret' });
     stream.on('error', () => {});
     const prefix = Buffer.alloc(5);
     prefix.writeUInt32BE(1 << 20, 1);
@@ -392,9 +393,10 @@ describe('gopusher with a token', () => {
 
 describe('gopusher: calls not yet whole, all connections together', () => {
   const LIMIT = 2 * 1024 * 1024;
+  const AUTH = { authorization: 'Bearer s3cret' };
   let mpc: MpcProcess;
   before(async () => {
-    mpc = await startMpcProcess(undefined, ['--grpc', '0', '--grpc-max-unfinished-bytes', String(LIMIT)]);
+    mpc = await startMpcProcess(undefined, ['--grpc', '0', '--http-token', 's3cret', '--grpc-max-unfinished-bytes', String(LIMIT)]);
   });
   after(async () => {
     await mpc?.stop();
@@ -404,26 +406,28 @@ describe('gopusher: calls not yet whole, all connections together', () => {
   const grpcStats = async () => ((await mpc.stats()) as unknown as GrpcStats).grpc;
 
   /** Opens `calls` Push calls on a new connection, each announcing 1 MB and sending `bytes` of it. */
-  async function unfinishedCalls(calls: number, bytes: number): Promise<http2.ClientHttp2Session> {
+  function unfinishedCalls(calls: number, bytes: number, headers: Record<string, string>): { session: http2.ClientHttp2Session; streams: http2.ClientHttp2Stream[] } {
     const session = http2.connect(`http://127.0.0.1:${mpc.grpcPort!}`);
     session.on('error', () => {});
-    for (let i = 0; i < calls; i++) {
-      const stream = session.request({ ':method': 'POST', ':path': '/proto.Rpc/Push', 'content-type': 'application/grpc', te: 'trailers' });
+    const streams = Array.from({ length: calls }, () => {
+      const stream = session.request({ ':method': 'POST', ':path': '/proto.Rpc/Push', 'content-type': 'application/grpc', te: 'trailers', ...headers });
       stream.on('error', () => {});
+      stream.resume();
       const prefix = Buffer.alloc(5);
       prefix.writeUInt32BE(1 << 20, 1);
       stream.write(Buffer.concat([prefix, Buffer.alloc(bytes - 5, 0x0a)]));
-    }
-    return session;
+      return stream;
+    });
+    return { session, streams };
   }
 
   test('past --grpc-max-unfinished-bytes the connection holding the most is cut, counted and logged; the others and new calls are served', async () => {
     // grpc-js holds a message until it is whole: before, 100 calls of 1.3 MB, each a byte short, held
     // 134 MB on one connection, times as many connections as the port took.
-    const big = await unfinishedCalls(3, 512 * 1024);
+    const big = unfinishedCalls(3, 512 * 1024, AUTH).session;
     await until('the big connection\'s bytes held', async () => (await grpcStats()).unfinishedBytes === 3 * 512 * 1024);
     const bigClosed = new Promise<void>((resolve) => big.once('close', () => resolve()));
-    const small = await unfinishedCalls(1, 768 * 1024);
+    const small = unfinishedCalls(1, 768 * 1024, AUTH).session;
     try {
       await bigClosed;
       await until('the small connection\'s bytes are what is held', async () => (await grpcStats()).unfinishedBytes === 768 * 1024);
@@ -432,7 +436,7 @@ describe('gopusher: calls not yet whole, all connections together', () => {
       await mpc.waitForLog((line) => typeof line.msg === 'string' && line.msg.startsWith('gRPC connection cut: the port held more than its limit'));
       const grpc = await PythonGrpcClient.start(mpc.grpcPort!);
       try {
-        assert.deepEqual(await grpc.call('Push', { to: ['nobody'], content: 'x'.repeat(100_000) }), { reply: { message: 'ok' } });
+        assert.deepEqual(await grpc.call('Push', { to: ['nobody'], content: 'x'.repeat(100_000) }, Object.entries(AUTH)), { reply: { message: 'ok' } });
       } finally {
         grpc.close();
       }
@@ -441,5 +445,20 @@ describe('gopusher: calls not yet whole, all connections together', () => {
       big.destroy();
     }
     await until('nothing held once the connections are gone', async () => (await grpcStats()).unfinishedBytes === 0);
+  });
+
+  test('calls answered before their message is whole (no token) hold nothing, however much their clients still send', async () => {
+    // grpc-js drops what follows its answer; the count reads the server's answers too. Counted from
+    // the client's bytes alone, these 9 MB would have gone past the 2 MiB limit and cut connections.
+    const refused = [0, 1, 2].map(() => unfinishedCalls(3, 1 << 20, {}));
+    try {
+      const streams = refused.flatMap((r) => r.streams);
+      await until('every byte sent', async () => streams.every((stream) => stream.bufferSize === 0));
+      const stats = await grpcStats();
+      assert.deepEqual([stats.unfinishedBytes, stats.unfinishedCuts], [0, 1], JSON.stringify(stats));
+      assert.ok(refused.every((r) => !r.session.destroyed), 'no connection was cut');
+    } finally {
+      for (const r of refused) r.session.destroy();
+    }
   });
 });

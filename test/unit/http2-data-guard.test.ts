@@ -53,6 +53,27 @@ describe('DataFrameCounter', () => {
     assert.deepEqual([unfinished.held, unfinished.counters.size], [0, 0]);
   });
 
+  test('a call the server has answered or reset while its client still sends holds nothing: what follows is not counted', () => {
+    const unfinished = new UnfinishedBytes(Infinity);
+    const counter = new DataFrameCounter(() => {}, unfinished);
+    counter.feed(Buffer.concat([PREFACE, frame(HEADERS, 4, 1, 30), frame(DATA, 0, 1, 16_384), frame(HEADERS, 4, 3, 30), frame(DATA, 0, 3, 16_384)]));
+    assert.equal(unfinished.held, 32_768);
+    // The server's bytes, split anywhere: its settings, then a trailers-only answer on stream 1
+    // (UNAUTHENTICATED, say) and a reset of stream 3.
+    const server = Buffer.concat([frame(4, 0, 0, 6), frame(HEADERS, 4 | END_STREAM, 1, 40), frame(RST_STREAM, 0, 3, 4)]);
+    for (let at = 0; at < server.length; at += 7) counter.sent(server.subarray(at, at + 7));
+    assert.equal(unfinished.held, 0);
+    // Its client keeps sending: grpc-js drops it, and so does the count (even in one-byte frames).
+    assert.equal(counter.feed(Buffer.concat(Array.from({ length: 40 }, () => frame(DATA, 0, 1, 1)))), null);
+    assert.equal(counter.feed(frame(DATA, 0, 3, 16_384)), null);
+    assert.equal(unfinished.held, 0);
+    // Once the client ends it, the stream is forgotten; a call answered after its message was whole is not affected.
+    counter.feed(Buffer.concat([frame(DATA, END_STREAM, 1, 10), frame(HEADERS, 4, 5, 30), frame(DATA, END_STREAM, 5, 100)]));
+    counter.sent(frame(HEADERS, 4 | END_STREAM, 5, 40));
+    counter.feed(Buffer.concat([frame(HEADERS, 4, 7, 30), frame(DATA, 0, 7, 1000)]));
+    assert.equal(unfinished.held, 1000);
+  });
+
   test('the first request counts as made when it has arrived whole (END_STREAM), not at its HEADERS', () => {
     let told = 0;
     const counter = new DataFrameCounter(() => told++);
