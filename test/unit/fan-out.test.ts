@@ -280,6 +280,21 @@ describe('FanOut and Routing', () => {
     assert.deepEqual(read(1), []);
     unheld('new', Buffer.from('FreshOfA'));
     assert.deepEqual(read(1).map((r) => [r.topic, r.epoch, r.offset, r.seq]), [['new', 'FreshOfB', 0, 3]]);
+    // One MPC answering twice (a root's confirmation, then its baseline request) is still one answer.
+    routing.add('twice', slots[1]!.slot, 5);
+    unheld('twice', FRESH_B);
+    subtree('twice');
+    fanOut.baseline(routing.routeOf('twice')!, 'FreshOfB', 0, false);
+    assert.deepEqual(read(1), [], 'B twice is not B and A');
+    held('twice', 4, EPOCH);
+    assert.deepEqual(read(1).map((r) => [r.topic, r.epoch, r.offset, r.seq]), [['twice', 'EpochOne', 4, 5]]);
+    // An MPC that does not answer: the request's retry adopts what the others said (position-check.ts).
+    routing.add('mute', slots[1]!.slot, 6);
+    unheld('mute', FRESH_B);
+    subtree('mute');
+    assert.deepEqual(read(1), []);
+    fanOut.adoptUnheld(routing.routeOf('mute')!);
+    assert.deepEqual(read(1).map((r) => [r.topic, r.epoch, r.offset, r.seq]), [['mute', 'FreshOfB', 0, 6]]);
     // Unless messages were seen meanwhile: then the answer of their epoch stands.
     routing.add('seen', slots[1]!.slot, 4);
     unheld('seen', FRESH_B);

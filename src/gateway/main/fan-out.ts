@@ -246,21 +246,34 @@ export class FanOut {
    * taken as the baseline, they made a subscription's ack carry the wrong epoch and its client a gap
    * notice as soon as the holder's position or messages arrived (test/e2e/recovery, two MPCs). So
    * before the baseline such answers are set aside until the holder answers (baseline, position) or
-   * every linked MPC has answered without a stream: the topic was never published, and the answer
-   * matching messages seen meanwhile, else the first, stands. After the baseline they are ignored.
+   * every linked MPC has answered without a stream (the topic was never published) or the request has
+   * waited its retry time: then adoptUnheld. After the baseline they are ignored.
    */
   private unheldPosition(route: TopicRoute, epoch: string, top: number): void {
     const linked = this.linkedMpcs();
     if (linked > 1) {
       if (route.baseline) return;
-      (route.unheld ??= []).push([epoch, top]);
+      // One answer per MPC: each has its own fresh epoch, and one MPC may answer twice (a root's
+      // confirmation and its baseline request), which must not pass for the other MPC's answer.
+      route.unheld ??= [];
+      if (!route.unheld.some(([answered]) => answered === epoch)) route.unheld.push([epoch, top]);
       if (route.unheld.length < linked) return;
-      const seen = route.epoch?.toString('latin1');
-      [epoch, top] = route.unheld.find(([answered]) => answered === seen) ?? route.unheld[0]!;
-    } else if (route.baseline) {
-      this.checkPosition(route, epoch, top);
+      this.adoptUnheld(route);
       return;
     }
+    if (route.baseline) this.checkPosition(route, epoch, top);
+    else this.baseline(route, epoch, top);
+  }
+
+  /**
+   * The MPCs' answers without a stream set aside for `route` stand as its baseline (every MPC has
+   * answered so, or one has not answered in time: position-check.ts): the one whose epoch matches
+   * messages seen meanwhile, else the first.
+   */
+  adoptUnheld(route: TopicRoute): void {
+    if (route.baseline || route.unheld === null || route.unheld.length === 0) return;
+    const seen = route.epoch?.toString('latin1');
+    const [epoch, top] = route.unheld.find(([answered]) => answered === seen) ?? route.unheld[0]!;
     this.baseline(route, epoch, top);
   }
 

@@ -96,7 +96,10 @@ export class PositionCheck {
     this.send(topics, false);
   }
 
-  /** Baseline requests not answered in time go again; check requests are not waited for. */
+  /**
+   * Baseline requests not answered in time go again, unless some MPC answered without a stream: with
+   * one MPC linked but not answering (stopped, say), that answer stands. Checks are not waited for.
+   */
   private retry(): void {
     const now = Date.now();
     for (const [id, request] of this.pending) {
@@ -105,7 +108,9 @@ export class PositionCheck {
       if (!request.baseline) continue;
       for (const topic of request.topics) {
         const route = this.routing.routeOf(topic);
-        if (route !== undefined && !route.baseline) this.baseline(topic);
+        if (route === undefined || route.baseline) continue;
+        if (route.unheld !== null && route.unheld.length > 0) this.fanOut.adoptUnheld(route);
+        else this.baseline(topic);
       }
     }
   }
