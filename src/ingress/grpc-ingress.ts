@@ -35,13 +35,13 @@ import { guardDataFrames, UnfinishedBytes, type CutReason } from './http2-data-g
 
 /** Calls one connection may have open at once (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS); more are refused (REFUSED_STREAM, which clients retry). */
 const MAX_CONCURRENT_CALLS = 100;
+/** Bytes a Push request may carry beyond its message and card ids (field tags, from, appID). */
+const REQUEST_SLACK_BYTES = 64 * 1024;
 /**
  * Every connection is asked to go (GOAWAY) after this long, ±10 %, and closed after the grace: a
  * client that sends one whole call and then keeps another open without finishing it holds its slot of
  * the port's cap no longer (gRPC clients reconnect by themselves; no call of this service runs long).
  */
-/** Bytes a Push request may carry beyond its message and card ids (field tags, from, appID). */
-const REQUEST_SLACK_BYTES = 64 * 1024;
 const MAX_CONNECTION_AGE_MS = 10 * 60_000;
 const MAX_CONNECTION_AGE_GRACE_MS = 30_000;
 
