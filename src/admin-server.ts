@@ -4,7 +4,7 @@
  */
 import http from 'node:http';
 import type { Registry } from 'prom-client';
-import { budgetHttpServer, ConnectionBudget, HTTP_REQUEST_TIMEOUTS } from './descriptors.js';
+import { budgetHttpServer, ConnectionBudget, HTTP_REQUEST_TIMEOUTS, type OnConnectionClosed } from './descriptors.js';
 
 /**
  * Connections the admin port holds at once, within --fd-reserve (64), which it lives on: Prometheus
@@ -13,8 +13,11 @@ import { budgetHttpServer, ConnectionBudget, HTTP_REQUEST_TIMEOUTS } from './des
  */
 export const ADMIN_MAX_CONNECTIONS = 32;
 
-/** The admin port's connection budget; `onRefused` is told of each connection closed at the cap (throttle its logging). */
-export function adminConnectionBudget(onRefused?: (port: string, address: string, limit: number, shed: boolean) => void): ConnectionBudget {
+/** What the admin port's cap is, for logConnectionsClosed. */
+export const ADMIN_CAP = 'its cap, within --fd-reserve';
+
+/** The admin port's connection budget; `onRefused` is told of each connection closed at the cap. */
+export function adminConnectionBudget(onRefused?: OnConnectionClosed): ConnectionBudget {
   const budget = new ConnectionBudget('admin', onRefused);
   budget.limit = ADMIN_MAX_CONNECTIONS;
   return budget;

@@ -17,6 +17,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import type { IncomingMessage, Server as HttpServer, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { ErrorCodes, TormqError } from './errors.js';
+import { logThrottle, type Logger } from './log.js';
 
 export interface SocketBudget {
   /** The process's soft open-files limit. */
@@ -70,6 +71,27 @@ export function socketBudget(reserve: number, what = 'client sockets'): SocketBu
  * peer that completes its handshake out of the flooded port itself. When every connection is
  * established, the new one is closed instead. Either is counted and reported.
  */
+/** Told of each connection a ConnectionBudget closes at its cap: the new one (`shed` false) or an older one in its handshake (`shed` true). */
+export type OnConnectionClosed = (port: string, address: string, limit: number, shed: boolean) => void;
+
+/**
+ * An OnConnectionClosed that logs, one line a minute per port and kind (they arrive in floods);
+ * `cap` says what a port's limit is made of.
+ */
+export function logConnectionsClosed(log: Logger, cap: (port: string) => string): OnConnectionClosed {
+  const throttle = logThrottle();
+  return (port, address, limit, shed) => {
+    const line = throttle(`${port} ${shed}`);
+    if (line === null) return;
+    const open = `${limit} connections are open on it (${cap(port)})`;
+    if (shed) {
+      log.warn({ port, address, limit, shedSinceLastLine: line.held }, `${port} port: ${open}; the oldest still in its handshake was closed to make room for a new one`);
+    } else {
+      log.warn({ port, address, limit, refusedSinceLastLine: line.held }, `${port} port: connection closed, ${open} and all have completed their handshake; raise ulimit -n if they are legitimate`);
+    }
+  };
+}
+
 export class ConnectionBudget {
   /** Connections closed at accept because the budget was spent and none was in its handshake. */
   refused = 0;
@@ -87,7 +109,7 @@ export class ConnectionBudget {
     /** The port's name, for the report. */
     readonly port: string,
     /** Told of each connection closed at the cap: the new one (`shed` false) or an older one in its handshake (`shed` true); the caller throttles its logging. */
-    private readonly onRefused: (port: string, address: string, limit: number, shed: boolean) => void = () => {},
+    private readonly onRefused: OnConnectionClosed = () => {},
   ) {}
 
   /**

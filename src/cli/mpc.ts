@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /** `tormq-mpc -s 5559 -p 5560 [--host ADDR]`: the ZeroMQ hub between publishers and gateways. */
 import type http from 'node:http';
-import { adminConnectionBudget, createAdminServer } from '../admin-server.js';
+import { ADMIN_CAP, adminConnectionBudget, createAdminServer } from '../admin-server.js';
+import { logConnectionsClosed } from '../descriptors.js';
 import type { GrpcIngress } from '../ingress/grpc-ingress.js';
 import type { CutReason } from '../ingress/http2-data-guard.js';
 import { startHttpIngress, type HttpIngress } from '../ingress/http-ingress.js';
@@ -86,19 +87,9 @@ function logRefused(role: 'publisher' | 'gateway', address: string, why: string)
   if (line !== null) log.warn({ address, why, refusedSinceLastLine: line.held }, `${role} connection refused at the ZMTP handshake`);
 }
 
-/** Connections closed at the budget (--fd-reserve) arrive in floods: throttled per port. */
-const budgetThrottle = logThrottle();
-function logOverBudget(port: string, address: string, limit: number, shed: boolean): void {
-  const line = budgetThrottle(`${port} ${shed}`);
-  if (line === null) return;
-  const cap = port === 'admin' ? `${limit} connections are open on it (its cap, within --fd-reserve)`
-    : `${limit} connections are open on it (its share of the open-files limit less those in use at start less --fd-reserve)`;
-  if (shed) {
-    log.warn({ port, address, limit, shedSinceLastLine: line.held }, `${port} port: ${cap}; the oldest still in its handshake was closed to make room for a new one`);
-  } else {
-    log.warn({ port, address, limit, refusedSinceLastLine: line.held }, `${port} port: connection closed, ${cap} and all have completed their handshake; raise ulimit -n if they are legitimate`);
-  }
-}
+/** Connections closed at a port's cap. */
+const logOverBudget = logConnectionsClosed(log, (port) => (port === 'admin' ? ADMIN_CAP
+  : 'its share of the open-files limit less those in use at start less --fd-reserve'));
 
 /** gRPC connections cut by the port's guard (ingress/http2-data-guard.ts): throttled per reason. */
 const grpcCutThrottle = logThrottle();

@@ -258,6 +258,12 @@ describe('FanOut and Routing', () => {
     const unheld = (topic: string, epoch: Buffer) => fanOut.ingest(encodeStreamFrame(LinkKind.POSITION, Buffer.from(topic), epoch, 0, UNHELD_BODY));
     const subtree = (root: string) => fanOut.ingest(encodeStreamFrame(LinkKind.SUBTREE, Buffer.from(`${root}:`), Buffer.alloc(0), 0, null));
     const FRESH_B = Buffer.from('FreshOfB');
+    /** Routes root `topic` for worker 1; B confirms it without a stream, A has not answered yet. */
+    const routedAnsweredByB = (topic: string, seq: number) => {
+      routing.add(topic, slots[1]!.slot, seq);
+      unheld(topic, FRESH_B);
+      subtree(topic);
+    };
     // The topic is published through A (EpochOne, at 7); B holds no stream of it.
     routing.add('live', slots[0]!.slot, 1);
     routing.add('live:x', slots[0]!.slot, 2);
@@ -274,31 +280,23 @@ describe('FanOut and Routing', () => {
     assert.deepEqual(read(0), []);
     assert.equal(fanOut.upstreamGaps, 0);
     // A topic nobody published: both MPCs answer without a stream; the first answer stands.
-    routing.add('new', slots[1]!.slot, 3);
-    unheld('new', FRESH_B);
-    subtree('new');
+    routedAnsweredByB('new', 3);
     assert.deepEqual(read(1), []);
     unheld('new', Buffer.from('FreshOfA'));
     assert.deepEqual(read(1).map((r) => [r.topic, r.epoch, r.offset, r.seq]), [['new', 'FreshOfB', 0, 3]]);
     // One MPC answering twice (a root's confirmation, then its baseline request) is still one answer.
-    routing.add('twice', slots[1]!.slot, 5);
-    unheld('twice', FRESH_B);
-    subtree('twice');
+    routedAnsweredByB('twice', 5);
     fanOut.baseline(routing.routeOf('twice')!, 'FreshOfB', 0, false);
     assert.deepEqual(read(1), [], 'B twice is not B and A');
     held('twice', 4, EPOCH);
     assert.deepEqual(read(1).map((r) => [r.topic, r.epoch, r.offset, r.seq]), [['twice', 'EpochOne', 4, 5]]);
     // An MPC that does not answer: the request's retry adopts what the others said (position-check.ts).
-    routing.add('mute', slots[1]!.slot, 6);
-    unheld('mute', FRESH_B);
-    subtree('mute');
+    routedAnsweredByB('mute', 6);
     assert.deepEqual(read(1), []);
     fanOut.adoptUnheld(routing.routeOf('mute')!);
     assert.deepEqual(read(1).map((r) => [r.topic, r.epoch, r.offset, r.seq]), [['mute', 'FreshOfB', 0, 6]]);
     // Unless messages were seen meanwhile: then the answer of their epoch stands.
-    routing.add('seen', slots[1]!.slot, 4);
-    unheld('seen', FRESH_B);
-    subtree('seen');
+    routedAnsweredByB('seen', 4);
     fanOut.ingest(encodeStreamFrame(LinkKind.MESSAGE, Buffer.from('seen'), Buffer.from('FreshOfA'), 1, Buffer.from('first')));
     unheld('seen', Buffer.from('FreshOfA'));
     assert.deepEqual(read(1).map((r) => [r.kind, r.epoch, r.offset]), [[RecordKind.MESSAGE, 'FreshOfA', 1], [RecordKind.MARK, 'FreshOfA', 1]]);

@@ -14,14 +14,14 @@ import net from 'node:net';
 import type { Registry } from 'prom-client';
 import { ErrorCodes, TormqError } from '../../errors.js';
 import { listenOrFail } from '../../listen.js';
-import { createLogger, logThrottle, type Logger } from '../../log.js';
+import { createLogger, type Logger } from '../../log.js';
 import { listenAddresses, loopbackHint, urlOf } from '../../loopback.js';
 import { describeCertificate, readTlsFiles } from '../../tls-files.js';
 import { validateGatewayConfig, type GatewayConfig, type GatewayOptions } from '../shared/config.js';
 import { WORKER_COUNTERS, WorkerStat } from '../shared/counters.js';
 import { curveKeysOf } from '../shared/security-options.js';
-import { adminConnectionBudget, createAdminServer } from '../../admin-server.js';
-import { socketBudget, type SocketBudget } from '../../descriptors.js';
+import { ADMIN_CAP, adminConnectionBudget, createAdminServer } from '../../admin-server.js';
+import { logConnectionsClosed, socketBudget, type ConnectionBudget, type SocketBudget } from '../../descriptors.js';
 import { FanOut } from './fan-out.js';
 import { HistoryClient } from './history-client.js';
 import { PositionCheck } from './position-check.js';
@@ -56,18 +56,13 @@ export class Gateway {
   private admin: http.Server | null = null;
   private adminBoundPort = -1;
   /** The admin port's connections (capped at ADMIN_MAX_CONNECTIONS; closed ones logged once a minute). */
-  private readonly adminConnections = adminConnectionBudget((port, address, limit, shed) => {
-    const line = this.adminThrottle(String(shed));
-    if (line === null) return;
-    if (shed) this.log.warn({ port, address, limit, shedSinceLastLine: line.held }, `admin port: ${limit} connections are open on it (its cap, within --fd-reserve); the oldest not yet answered was closed to make room for a new one`);
-    else this.log.warn({ port, address, limit, refusedSinceLastLine: line.held }, `admin port: connection closed, ${limit} are open on it (its cap, within --fd-reserve) and all have been answered`);
-  });
-  private readonly adminThrottle = logThrottle();
+  private readonly adminConnections: ConnectionBudget;
   private stopping: Promise<void> | null = null;
 
   private constructor(config: GatewayConfig) {
     this.config = config;
     this.log = createLogger('tormq-gateway', config.logLevel);
+    this.adminConnections = adminConnectionBudget(logConnectionsClosed(this.log, () => ADMIN_CAP));
     const curve = curveKeysOf(config);
     this.linkMonitor = new LinkMonitor(config.mpc.map((e) => `tcp://${e}`), this.log, { curve: curve !== null, warnAfterMs: config.mpcWarnMs });
     this.upstream = new Upstream(config.mpc, this.log, curve, config.upstreamHighWaterMark, (event) => this.linkMonitor.observe(event), config.zmtpLink,
