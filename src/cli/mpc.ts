@@ -87,6 +87,11 @@ function logRefused(role: 'publisher' | 'gateway', address: string, why: string)
   if (line !== null) log.warn({ address, why, refusedSinceLastLine: line.held }, `${role} connection refused at the ZMTP handshake`);
 }
 
+function logSilent(address: string, ms: number): void {
+  const line = refusedThrottle('gateway silent');
+  if (line !== null) log.warn({ address, silentMs: ms, closedSinceLastLine: line.held }, 'gateway link closed: nothing from the gateway for the TTL its heartbeats asked for (stopped, hung or unreachable)');
+}
+
 /** Connections closed at a port's cap. */
 const logOverBudget = logConnectionsClosed(log, (port) => (port === 'admin' ? ADMIN_CAP
   : 'its share of the open-files limit less those in use at start less --fd-reserve'));
@@ -130,6 +135,7 @@ async function startAll(): Promise<{ mpc: Mpc; ingress: HttpIngress | null; grpc
     onDrop: logDrop,
     onPublisherRefused: (address, why) => logRefused('publisher', address, why),
     onGatewayRefused: (address, why) => logRefused('gateway', address, why),
+    onGatewaySilent: logSilent,
     onConnectionRefused: logOverBudget,
     ingressPorts: [...(flags.httpPort === -1 ? [] : ['http' as const]), ...(flags.grpcPort === -1 ? [] : ['grpc' as const])],
   });

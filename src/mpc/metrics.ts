@@ -30,6 +30,7 @@ export const MPC_METRICS: ReadonlyArray<{ metric: string; type: 'counter' | 'gau
   { metric: 'tormq_mpc_send_queue_drops_total', type: 'counter', help: 'Frames to gateways not sent because a queue was full (a gateway past --gateway-queue-bytes; it repairs from history)', read: (s) => s.sendQueueDrops },
   { metric: 'tormq_mpc_publisher_handshake_failures_total', type: 'counter', help: 'Publisher connections closed at the ZMTP handshake (not a plain ZMTP 3 PUB, e.g. CURVE on a plain port)', read: (s) => s.publisherHandshakeFailures },
   { metric: 'tormq_mpc_gateway_handshake_failures_total', type: 'counter', help: 'Gateway connections closed at the ZMTP handshake (not a plain ZMTP 3 SUB/XSUB, e.g. CURVE on a plain port)', read: (s) => s.gatewayHandshakeFailures },
+  { metric: 'tormq_mpc_gateway_links_silent_total', type: 'counter', help: 'Gateway connections closed because the gateway sent nothing for the TTL its ZMTP heartbeats asked for (stopped, hung or unreachable)', read: (s) => s.gatewaysSilent },
   { metric: 'tormq_mpc_connections', type: 'gauge', help: 'Connections by label port: publisher, gateway (tormq\'s own ZMTP endpoints), http, grpc, admin (when enabled)', label: 'port', read: (s) => perPort(s, 'open') },
   {
     metric: 'tormq_mpc_connections_refused_total',

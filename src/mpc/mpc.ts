@@ -125,6 +125,8 @@ export type MpcOptions = InputOf<typeof MPC_OPTIONS.specs> & {
   onPublisherRefused?: (address: string, why: string) => void;
   /** Called when the ZMTP link server closes a gateway connection at the handshake (e.g. a CURVE gateway on a plain port). */
   onGatewayRefused?: (address: string, why: string) => void;
+  /** Called when the ZMTP link server closes a gateway connection that went quiet past the TTL its heartbeats asked for (a stopped or unreachable gateway). */
+  onGatewaySilent?: (address: string, ms: number) => void;
   /** Called when a connection to one of the MPC's ports is closed because its share of the connection budget is spent (`fdReserve`): the new one, or an older one still in its handshake (`shed`). */
   onConnectionRefused?: (port: string, address: string, limit: number, shed: boolean) => void;
   /** The publishing ports started beside the MPC (cli/mpc.ts), each given a share of the connection budget (`connectionBudget`). */
@@ -180,6 +182,8 @@ export interface MpcStats {
   publisherHandshakeFailures: number;
   /** Gateway connections closed at the handshake by the ZMTP link server (not a plain ZMTP 3 SUB/XSUB). */
   gatewayHandshakeFailures: number;
+  /** Gateway connections closed because the gateway went quiet past its heartbeat TTL (tormq's own link server; libzmq's drops them unseen). */
+  gatewaysSilent: number;
   /** Connections on the publisher and gateway ports (and the ingress ports) now, their caps (null: none, not Linux or libzmq's endpoints) and those closed at them. */
   connections: Record<'publisher' | 'gateway', ReturnType<ConnectionBudget['stats']>> & Partial<Record<IngressPort, ReturnType<ConnectionBudget['stats']>>>;
   publishDrops: Record<PublishDropReason, number>;
@@ -195,7 +199,7 @@ export interface MpcStats {
 }
 
 export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
-  const { onDrop, onPublisherRefused: _, onGatewayRefused: __, onConnectionRefused, ingressPorts = [], ...rest } = options;
+  const { onDrop, onPublisherRefused: _, onGatewayRefused: __, onGatewaySilent: ___, onConnectionRefused, ingressPorts = [], ...rest } = options;
   const config = MPC_OPTIONS.validate(rest);
   const instance = randomBytes(6).toString('base64url');
   const security = config.curve === undefined ? null : await curveServerOptions(config.curve);
@@ -221,6 +225,7 @@ export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
   const gatewayBudget = new ConnectionBudget('gateway', onConnectionRefused);
   const ingressBudgets = new Map(ingressPorts.map((port) => [port, new ConnectionBudget(port, onConnectionRefused)]));
   let gatewayHandshakeFailures = 0;
+  let gatewaysSilent = 0;
   // Its handlers reach `control` (built on `link`, below), called only once gateways connect.
   const zmtpLink = gateways !== null ? null : new ZmtpPublisher(
     { maxFrameBytes: MAX_GATEWAY_FRAME_BYTES, maxQueuedBytes: config.gatewayQueueBytes, keysOf: linkKeys, budget: gatewayBudget },
@@ -230,6 +235,10 @@ export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
       refused: (address, why) => {
         gatewayHandshakeFailures++;
         options.onGatewayRefused?.(address, why);
+      },
+      silent: (address, ms) => {
+        gatewaysSilent++;
+        options.onGatewaySilent?.(address, ms);
       },
     },
   );
@@ -350,6 +359,7 @@ export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
       linkFrames: link.framesSent,
       publisherHandshakeFailures,
       gatewayHandshakeFailures,
+      gatewaysSilent,
       connections: {
         publisher: publisherBudget.stats(),
         gateway: gatewayBudget.stats(),

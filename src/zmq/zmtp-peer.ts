@@ -8,6 +8,12 @@
  * `oversized`, its bytes never held); parts past `maxParts` are skipped too (`bad_frames`); a command
  * over MAX_COMMAND_BYTES, a message before the handshake, or a handshake not done within
  * HANDSHAKE_TIMEOUT_MS closes the connection. What a peer holds is at most one frame being assembled.
+ *
+ * Heartbeats (ZMTP 3.1's PING/PONG, as libzmq's ZMQ_HEARTBEAT_*): a PING is answered with a PONG; a PING
+ * carrying a TTL makes this side close the connection once nothing has arrived for that long (the peer
+ * asked to be dropped when it goes quiet: stopped, or the network between is down, which TCP alone
+ * notices only after many minutes). With `heartbeat` set, this side pings too and closes the connection
+ * when nothing arrives for `timeoutMs`.
  */
 import type net from 'node:net';
 import { appendGrowing } from '../append-growing.js';
@@ -49,7 +55,20 @@ export interface ZmtpPeerOptions {
   readonly maxParts: number;
   /** We connected (the gateway's link): the rest of our greeting goes as soon as the peer's signature is read. */
   readonly connecting?: boolean;
+  /** Ping every `intervalMs` once the handshake is done, asking the peer to close after `ttlMs` without traffic; close after `timeoutMs` without any. */
+  readonly heartbeat?: ZmtpHeartbeat;
 }
+
+export interface ZmtpHeartbeat {
+  readonly intervalMs: number;
+  readonly timeoutMs: number;
+  readonly ttlMs: number;
+}
+
+/** A peer's PING TTL is in tenths of a second (16 bits). */
+const TTL_UNIT_MS = 100;
+/** A TTL asked for by the peer is checked this many times within it. */
+const TTL_CHECKS = 4;
 
 export interface ZmtpPeerHandlers {
   /** The handshake is done: traffic may flow both ways. */
@@ -68,6 +87,8 @@ export interface ZmtpPeerHandlers {
    * ERR_ZMTP_MECHANISM_MISMATCH).
    */
   refused(why: string, mechanism?: boolean): void;
+  /** Nothing arrived for `ms` (our heartbeat timeout, or the TTL the peer asked for): the connection was closed. */
+  silent?(ms: number): void;
 }
 
 const enum State {
@@ -99,6 +120,12 @@ export class ZmtpPeer {
   private messageBytes = 0;
   private unreadReason: UnreadReason | null = null;
   private readonly timer: NodeJS.Timeout;
+  /** Something arrived since the silence watch last looked (one store per read: the hot path's only cost). */
+  private heard = false;
+  private silentMs = 0;
+  private watch: NodeJS.Timeout | null = null;
+  /** The TTL (ms) the peer's PINGs asked for, and being watched. */
+  private peerTtlMs = 0;
 
   constructor(
     private readonly socket: net.Socket,
@@ -122,6 +149,7 @@ export class ZmtpPeer {
 
   data(chunk: Buffer): void {
     if (this.state === State.Closed) return;
+    this.heard = true;
     if (this.skip > 0) {
       const n = Math.min(this.skip, chunk.length);
       this.skip -= n;
@@ -168,6 +196,38 @@ export class ZmtpPeer {
 
   close(): void {
     clearTimeout(this.timer);
+    if (this.watch !== null) clearInterval(this.watch);
+    this.watch = null;
+  }
+
+  /**
+   * Every `everyMs`: a PING if we send heartbeats, and the connection closed once nothing has arrived
+   * for `limitMs`. What arrived while this thread was busy (a long GC, a burst) is read before judging:
+   * the verdict waits one pass of the event loop's I/O (setImmediate runs after it).
+   */
+  private watchSilence(everyMs: number, limitMs: number, ping: Buffer | null): void {
+    if (this.watch !== null) clearInterval(this.watch);
+    this.heard = false;
+    this.silentMs = 0;
+    this.watch = setInterval(() => {
+      if (ping !== null && !this.socket.destroyed) this.socket.write(ping);
+      if (this.heard) {
+        this.heard = false;
+        this.silentMs = 0;
+        return;
+      }
+      this.silentMs += everyMs;
+      if (this.silentMs < limitMs) return;
+      setImmediate(() => {
+        if (this.heard || this.state === State.Closed) return;
+        this.close();
+        this.state = State.Closed;
+        this.need = Number.MAX_SAFE_INTEGER;
+        this.socket.destroy();
+        this.handlers.silent?.(this.silentMs);
+      });
+    }, everyMs);
+    this.watch.unref();
   }
 
   /** Parses frames from `buf`; returns where parsing stopped (sets `need`, or `skip` for a frame being skipped). */
@@ -279,10 +339,21 @@ export class ZmtpPeer {
       }
       this.state = State.Traffic;
       clearTimeout(this.timer);
+      const heartbeat = this.options.heartbeat;
+      if (heartbeat !== undefined && heartbeat.intervalMs > 0) {
+        const ttl = Math.min(0xffff, Math.floor(heartbeat.ttlMs / TTL_UNIT_MS));
+        this.watchSilence(heartbeat.intervalMs, heartbeat.timeoutMs, command('PING', Buffer.from([ttl >> 8, ttl & 0xff])));
+      }
       this.handlers.ready();
     } else if (name === 'PING' && this.state === State.Traffic) {
-      // Heartbeat (ZMTP 3.1 peers with ZMQ_HEARTBEAT_IVL): answered with its context.
+      // Heartbeat (ZMTP 3.1 peers with ZMQ_HEARTBEAT_IVL): answered with its context. Its TTL asks us to
+      // drop the connection once the peer goes quiet that long (watched unless we ping ourselves).
       this.socket.write(command('PONG', data.subarray(2)));
+      const ttlMs = data.length >= 2 ? data.readUInt16BE(0) * TTL_UNIT_MS : 0;
+      if (ttlMs > 0 && ttlMs !== this.peerTtlMs && this.options.heartbeat === undefined) {
+        this.peerTtlMs = ttlMs;
+        this.watchSilence(Math.ceil(ttlMs / TTL_CHECKS), ttlMs, null);
+      }
     } else if ((name === 'SUBSCRIBE' || name === 'CANCEL') && this.state === State.Traffic) {
       // ZMTP 3.1's form of a subscription: handed over as the 3.0 message it stands for.
       const message = Buffer.allocUnsafe(1 + data.length);

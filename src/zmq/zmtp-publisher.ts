@@ -38,6 +38,8 @@ export interface ZmtpPublisherHandlers {
   unread(reason: UnreadReason): void;
   /** A connection closed at the handshake: not a ZMTP 3 SUB/XSUB with NULL security, or a protocol break. */
   refused(address: string, why: string): void;
+  /** A gateway whose PINGs asked for a TTL went quiet that long (stopped, or unreachable): its connection was closed. */
+  silent(address: string, ms: number): void;
 }
 
 export interface ZmtpPublisherOptions {
@@ -148,6 +150,7 @@ export class ZmtpPublisher {
       message: (frames) => this.received(subscriber, frames[0]!),
       unread: (reason) => this.handlers.unread(reason),
       refused: (why) => this.handlers.refused(subscriber.address, why),
+      silent: (ms) => this.handlers.silent(subscriber.address, ms),
     });
     socket.on('data', (chunk: Buffer) => peer.data(chunk));
     socket.on('error', () => socket.destroy());

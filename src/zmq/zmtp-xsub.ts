@@ -18,7 +18,8 @@
  * - a link that fails is dialled again after 100 ms, doubling up to 2 s;
  * - socket events as libzmq reports them (`connect:delay`, `connect`, `close`, `connect:retry`,
  *   `handshake`, `handshake:error:protocol`, `disconnect`), which the link monitor reads to say why a
- *   link stays down.
+ *   link stays down;
+ * - heartbeats (ZMQ_HEARTBEAT_IVL / _TIMEOUT / _TTL), when configured.
  *
  * Bounded: a frame from an MPC over `maxFrameBytes` is skipped as it streams past (zmtp-peer.ts), as
  * is a message of more than one part (`unread`); what waits for an MPC is at most `maxQueuedBytes`,
@@ -26,7 +27,7 @@
  * the gateway resends unconfirmed ones).
  */
 import net from 'node:net';
-import { endOfTurn, FrameQueue, frameHeader, ZmtpPeer } from './zmtp-peer.js';
+import { endOfTurn, FrameQueue, frameHeader, ZmtpPeer, type ZmtpHeartbeat } from './zmtp-peer.js';
 
 /** A socket event, shaped as zeromq.js reports them (the fields the link monitor reads). */
 export interface LinkEvent {
@@ -49,6 +50,8 @@ export interface ZmtpXsubOptions {
   readonly maxFrameBytes: number;
   /** Bytes that may wait for one MPC (written to its socket and not yet sent, or waiting for its link). */
   readonly maxQueuedBytes: number;
+  /** PINGs on each link, which is closed (`disconnect`, then dialled again) when its MPC goes quiet; null: none. */
+  readonly heartbeat: ZmtpHeartbeat | null;
 }
 
 const RECONNECT_MS = 100;
@@ -169,7 +172,7 @@ export class ZmtpXsub {
     socket.on('connect', () => {
       connected = true;
       event('connect');
-      const peer = new ZmtpPeer(socket, { socketType: 'XSUB', peerTypes: ['XPUB', 'PUB'], maxFrameBytes: this.options.maxFrameBytes, maxParts: 1, connecting: true }, {
+      const peer = new ZmtpPeer(socket, { socketType: 'XSUB', peerTypes: ['XPUB', 'PUB'], maxFrameBytes: this.options.maxFrameBytes, maxParts: 1, connecting: true, ...(this.options.heartbeat === null ? {} : { heartbeat: this.options.heartbeat }) }, {
         ready: () => this.linkUp(link, event),
         message: (frames) => this.handlers.frame(frames[0]!),
         unread: () => this.handlers.unread(),

@@ -98,6 +98,7 @@ export interface MpcStats {
   linkFrames: number;
   publisherHandshakeFailures: number;
   gatewayHandshakeFailures: number;
+  gatewaysSilent: number;
   badGatewayFrames: number;
   sendQueueDrops: number;
   connections: Record<'publisher' | 'gateway', PortConnections> & Partial<Record<'http' | 'grpc' | 'admin', PortConnections>>;

@@ -66,7 +66,7 @@ export class Gateway {
     const curve = curveKeysOf(config);
     this.linkMonitor = new LinkMonitor(config.mpc.map((e) => `tcp://${e}`), this.log, { curve: curve !== null, warnAfterMs: config.mpcWarnMs });
     this.upstream = new Upstream(config.mpc, this.log, curve, config.upstreamHighWaterMark, (event) => this.linkMonitor.observe(event), config.zmtpLink,
-      () => this.fanOut.drops.bad_frames++);
+      () => this.fanOut.drops.bad_frames++, config.linkHeartbeatMs);
     this.routing = new Routing(this.upstream);
     this.history = new HistoryClient(this.upstream);
     this.fanOut = new FanOut(config, this.routing, this.history, (topic) => this.upstream.confirmed(topic), this.log);

@@ -205,7 +205,7 @@ function explain(cause: LinkCause, host: string, port: string, lookupError: stri
     case LinkCauses.CURVE_KEY_REFUSED:
       return "the MPC refused this gateway's CURVE key: add its public key to the MPC's --curve-allow-gateways file";
     case LinkCauses.HANDSHAKE:
-      return `connected, but the ZeroMQ handshake did not complete${state.handshakeError ? ` (${state.handshakeError.code})` : ''}: is ${at} the MPC's gateway port (tormq-mpc -p)?`;
+      return `connected, but the ZeroMQ handshake did not complete${state.handshakeError ? ` (${state.handshakeError.code})` : ''}: is ${at} the MPC's gateway port (tormq-mpc -p)?${state.handshakeError || state.since !== 'disconnect' ? '' : ' Or the MPC is stopped, hung or too busy to answer (the link had been up)'}`;
     default:
       return `no connection to ${at} yet, and libzmq reported nothing that tells why`;
   }
