@@ -67,8 +67,13 @@ export interface ZmtpHeartbeat {
 
 /** A peer's PING TTL is in tenths of a second (16 bits). */
 const TTL_UNIT_MS = 100;
-/** A TTL asked for by the peer is checked this many times within it. */
+/** A TTL asked for by the peer is checked this many times within it, but not more often than every MIN_WATCH_MS. */
 const TTL_CHECKS = 4;
+const MIN_WATCH_MS = 100;
+/** A PING's context is at most 16 bytes (ZMTP 3.1). */
+const MAX_PING_CONTEXT_BYTES = 16;
+/** PONGs are not written while this much waits in the socket (the peer is not reading them). */
+const MAX_PONG_BACKLOG_BYTES = 64 * 1024;
 
 export interface ZmtpPeerHandlers {
   /** The handshake is done: traffic may flow both ways. */
@@ -126,6 +131,8 @@ export class ZmtpPeer {
   private watch: NodeJS.Timeout | null = null;
   /** The TTL (ms) the peer's PINGs asked for, and being watched. */
   private peerTtlMs = 0;
+  /** The context of the last PING of the read being parsed, answered once it is parsed (see `pong`). */
+  private pongContext: Buffer | null = null;
 
   constructor(
     private readonly socket: net.Socket,
@@ -180,6 +187,18 @@ export class ZmtpPeer {
     const at = this.parse(buf);
     if (at < buf.length && !this.socket.destroyed) this.keep(buf.subarray(at));
     else this.keep(EMPTY);
+    if (this.pongContext !== null) this.pong();
+  }
+
+  /**
+   * One PONG for the PINGs of a read, and none while PONGs already wait in the socket: a peer that
+   * sends PINGs and never reads made every 11-byte PING a write held in memory (30 MB of PINGs grew
+   * the MPC by 1.2 GB, /tmp pingflood). A heartbeat needs only the latest answer.
+   */
+  private pong(): void {
+    const context = this.pongContext!;
+    this.pongContext = null;
+    if (this.state === State.Traffic && !this.socket.destroyed && this.socket.writableLength < MAX_PONG_BACKLOG_BYTES) this.socket.write(command('PONG', context));
   }
 
   /** Bytes of memory held for unparsed input (at most twice what is unparsed, or 4 KB). */
@@ -346,13 +365,13 @@ export class ZmtpPeer {
       }
       this.handlers.ready();
     } else if (name === 'PING' && this.state === State.Traffic) {
-      // Heartbeat (ZMTP 3.1 peers with ZMQ_HEARTBEAT_IVL): answered with its context. Its TTL asks us to
-      // drop the connection once the peer goes quiet that long (watched unless we ping ourselves).
-      this.socket.write(command('PONG', data.subarray(2)));
+      // Heartbeat (ZMTP 3.1 peers with ZMQ_HEARTBEAT_IVL): answered with its context (see `pong`). Its
+      // TTL asks us to drop the connection once the peer goes quiet that long (watched unless we ping).
+      this.pongContext = Buffer.from(data.subarray(2, 2 + MAX_PING_CONTEXT_BYTES));
       const ttlMs = data.length >= 2 ? data.readUInt16BE(0) * TTL_UNIT_MS : 0;
       if (ttlMs > 0 && ttlMs !== this.peerTtlMs && this.options.heartbeat === undefined) {
         this.peerTtlMs = ttlMs;
-        this.watchSilence(Math.ceil(ttlMs / TTL_CHECKS), ttlMs, null);
+        this.watchSilence(Math.max(MIN_WATCH_MS, Math.ceil(ttlMs / TTL_CHECKS)), ttlMs, null);
       }
     } else if ((name === 'SUBSCRIBE' || name === 'CANCEL') && this.state === State.Traffic) {
       // ZMTP 3.1's form of a subscription: handed over as the 3.0 message it stands for.

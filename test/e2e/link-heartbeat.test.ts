@@ -8,10 +8,11 @@
  * quiet but healthy link is never dropped; the MPC drops a stopped gateway after the TTL its PINGs
  * asked for, and a peer that never pings (an older gateway) is kept.
  */
-import { after, describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { Publisher } from '../../src/index.js';
-import { until } from '../helpers/probes.js';
+import { rssBytes, until } from '../helpers/probes.js';
 import { startGatewayProcess, startMpcProcess, type GatewayProcess, type MpcProcess, type Started } from '../helpers/processes.js';
 import { TestClient } from '../helpers/ws-client.js';
 import { commandFrame, greeting, parseFrames, rawConnect, readyCommand } from '../helpers/zmtp-raw.js';
@@ -87,6 +88,9 @@ describe('link heartbeats: a stopped MPC is marked down within seconds', () => {
 describe('link heartbeats: the MPC drops a gateway that went quiet past its TTL', () => {
   let mpc: MpcProcess;
   let gateway: GatewayProcess | undefined;
+  before(async () => {
+    mpc = await startMpcProcess();
+  });
   after(async () => {
     gateway?.child.kill('SIGCONT');
     await gateway?.stop();
@@ -94,7 +98,6 @@ describe('link heartbeats: the MPC drops a gateway that went quiet past its TTL'
   });
 
   test('a raw XSUB: PINGs with a TTL keep it; silence past the TTL closes it, counted and logged; no PINGs at all is not silence', async () => {
-    mpc = await startMpcProcess();
     const handshake = async () => {
       const peer = await rawConnect(mpc.gatewayPort);
       peer.write(Buffer.concat([greeting(), readyCommand('XSUB')]));
@@ -124,6 +127,32 @@ describe('link heartbeats: the MPC drops a gateway that went quiet past its TTL'
     await mpc.waitForLog((l) => typeof l.msg === 'string' && l.msg.startsWith('gateway link closed: nothing from the gateway'));
     assert.equal(neverPings.destroyed, false, 'a peer that never pinged (an older gateway) is kept');
     neverPings.destroy();
+  });
+
+  test('PINGs from a peer that never reads its PONGs: answered once per read and not past a backlog, on both ports', async () => {
+    // Every PING was answered with a write of its own, held in memory while the peer did not read:
+    // 30 MB of PINGs grew the MPC's RSS by 1.2 GB on either port (/tmp pingflood, the build before).
+    for (const [port, socketType] of [[mpc.gatewayPort, 'XSUB'], [mpc.publisherPort, 'PUB']] as const) {
+      const peer = await rawConnect(port);
+      peer.write(Buffer.concat([greeting(), readyCommand(socketType)]));
+      await until('READY from the MPC', () => parseFrames(peer.received).some((f) => f.command));
+      peer.pause();
+      const before = rssBytes(mpc.child.pid!);
+      const pings = Buffer.concat(Array.from({ length: 8192 }, () => commandFrame('PING', Buffer.from([0, 0]))));
+      let sent = 0;
+      while (sent < 20e6 && !peer.destroyed) {
+        if (!peer.write(pings)) await Promise.race([once(peer, 'drain'), sleep(2000)]);
+        sent += pings.length;
+      }
+      await sleep(500);
+      const grownMb = (rssBytes(mpc.child.pid!) - before) / 2 ** 20;
+      assert.ok(grownMb < 100, `${socketType} port: ${(sent / 1e6).toFixed(0)} MB of PINGs grew the MPC by ${grownMb.toFixed(0)} MB`);
+      peer.destroy();
+    }
+    await until('both connections closed at the MPC', async () => {
+      const stats = await mpc.stats();
+      return stats.connections.gateway.open + stats.connections.publisher.open === 0;
+    });
   });
 
   test('a real gateway, SIGSTOPped: dropped by the MPC, and linked again once it runs', async () => {
