@@ -145,6 +145,15 @@ export class ConnectionBudget {
     this.handshaking.delete(socket);
   }
 
+  /**
+   * `socket`, established, has begun something it must finish to count as established again (the
+   * next request on an HTTP keep-alive connection): among the first to go at the cap meanwhile, in
+   * order from now. Already so: unchanged (a trickle does not renew its place).
+   */
+  unsettled(socket: Socket): void {
+    if (this.sockets.has(socket) && !this.handshaking.has(socket)) this.handshaking.add(socket);
+  }
+
   /** For /stats: the limit is null while there is none. */
   stats(): { open: number; handshaking: number; limit: number | null; refused: number; shed: number } {
     return { open: this.sockets.size, handshaking: this.handshaking.size, limit: Number.isFinite(this.limit) ? this.limit : null, refused: this.refused, shed: this.shed };
@@ -168,13 +177,21 @@ export const HTTP_REQUEST_TIMEOUTS = { headersTimeout: 10_000, requestTimeout: 3
  * connections count too). A connection is in its handshake until its first request has been
  * answered, not merely asked: one that sends a request's headers and then its body a byte at a time
  * stays the first to go at the cap. When the headers were enough, 21 such connections (the MPC's HTTP
- * cap under `ulimit -n 256`) kept every new client out for as long as Node let them trickle.
+ * cap under `ulimit -n 256`) kept every new client out for as long as Node let them trickle. The same
+ * holds for every later request on a keep-alive connection.
  */
 export function budgetHttpServer(server: HttpServer, budget: ConnectionBudget): void {
+  const watched = new WeakSet<Socket>();
   server.on('connection', (socket: Socket) => budget.admit(socket));
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     // Over TLS the request's socket wraps the one accepted (its `_parent`, long-standing if undocumented).
     const socket = (req.socket as Socket & { _parent?: Socket })._parent ?? (req.socket as Socket);
     res.once('finish', () => budget.established(socket));
+    // Keep-alive: bytes after the first request begin another, which is in its handshake until it is
+    // answered too. Before, a connection answered once could trickle its next request for the whole
+    // request timeout without ever being shed, and do it again after one quick request.
+    if (watched.has(socket)) return;
+    watched.add(socket);
+    req.socket.on('data', () => budget.unsettled(socket));
   });
 }

@@ -313,6 +313,39 @@ describe('hostile input: idle TCP connections flooding the MPC\'s ports under ul
     }
   });
 
+  test('keep-alive connections answered once and then trickling their next request are handshakes again: shed at the cap, the port serves', async () => {
+    for (const socket of flood.splice(0)) socket.destroy();
+    await until('the earlier floods closed', async () => (await mpc.stats()).connections.http!.open === 0);
+    const { shed: shedBefore, refused: refusedBefore } = (await mpc.stats()).connections.http!;
+    // Before, a connection whose first request had been answered was established for good: 21 of these
+    // (the cap here) each trickling a second request held the port for Node's request timeout, and
+    // could start over with one quick request.
+    // Ten at a time, each batch's first requests answered before the next batch connects (at once, the
+    // 300 would shed one another before their first answers).
+    let answered = 0;
+    for (let batch = 0; batch < 30; batch++) {
+      await Promise.all(Array.from({ length: 10 }, () => new Promise<void>((resolve) => {
+        const socket = net.connect(mpc.httpPort!, '127.0.0.1');
+        socket.on('error', () => {});
+        socket.once('close', () => resolve());
+        socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
+        socket.once('data', () => {
+          answered++;
+          socket.write('POST /publish HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n[');
+          socket.resume();
+          resolve();
+        });
+        flood.push(socket);
+      })));
+    }
+    await until('trickling keep-alive connections shed at the cap', async () => (await mpc.stats()).connections.http!.shed >= shedBefore + 250);
+    const flooded = await mpc.http('/healthz', { signal: AbortSignal.timeout(5000) });
+    assert.equal(flooded.status, 200);
+    await flooded.body?.cancel();
+    assert.equal((await mpc.stats()).connections.http!.refused, refusedBefore, 'none refused');
+    assert.ok(answered >= 250, `${answered} first requests answered`);
+  });
+
   test(`a flood of the MPC's admin port is capped at ${ADMIN_MAX_CONNECTIONS}: it answers, and a new publisher is served`, async () => {
     for (const socket of flood.splice(0)) socket.destroy();
     for (let i = 0; i < 300; i++) {
