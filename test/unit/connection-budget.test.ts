@@ -41,4 +41,30 @@ describe('ConnectionBudget', () => {
     assert.equal(budget.admit(f!), true, 'a slot freed by a close');
     assert.deepEqual(budget.stats(), { open: 3, handshaking: 1, limit: 3, refused: 1, shed: 1 });
   });
+  test('an established connection that begins again (keep-alive\'s next request) is shed first again, in order from then; crowded at half the budget', () => {
+    const budget = new ConnectionBudget('http');
+    let crowdedCalls = 0;
+    budget.onCrowded = () => crowdedCalls++;
+    budget.limit = 4;
+    const [a, b, c, d, e] = [1, 2, 3, 4, 5].map(socket);
+    budget.admit(a!);
+    assert.equal(budget.crowded, false);
+    assert.equal(crowdedCalls, 0);
+    budget.admit(b!);
+    assert.equal(budget.crowded, true, 'half of 4');
+    assert.equal(crowdedCalls, 1);
+    for (const s of [a!, b!]) budget.established(s);
+    budget.admit(c!);
+    budget.established(c!);
+    budget.unsettled(b!);
+    budget.unsettled(a!);
+    budget.unsettled(b!); // a trickle does not renew its place
+    assert.deepEqual(budget.stats().handshaking, 2);
+    budget.admit(d!);
+    budget.admit(e!);
+    assert.deepEqual([a!.destroyed, b!.destroyed, c!.destroyed, d!.destroyed], [false, true, false, false], 'b began again first: the first to go');
+    assert.equal(crowdedCalls, 4);
+    budget.unsettled(socket(9)); // not admitted: ignored
+    assert.equal(budget.stats().handshaking, 3);
+  });
 });
