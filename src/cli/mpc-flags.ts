@@ -23,6 +23,7 @@ export const MPC_CLI_OPTIONS = defineOptions('a tormq-mpc', {
   plainPort: asFlag(MPC_OPTIONS.specs.plainPort, { flag: 'plain-port', arg: 'PORT' }),
   highWaterMark: asFlag(MPC_OPTIONS.specs.highWaterMark, { flag: 'hwm', arg: 'N' }),
   gatewayQueueBytes: asFlag(MPC_OPTIONS.specs.gatewayQueueBytes, { flag: 'gateway-queue-bytes', arg: 'N' }),
+  gatewayQueueTotalBytes: asFlag(MPC_OPTIONS.specs.gatewayQueueTotalBytes, { flag: 'gateway-queue-total-bytes', arg: 'N' }),
   maxMessageBytes: asFlag(MPC_OPTIONS.specs.maxMessageBytes, { flag: 'max-message-bytes', arg: 'N' }),
   zmtpReader: asFlag(MPC_OPTIONS.specs.zmtpReader, { flag: 'zmtp-reader', negatable: true, help: 'read the publisher port with libzmq\'s SUB instead of tormq\'s own ZMTP reader (CURVE always does)' }),
   zmtpLink: asFlag(MPC_OPTIONS.specs.zmtpLink, { flag: 'zmtp-link', negatable: true, help: 'serve the gateway port with libzmq\'s XPUB instead of tormq\'s own ZMTP link server (CURVE always does)' }),

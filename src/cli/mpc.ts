@@ -92,6 +92,11 @@ function logSilent(address: string, ms: number): void {
   if (line !== null) log.warn({ address, silentMs: ms, closedSinceLastLine: line.held }, 'gateway link closed: nothing from the gateway for the TTL its heartbeats asked for (stopped, hung or unreachable)');
 }
 
+function logOverTotal(address: string, limit: number): void {
+  const line = refusedThrottle('gateway over total');
+  if (line !== null) log.warn({ address, limitBytes: limit, closedSinceLastLine: line.held }, 'gateway link closed: all gateways together held more than --gateway-queue-total-bytes, this one the most (it is not reading what it asked for)');
+}
+
 /** Connections closed at a port's cap. */
 const logOverBudget = logConnectionsClosed(log, (port) => (port === 'admin' ? ADMIN_CAP
   : 'its share of the open-files limit less those in use at start less --fd-reserve'));
@@ -120,6 +125,7 @@ async function startAll(): Promise<{ mpc: Mpc; ingress: HttpIngress | null; grpc
     plainPort: flags.plainPort,
     highWaterMark: flags.highWaterMark,
     gatewayQueueBytes: flags.gatewayQueueBytes,
+    gatewayQueueTotalBytes: flags.gatewayQueueTotalBytes,
     maxMessageBytes: flags.maxMessageBytes,
     maxTopicLength: flags.maxTopicLength,
     historySize: flags.historySize,
@@ -136,6 +142,7 @@ async function startAll(): Promise<{ mpc: Mpc; ingress: HttpIngress | null; grpc
     onPublisherRefused: (address, why) => logRefused('publisher', address, why),
     onGatewayRefused: (address, why) => logRefused('gateway', address, why),
     onGatewaySilent: logSilent,
+    onGatewayOverTotal: logOverTotal,
     onConnectionRefused: logOverBudget,
     ingressPorts: [...(flags.httpPort === -1 ? [] : ['http' as const]), ...(flags.grpcPort === -1 ? [] : ['grpc' as const])],
   });

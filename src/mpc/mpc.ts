@@ -70,6 +70,11 @@ export const MPC_OPTIONS = defineOptions('an MPC', {
     check: int(64 * 1024),
     help: 'bytes the ZMTP link server queues for one gateway that reads too slowly before it drops frames to it (counted in sendQueueDrops; the gateway sees the offsets skip and repairs from history)',
   },
+  gatewayQueueTotalBytes: {
+    default: 256 * 1024 * 1024,
+    check: int(64 * 1024),
+    help: 'bytes the ZMTP link server queues for all gateways together; past it, the gateway connection holding the most is closed (a gateway reconnects and repairs from history), counted in gatewayQueue.cutOverTotal and logged',
+  },
   zmtpReader: {
     default: true,
     check: boolean,
@@ -127,6 +132,8 @@ export type MpcOptions = InputOf<typeof MPC_OPTIONS.specs> & {
   onGatewayRefused?: (address: string, why: string) => void;
   /** Called when the ZMTP link server closes a gateway connection that went quiet past the TTL its heartbeats asked for (a stopped or unreachable gateway). */
   onGatewaySilent?: (address: string, ms: number) => void;
+  /** Called when the ZMTP link server closes the gateway connection holding the most because all together held more than `gatewayQueueTotalBytes`. */
+  onGatewayOverTotal?: (address: string, limit: number) => void;
   /** Called when a connection to one of the MPC's ports is closed because its share of the connection budget is spent (`fdReserve`): the new one, or an older one still in its handshake (`shed`). */
   onConnectionRefused?: (port: string, address: string, limit: number, shed: boolean) => void;
   /** The publishing ports started beside the MPC (cli/mpc.ts), each given a share of the connection budget (`connectionBudget`). */
@@ -192,6 +199,8 @@ export interface MpcStats {
   badGatewayFrames: number;
   /** Frames not sent because a send queue was full: a gateway past its high-water mark (it repairs from history), or a SerialSender's queue (never expected). */
   sendQueueDrops: number;
+  /** The ZMTP link server's queues (null with libzmq's XPUB): bytes held for all gateways now, connections closed for that total, requests skipped from gateways with half their queue unread. */
+  gatewayQueue: { bytes: number; cutOverTotal: number; requestsSkipped: number } | null;
   /** History, and the full GCs run to give evicted history back (mpc/reclaim.ts). */
   history: ReturnType<StreamStore['stats']> & { reclaimCollections: number };
   /** gopusher presence (mpc/presence.ts). */
@@ -199,7 +208,7 @@ export interface MpcStats {
 }
 
 export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
-  const { onDrop, onPublisherRefused: _, onGatewayRefused: __, onGatewaySilent: ___, onConnectionRefused, ingressPorts = [], ...rest } = options;
+  const { onDrop, onPublisherRefused: _, onGatewayRefused: __, onGatewaySilent: ___, onGatewayOverTotal: ____, onConnectionRefused, ingressPorts = [], ...rest } = options;
   const config = MPC_OPTIONS.validate(rest);
   const instance = randomBytes(6).toString('base64url');
   const security = config.curve === undefined ? null : await curveServerOptions(config.curve);
@@ -228,7 +237,7 @@ export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
   let gatewaysSilent = 0;
   // Its handlers reach `control` (built on `link`, below), called only once gateways connect.
   const zmtpLink = gateways !== null ? null : new ZmtpPublisher(
-    { maxFrameBytes: MAX_GATEWAY_FRAME_BYTES, maxQueuedBytes: config.gatewayQueueBytes, keysOf: linkKeys, budget: gatewayBudget },
+    { maxFrameBytes: MAX_GATEWAY_FRAME_BYTES, maxQueuedBytes: config.gatewayQueueBytes, maxTotalQueuedBytes: config.gatewayQueueTotalBytes, keysOf: linkKeys, budget: gatewayBudget },
     {
       message: (frame) => control.handle(frame),
       unread: () => control.badRequests++,
@@ -240,6 +249,7 @@ export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
         gatewaysSilent++;
         options.onGatewaySilent?.(address, ms);
       },
+      overTotal: (address, limit) => options.onGatewayOverTotal?.(address, limit),
     },
   );
   const toGateways = gateways === null ? zmtpLink! : new SerialSender(gateways);
@@ -370,6 +380,7 @@ export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
       historyReplies: { ...control.historyReplies },
       badGatewayFrames: control.badRequests,
       sendQueueDrops: toGateways.dropped + (toPlain?.dropped ?? 0),
+      gatewayQueue: zmtpLink === null ? null : { bytes: zmtpLink.queuedBytes, cutOverTotal: zmtpLink.cutOverTotal, requestsSkipped: zmtpLink.requestsSkipped },
       history: { ...streams.stats(), reclaimCollections: reclaimer.collections },
       presence: presence.stats(),
     }),

@@ -47,7 +47,7 @@ export const LinkKind = {
 } as const;
 
 export const GATEWAY_ID_BYTES = 16;
-const REQUEST = 0x02;
+export const REQUEST = 0x02;
 const COLON = 0x3a;
 const PRESENCE = 0x03;
 /** Offset of the kind byte after a topic of `n` bytes: the topic and its 0x00 terminator. */

@@ -29,6 +29,7 @@
  */
 import net from 'node:net';
 import type { ConnectionBudget } from '../descriptors.js';
+import { REQUEST } from './gateway-link.js';
 import { endOfTurn, FrameQueue, frameHeader, listenOn, ZmtpPeer, type UnreadReason } from './zmtp-peer.js';
 
 export interface ZmtpPublisherHandlers {
@@ -40,6 +41,8 @@ export interface ZmtpPublisherHandlers {
   refused(address: string, why: string): void;
   /** A gateway whose PINGs asked for a TTL went quiet that long (stopped, or unreachable): its connection was closed. */
   silent(address: string, ms: number): void;
+  /** All gateways together held more than `limit` bytes: this one, holding the most, was closed. */
+  overTotal(address: string, limit: number): void;
 }
 
 export interface ZmtpPublisherOptions {
@@ -47,6 +50,8 @@ export interface ZmtpPublisherOptions {
   readonly maxFrameBytes: number;
   /** Bytes queued for one gateway past which frames to it are dropped (its high-water mark). */
   readonly maxQueuedBytes: number;
+  /** Bytes queued for all gateways together: past it, the connection holding the most is closed. */
+  readonly maxTotalQueuedBytes: number;
   /** The keys a frame travels under (at most two; `out` is reused); see zmq/gateway-link.ts. */
   readonly keysOf: (frame: Buffer, out: string[]) => number;
   /** Connections past this port's budget are closed as they are accepted (src/descriptors.ts). */
@@ -58,10 +63,14 @@ class Subscriber {
   readonly keys = new Set<string>();
   /** Frames waiting for this turn's write. */
   readonly queue = new FrameQueue();
+  /** Bytes counted for this gateway in ZmtpPublisher.queuedBytes (as of when they were last counted). */
+  counted = 0;
 
   constructor(
     readonly socket: net.Socket,
     readonly address: string,
+    /** A write to this gateway completed (its bytes left the socket buffer). */
+    readonly written: () => void,
   ) {}
 }
 
@@ -72,8 +81,17 @@ class Subscriber {
 const MAX_KEYS_PER_GATEWAY = 1 << 20;
 
 export class ZmtpPublisher {
-  /** Frames not sent to a gateway because its queue was full. */
+  /** Frames not sent to a gateway because its queue was full, or all gateways' queues were and its was above its share. */
   dropped = 0;
+  /** Gateway connections closed because all together held more than maxTotalQueuedBytes (see cutLargest). */
+  cutOverTotal = 0;
+  /** Requests not handed on because their gateway had half its queue unread (see `received`). */
+  requestsSkipped = 0;
+  /**
+   * Bytes queued for all gateways: each gateway's queue and socket buffer as last counted (when a
+   * frame is sent to it, and when its writes complete), so at most an overestimate.
+   */
+  queuedBytes = 0;
   private readonly server: net.Server;
   private readonly subscribers = new Set<Subscriber>();
   /** How many gateways hold each key. */
@@ -112,12 +130,16 @@ export class ZmtpPublisher {
       if (!matched) continue;
       header ??= frameHeader(frame.length);
       const bytes = header.length + frame.length;
-      if (subscriber.socket.writableLength + subscriber.queue.bytes + bytes > this.options.maxQueuedBytes) {
+      const held = this.recount(subscriber);
+      if (held + bytes > this.options.maxQueuedBytes) {
         this.dropped++;
         continue;
       }
       if (subscriber.queue.bytes === 0) this.toWrite.push(subscriber);
       subscriber.queue.add(frame, header);
+      subscriber.counted += bytes;
+      this.queuedBytes += bytes;
+      if (this.queuedBytes > this.options.maxTotalQueuedBytes) this.cutLargest();
     }
     if (this.toWrite.length > 0) this.flushAtEndOfTurn();
   }
@@ -128,20 +150,58 @@ export class ZmtpPublisher {
     return new Promise((resolve) => this.server.close(() => resolve()));
   }
 
-  /** One write per gateway for everything sent this turn. */
+  /**
+   * All gateways together hold more than maxTotalQueuedBytes: the connection holding the most is
+   * closed (its queue and socket buffer go with it; a real gateway reconnects and repairs from
+   * history). Each connection may hold maxQueuedBytes and up to 256 may be open: peers on the gateway
+   * port asking for history pages (4 MB answers to 100-byte requests) and never reading held 32 MB a
+   * connection; 20 of them grew the MPC by 675 MB (/tmp historyflood.mjs).
+   */
+  private cutLargest(): void {
+    let largest: Subscriber | null = null;
+    for (const subscriber of this.subscribers) {
+      this.recount(subscriber);
+      if (largest === null || subscriber.counted > largest.counted) largest = subscriber;
+    }
+    if (largest === null || this.queuedBytes <= this.options.maxTotalQueuedBytes) return;
+    this.cutOverTotal++;
+    this.subscribers.delete(largest);
+    this.forget(largest);
+    largest.socket.destroy();
+    this.handlers.overTotal(largest.address, this.options.maxTotalQueuedBytes);
+  }
+
+  /** `subscriber` is gone (closed, or cut): what it held and its keys. */
+  private forget(subscriber: Subscriber): void {
+    subscriber.queue.clear();
+    this.queuedBytes -= subscriber.counted;
+    subscriber.counted = 0;
+    for (const key of subscriber.keys) this.release(key);
+    subscriber.keys.clear();
+  }
+
+  /** What `subscriber` holds now (queue and socket buffer), brought up to date in queuedBytes. */
+  private recount(subscriber: Subscriber): number {
+    const held = subscriber.socket.writableLength + subscriber.queue.bytes;
+    this.queuedBytes += held - subscriber.counted;
+    subscriber.counted = held;
+    return held;
+  }
+
+  /** One write per gateway for everything sent this turn; counted again once written. */
   private readonly flushAtEndOfTurn = endOfTurn(() => {
     const subscribers = this.toWrite;
     for (let i = 0; i < subscribers.length; i++) {
       const subscriber = subscribers[i]!;
       const bytes = subscriber.queue.take();
-      if (!subscriber.socket.destroyed) subscriber.socket.write(bytes);
+      if (!subscriber.socket.destroyed) subscriber.socket.write(bytes, subscriber.written);
     }
     subscribers.length = 0;
   });
 
   private accept(socket: net.Socket): void {
     if (this.options.budget !== undefined && !this.options.budget.admit(socket)) return;
-    const subscriber = new Subscriber(socket, `${socket.remoteAddress}:${socket.remotePort}`);
+    const subscriber: Subscriber = new Subscriber(socket, `${socket.remoteAddress}:${socket.remotePort}`, () => this.recount(subscriber));
     this.subscribers.add(subscriber);
     // Frames are written as soon as they are sent: Nagle would hold a lone message back.
     socket.setNoDelay(true);
@@ -156,10 +216,7 @@ export class ZmtpPublisher {
     socket.on('error', () => socket.destroy());
     socket.on('close', () => {
       peer.close();
-      this.subscribers.delete(subscriber);
-      subscriber.queue.clear();
-      for (const key of subscriber.keys) this.release(key);
-      subscriber.keys.clear();
+      if (this.subscribers.delete(subscriber)) this.forget(subscriber);
     });
   }
 
@@ -179,6 +236,11 @@ export class ZmtpPublisher {
     } else if (type === 0) {
       const key = frame.toString('latin1', 1);
       if (subscriber.keys.delete(key)) this.release(key);
+    } else if (type === REQUEST && this.recount(subscriber) * 2 >= this.options.maxQueuedBytes) {
+      // A gateway with half its queue unread gets no more answers until it reads: an answer is up to
+      // 4 MB of history copied for a request of 100 bytes, and would only be dropped. A real gateway
+      // asks again after its request timeout (2 s).
+      this.requestsSkipped++;
     } else {
       this.handlers.message(frame);
     }

@@ -17,11 +17,16 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { once } from 'node:events';
 import { Publisher, XSubscriber, curveKeyPair } from 'zeromq';
+import { randomBytes } from 'node:crypto';
+import { encodeRequest, privateSubscription } from '../../src/zmq/gateway-link.js';
+import { until } from '../helpers/probes.js';
 import { startGatewayProcess, startMpcProcess, type GatewayProcess, type MpcProcess } from '../helpers/processes.js';
 import { TestClient } from '../helpers/ws-client.js';
 import { commandFrame, cutAtEveryStage, greeting, message, parseFrames, rawConnect, readyCommand, wrongPeers, type RawPeer } from '../helpers/zmtp-raw.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+/** --gateway-queue-total-bytes of the first MPC below (its --gateway-queue-bytes is 1 MB). */
+const TOTAL_QUEUE_BYTES = 3 * 1024 * 1024;
 
 /** Stream frame kinds of the link (src/zmq/gateway-link.ts). */
 const MESSAGE = 1;
@@ -68,7 +73,7 @@ describe('the MPC\'s ZMTP link server under raw and hostile gateways', () => {
   };
 
   before(async () => {
-    mpc = await startMpcProcess(undefined, ['--gateway-queue-bytes', String(1024 * 1024)]);
+    mpc = await startMpcProcess(undefined, ['--gateway-queue-bytes', String(1024 * 1024), '--gateway-queue-total-bytes', String(TOTAL_QUEUE_BYTES)]);
     gateway = await startGatewayProcess(mpc.gatewayPort);
     client = await TestClient.connect(gateway.url);
     await client.subscribe('zl:x');
@@ -177,6 +182,49 @@ describe('the MPC\'s ZMTP link server under raw and hostile gateways', () => {
     assert.ok(drops > 0, `frames to the stalled gateway were dropped and counted (${drops})`);
     stalled.destroy();
     await stillDelivers();
+  });
+
+  test('peers asking for history and never reading: no answers once half their queue is unread, all together held to --gateway-queue-total-bytes by closing the one holding the most; the real gateway is served', async () => {
+    // Before, each connection held --gateway-queue-bytes of 4 MB history pages asked for with 100-byte
+    // requests, every request was answered (and the answer dropped) however full its queue: 20
+    // connections grew the MPC by 675-712 MB with the default 32 MB (/tmp historyflood.mjs).
+    for (let i = 0; i < 50; i++) await publish('zl:h', `h-${i}-${'y'.repeat(10_000)}`);
+    await until('the MPC holds the 50 messages', async () => (await mpc.stats()).history.messages >= 50);
+    const before = (await mpc.stats()).gatewayQueue!;
+    const peers: Array<{ peer: RawPeer; ask: (n: number) => Buffer }> = [];
+    for (let c = 0; c < 8; c++) {
+      const peer = await rawXsub(mpc.gatewayPort);
+      const id = randomBytes(16);
+      const request = (n: number, epoch: string, limit: number) => message([encodeRequest({ type: 'history', id: n, reply: id.toString('base64url'), topic: 'zl:h', epoch, after: 0, limit })]);
+      peer.write(message([privateSubscription(id, true)]));
+      await sleep(20);
+      peer.write(request(0, '', 1)); // answered with the stream's epoch
+      let epoch = '';
+      await waitFor(peer, () => {
+        epoch = /"epoch":"([^"]+)"/.exec(Buffer.concat(peer.received).toString('latin1'))?.[1] ?? '';
+        return epoch !== '';
+      }, 'no epoch in the first answer');
+      peer.pause(); // never reads again
+      peer.ended.catch(() => {}); // closed by the MPC (a reset, as it never read): expected
+      peers.push({ peer, ask: (n) => request(n, epoch, 1000) });
+    }
+    // Pages of 500 KB, asked for a few at a time: the kernel's socket buffers fill first, then the MPC's.
+    let asked = 0;
+    const done = async () => {
+      const queue = (await mpc.stats()).gatewayQueue!;
+      return queue.requestsSkipped > before.requestsSkipped && queue.cutOverTotal > before.cutOverTotal;
+    };
+    for (let round = 0; round < 200 && !(round % 10 === 9 && (await done())); round++) {
+      for (const { peer, ask } of peers) if (!peer.destroyed) for (let i = 0; i < 3; i++) peer.write(ask(++asked));
+      await sleep(20);
+    }
+    assert.ok(await done(), JSON.stringify((await mpc.stats()).gatewayQueue));
+    const queue = (await mpc.stats()).gatewayQueue!;
+    assert.ok(queue.bytes <= TOTAL_QUEUE_BYTES, `${queue.bytes} bytes held for all gateways`);
+    await mpc.waitForLog((l) => typeof l.msg === 'string' && l.msg.startsWith('gateway link closed: all gateways together'));
+    for (const { peer } of peers) peer.destroy();
+    await stillDelivers();
+    assert.equal(gateway.logs.filter((l) => l.msg === 'MPC link down; reconnecting').length, 0, 'the real gateway was never the one closed');
   });
 });
 

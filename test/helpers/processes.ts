@@ -101,6 +101,7 @@ export interface MpcStats {
   gatewaysSilent: number;
   badGatewayFrames: number;
   sendQueueDrops: number;
+  gatewayQueue: { bytes: number; cutOverTotal: number; requestsSkipped: number } | null;
   connections: Record<'publisher' | 'gateway', PortConnections> & Partial<Record<'http' | 'grpc' | 'admin', PortConnections>>;
   history: { streams: number; messages: number; bytes: number; evictedMessages: number; forgottenStreams: number };
 }
