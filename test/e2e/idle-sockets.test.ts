@@ -122,6 +122,9 @@ describe(`hostile input: ${IDLE} idle TCP connections against a gateway with uli
       assert.ok(during.open <= ADMIN_MAX_CONNECTIONS && during.limit === ADMIN_MAX_CONNECTIONS, JSON.stringify(during));
       assert.equal(during.refused, 0, 'idle ones made room for every request');
       assert.equal((await sys.gateway.admin('/healthz')).status, 200);
+      const metrics = await metricsText(sys.gateway);
+      assert.ok(metricValue(metrics, 'tormq_admin_connections_shed_total')! >= IDLE - ADMIN_MAX_CONNECTIONS, 'the shed in /metrics too');
+      assert.equal(metricValue(metrics, 'tormq_admin_connections_refused_total'), 0);
       await sys.gateway.waitForLog((line) => typeof line.msg === 'string' && line.msg.startsWith('admin port:') && line.msg.includes('to make room'));
       const newcomer = await sys.connect();
       await newcomer.subscribe('bystander');

@@ -77,7 +77,7 @@ export class Gateway {
     this.pool = new WorkerPool(config, this.log, this.routing, this.history, config.tlsCert === '' ? null : readTlsFiles(config.tlsCert, config.tlsKey));
     this.stallWatch = new StallWatch(this.pool.slots, config.workerStallMs, this.log);
     this.routing.sizeChanged = (size) => (this.pool.socketCounts.routedTopics = size);
-    this.metrics = createMetrics(this.pool, this.fanOut, this.upstream, this.routing, this.history);
+    this.metrics = createMetrics(this.pool, this.fanOut, this.upstream, this.routing, this.history, this.adminConnections);
     this.presence = new GatewayPresence((frame) => this.upstream.send(frame), this.upstream.idText, config.presenceHeartbeatMs, () => ({
       clients: this.pool.slots.reduce((n, slot) => n + slot.stats[WorkerStat.connections]!, 0),
       workers: this.pool.slots.filter((slot) => slot.up).length,

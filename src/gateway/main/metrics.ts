@@ -4,6 +4,7 @@
  * Nothing on the hot path touches prom-client.
  */
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import type { ConnectionBudget } from '../../descriptors.js';
 import { LOOP_DELAY_RESOLUTION_MS } from '../../loop-delay.js';
 import { LATENCY_BOUNDS, LATENCY_METRIC, LatencyStat, WORKER_COUNTERS, WorkerStat } from '../shared/counters.js';
 import { PUBLISH_DROP_REASONS, type FanOut } from './fan-out.js';
@@ -38,9 +39,11 @@ export const GATEWAY_METRICS = [
   { metric: 'tormq_upstream_subscribe_retries_total', type: 'counter', help: 'Subscriptions sent again because the MPC did not confirm them in time' },
   { metric: 'tormq_history_requests_total', type: 'counter', help: 'History requests sent to the MPC (gap repairs and client recoveries; pages count one each)' },
   { metric: 'tormq_history_failures_total', type: 'counter', help: 'History requests no MPC answered in time' },
+  { metric: 'tormq_admin_connections_refused_total', type: 'counter', help: 'Connections to the admin port closed as they were accepted: its cap was reached with every connection answered (src/admin-server.ts)' },
+  { metric: 'tormq_admin_connections_shed_total', type: 'counter', help: 'Connections to the admin port not yet answered, closed at its cap to make room for a new one' },
 ] as const;
 
-export function createMetrics(pool: WorkerPool, fanOut: FanOut, upstream: Upstream, routing: Routing, history: HistoryClient): Registry {
+export function createMetrics(pool: WorkerPool, fanOut: FanOut, upstream: Upstream, routing: Routing, history: HistoryClient, admin: ConnectionBudget): Registry {
   const registry = new Registry();
   // prom-client's names already start with process_ or nodejs_: prefixed, tormq_process_resident_memory_bytes.
   collectDefaultMetrics({ register: registry, prefix: 'tormq_', eventLoopMonitoringPrecision: LOOP_DELAY_RESOLUTION_MS });
@@ -152,6 +155,8 @@ export function createMetrics(pool: WorkerPool, fanOut: FanOut, upstream: Upstre
   counter('tormq_upstream_subscribe_retries_total', () => upstream.subscribeRetries);
   counter('tormq_history_requests_total', () => history.requests);
   counter('tormq_history_failures_total', () => history.failures);
+  counter('tormq_admin_connections_refused_total', () => admin.refused);
+  counter('tormq_admin_connections_shed_total', () => admin.shed);
 
   // The latency histogram's buckets are filled by the workers in shared memory: expose them as-is.
   registry.registerMetric({
