@@ -87,9 +87,9 @@ function logRefused(role: 'publisher' | 'gateway', address: string, why: string)
   if (line !== null) log.warn({ address, why, refusedSinceLastLine: line.held }, `${role} connection refused at the ZMTP handshake`);
 }
 
-function logSilent(address: string, ms: number): void {
-  const line = refusedThrottle('gateway silent');
-  if (line !== null) log.warn({ address, silentMs: ms, closedSinceLastLine: line.held }, 'gateway link closed: nothing from the gateway for the TTL its heartbeats asked for (stopped, hung or unreachable)');
+function logSilent(role: 'publisher' | 'gateway', address: string, ms: number): void {
+  const line = refusedThrottle(`${role} silent`);
+  if (line !== null) log.warn({ address, silentMs: ms, closedSinceLastLine: line.held }, `${role} connection closed: nothing from it for the TTL its heartbeats asked for (stopped, hung or unreachable)`);
 }
 
 function logOverTotal(address: string, limit: number): void {
@@ -141,7 +141,7 @@ async function startAll(): Promise<{ mpc: Mpc; ingress: HttpIngress | null; grpc
     onDrop: logDrop,
     onPublisherRefused: (address, why) => logRefused('publisher', address, why),
     onGatewayRefused: (address, why) => logRefused('gateway', address, why),
-    onGatewaySilent: logSilent,
+    onPeerSilent: logSilent,
     onGatewayOverTotal: logOverTotal,
     onConnectionRefused: logOverBudget,
     ingressPorts: [...(flags.httpPort === -1 ? [] : ['http' as const]), ...(flags.grpcPort === -1 ? [] : ['grpc' as const])],

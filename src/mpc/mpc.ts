@@ -130,8 +130,8 @@ export type MpcOptions = InputOf<typeof MPC_OPTIONS.specs> & {
   onPublisherRefused?: (address: string, why: string) => void;
   /** Called when the ZMTP link server closes a gateway connection at the handshake (e.g. a CURVE gateway on a plain port). */
   onGatewayRefused?: (address: string, why: string) => void;
-  /** Called when the ZMTP link server closes a gateway connection that went quiet past the TTL its heartbeats asked for (a stopped or unreachable gateway). */
-  onGatewaySilent?: (address: string, ms: number) => void;
+  /** Called when tormq's ZMTP code closes a publisher or gateway connection that went quiet past the TTL its heartbeats asked for (a stopped or unreachable peer). */
+  onPeerSilent?: (port: 'publisher' | 'gateway', address: string, ms: number) => void;
   /** Called when the ZMTP link server closes the gateway connection holding the most because all together held more than `gatewayQueueTotalBytes`. */
   onGatewayOverTotal?: (address: string, limit: number) => void;
   /** Called when a connection to one of the MPC's ports is closed because its share of the connection budget is spent (`fdReserve`): the new one, or an older one still in its handshake (`shed`). */
@@ -189,8 +189,8 @@ export interface MpcStats {
   publisherHandshakeFailures: number;
   /** Gateway connections closed at the handshake by the ZMTP link server (not a plain ZMTP 3 SUB/XSUB). */
   gatewayHandshakeFailures: number;
-  /** Gateway connections closed because the gateway went quiet past its heartbeat TTL (tormq's own link server; libzmq's drops them unseen). */
-  gatewaysSilent: number;
+  /** Connections closed because the peer went quiet past its heartbeat TTL (tormq's own ZMTP code; libzmq's sockets drop them unseen). */
+  silentPeers: { publisher: number; gateway: number };
   /** Connections on the publisher and gateway ports (and the ingress ports) now, their caps (null: none, not Linux or libzmq's endpoints) and those closed at them. */
   connections: Record<'publisher' | 'gateway', ReturnType<ConnectionBudget['stats']>> & Partial<Record<IngressPort, ReturnType<ConnectionBudget['stats']>>>;
   publishDrops: Record<PublishDropReason, number>;
@@ -208,7 +208,7 @@ export interface MpcStats {
 }
 
 export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
-  const { onDrop, onPublisherRefused: _, onGatewayRefused: __, onGatewaySilent: ___, onGatewayOverTotal: ____, onConnectionRefused, ingressPorts = [], ...rest } = options;
+  const { onDrop, onPublisherRefused: _, onGatewayRefused: __, onPeerSilent: ___, onGatewayOverTotal: ____, onConnectionRefused, ingressPorts = [], ...rest } = options;
   const config = MPC_OPTIONS.validate(rest);
   const instance = randomBytes(6).toString('base64url');
   const security = config.curve === undefined ? null : await curveServerOptions(config.curve);
@@ -234,7 +234,11 @@ export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
   const gatewayBudget = new ConnectionBudget('gateway', onConnectionRefused);
   const ingressBudgets = new Map(ingressPorts.map((port) => [port, new ConnectionBudget(port, onConnectionRefused)]));
   let gatewayHandshakeFailures = 0;
-  let gatewaysSilent = 0;
+  const silentPeers = { publisher: 0, gateway: 0 };
+  const silent = (port: 'publisher' | 'gateway') => (address: string, ms: number) => {
+    silentPeers[port]++;
+    options.onPeerSilent?.(port, address, ms);
+  };
   // Its handlers reach `control` (built on `link`, below), called only once gateways connect.
   const zmtpLink = gateways !== null ? null : new ZmtpPublisher(
     { maxFrameBytes: MAX_GATEWAY_FRAME_BYTES, maxQueuedBytes: config.gatewayQueueBytes, maxTotalQueuedBytes: config.gatewayQueueTotalBytes, keysOf: linkKeys, budget: gatewayBudget },
@@ -245,10 +249,7 @@ export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
         gatewayHandshakeFailures++;
         options.onGatewayRefused?.(address, why);
       },
-      silent: (address, ms) => {
-        gatewaysSilent++;
-        options.onGatewaySilent?.(address, ms);
-      },
+      silent: silent('gateway'),
       overTotal: (address, limit) => options.onGatewayOverTotal?.(address, limit),
     },
   );
@@ -287,6 +288,7 @@ export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
         publisherHandshakeFailures++;
         options.onPublisherRefused?.(address, why);
       },
+      silent: silent('publisher'),
     },
   );
   const sockets = [...(publishers ? [publishers] : []), ...(gateways ? [gateways] : []), ...(plain ? [plain] : [])];
@@ -369,7 +371,7 @@ export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
       linkFrames: link.framesSent,
       publisherHandshakeFailures,
       gatewayHandshakeFailures,
-      gatewaysSilent,
+      silentPeers: { ...silentPeers },
       connections: {
         publisher: publisherBudget.stats(),
         gateway: gatewayBudget.stats(),

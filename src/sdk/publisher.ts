@@ -16,6 +16,7 @@ import { zeromq } from '../zmq/zeromq.js';
 import { ErrorCodes, TormqError } from '../errors.js';
 import { curveClientOptions, isCurveKey, type CurveClientKeys } from '../zmq/curve.js';
 import { tcpEndpoint } from '../zmq/endpoint.js';
+import { heartbeatEvery, libzmqHeartbeat } from '../zmq/zmtp-peer.js';
 import { rootOf, topicError } from '../protocol/topic.js';
 
 /**
@@ -39,6 +40,14 @@ export interface PublisherOptions {
    * A refused key connects nowhere: nothing is delivered and `ready()` times out.
    */
   curve?: CurveClientKeys;
+  /**
+   * ZMTP heartbeat to the MPC, in ms (0: off). Default 1000: a connection whose MPC is silent for 5 s
+   * (stopped, hung, its host gone) is closed and dialled again, where TCP would go on writing into a
+   * dead connection for many minutes; what is sent meanwhile waits in ZeroMQ's queue (up to
+   * `sendHighWaterMark`) and leaves once an MPC answers. The MPC drops this publisher once it has been
+   * silent for 10 s, instead of holding its connection for as long as TCP would.
+   */
+  heartbeatMs?: number;
 }
 
 export interface ReadyOptions {
@@ -92,10 +101,13 @@ export class Publisher {
     if (curve !== undefined && !(isCurveKey(curve.serverKey) && isCurveKey(curve.publicKey) && isCurveKey(curve.secretKey))) {
       throw new TypeError('options.curve must be { serverKey, publicKey, secretKey }, each a 40-character Z85 key');
     }
+    const heartbeatMs = options.heartbeatMs ?? 1000;
+    if (!Number.isInteger(heartbeatMs) || heartbeatMs < 0 || heartbeatMs > 60_000) throw new RangeError('options.heartbeatMs must be an integer from 0 to 60000');
     this.socket = new (zeromq().XPublisher)({
       sendHighWaterMark,
       linger: 1000,
       receiveTimeout: SUBSCRIPTION_READ_MS,
+      ...libzmqHeartbeat(heartbeatEvery(heartbeatMs)),
       ...(curve === undefined ? {} : curveClientOptions(curve)),
     });
     this.socket.connect(this.endpoint);

@@ -65,6 +65,21 @@ export interface ZmtpHeartbeat {
   readonly ttlMs: number;
 }
 
+/** A link with nothing from its peer for this many heartbeat intervals is closed (libzmq's ZMQ_HEARTBEAT_TIMEOUT). */
+const HEARTBEAT_TIMEOUT_INTERVALS = 5;
+/** The peer drops us after this many intervals without a word (ZMQ_HEARTBEAT_TTL, sent in each PING). */
+const HEARTBEAT_TTL_INTERVALS = 10;
+
+/** tormq's heartbeat for a PING every `intervalMs` (null: off), for its ZMTP code and libzmq's sockets alike. */
+export function heartbeatEvery(intervalMs: number): ZmtpHeartbeat | null {
+  return intervalMs > 0 ? { intervalMs, timeoutMs: HEARTBEAT_TIMEOUT_INTERVALS * intervalMs, ttlMs: HEARTBEAT_TTL_INTERVALS * intervalMs } : null;
+}
+
+/** libzmq's socket options for `heartbeat` (none when null). */
+export function libzmqHeartbeat(heartbeat: ZmtpHeartbeat | null): { heartbeatInterval?: number; heartbeatTimeout?: number; heartbeatTimeToLive?: number } {
+  return heartbeat === null ? {} : { heartbeatInterval: heartbeat.intervalMs, heartbeatTimeout: heartbeat.timeoutMs, heartbeatTimeToLive: heartbeat.ttlMs };
+}
+
 /** A peer's PING TTL is in tenths of a second (16 bits). */
 const TTL_UNIT_MS = 100;
 /** A TTL asked for by the peer is checked this many times within it, but not more often than every MIN_WATCH_MS. */

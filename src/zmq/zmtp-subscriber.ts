@@ -33,6 +33,8 @@ export interface ZmtpSubscriberHandlers {
   dry(): void;
   /** A connection closed because it is not a ZMTP 3 PUB with NULL security, or broke the protocol. */
   refused(address: string, why: string): void;
+  /** A publisher whose PINGs asked for a TTL went quiet that long (stopped, or unreachable): its connection was closed. */
+  silent(address: string, ms: number): void;
 }
 
 export interface ZmtpSubscriberOptions {
@@ -60,6 +62,7 @@ export class ZmtpSubscriber {
         message: handlers.message,
         unread: handlers.unread,
         refused: (why) => handlers.refused(address, why),
+        silent: (ms) => handlers.silent(address, ms),
       });
       this.connections.add(socket);
       socket.on('data', (chunk: Buffer) => {

@@ -6,10 +6,12 @@
  * implementations (libzmq's XSUB / tormq's ZMTP client in the gateway, tormq's ZMTP XPUB / libzmq's in
  * the MPC): the link is marked down within seconds, comes back after SIGCONT, and delivers again; a
  * quiet but healthy link is never dropped; the MPC drops a stopped gateway after the TTL its PINGs
- * asked for, and a peer that never pings (an older gateway) is kept.
+ * asked for, and a peer that never pings (an older gateway) is kept. The SDK's publishers ping too: the
+ * MPC drops a stopped publisher, and a publisher's reconnect after its MPC went quiet loses nothing.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { Publisher } from '../../src/index.js';
 import { rssBytes, until } from '../helpers/probes.js';
@@ -123,8 +125,8 @@ describe('link heartbeats: the MPC drops a gateway that went quiet past its TTL'
     await pinging.ended;
     const quietMs = Date.now() - lastPingAt;
     assert.ok(quietMs >= 300, `closed ${quietMs} ms after the last PING: not before its TTL`);
-    assert.equal((await mpc.stats()).gatewaysSilent, 1);
-    await mpc.waitForLog((l) => typeof l.msg === 'string' && l.msg.startsWith('gateway link closed: nothing from the gateway'));
+    assert.equal((await mpc.stats()).silentPeers.gateway, 1);
+    await mpc.waitForLog((l) => typeof l.msg === 'string' && l.msg.startsWith('gateway connection closed: nothing from it'));
     assert.equal(neverPings.destroyed, false, 'a peer that never pinged (an older gateway) is kept');
     neverPings.destroy();
   });
@@ -156,12 +158,12 @@ describe('link heartbeats: the MPC drops a gateway that went quiet past its TTL'
   });
 
   test('a real gateway, SIGSTOPped: dropped by the MPC, and linked again once it runs', async () => {
-    const silentBefore = (await mpc.stats()).gatewaysSilent;
+    const silentBefore = (await mpc.stats()).silentPeers.gateway;
     gateway = await startGatewayProcess(mpc.gatewayPort, [...HEARTBEAT, '--workers', '1']);
     // The TTL comes with the gateway's first PING, an interval after the handshake.
     await sleep(500);
     await whileStopped(gateway, async () => {
-      await until('the MPC drops the stopped gateway', async () => (await mpc.stats()).gatewaysSilent === silentBefore + 1, 10_000);
+      await until('the MPC drops the stopped gateway', async () => (await mpc.stats()).silentPeers.gateway === silentBefore + 1, 10_000);
       assert.equal((await mpc.stats()).connections.gateway.open, 0, 'its connection is closed');
     });
     await until('the gateway linked again', () => count(gateway!, 'MPC link up') === 2, 15_000);
@@ -219,5 +221,57 @@ describe('link heartbeats: two MPCs, one stopped', () => {
       await client.close();
       await publisher.close();
     }
+  });
+});
+
+describe('heartbeats on the publisher port: the SDK publisher', () => {
+  let mpc: MpcProcess;
+  let child: ChildProcess | undefined;
+  after(async () => {
+    mpc?.child.kill('SIGCONT');
+    child?.kill('SIGKILL');
+    await mpc?.stop();
+  });
+
+  test('an MPC stopped under a publisher: the heartbeat drops the link and dials again, and what was sent meanwhile arrives after SIGCONT', async () => {
+    // The heartbeat ends a connection whose MPC went quiet (a host gone: TCP would keep writing into it
+    // for many minutes); libzmq keeps the publisher's queue across the reconnect, so nothing sent in
+    // the meantime is lost to it (up to the send high-water mark).
+    mpc = await startMpcProcess();
+    const publisher = new Publisher('127.0.0.1', mpc.publisherPort, { heartbeatMs: 100 });
+    try {
+      await publisher.ready({ timeoutMs: 10_000 });
+      const before = (await mpc.stats()).messagesIn;
+      const openBefore = (await mpc.stats()).connections.publisher.open;
+      await whileStopped(mpc, async () => {
+        for (let i = 0; i < 20; i++) {
+          await publisher.send('pub:x', i);
+          await sleep(100); // 2 s in all: past the 500 ms heartbeat timeout
+        }
+      });
+      await until('the 20 sent while the MPC was stopped arrived', async () => (await mpc.stats()).messagesIn === before + 20, 15_000);
+      assert.equal((await mpc.stats()).connections.publisher.open, openBefore, 'one connection: the stale one closed, the new one open');
+    } finally {
+      await publisher.close();
+    }
+  });
+
+  test('a publisher process stopped: the MPC closes its connection after the TTL, counted and logged', async () => {
+    const silentBefore = (await mpc.stats()).silentPeers.publisher;
+    const index = new URL('../../src/index.js', import.meta.url).href;
+    child = spawn(process.execPath, ['--input-type=module', '-e', `
+      import { Publisher } from ${JSON.stringify(index)};
+      const publisher = new Publisher('127.0.0.1', ${mpc.publisherPort}, { heartbeatMs: 100 });
+      await publisher.ready({ timeoutMs: 10000 });
+      console.log('ready');
+      setInterval(() => {}, 1000);
+    `], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await once(child.stdout!, 'data');
+    const openBefore = (await mpc.stats()).connections.publisher.open;
+    await sleep(300); // a PING or two carry the TTL
+    child.kill('SIGSTOP');
+    await until('the MPC drops the stopped publisher', async () => (await mpc.stats()).silentPeers.publisher === silentBefore + 1, 10_000);
+    assert.equal((await mpc.stats()).connections.publisher.open, openBefore - 1);
+    await mpc.waitForLog((l) => typeof l.msg === 'string' && l.msg.startsWith('publisher connection closed: nothing from it'));
   });
 });

@@ -98,7 +98,7 @@ export interface MpcStats {
   linkFrames: number;
   publisherHandshakeFailures: number;
   gatewayHandshakeFailures: number;
-  gatewaysSilent: number;
+  silentPeers: { publisher: number; gateway: number };
   badGatewayFrames: number;
   sendQueueDrops: number;
   gatewayQueue: { bytes: number; cutOverTotal: number; requestsSkipped: number } | null;

@@ -15,7 +15,7 @@
  * A link is watched by ZMTP heartbeats (`--link-heartbeat-ms`): an MPC that stops answering (stopped,
  * hung, its host gone, the network between down) keeps its TCP connection open for many minutes, so
  * without them the link would pass for up: /healthz 200, and with several MPCs every positions request
- * waiting for its retry. Closed after HEARTBEAT_TIMEOUT_INTERVALS silent intervals, it shows as down
+ * waiting for its retry. Closed after 5 silent intervals (zmtp-peer.ts heartbeatEvery), it shows as down
  * and is dialled again (up again only once an MPC completes the handshake).
  */
 import { randomBytes } from 'node:crypto';
@@ -26,7 +26,7 @@ import { batchCapability, encodeRequest, GATEWAY_ID_BYTES, privateSubscription, 
 import { receiveLoop } from '../../zmq/receive-loop.js';
 import { SerialSender } from '../../zmq/serial-sender.js';
 import { zeromq } from '../../zmq/zeromq.js';
-import type { ZmtpHeartbeat } from '../../zmq/zmtp-peer.js';
+import { heartbeatEvery, libzmqHeartbeat, type ZmtpHeartbeat } from '../../zmq/zmtp-peer.js';
 import { ZmtpXsub, type LinkEvent } from '../../zmq/zmtp-xsub.js';
 
 /** How long a topic stays subscribed upstream after its last subscriber left (see `release`). */
@@ -34,15 +34,6 @@ const UNSUBSCRIBE_DELAY_MS = 1000;
 /** A subscription the MPC has not confirmed this long after it was sent is sent again. */
 const CONFIRM_TIMEOUT_MS = 2000;
 const CHECK_INTERVAL_MS = 250;
-/** A link with nothing from its MPC for this many heartbeat intervals is closed (libzmq's ZMQ_HEARTBEAT_TIMEOUT). */
-const HEARTBEAT_TIMEOUT_INTERVALS = 5;
-/** The MPC drops a gateway it has heard nothing from for this many intervals (ZMQ_HEARTBEAT_TTL, sent in each PING). */
-const HEARTBEAT_TTL_INTERVALS = 10;
-
-/** The heartbeat of `--link-heartbeat-ms` (null: off). */
-export function linkHeartbeat(intervalMs: number): ZmtpHeartbeat | null {
-  return intervalMs > 0 ? { intervalMs, timeoutMs: HEARTBEAT_TIMEOUT_INTERVALS * intervalMs, ttlMs: HEARTBEAT_TTL_INTERVALS * intervalMs } : null;
-}
 
 export interface UpstreamHandlers {
   /** One frame from an MPC (a stream message, a batch of them, a position or a private reply). */
@@ -92,7 +83,7 @@ class LibzmqTransport implements LinkTransport {
       reconnectInterval: 100,
       reconnectMaxInterval: 2000,
       linger: 0,
-      ...(heartbeat === null ? {} : { heartbeatInterval: heartbeat.intervalMs, heartbeatTimeout: heartbeat.timeoutMs, heartbeatTimeToLive: heartbeat.ttlMs }),
+      ...libzmqHeartbeat(heartbeat),
       ...(curve === null ? {} : curveClientOptions(curve)),
     });
     this.sender = new SerialSender(this.socket);
@@ -212,10 +203,10 @@ export class Upstream {
     zmtpLink = false,
     /** A frame from an MPC skipped (too large, or in several parts). */
     badFrame: () => void = () => {},
-    /** --link-heartbeat-ms (0: none): see linkHeartbeat. */
+    /** --link-heartbeat-ms (0: none): see zmtp-peer.ts heartbeatEvery. */
     heartbeatMs = 0,
   ) {
-    const heartbeat = linkHeartbeat(heartbeatMs);
+    const heartbeat = heartbeatEvery(heartbeatMs);
     this.transport = curve === null && zmtpLink ? new ZmtpTransport(badFrame, heartbeat) : new LibzmqTransport(curve, highWaterMark, heartbeat);
     // Up at the ZMTP handshake, CURVE or not: a plain gateway's TCP connect to a CURVE MPC is not a link.
     this.upEvent = 'handshake';
