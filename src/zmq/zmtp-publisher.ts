@@ -155,7 +155,7 @@ export class ZmtpPublisher {
    * closed (its queue and socket buffer go with it; a real gateway reconnects and repairs from
    * history). Each connection may hold maxQueuedBytes and up to 256 may be open: peers on the gateway
    * port asking for history pages (4 MB answers to 100-byte requests) and never reading held 32 MB a
-   * connection; 20 of them grew the MPC by 675 MB (/tmp historyflood.mjs).
+   * connection; 20 of them grew the MPC by 712 MB (/tmp historyflood.mjs).
    */
   private cutLargest(): void {
     let largest: Subscriber | null = null;
@@ -165,13 +165,17 @@ export class ZmtpPublisher {
     }
     if (largest === null || this.queuedBytes <= this.options.maxTotalQueuedBytes) return;
     this.cutOverTotal++;
+    // Its bytes go now; its keys when its socket has closed (releasing one reaches GatewayControl,
+    // which must not run inside this send).
     this.subscribers.delete(largest);
-    this.forget(largest);
+    largest.queue.clear();
+    this.queuedBytes -= largest.counted;
+    largest.counted = 0;
     largest.socket.destroy();
     this.handlers.overTotal(largest.address, this.options.maxTotalQueuedBytes);
   }
 
-  /** `subscriber` is gone (closed, or cut): what it held and its keys. */
+  /** `subscriber` has closed: what it held and its keys. */
   private forget(subscriber: Subscriber): void {
     subscriber.queue.clear();
     this.queuedBytes -= subscriber.counted;
@@ -216,7 +220,8 @@ export class ZmtpPublisher {
     socket.on('error', () => socket.destroy());
     socket.on('close', () => {
       peer.close();
-      if (this.subscribers.delete(subscriber)) this.forget(subscriber);
+      this.subscribers.delete(subscriber);
+      this.forget(subscriber);
     });
   }
 
