@@ -139,7 +139,7 @@ export class ConnectionBudget {
     this.sockets.add(socket);
     this.handshaking.add(socket);
     socket.once('close', () => this.forget(socket));
-    if (this.onCrowded !== null && this.sockets.size * 2 >= this.limit) this.onCrowded();
+    if (this.onCrowded !== null && this.crowded) this.onCrowded();
     return true;
   }
 

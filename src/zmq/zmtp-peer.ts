@@ -55,8 +55,8 @@ export interface ZmtpPeerOptions {
   readonly maxParts: number;
   /** We connected (the gateway's link): the rest of our greeting goes as soon as the peer's signature is read. */
   readonly connecting?: boolean;
-  /** Ping every `intervalMs` once the handshake is done, asking the peer to close after `ttlMs` without traffic; close after `timeoutMs` without any. */
-  readonly heartbeat?: ZmtpHeartbeat;
+  /** Ping every `intervalMs` once the handshake is done, asking the peer to close after `ttlMs` without traffic; close after `timeoutMs` without any (heartbeatEvery; null or absent: none). */
+  readonly heartbeat?: ZmtpHeartbeat | null;
 }
 
 export interface ZmtpHeartbeat {
@@ -254,9 +254,7 @@ export class ZmtpPeer {
       if (this.silentMs < limitMs) return;
       setImmediate(() => {
         if (this.heard || this.state === State.Closed) return;
-        this.close();
-        this.state = State.Closed;
-        this.need = Number.MAX_SAFE_INTEGER;
+        this.shut();
         this.socket.destroy();
         this.handlers.silent?.(this.silentMs);
       });
@@ -374,7 +372,7 @@ export class ZmtpPeer {
       this.state = State.Traffic;
       clearTimeout(this.timer);
       const heartbeat = this.options.heartbeat;
-      if (heartbeat !== undefined && heartbeat.intervalMs > 0) {
+      if (heartbeat != null) {
         const ttl = Math.min(0xffff, Math.floor(heartbeat.ttlMs / TTL_UNIT_MS));
         this.watchSilence(heartbeat.intervalMs, heartbeat.timeoutMs, command('PING', Buffer.from([ttl >> 8, ttl & 0xff])));
       }
@@ -384,7 +382,7 @@ export class ZmtpPeer {
       // TTL asks us to drop the connection once the peer goes quiet that long (watched unless we ping).
       this.pongContext = Buffer.from(data.subarray(2, 2 + MAX_PING_CONTEXT_BYTES));
       const ttlMs = data.length >= 2 ? data.readUInt16BE(0) * TTL_UNIT_MS : 0;
-      if (ttlMs > 0 && ttlMs !== this.peerTtlMs && this.options.heartbeat === undefined) {
+      if (ttlMs > 0 && ttlMs !== this.peerTtlMs && this.options.heartbeat == null) {
         this.peerTtlMs = ttlMs;
         this.watchSilence(Math.max(MIN_WATCH_MS, Math.ceil(ttlMs / TTL_CHECKS)), ttlMs, null);
       }
@@ -406,9 +404,8 @@ export class ZmtpPeer {
 
   /** Closes the connection (after writing `last`, if given) and reports why. */
   private refuse(why: string, last?: Buffer, mechanism = false): number {
-    this.close();
-    this.state = State.Closed;
-    if (!this.socket.destroyed) {
+    const open = this.shut();
+    if (open) {
       if (last === undefined) this.socket.destroy();
       else {
         this.socket.end(last);
@@ -416,8 +413,15 @@ export class ZmtpPeer {
       }
       this.handlers.refused(why, mechanism);
     }
-    this.need = Number.MAX_SAFE_INTEGER;
     return Number.MAX_SAFE_INTEGER;
+  }
+
+  /** Stops parsing and the timers; whatever still arrives is ignored. True when the socket was still open. */
+  private shut(): boolean {
+    this.close();
+    this.state = State.Closed;
+    this.need = Number.MAX_SAFE_INTEGER;
+    return !this.socket.destroyed;
   }
 }
 

@@ -81,7 +81,7 @@ class Subscriber {
 const MAX_KEYS_PER_GATEWAY = 1 << 20;
 
 export class ZmtpPublisher {
-  /** Frames not sent to a gateway because its queue was full, or all gateways' queues were and its was above its share. */
+  /** Frames not sent to a gateway because its queue was full. */
   dropped = 0;
   /** Gateway connections closed because all together held more than maxTotalQueuedBytes (see cutLargest). */
   cutOverTotal = 0;
@@ -168,18 +168,21 @@ export class ZmtpPublisher {
     // Its bytes go now; its keys when its socket has closed (releasing one reaches GatewayControl,
     // which must not run inside this send).
     this.subscribers.delete(largest);
-    largest.queue.clear();
-    this.queuedBytes -= largest.counted;
-    largest.counted = 0;
+    this.discard(largest);
     largest.socket.destroy();
     this.handlers.overTotal(largest.address, this.options.maxTotalQueuedBytes);
   }
 
-  /** `subscriber` has closed: what it held and its keys. */
-  private forget(subscriber: Subscriber): void {
+  /** What `subscriber` holds goes, uncounted. */
+  private discard(subscriber: Subscriber): void {
     subscriber.queue.clear();
     this.queuedBytes -= subscriber.counted;
     subscriber.counted = 0;
+  }
+
+  /** `subscriber` has closed: what it held and its keys. */
+  private forget(subscriber: Subscriber): void {
+    this.discard(subscriber);
     for (const key of subscriber.keys) this.release(key);
     subscriber.keys.clear();
   }

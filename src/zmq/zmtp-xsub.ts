@@ -172,7 +172,7 @@ export class ZmtpXsub {
     socket.on('connect', () => {
       connected = true;
       event('connect');
-      const peer = new ZmtpPeer(socket, { socketType: 'XSUB', peerTypes: ['XPUB', 'PUB'], maxFrameBytes: this.options.maxFrameBytes, maxParts: 1, connecting: true, ...(this.options.heartbeat === null ? {} : { heartbeat: this.options.heartbeat }) }, {
+      const peer = new ZmtpPeer(socket, { socketType: 'XSUB', peerTypes: ['XPUB', 'PUB'], maxFrameBytes: this.options.maxFrameBytes, maxParts: 1, connecting: true, heartbeat: this.options.heartbeat }, {
         ready: () => this.linkUp(link, event),
         message: (frames) => this.handlers.frame(frames[0]!),
         unread: () => this.handlers.unread(),
