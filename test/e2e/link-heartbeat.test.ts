@@ -200,6 +200,8 @@ describe('link heartbeats: two MPCs, one stopped', () => {
     const publisher = new Publisher('127.0.0.1', a.publisherPort);
     const client = await TestClient.v2(gateway.url);
     try {
+      // Until the MPC's subscription reaches the publisher, a PUB drops what it is given (the slow joiner).
+      await publisher.ready({ topic: 'alive', timeoutMs: 10_000 });
       await publisher.send('alive', 'first');
       await until('A holds the stream', async () => ((await a.stats()).history as { streams: number }).streams === 1);
       await whileStopped(b, async () => {
