@@ -16,10 +16,10 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { once } from 'node:events';
-import { Publisher, XSubscriber, curveKeyPair } from 'zeromq';
+import { XSubscriber, curveKeyPair, type XPublisher } from 'zeromq';
 import { randomBytes } from 'node:crypto';
 import { encodeRequest, privateSubscription } from '../../src/zmq/gateway-link.js';
-import { until } from '../helpers/probes.js';
+import { connectedRawPublisher, until } from '../helpers/probes.js';
 import { startGatewayProcess, startMpcProcess, type GatewayProcess, type MpcProcess } from '../helpers/processes.js';
 import { TestClient } from '../helpers/ws-client.js';
 import { commandFrame, cutAtEveryStage, greeting, message, parseFrames, rawConnect, readyCommand, wrongPeers, type RawPeer } from '../helpers/zmtp-raw.js';
@@ -59,7 +59,7 @@ describe('the MPC\'s ZMTP link server under raw and hostile gateways', () => {
   let mpc: MpcProcess;
   let gateway: GatewayProcess;
   let client: TestClient;
-  let publisher: Publisher;
+  let publisher: XPublisher;
   let sequence = 0;
 
   const publish = (topic: string, data: string) => publisher.send([topic.split(':')[0]!, JSON.stringify({ topic, data })]);
@@ -77,9 +77,7 @@ describe('the MPC\'s ZMTP link server under raw and hostile gateways', () => {
     gateway = await startGatewayProcess(mpc.gatewayPort);
     client = await TestClient.connect(gateway.url);
     await client.subscribe('zl:x');
-    publisher = new Publisher({ linger: 0, sendHighWaterMark: 100_000 });
-    publisher.connect(`tcp://127.0.0.1:${mpc.publisherPort}`);
-    await sleep(300);
+    publisher = await connectedRawPublisher(mpc.publisherPort, { sendHighWaterMark: 100_000 });
     await stillDelivers();
   });
 
@@ -233,11 +231,9 @@ describe('--no-zmtp-link', () => {
     const mpc = await startMpcProcess(undefined, ['--no-zmtp-link']);
     const gateway = await startGatewayProcess(mpc.gatewayPort);
     const client = await TestClient.connect(gateway.url);
-    const publisher = new Publisher({ linger: 0 });
+    const publisher = await connectedRawPublisher(mpc.publisherPort);
     try {
       await client.subscribe('nz:a');
-      publisher.connect(`tcp://127.0.0.1:${mpc.publisherPort}`);
-      await sleep(300);
       await publisher.send(['nz', JSON.stringify({ topic: 'nz:a', data: 'through-libzmq' })]);
       await client.waitFor((m) => m.includes('through-libzmq'));
       assert.equal((await mpc.stats()).gatewayHandshakeFailures, 0);
@@ -310,11 +306,9 @@ async function throughZmtpClient(mpcFlags: string[]): Promise<void> {
     const mpc = await startMpcProcess(undefined, mpcFlags);
     const gateway = await startGatewayProcess(mpc.gatewayPort, ['--zmtp-link']);
     const client = await TestClient.connect(gateway.url);
-    const publisher = new Publisher({ linger: 0 });
+    const publisher = await connectedRawPublisher(mpc.publisherPort);
     try {
       await client.subscribe('ng:a');
-      publisher.connect(`tcp://127.0.0.1:${mpc.publisherPort}`);
-      await sleep(300);
       await publisher.send(['ng', JSON.stringify({ topic: 'ng:a', data: `gateway-zmtp-client${mpcFlags.join('')}` })]);
       await client.waitFor((m) => m.includes(`gateway-zmtp-client${mpcFlags.join('')}`));
     } finally {

@@ -8,9 +8,9 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Publisher, curveKeyPair } from 'zeromq';
+import { Publisher, curveKeyPair, type XPublisher } from 'zeromq';
 import { startGatewayProcess, startMpcProcess, type GatewayProcess, type MpcProcess } from '../helpers/processes.js';
-import { rssBytes } from '../helpers/probes.js';
+import { connectedRawPublisher, rssBytes } from '../helpers/probes.js';
 import { useSystem } from '../helpers/system.js';
 import { TestClient } from '../helpers/ws-client.js';
 import { cutAtEveryStage, frame, greeting, message, rawConnect, readyCommand, wrongPeers } from '../helpers/zmtp-raw.js';
@@ -32,7 +32,7 @@ describe('the MPC\'s ZMTP reader under hostile publishers', () => {
   let mpc: MpcProcess;
   let gateway: GatewayProcess;
   let client: TestClient;
-  let good: Publisher;
+  let good: XPublisher;
   let sequence = 0;
 
   /** A message from a well-behaved zeromq.js publisher still arrives. */
@@ -48,9 +48,7 @@ describe('the MPC\'s ZMTP reader under hostile publishers', () => {
     gateway = await startGatewayProcess(mpc.gatewayPort);
     client = await TestClient.connect(gateway.url);
     await client.subscribe('zr:x');
-    good = new Publisher({ linger: 0 });
-    good.connect(`tcp://127.0.0.1:${mpc.publisherPort}`);
-    await sleep(300);
+    good = await connectedRawPublisher(mpc.publisherPort);
     await stillDelivers();
   });
 

@@ -1,6 +1,7 @@
 /** Helpers the end-to-end tests share: Prometheus text, process RSS, raw upgrades, worker mapping, polling. */
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
+import { XPublisher } from 'zeromq';
 import type { GatewayProcess } from './processes.js';
 import { TestClient } from './ws-client.js';
 
@@ -131,4 +132,23 @@ export async function resetFlood(port: number, request: (i: number) => string | 
     await new Promise((resolve) => setTimeout(resolve, 1000 / perSecond));
   }
   await Promise.all(all);
+}
+
+/**
+ * A raw ZeroMQ publisher (an XPUB: a PUB on the wire, as a Python publisher's) connected to an MPC's
+ * publisher port, resolved once the MPC's subscription has reached it. A PUB drops what it is given
+ * until then (the slow joiner), so a fixed sleep before the first send fails on a slow machine.
+ */
+export async function connectedRawPublisher(port: number, options: { sendHighWaterMark?: number } = {}): Promise<XPublisher> {
+  const publisher = new XPublisher({ linger: 0, ...options });
+  publisher.connect(`tcp://127.0.0.1:${port}`);
+  const timer = setTimeout(() => publisher.close(), 10_000);
+  try {
+    await publisher.receive(); // the MPC subscribes to everything it is sent (it keeps history)
+  } catch (error) {
+    throw new Error(`no subscription from the MPC on port ${port} within 10 s`, { cause: error });
+  } finally {
+    clearTimeout(timer);
+  }
+  return publisher;
 }
