@@ -38,7 +38,8 @@ const USAGE = `Usage: npm run bench -- [options]
                           e.g. --variant "d2=--batch-delay-ms 2"; --cli=PATH among the
                           flags runs another gateway build (A/B of two commits in one run);
                           flags written --mpc:FLAG go to the MPC, e.g. "c1=--mpc:--coalesce-ms --mpc:1",
-                          and --mpc:--cli=PATH runs another MPC build
+                          and --mpc:--cli=PATH runs another MPC build; --node=FLAG (or --mpc:--node=FLAG)
+                          passes FLAG to node, e.g. "ss16=--node=--max-semi-space-size=16"
   --publisher KIND        tormq's publisher: node (the tormq SDK, in this process; default) or python
                           (Debian's python3-zmq, the original SDK's wire shape, in a child process: far
                           less CPU per message, so high unicast rates are not limited by the publisher)

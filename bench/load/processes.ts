@@ -103,6 +103,9 @@ export class Server {
 
   /** CPU time (all threads) and RSS from /proc/PID/stat and /proc/PID/status. */
   sample(): CpuSample {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) {
+      throw new Error(`${this.name} exited during the scenario (${this.child.exitCode ?? this.child.signalCode}); stderr: ${this.stderr.slice(-20).join('\n')}`);
+    }
     const stat = readFileSync(`/proc/${this.pid}/stat`, 'utf8');
     // Fields after the parenthesised command name (which may contain spaces): state is field 3.
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
@@ -180,11 +183,20 @@ export async function startNats(core: number | null, path: string): Promise<{ se
   return { server, port, url: `ws://127.0.0.1:${wsPort}` };
 }
 
+/**
+ * A variant's own flags among `extra`: `--cli=PATH` runs another build, `--node=FLAG` passes FLAG to
+ * node itself (a V8 or Node option, e.g. `--node=--max-semi-space-size=16`); the rest go to the CLI.
+ */
+function splitVariantFlags(extra: string[], defaultCli: string, nodeFlags: string[]): { cli: string; args: string[]; node: string[] } {
+  const cli = extra.find((a) => a.startsWith('--cli='))?.slice('--cli='.length) ?? defaultCli;
+  const node = [...nodeFlags, ...extra.filter((a) => a.startsWith('--node=')).map((a) => a.slice('--node='.length))];
+  return { cli, node, args: extra.filter((a) => !a.startsWith('--cli=') && !a.startsWith('--node=')) };
+}
+
 export async function startMpc(core: number | null, nodeFlags: string[] = [], extra: string[] = []): Promise<{ server: Server; publisherPort: number; gatewayPort: number; plainPort: number | null }> {
-  const cli = extra.find((a) => a.startsWith('--cli='))?.slice('--cli='.length) ?? CLI.mpc;
-  extra = extra.filter((a) => !a.startsWith('--cli='));
+  const { cli, args, node } = splitVariantFlags(extra, CLI.mpc, nodeFlags);
   // Admin HTTP off: its default port is fixed (9101), so a second bench on the machine could not start.
-  const server = startPinned('tormq-mpc', core, cli, ['-s', '0', '-p', '0', '--admin-port', 'off', '--log-level', 'info', ...extra], nodeFlags);
+  const server = startPinned('tormq-mpc', core, cli, ['-s', '0', '-p', '0', '--admin-port', 'off', '--log-level', 'info', ...args], node);
   const ready = await server.waitForLog((l) => l.msg === 'mpc ready');
   const plainPort = typeof ready.plainPort === 'number' ? ready.plainPort : null;
   return { server, publisherPort: ready.publisherPort as number, gatewayPort: ready.gatewayPort as number, plainPort };
@@ -201,13 +213,12 @@ export interface GatewayHandle {
 
 /**
  * `extra` may hold `--cli=PATH`: run another build of tormq-gateway (an A/B variant, e.g. the
- * previous commit compiled elsewhere) under the same workload in the same run.
+ * previous commit compiled elsewhere) under the same workload in the same run; and `--node=FLAG`.
  */
 export async function startGateway(core: number | null, mpcPort: number, workers: number, extra: string[], nodeFlags: string[] = []): Promise<GatewayHandle> {
-  const cli = extra.find((a) => a.startsWith('--cli='))?.slice('--cli='.length) ?? CLI.gateway;
-  extra = extra.filter((a) => !a.startsWith('--cli='));
-  const args = ['-r', `127.0.0.1:${mpcPort}`, '-p', '0', '--admin-port', '0', '--workers', String(workers), '--log-level', 'info', ...extra];
-  const server = startPinned('tormq-gateway', core, cli, args, nodeFlags);
+  const variant = splitVariantFlags(extra, CLI.gateway, nodeFlags);
+  const args = ['-r', `127.0.0.1:${mpcPort}`, '-p', '0', '--admin-port', '0', '--workers', String(workers), '--log-level', 'info', ...variant.args];
+  const server = startPinned('tormq-gateway', core, variant.cli, args, variant.node);
   const ready = await server.waitForLog((l) => l.msg === 'gateway ready');
   await server.waitForLog((l) => l.msg === 'MPC link up');
   const adminPort = ready.adminPort as number;
