@@ -27,6 +27,7 @@ export const MPC_CLI_OPTIONS = defineOptions('a tormq-mpc', {
   maxMessageBytes: asFlag(MPC_OPTIONS.specs.maxMessageBytes, { flag: 'max-message-bytes', arg: 'N' }),
   zmtpReader: asFlag(MPC_OPTIONS.specs.zmtpReader, { flag: 'zmtp-reader', negatable: true, help: 'read the publisher port with libzmq\'s SUB instead of tormq\'s own ZMTP reader (CURVE always does)' }),
   zmtpLink: asFlag(MPC_OPTIONS.specs.zmtpLink, { flag: 'zmtp-link', negatable: true, help: 'serve the gateway port with libzmq\'s XPUB instead of tormq\'s own ZMTP link server (CURVE always does)' }),
+  peerHeartbeatMs: asFlag(MPC_OPTIONS.specs.peerHeartbeatMs, { flag: 'peer-heartbeat-ms', arg: 'N' }),
   coalesceMs: asFlag(MPC_OPTIONS.specs.coalesceMs, { flag: 'coalesce-ms', arg: 'N' }),
   fdReserve: asFlag(MPC_OPTIONS.specs.fdReserve, { flag: 'fd-reserve', arg: 'N' }),
   maxTopicLength: asFlag(MPC_OPTIONS.specs.maxTopicLength, { flag: 'max-topic-length', arg: 'N' }),

@@ -89,7 +89,7 @@ function logRefused(role: 'publisher' | 'gateway', address: string, why: string)
 
 function logSilent(role: 'publisher' | 'gateway', address: string, ms: number): void {
   const line = refusedThrottle(`${role} silent`);
-  if (line !== null) log.warn({ address, silentMs: ms, closedSinceLastLine: line.held }, `${role} connection closed: nothing from it for the TTL its heartbeats asked for (stopped, hung or unreachable)`);
+  if (line !== null) log.warn({ address, silentMs: ms, closedSinceLastLine: line.held }, `${role} connection closed: nothing from it for the TTL its heartbeats asked for, or unanswered PINGs for 5 × --peer-heartbeat-ms (stopped, hung or unreachable)`);
 }
 
 function logOverTotal(address: string, limit: number): void {
@@ -136,6 +136,7 @@ async function startAll(): Promise<{ mpc: Mpc; ingress: HttpIngress | null; grpc
     zmtpReader: flags.zmtpReader,
     zmtpLink: flags.zmtpLink,
     coalesceMs: flags.coalesceMs,
+    peerHeartbeatMs: flags.peerHeartbeatMs,
     fdReserve: flags.fdReserve,
     curve: curveOptions(),
     onDrop: logDrop,

@@ -21,6 +21,7 @@ import { assertCurveAvailable, isCurveKey } from '../zmq/curve.js';
 import { bindFailure, bindOrFail, portOf, tcpEndpoint } from '../zmq/endpoint.js';
 import { ZmtpPublisher } from '../zmq/zmtp-publisher.js';
 import { ZmtpSubscriber } from '../zmq/zmtp-subscriber.js';
+import { heartbeatEvery } from '../zmq/zmtp-peer.js';
 import { encodeReply, linkKeys } from '../zmq/gateway-link.js';
 import { receiveLoop } from '../zmq/receive-loop.js';
 import { SerialSender } from '../zmq/serial-sender.js';
@@ -84,6 +85,11 @@ export const MPC_OPTIONS = defineOptions('an MPC', {
     default: true,
     check: boolean,
     help: 'serve the gateway port with tormq\'s own ZMTP XPUB (plain TCP; CURVE always uses libzmq): one write per gateway per turn instead of a libzmq hand-over per frame; off: libzmq\'s XPUB',
+  },
+  peerHeartbeatMs: {
+    default: 2000,
+    check: int(0, 3_600_000),
+    help: 'ping publishers and gateways that do not ping the MPC themselves every N ms, and close a connection with nothing from it for 5 N (a host that vanished, a stopped process: TCP alone holds such a connection for ever when the MPC does not write to it); only ZMTP 3.1 peers (libzmq 4.2 and later answer PINGs by themselves; older ones are never pinged), only on tormq\'s own ZMTP ports, counted in silentPeers; a peer whose PINGs carry a TTL is judged by that instead; 0: off',
   },
   coalesceMs: {
     default: 0,
@@ -241,7 +247,7 @@ export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
   };
   // Its handlers reach `control` (built on `link`, below), called only once gateways connect.
   const zmtpLink = gateways !== null ? null : new ZmtpPublisher(
-    { maxFrameBytes: MAX_GATEWAY_FRAME_BYTES, maxQueuedBytes: config.gatewayQueueBytes, maxTotalQueuedBytes: config.gatewayQueueTotalBytes, keysOf: linkKeys, budget: gatewayBudget },
+    { maxFrameBytes: MAX_GATEWAY_FRAME_BYTES, maxQueuedBytes: config.gatewayQueueBytes, maxTotalQueuedBytes: config.gatewayQueueTotalBytes, keysOf: linkKeys, budget: gatewayBudget, probe: heartbeatEvery(config.peerHeartbeatMs) },
     {
       message: (frame) => control.handle(frame),
       unread: () => control.badRequests++,
@@ -279,7 +285,7 @@ export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
   const publishers = useZmtp ? null : new (zeromq().Subscriber)({ linger: 0, receiveHighWaterMark: config.highWaterMark, ...security?.publisher });
   let publisherHandshakeFailures = 0;
   const zmtp = !useZmtp ? null : new ZmtpSubscriber(
-    { maxFrameBytes: config.maxMessageBytes, maxParts: 2, budget: publisherBudget },
+    { maxFrameBytes: config.maxMessageBytes, maxParts: 2, budget: publisherBudget, probe: heartbeatEvery(config.peerHeartbeatMs) },
     {
       message: ingest,
       unread: (reason, bytes) => forwarder.skipped(reason, bytes),

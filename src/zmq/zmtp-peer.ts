@@ -13,7 +13,10 @@
  * carrying a TTL makes this side close the connection once nothing has arrived for that long (the peer
  * asked to be dropped when it goes quiet: stopped, or the network between is down, which TCP alone
  * notices only after many minutes). With `heartbeat` set, this side pings too and closes the connection
- * when nothing arrives for `timeoutMs`.
+ * when nothing arrives for `timeoutMs`. With `probe` set (the MPC's ports), a peer that greets as ZMTP
+ * 3.1 (libzmq 4.2 and later, which answers every PING by itself) is pinged likewise until its own PINGs
+ * bring a TTL: publishers that never ping (pyzmq's defaults, the original TORMQ's) and peers whose host
+ * vanished are no longer held for ever. A 3.0 peer is never pinged: libzmq 4.1 does not know PING.
  */
 import type net from 'node:net';
 import { appendGrowing } from '../append-growing.js';
@@ -57,6 +60,8 @@ export interface ZmtpPeerOptions {
   readonly connecting?: boolean;
   /** Ping every `intervalMs` once the handshake is done, asking the peer to close after `ttlMs` without traffic; close after `timeoutMs` without any (heartbeatEvery; null or absent: none). */
   readonly heartbeat?: ZmtpHeartbeat | null;
+  /** The accepting side's heartbeat for a ZMTP 3.1 peer that does not ping with a TTL itself: as `heartbeat`, but the PINGs ask for no TTL. */
+  readonly probe?: ZmtpHeartbeat | null;
 }
 
 export interface ZmtpHeartbeat {
@@ -148,6 +153,8 @@ export class ZmtpPeer {
   private peerTtlMs = 0;
   /** The context of the last PING of the read being parsed, answered once it is parsed (see `pong`). */
   private pongContext: Buffer | null = null;
+  /** The ZMTP minor version of the peer's greeting (1: it knows PING). */
+  private peerMinor = 0;
 
   constructor(
     private readonly socket: net.Socket,
@@ -276,6 +283,7 @@ export class ZmtpPeer {
         this.restSent = true;
       }
       if (end < GREETING_BYTES) return this.wait(0, GREETING_BYTES);
+      this.peerMinor = buf[10]! > 3 ? 0xff : buf[11]!;
       const mechanism = buf.toString('latin1', 12, 32).replace(/\0+$/, '');
       if (mechanism !== 'NULL') {
         // The rest of our greeting first, as libzmq does: a libzmq peer then sees the mismatch and says
@@ -372,14 +380,18 @@ export class ZmtpPeer {
       this.state = State.Traffic;
       clearTimeout(this.timer);
       const heartbeat = this.options.heartbeat;
+      const probe = this.options.probe;
       if (heartbeat != null) {
         const ttl = Math.min(0xffff, Math.floor(heartbeat.ttlMs / TTL_UNIT_MS));
         this.watchSilence(heartbeat.intervalMs, heartbeat.timeoutMs, command('PING', Buffer.from([ttl >> 8, ttl & 0xff])));
+      } else if (probe != null && this.peerMinor >= 1) {
+        this.watchSilence(probe.intervalMs, probe.timeoutMs, PROBE_PING);
       }
       this.handlers.ready();
     } else if (name === 'PING' && this.state === State.Traffic) {
       // Heartbeat (ZMTP 3.1 peers with ZMQ_HEARTBEAT_IVL): answered with its context (see `pong`). Its
-      // TTL asks us to drop the connection once the peer goes quiet that long (watched unless we ping).
+      // TTL asks us to drop the connection once the peer goes quiet that long (watched unless we ping
+      // with `heartbeat`; it replaces a `probe`, which then stops pinging).
       this.pongContext = Buffer.from(data.subarray(2, 2 + MAX_PING_CONTEXT_BYTES));
       const ttlMs = data.length >= 2 ? data.readUInt16BE(0) * TTL_UNIT_MS : 0;
       if (ttlMs > 0 && ttlMs !== this.peerTtlMs && this.options.heartbeat == null) {
@@ -424,6 +436,9 @@ export class ZmtpPeer {
     return !this.socket.destroyed;
   }
 }
+
+/** A PING asking for no TTL (a probe's: the peer answers, and keeps its own rules for dropping us). */
+const PROBE_PING = command('PING', Buffer.from([0, 0]));
 
 const SHORT_HEADERS = Array.from({ length: 256 }, (_, size) => Buffer.from([0, size]));
 
@@ -487,6 +502,15 @@ export function listenOn(server: net.Server, host: string, port: number): Promis
       resolve((server.address() as net.AddressInfo).port);
     });
   });
+}
+
+/**
+ * TCP keepalive on an accepted connection: the backstop for peers no PING reaches (ZMTP 3.0, or
+ * --peer-heartbeat-ms 0), whose host may vanish without a FIN. The kernel probes after a minute idle
+ * (then every tcp_keepalive_intvl, 75 s by default on Linux, up to tcp_keepalive_probes, 9).
+ */
+export function keepAlive(socket: net.Socket): void {
+  socket.setKeepAlive(true, 60_000);
 }
 
 function command(name: string, data: Buffer): Buffer {

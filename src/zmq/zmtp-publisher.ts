@@ -30,7 +30,7 @@
 import net from 'node:net';
 import type { ConnectionBudget } from '../descriptors.js';
 import { REQUEST } from './gateway-link.js';
-import { endOfTurn, FrameQueue, frameHeader, listenOn, ZmtpPeer, type UnreadReason } from './zmtp-peer.js';
+import { endOfTurn, FrameQueue, frameHeader, keepAlive, listenOn, ZmtpPeer, type UnreadReason, type ZmtpHeartbeat } from './zmtp-peer.js';
 
 export interface ZmtpPublisherHandlers {
   /** A subscription, an unsubscription (see above) or another message from a gateway: one frame. */
@@ -56,6 +56,8 @@ export interface ZmtpPublisherOptions {
   readonly keysOf: (frame: Buffer, out: string[]) => number;
   /** Connections past this port's budget are closed as they are accepted (src/descriptors.ts). */
   readonly budget?: ConnectionBudget;
+  /** Pings gateways that do not ping (zmtp-peer.ts `probe`). */
+  readonly probe?: ZmtpHeartbeat | null;
 }
 
 class Subscriber {
@@ -212,7 +214,8 @@ export class ZmtpPublisher {
     this.subscribers.add(subscriber);
     // Frames are written as soon as they are sent: Nagle would hold a lone message back.
     socket.setNoDelay(true);
-    const peer = new ZmtpPeer(socket, { socketType: 'XPUB', peerTypes: ['SUB', 'XSUB'], maxFrameBytes: this.options.maxFrameBytes, maxParts: 1 }, {
+    keepAlive(socket);
+    const peer = new ZmtpPeer(socket, { socketType: 'XPUB', peerTypes: ['SUB', 'XSUB'], maxFrameBytes: this.options.maxFrameBytes, maxParts: 1, probe: this.options.probe }, {
       ready: () => this.options.budget?.established(socket),
       message: (frames) => this.received(subscriber, frames[0]!),
       unread: (reason) => this.handlers.unread(reason),

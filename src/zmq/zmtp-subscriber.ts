@@ -17,7 +17,7 @@
  */
 import net from 'node:net';
 import type { ConnectionBudget } from '../descriptors.js';
-import { listenOn, ZmtpPeer, type UnreadReason } from './zmtp-peer.js';
+import { keepAlive, listenOn, ZmtpPeer, type UnreadReason, type ZmtpHeartbeat } from './zmtp-peer.js';
 
 export type { UnreadReason } from './zmtp-peer.js';
 
@@ -43,6 +43,8 @@ export interface ZmtpSubscriberOptions {
   readonly maxParts: number;
   /** Connections past this port's budget are closed as they are accepted (src/descriptors.ts). */
   readonly budget?: ConnectionBudget;
+  /** Pings publishers that do not ping (zmtp-peer.ts `probe`). */
+  readonly probe?: ZmtpHeartbeat | null;
 }
 
 /** A bound ZMTP SUB endpoint; `close` ends it and every connection. */
@@ -54,7 +56,8 @@ export class ZmtpSubscriber {
     this.server = net.createServer((socket) => {
       if (options.budget !== undefined && !options.budget.admit(socket)) return;
       const address = `${socket.remoteAddress}:${socket.remotePort}`;
-      const peer = new ZmtpPeer(socket, { socketType: 'SUB', peerTypes: ['PUB', 'XPUB'], maxFrameBytes: options.maxFrameBytes, maxParts: options.maxParts }, {
+      keepAlive(socket);
+      const peer = new ZmtpPeer(socket, { socketType: 'SUB', peerTypes: ['PUB', 'XPUB'], maxFrameBytes: options.maxFrameBytes, maxParts: options.maxParts, probe: options.probe }, {
         ready: () => {
           options.budget?.established(socket);
           socket.write(SUBSCRIBE_ALL);

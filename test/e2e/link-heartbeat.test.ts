@@ -8,6 +8,8 @@
  * quiet but healthy link is never dropped; the MPC drops a stopped gateway after the TTL its PINGs
  * asked for, and a peer that never pings (an older gateway) is kept. The SDK's publishers ping too: the
  * MPC drops a stopped publisher, and a publisher's reconnect after its MPC went quiet loses nothing.
+ * Peers that do not ping (pyzmq's defaults) the MPC pings itself (`--peer-heartbeat-ms`): kept while
+ * they answer, dropped once stopped; a ZMTP 3.0 peer is never pinged.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -16,6 +18,7 @@ import { once } from 'node:events';
 import { Publisher } from '../../src/index.js';
 import { rssBytes, until } from '../helpers/probes.js';
 import { startGatewayProcess, startMpcProcess, type GatewayProcess, type MpcProcess, type Started } from '../helpers/processes.js';
+import { SYSTEM_PYTHON } from '../helpers/python-publisher.js';
 import { TestClient } from '../helpers/ws-client.js';
 import { commandFrame, greeting, parseFrames, rawConnect, readyCommand } from '../helpers/zmtp-raw.js';
 
@@ -275,5 +278,80 @@ describe('heartbeats on the publisher port: the SDK publisher', () => {
     await until('the MPC drops the stopped publisher', async () => (await mpc.stats()).silentPeers.publisher === silentBefore + 1, 10_000);
     assert.equal((await mpc.stats()).connections.publisher.open, openBefore - 1);
     await mpc.waitForLog((l) => typeof l.msg === 'string' && l.msg.startsWith('publisher connection closed: nothing from it'));
+  });
+});
+
+describe('the MPC pings peers that do not ping it (--peer-heartbeat-ms)', () => {
+  let mpc: MpcProcess;
+  let python: ChildProcess | undefined;
+  before(async () => {
+    mpc = await startMpcProcess(undefined, ['--peer-heartbeat-ms', '100']); // silent for 500 ms: closed
+  });
+  after(async () => {
+    python?.kill('SIGCONT');
+    python?.kill('SIGKILL');
+    await mpc?.stop();
+  });
+
+  test('a pyzmq PUB with Python\'s defaults (no heartbeats, as the original TORMQ publishers): kept while libzmq answers the PINGs, dropped once its process stops', async () => {
+    // Before, such a connection was held for ever once its host vanished: the MPC never writes to a
+    // publisher after its subscription, so not even TCP's retransmissions would end it.
+    const silentBefore = (await mpc.stats()).silentPeers.publisher;
+    python = spawn(SYSTEM_PYTHON, ['-c', [
+      'import sys, time, zmq',
+      's = zmq.Context().socket(zmq.PUB)',
+      `s.connect("tcp://127.0.0.1:${mpc.publisherPort}")`,
+      'time.sleep(60)',
+    ].join('\n')], { stdio: 'ignore' });
+    await until('the Python publisher connected', async () => (await mpc.stats()).connections.publisher.open === 1);
+    await sleep(1500); // 15 intervals, three timeouts
+    const quiet = await mpc.stats();
+    assert.equal(quiet.connections.publisher.open, 1, 'a quiet publisher that answers PINGs is kept');
+    assert.equal(quiet.silentPeers.publisher, silentBefore);
+    python.kill('SIGSTOP');
+    await until('the MPC drops the stopped publisher', async () => (await mpc.stats()).silentPeers.publisher === silentBefore + 1, 10_000);
+    assert.equal((await mpc.stats()).connections.publisher.open, 0);
+    await mpc.waitForLog((l) => typeof l.msg === 'string' && l.msg.startsWith('publisher connection closed: nothing from it'));
+  });
+
+  test('raw peers: one greeting as ZMTP 3.1 that never answers is pinged and closed; one greeting as 3.0 (libzmq 4.1 knows no PING) is never pinged', async () => {
+    const silentBefore = (await mpc.stats()).silentPeers.gateway;
+    const peer = async (minor: number) => {
+      const raw = await rawConnect(mpc.gatewayPort);
+      const hello = greeting();
+      hello[11] = minor;
+      raw.write(Buffer.concat([hello, readyCommand('XSUB')]));
+      return raw;
+    };
+    const pings = (raw: Awaited<ReturnType<typeof peer>>) =>
+      parseFrames(raw.received).filter((f) => f.command && f.data.subarray(0, 5).toString('latin1') === '\u0004PING').length;
+    const v31 = await peer(1);
+    const v30 = await peer(0);
+    const openedAt = Date.now();
+    await Promise.race([v31.ended, sleep(10_000).then(() => assert.fail('the silent 3.1 peer still open after 10 s'))]);
+    assert.ok(Date.now() - openedAt >= 500, 'not closed before 5 intervals without an answer');
+    assert.ok(pings(v31) >= 3, `${pings(v31)} PINGs before it was closed`);
+    assert.equal((await mpc.stats()).silentPeers.gateway, silentBefore + 1);
+    await sleep(500);
+    assert.equal(v30.destroyed, false, 'the 3.0 peer is kept');
+    assert.equal(pings(v30), 0, 'and never pinged');
+    v30.destroy();
+  });
+
+  test('--peer-heartbeat-ms 0: a 3.1 peer that never answers is kept and never pinged', async () => {
+    const quiet = await startMpcProcess(undefined, ['--peer-heartbeat-ms', '0']);
+    try {
+      const raw = await rawConnect(quiet.publisherPort);
+      const hello = greeting();
+      hello[11] = 1;
+      raw.write(Buffer.concat([hello, readyCommand('PUB')]));
+      await until('READY from the MPC', () => parseFrames(raw.received).some((f) => f.command));
+      await sleep(1000);
+      assert.equal(raw.destroyed, false);
+      assert.equal(parseFrames(raw.received).filter((f) => f.command && f.data.subarray(0, 5).toString('latin1') === '\u0004PING').length, 0);
+      raw.destroy();
+    } finally {
+      await quiet.stop();
+    }
   });
 });
