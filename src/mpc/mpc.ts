@@ -89,7 +89,7 @@ export const MPC_OPTIONS = defineOptions('an MPC', {
   peerHeartbeatMs: {
     default: 2000,
     check: int(0, 3_600_000),
-    help: 'ping publishers and gateways that do not ping the MPC themselves every N ms, and close a connection with nothing from it for 5 N (a host that vanished, a stopped process: TCP alone holds such a connection for ever when the MPC does not write to it); only ZMTP 3.1 peers (libzmq 4.2 and later answer PINGs by themselves; older ones are never pinged), only on tormq\'s own ZMTP ports, counted in silentPeers; a peer whose PINGs carry a TTL is judged by that instead; 0: off',
+    help: 'ping publishers and gateways that do not ping the MPC themselves every N ms, and close a connection with nothing from it for 5 N (a host that vanished, a stopped process: TCP alone holds such a connection for ever when the MPC does not write to it); only ZMTP 3.1 peers (libzmq 4.2 and later answer PINGs by themselves; older ones are never pinged), only on tormq\'s own ZMTP ports, counted in silentPeers; a peer whose PINGs carry a TTL is judged by that instead. libzmq\'s sockets (CURVE, --no-zmtp-reader, --no-zmtp-link) ping and close likewise, uncounted; 0: off',
   },
   coalesceMs: {
     default: 0,
@@ -223,7 +223,10 @@ export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
   // each can be confirmed; sendTimeout 0, an XPUB never blocks (it drops at its high-water mark), so
   // zeromq.js's readiness check before each send (a poll() and a getpid() system call) buys nothing.
   const useZmtpLink = security === null && config.zmtpLink;
-  const gateways = useZmtpLink ? null : new (zeromq().XPublisher)({ linger: 0, sendHighWaterMark: config.highWaterMark, sendTimeout: 0, verbosity: 'allSubs', ...security?.gateway });
+  // libzmq's own sockets (CURVE, or asked for) ping their peers like the ZMTP ports' probe (no TTL asked
+  // of the peer); a peer silent past the timeout is closed by libzmq, which does not say so: uncounted.
+  const libzmqPing = config.peerHeartbeatMs > 0 ? { heartbeatInterval: config.peerHeartbeatMs, heartbeatTimeout: heartbeatEvery(config.peerHeartbeatMs)!.timeoutMs } : {};
+  const gateways = useZmtpLink ? null : new (zeromq().XPublisher)({ linger: 0, sendHighWaterMark: config.highWaterMark, sendTimeout: 0, verbosity: 'allSubs', ...libzmqPing, ...security?.gateway });
   const plain = config.plainPort === -1 ? null : new (zeromq().XPublisher)({ linger: 0, sendHighWaterMark: config.highWaterMark, ...security?.gateway });
 
   const streams = new MemoryStreamStore({
@@ -282,7 +285,7 @@ export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
   // The publisher port: tormq's own ZMTP reader on plain TCP (zmtp-subscriber.ts: far fewer wake-ups
   // and system calls per message), libzmq's SUB with CURVE or when asked for.
   const useZmtp = security === null && config.zmtpReader;
-  const publishers = useZmtp ? null : new (zeromq().Subscriber)({ linger: 0, receiveHighWaterMark: config.highWaterMark, ...security?.publisher });
+  const publishers = useZmtp ? null : new (zeromq().Subscriber)({ linger: 0, receiveHighWaterMark: config.highWaterMark, ...libzmqPing, ...security?.publisher });
   let publisherHandshakeFailures = 0;
   const zmtp = !useZmtp ? null : new ZmtpSubscriber(
     { maxFrameBytes: config.maxMessageBytes, maxParts: 2, budget: publisherBudget, probe: heartbeatEvery(config.peerHeartbeatMs) },

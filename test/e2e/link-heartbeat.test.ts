@@ -16,7 +16,7 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { Publisher } from '../../src/index.js';
-import { rssBytes, until } from '../helpers/probes.js';
+import { establishedOn, rssBytes, until } from '../helpers/probes.js';
 import { startGatewayProcess, startMpcProcess, type GatewayProcess, type MpcProcess, type Started } from '../helpers/processes.js';
 import { SYSTEM_PYTHON } from '../helpers/python-publisher.js';
 import { TestClient } from '../helpers/ws-client.js';
@@ -336,6 +336,30 @@ describe('the MPC pings peers that do not ping it (--peer-heartbeat-ms)', () => 
     assert.equal(v30.destroyed, false, 'the 3.0 peer is kept');
     assert.equal(pings(v30), 0, 'and never pinged');
     v30.destroy();
+  });
+
+  test('libzmq\'s SUB on the publisher port (--no-zmtp-reader, as with CURVE) drops a stopped pyzmq publisher too', async () => {
+    // libzmq closes the connection by itself and says nothing: it shows only as the established
+    // connection gone from the MPC's port.
+    const viaLibzmq = await startMpcProcess(undefined, ['--no-zmtp-reader', '--peer-heartbeat-ms', '100']);
+    let child: ChildProcess | undefined;
+    try {
+      child = spawn(SYSTEM_PYTHON, ['-c', [
+        'import time, zmq',
+        's = zmq.Context().socket(zmq.PUB)',
+        `s.connect("tcp://127.0.0.1:${viaLibzmq.publisherPort}")`,
+        'time.sleep(60)',
+      ].join('\n')], { stdio: 'ignore' });
+      await until('the Python publisher connected', () => establishedOn(viaLibzmq.publisherPort) === 1);
+      await sleep(1500);
+      assert.equal(establishedOn(viaLibzmq.publisherPort), 1, 'kept while it answers');
+      child.kill('SIGSTOP');
+      await until('libzmq drops the stopped publisher', () => establishedOn(viaLibzmq.publisherPort) === 0, 10_000);
+    } finally {
+      child?.kill('SIGCONT');
+      child?.kill('SIGKILL');
+      await viaLibzmq.stop();
+    }
   });
 
   test('--peer-heartbeat-ms 0: a 3.1 peer that never answers is kept and never pinged', async () => {

@@ -152,3 +152,26 @@ export async function connectedRawPublisher(port: number, options: { sendHighWat
   }
   return publisher;
 }
+
+/**
+ * Established TCP connections whose local port is `port` (this machine's /proc/net/tcp and tcp6): how
+ * many peers a server holds when it keeps no count of its own (libzmq's sockets).
+ */
+export function establishedOn(port: number): number {
+  let count = 0;
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text: string;
+    try {
+      text = readFileSync(table, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n').slice(1)) {
+      const fields = line.trim().split(/\s+/);
+      if (fields.length < 4) continue;
+      const localPort = parseInt(fields[1]!.split(':')[1]!, 16);
+      if (localPort === port && fields[3] === '01') count++; // 01: ESTABLISHED
+    }
+  }
+  return count;
+}
