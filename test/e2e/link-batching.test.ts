@@ -13,6 +13,7 @@ import { XSubscriber } from 'zeromq';
 import { Publisher } from '../../src/sdk/publisher.js';
 import { LinkKind, parseStreamFrame, privateSubscription, subtreeSubscription, topicSubscription, type StreamFrameView } from '../../src/zmq/gateway-link.js';
 import { startGatewayProcess, startMpcProcess, type GatewayProcess, type MpcProcess } from '../helpers/processes.js';
+import { until } from '../helpers/probes.js';
 import { TestClient } from '../helpers/ws-client.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -86,6 +87,7 @@ describe('link batching', () => {
   });
 
   test('a gateway older than batches gets one frame per message while it is linked; batching resumes when it leaves', async () => {
+    const gatewaysBefore = (await mpc.stats()).connections.gateway.open;
     const old = new XSubscriber({ linger: 0 });
     old.connect(`tcp://127.0.0.1:${mpc.gatewayPort}`);
     // Subscribes as the previous release did: private key, then the root and its subtree; no capability.
@@ -97,7 +99,9 @@ describe('link batching', () => {
     const reading = (async () => {
       for await (const [frame] of old) if (frame![0] !== 0 && parseStreamFrame(frame!, view)) kinds.push(view.kind);
     })().catch(() => {});
-    await sleep(500); // its subscriptions reach the MPC (confirmed: position and subtree frames)
+    // Its subscriptions have reached the MPC once both are confirmed (position and subtree frames); the
+    // private key, sent first, is then known too.
+    await until('the MPC confirmed its subscriptions', () => kinds.includes(LinkKind.POSITION) && kinds.includes(LinkKind.SUBTREE));
     const before = await mpc.stats();
     const got = await publishBurst();
     const after = await mpc.stats();
@@ -108,7 +112,7 @@ describe('link batching', () => {
     assert.equal(kinds.includes(LinkKind.BATCH), false, 'and never a batch');
     old.close();
     await reading;
-    await sleep(500); // its disconnection reaches the MPC
+    await until('its disconnection reached the MPC', async () => (await mpc.stats()).connections.gateway.open === gatewaysBefore);
     const again = await mpc.stats();
     await publishBurst();
     const last = await mpc.stats();
@@ -155,17 +159,20 @@ describe('--coalesce-ms when the MPC stops', () => {
   let link: Link;
 
   before(async () => {
-    link = await startLink(['--coalesce-ms', '100'], 'ls');
+    link = await startLink(['--coalesce-ms', '1000'], 'ls');
   });
 
   after(() => link?.stop());
 
   test('a message held when the MPC is told to stop is sent before the link closes', async () => {
     const { mpc, client, publisher } = link;
+    // The first message after a quiet hold leaves at once; one within a hold of it is held.
+    await publisher.send('ls:0', 'first');
+    await client.waitFor((m) => m.includes('"first"'));
     const before = await mpc.stats();
     const from = client.messages.length;
     await publisher.send('ls:0', 'held');
-    // Stop as soon as the MPC has taken the message, well inside the 100 ms hold.
+    // Stop as soon as the MPC has taken the message, well inside the 1 s hold.
     const deadline = Date.now() + 5000;
     while ((await mpc.stats()).forwarded === before.forwarded) {
       if (Date.now() > deadline) throw new Error('the MPC did not take the message within 5 s');
