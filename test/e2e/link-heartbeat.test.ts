@@ -281,6 +281,12 @@ describe('heartbeats on the publisher port: the SDK publisher', () => {
   });
 });
 
+/** A pyzmq PUB with Python's defaults (no heartbeats of its own), connected to `port` and idle for 60 s. */
+function idlePythonPublisher(port: number): ChildProcess {
+  const script = ['import time, zmq', 's = zmq.Context().socket(zmq.PUB)', `s.connect("tcp://127.0.0.1:${port}")`, 'time.sleep(60)'];
+  return spawn(SYSTEM_PYTHON, ['-c', script.join('\n')], { stdio: 'ignore' });
+}
+
 describe('the MPC pings peers that do not ping it (--peer-heartbeat-ms)', () => {
   let mpc: MpcProcess;
   let python: ChildProcess | undefined;
@@ -297,12 +303,7 @@ describe('the MPC pings peers that do not ping it (--peer-heartbeat-ms)', () => 
     // Before, such a connection was held for ever once its host vanished: the MPC never writes to a
     // publisher after its subscription, so not even TCP's retransmissions would end it.
     const silentBefore = (await mpc.stats()).silentPeers.publisher;
-    python = spawn(SYSTEM_PYTHON, ['-c', [
-      'import sys, time, zmq',
-      's = zmq.Context().socket(zmq.PUB)',
-      `s.connect("tcp://127.0.0.1:${mpc.publisherPort}")`,
-      'time.sleep(60)',
-    ].join('\n')], { stdio: 'ignore' });
+    python = idlePythonPublisher(mpc.publisherPort);
     await until('the Python publisher connected', async () => (await mpc.stats()).connections.publisher.open === 1);
     await sleep(1500); // 15 intervals, three timeouts
     const quiet = await mpc.stats();
@@ -344,12 +345,7 @@ describe('the MPC pings peers that do not ping it (--peer-heartbeat-ms)', () => 
     const viaLibzmq = await startMpcProcess(undefined, ['--no-zmtp-reader', '--peer-heartbeat-ms', '100']);
     let child: ChildProcess | undefined;
     try {
-      child = spawn(SYSTEM_PYTHON, ['-c', [
-        'import time, zmq',
-        's = zmq.Context().socket(zmq.PUB)',
-        `s.connect("tcp://127.0.0.1:${viaLibzmq.publisherPort}")`,
-        'time.sleep(60)',
-      ].join('\n')], { stdio: 'ignore' });
+      child = idlePythonPublisher(viaLibzmq.publisherPort);
       await until('the Python publisher connected', () => establishedOn(viaLibzmq.publisherPort) === 1);
       await sleep(1500);
       assert.equal(establishedOn(viaLibzmq.publisherPort), 1, 'kept while it answers');
