@@ -33,7 +33,7 @@ export const MPC_METRICS: ReadonlyArray<{ metric: string; type: 'counter' | 'gau
   { metric: 'tormq_mpc_gateway_requests_skipped_total', type: 'counter', help: 'Requests (history, positions) not answered because their gateway had half of --gateway-queue-bytes unread (it asks again after its timeout)', read: (s) => s.gatewayQueue?.requestsSkipped ?? 0 },
   { metric: 'tormq_mpc_publisher_handshake_failures_total', type: 'counter', help: 'Publisher connections closed at the ZMTP handshake (not a plain ZMTP 3 PUB, e.g. CURVE on a plain port)', read: (s) => s.publisherHandshakeFailures },
   { metric: 'tormq_mpc_gateway_handshake_failures_total', type: 'counter', help: 'Gateway connections closed at the ZMTP handshake (not a plain ZMTP 3 SUB/XSUB, e.g. CURVE on a plain port)', read: (s) => s.gatewayHandshakeFailures },
-  { metric: 'tormq_mpc_connections_silent_total', type: 'counter', help: 'Connections closed because the peer sent nothing for the TTL its ZMTP heartbeats asked for (stopped, hung or unreachable), by label port: publisher, gateway', label: 'port', read: (s) => ({ ...s.silentPeers }) },
+  { metric: 'tormq_mpc_connections_silent_total', type: 'counter', help: 'Connections closed because the peer sent nothing for the TTL its ZMTP heartbeats asked for, or left the MPC\'s PINGs unanswered for 5 × --peer-heartbeat-ms (stopped, hung or unreachable), by label port: publisher, gateway', label: 'port', read: (s) => ({ ...s.silentPeers }) },
   { metric: 'tormq_mpc_connections', type: 'gauge', help: 'Connections by label port: publisher, gateway (tormq\'s own ZMTP endpoints), http, grpc, admin (when enabled)', label: 'port', read: (s) => perPort(s, 'open') },
   {
     metric: 'tormq_mpc_connections_refused_total',

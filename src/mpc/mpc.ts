@@ -21,7 +21,7 @@ import { assertCurveAvailable, isCurveKey } from '../zmq/curve.js';
 import { bindFailure, bindOrFail, portOf, tcpEndpoint } from '../zmq/endpoint.js';
 import { ZmtpPublisher } from '../zmq/zmtp-publisher.js';
 import { ZmtpSubscriber } from '../zmq/zmtp-subscriber.js';
-import { heartbeatEvery } from '../zmq/zmtp-peer.js';
+import { libzmqHeartbeat, probeEvery } from '../zmq/zmtp-peer.js';
 import { encodeReply, linkKeys } from '../zmq/gateway-link.js';
 import { receiveLoop } from '../zmq/receive-loop.js';
 import { SerialSender } from '../zmq/serial-sender.js';
@@ -136,7 +136,7 @@ export type MpcOptions = InputOf<typeof MPC_OPTIONS.specs> & {
   onPublisherRefused?: (address: string, why: string) => void;
   /** Called when the ZMTP link server closes a gateway connection at the handshake (e.g. a CURVE gateway on a plain port). */
   onGatewayRefused?: (address: string, why: string) => void;
-  /** Called when tormq's ZMTP code closes a publisher or gateway connection that went quiet past the TTL its heartbeats asked for (a stopped or unreachable peer). */
+  /** Called when tormq's ZMTP code closes a publisher or gateway connection that went quiet past the TTL its heartbeats asked for, or left the MPC's PINGs unanswered (a stopped or unreachable peer). */
   onPeerSilent?: (port: 'publisher' | 'gateway', address: string, ms: number) => void;
   /** Called when the ZMTP link server closes the gateway connection holding the most because all together held more than `gatewayQueueTotalBytes`. */
   onGatewayOverTotal?: (address: string, limit: number) => void;
@@ -195,7 +195,7 @@ export interface MpcStats {
   publisherHandshakeFailures: number;
   /** Gateway connections closed at the handshake by the ZMTP link server (not a plain ZMTP 3 SUB/XSUB). */
   gatewayHandshakeFailures: number;
-  /** Connections closed because the peer went quiet past its heartbeat TTL (tormq's own ZMTP code; libzmq's sockets drop them unseen). */
+  /** Connections closed because the peer went quiet past its heartbeat TTL or left the MPC's PINGs unanswered (tormq's own ZMTP code; libzmq's sockets drop them unseen). */
   silentPeers: { publisher: number; gateway: number };
   /** Connections on the publisher and gateway ports (and the ingress ports) now, their caps (null: none, not Linux or libzmq's endpoints) and those closed at them. */
   connections: Record<'publisher' | 'gateway', ReturnType<ConnectionBudget['stats']>> & Partial<Record<IngressPort, ReturnType<ConnectionBudget['stats']>>>;
@@ -223,9 +223,10 @@ export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
   // each can be confirmed; sendTimeout 0, an XPUB never blocks (it drops at its high-water mark), so
   // zeromq.js's readiness check before each send (a poll() and a getpid() system call) buys nothing.
   const useZmtpLink = security === null && config.zmtpLink;
-  // libzmq's own sockets (CURVE, or asked for) ping their peers like the ZMTP ports' probe (no TTL asked
-  // of the peer); a peer silent past the timeout is closed by libzmq, which does not say so: uncounted.
-  const libzmqPing = config.peerHeartbeatMs > 0 ? { heartbeatInterval: config.peerHeartbeatMs, heartbeatTimeout: heartbeatEvery(config.peerHeartbeatMs)!.timeoutMs } : {};
+  // Peers that do not ping are pinged (--peer-heartbeat-ms): by the ZMTP ports' probe, and by libzmq's
+  // own sockets (CURVE, or asked for), which close a silent peer without saying so: uncounted.
+  const peerHeartbeat = probeEvery(config.peerHeartbeatMs);
+  const libzmqPing = libzmqHeartbeat(peerHeartbeat);
   const gateways = useZmtpLink ? null : new (zeromq().XPublisher)({ linger: 0, sendHighWaterMark: config.highWaterMark, sendTimeout: 0, verbosity: 'allSubs', ...libzmqPing, ...security?.gateway });
   const plain = config.plainPort === -1 ? null : new (zeromq().XPublisher)({ linger: 0, sendHighWaterMark: config.highWaterMark, ...security?.gateway });
 
@@ -250,7 +251,7 @@ export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
   };
   // Its handlers reach `control` (built on `link`, below), called only once gateways connect.
   const zmtpLink = gateways !== null ? null : new ZmtpPublisher(
-    { maxFrameBytes: MAX_GATEWAY_FRAME_BYTES, maxQueuedBytes: config.gatewayQueueBytes, maxTotalQueuedBytes: config.gatewayQueueTotalBytes, keysOf: linkKeys, budget: gatewayBudget, probe: heartbeatEvery(config.peerHeartbeatMs) },
+    { maxFrameBytes: MAX_GATEWAY_FRAME_BYTES, maxQueuedBytes: config.gatewayQueueBytes, maxTotalQueuedBytes: config.gatewayQueueTotalBytes, keysOf: linkKeys, budget: gatewayBudget, probe: peerHeartbeat },
     {
       message: (frame) => control.handle(frame),
       unread: () => control.badRequests++,
@@ -288,7 +289,7 @@ export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
   const publishers = useZmtp ? null : new (zeromq().Subscriber)({ linger: 0, receiveHighWaterMark: config.highWaterMark, ...libzmqPing, ...security?.publisher });
   let publisherHandshakeFailures = 0;
   const zmtp = !useZmtp ? null : new ZmtpSubscriber(
-    { maxFrameBytes: config.maxMessageBytes, maxParts: 2, budget: publisherBudget, probe: heartbeatEvery(config.peerHeartbeatMs) },
+    { maxFrameBytes: config.maxMessageBytes, maxParts: 2, budget: publisherBudget, probe: peerHeartbeat },
     {
       message: ingest,
       unread: (reason, bytes) => forwarder.skipped(reason, bytes),

@@ -60,7 +60,7 @@ export interface ZmtpPeerOptions {
   readonly connecting?: boolean;
   /** Ping every `intervalMs` once the handshake is done, asking the peer to close after `ttlMs` without traffic; close after `timeoutMs` without any (heartbeatEvery; null or absent: none). */
   readonly heartbeat?: ZmtpHeartbeat | null;
-  /** The accepting side's heartbeat for a ZMTP 3.1 peer that does not ping with a TTL itself: as `heartbeat`, but the PINGs ask for no TTL. */
+  /** The accepting side's heartbeat for a ZMTP 3.1 peer that does not ping with a TTL itself (probeEvery: its PINGs ask for no TTL). */
   readonly probe?: ZmtpHeartbeat | null;
 }
 
@@ -78,6 +78,12 @@ const HEARTBEAT_TTL_INTERVALS = 10;
 /** tormq's heartbeat for a PING every `intervalMs` (null: off), for its ZMTP code and libzmq's sockets alike. */
 export function heartbeatEvery(intervalMs: number): ZmtpHeartbeat | null {
   return intervalMs > 0 ? { intervalMs, timeoutMs: HEARTBEAT_TIMEOUT_INTERVALS * intervalMs, ttlMs: HEARTBEAT_TTL_INTERVALS * intervalMs } : null;
+}
+
+/** The MPC's heartbeat for peers that do not ping it (`probe`): as heartbeatEvery, but its PINGs ask for no TTL. */
+export function probeEvery(intervalMs: number): ZmtpHeartbeat | null {
+  const heartbeat = heartbeatEvery(intervalMs);
+  return heartbeat === null ? null : { ...heartbeat, ttlMs: 0 };
 }
 
 /** libzmq's socket options for `heartbeat` (none when null). */
@@ -379,13 +385,10 @@ export class ZmtpPeer {
       }
       this.state = State.Traffic;
       clearTimeout(this.timer);
-      const heartbeat = this.options.heartbeat;
-      const probe = this.options.probe;
+      const heartbeat = this.options.heartbeat ?? (this.peerMinor >= 1 ? this.options.probe : null);
       if (heartbeat != null) {
         const ttl = Math.min(0xffff, Math.floor(heartbeat.ttlMs / TTL_UNIT_MS));
         this.watchSilence(heartbeat.intervalMs, heartbeat.timeoutMs, command('PING', Buffer.from([ttl >> 8, ttl & 0xff])));
-      } else if (probe != null && this.peerMinor >= 1) {
-        this.watchSilence(probe.intervalMs, probe.timeoutMs, PROBE_PING);
       }
       this.handlers.ready();
     } else if (name === 'PING' && this.state === State.Traffic) {
@@ -436,9 +439,6 @@ export class ZmtpPeer {
     return !this.socket.destroyed;
   }
 }
-
-/** A PING asking for no TTL (a probe's: the peer answers, and keeps its own rules for dropping us). */
-const PROBE_PING = command('PING', Buffer.from([0, 0]));
 
 const SHORT_HEADERS = Array.from({ length: 256 }, (_, size) => Buffer.from([0, size]));
 

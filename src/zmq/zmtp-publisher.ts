@@ -39,7 +39,7 @@ export interface ZmtpPublisherHandlers {
   unread(reason: UnreadReason): void;
   /** A connection closed at the handshake: not a ZMTP 3 SUB/XSUB with NULL security, or a protocol break. */
   refused(address: string, why: string): void;
-  /** A gateway whose PINGs asked for a TTL went quiet that long (stopped, or unreachable): its connection was closed. */
+  /** A gateway went quiet past the TTL its PINGs asked for, or left our PINGs unanswered (`probe`): its connection was closed. */
   silent(address: string, ms: number): void;
   /** All gateways together held more than `limit` bytes: this one, holding the most, was closed. */
   overTotal(address: string, limit: number): void;

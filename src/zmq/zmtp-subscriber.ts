@@ -33,7 +33,7 @@ export interface ZmtpSubscriberHandlers {
   dry(): void;
   /** A connection closed because it is not a ZMTP 3 PUB with NULL security, or broke the protocol. */
   refused(address: string, why: string): void;
-  /** A publisher whose PINGs asked for a TTL went quiet that long (stopped, or unreachable): its connection was closed. */
+  /** A publisher went quiet past the TTL its PINGs asked for, or left our PINGs unanswered (`probe`): its connection was closed. */
   silent(address: string, ms: number): void;
 }
 
