@@ -633,6 +633,11 @@ export class Subscription<T = unknown> extends Emitter<SubscriptionEvents<T>> {
         this.deliver(topic, epoch, offset, data);
         return;
       }
+    } else if (known.offset === 0 && offset === 1) {
+      // The first message of a topic nobody had published at the ack: nothing came before it, whatever
+      // its epoch (with several MPCs the ack may carry another MPC's; the gateway announces any loss).
+      this.deliver(topic, epoch, offset, data);
+      return;
     }
     // Offsets skipped, or a new epoch: messages are missing here.
     if (!this.recover) {

@@ -6,6 +6,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Publisher } from '../../src/index.js';
+import { TormqClient } from '../../src/client/tormq-client.js';
+import { ClientLog } from '../helpers/client-log.js';
 import { until } from '../helpers/probes.js';
 import { startGatewayProcess, startMpcProcess, type GatewayProcess, type MpcProcess } from '../helpers/processes.js';
 import { useSystem } from '../helpers/system.js';
@@ -181,6 +183,7 @@ describe('recovery: a gateway linked to two MPCs, publishers on one', () => {
   let gateway: GatewayProcess;
   let publisher: Publisher;
   const clients: TestClient[] = [];
+  const sdkClients: TormqClient[] = [];
   const streamsOfA = async () => (((await a.stats()).history) as { streams: number }).streams;
   before(async () => {
     a = await startMpcProcess();
@@ -191,6 +194,7 @@ describe('recovery: a gateway linked to two MPCs, publishers on one', () => {
   });
   after(async () => {
     await Promise.all(clients.map((c) => c.close()));
+    for (const sdk of sdkClients) sdk.close();
     await publisher?.close();
     await gateway?.stop();
     await b?.stop();
@@ -262,6 +266,62 @@ describe('recovery: a gateway linked to two MPCs, publishers on one', () => {
     }
     // Which one a round gets depends on which MPC answered the first client (both occur).
     assert.equal(outcomes.length, 6, outcomes.join(', '));
+  });
+
+  test('a topic nobody has published: its first messages through the MPC whose answer the ack did not carry bring no gap notice', async () => {
+    // Each MPC answers for a topic it holds no stream of with its fresh epoch at offset 0, and starts the
+    // topic's stream in that epoch. The ack carries one of the two; before, when the first message came
+    // through the other MPC, the gateway announced a gap (and the tormq client started a recovery that
+    // read as not recovered), though nothing had been published before it.
+    const publisherB = new Publisher('127.0.0.1', b.publisherPort);
+    try {
+      // Each MPC's fresh epoch, from the first message of a stream it starts.
+      const probe = await TestClient.v2(gateway.url);
+      clients.push(probe);
+      await subscribeV2(probe, ['epoch:a', 'epoch:b']);
+      await publisher.ready({ topic: 'epoch:a', timeoutMs: 10_000 });
+      await publisherB.ready({ topic: 'epoch:b', timeoutMs: 10_000 });
+      await publisher.send('epoch:a', 'a');
+      await publisherB.send('epoch:b', 'b');
+      await probe.waitFor((m) => /"data": ?"a"/.test(m));
+      await probe.waitFor((m) => /"data": ?"b"/.test(m));
+      const freshOf = new Map(probe.publications().map((p) => [p.epoch, p.data === 'a' ? 'A' : 'B']));
+      assert.equal(freshOf.size, 2, 'the two MPCs have different fresh epochs');
+      const carried: string[] = [];
+      for (let round = 0; round < 4; round++) {
+        const topic = `late${round}:x`;
+        const raw = await TestClient.v2(gateway.url);
+        clients.push(raw);
+        const ack = await subscribeV2(raw, [topic]);
+        const sdk = new TormqClient(gateway.url);
+        sdkClients.push(sdk);
+        const log = new ClientLog(sdk, sdk.subscribe(topic));
+        await sdk.connect();
+        await log.until(() => log.subscribed.length === 1, 'the tormq client\'s ack');
+        const ackedFrom = freshOf.get(ack.positions[topic]!.epoch);
+        assert.ok(ackedFrom !== undefined, `the ack carries a fresh epoch of one of the MPCs: ${JSON.stringify(ack.positions)}`);
+        carried.push(ackedFrom);
+        // The first messages go through the other MPC.
+        const other = ackedFrom === 'A' ? publisherB : publisher;
+        const gapsBefore = (await gateway.stats()).upstream.gaps;
+        await other.ready({ topic, timeoutMs: 10_000 });
+        await other.send(topic, 1);
+        await other.send(topic, 2);
+        await raw.waitFor((m) => /"data": ?2,/.test(m));
+        await log.until(() => log.publications.length === 2, 'both messages at the tormq client');
+        await new Promise((resolve) => setTimeout(resolve, 500)); // position checks from the holder meanwhile
+        const otherEpoch = [...freshOf].find(([, mpc]) => mpc !== ackedFrom)![0];
+        assert.deepEqual(raw.publications().map((p) => [p.data, p.epoch, p.offset]), [[1, otherEpoch, 1], [2, otherEpoch, 2]]);
+        assert.deepEqual(raw.gaps(), [], `round ${round}: no gap notice`);
+        assert.equal((await gateway.stats()).upstream.gaps, gapsBefore, `round ${round}: no upstream gap`);
+        assert.deepEqual(log.publications.map((p) => [p.data, p.offset]), [[1, 1], [2, 2]]);
+        assert.deepEqual(log.gaps, [], `round ${round}: the tormq client saw no gap`);
+        assert.equal(log.subscribed.length, 1, `round ${round}: the tormq client did not resubscribe to recover`);
+      }
+      console.log(`# acks carried the fresh epoch of: ${carried.join(', ')}`);
+    } finally {
+      await publisherB.close();
+    }
   });
 
   test('a resume from the fresh position of an MPC that holds no stream is not recovered when the other has published since', async () => {

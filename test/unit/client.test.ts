@@ -220,6 +220,25 @@ describe('positions and dedup', () => {
     assert.deepEqual(events, ['subscribed recovered=true wasRecovering=true']);
   });
 
+
+  test('after a position at 0, offset 1 of another epoch is delivered (the stream began on another MPC); offset 2 is a jump', async () => {
+    const client = makeClient();
+    const sub = client.subscribe('room:1');
+    const ws = await open(client);
+    ws.push({ event: 'ack', id: ws.frames()[0]!.id, recovered: false, positions: { room: { epoch: 'R', offset: 0 }, 'room:1': { epoch: 'A', offset: 0 } } });
+    const seen: string[] = [];
+    sub.on('publication', (p) => seen.push(shown(p)));
+    ws.push(pub('room:1', 'B', 1));
+    ws.push(pub('room:1', 'B', 2));
+    assert.deepEqual(seen, ['room:1#1', 'room:1#2']);
+    assert.equal(sub.state, 'subscribed');
+    assert.equal(ws.frames().length, 1, 'no recovery');
+    assert.deepEqual(sub.positions['room:1'], { epoch: 'B', offset: 2 });
+    ws.push(pub('room', 'S', 2)); // the ancestor's stream: offset 1 of it never came
+    assert.deepEqual(seen, ['room:1#1', 'room:1#2']);
+    assert.equal(sub.state, 'subscribing');
+    assert.deepEqual(ws.frames()[1]!.since, { room: { epoch: 'R', offset: 0 }, 'room:1': { epoch: 'B', offset: 2 } });
+  });
   test('a gap notice recovers first; only a failed recovery reaches the application as gap; a new epoch follows', async () => {
     const client = makeClient();
     const sub = client.subscribe('room:1');

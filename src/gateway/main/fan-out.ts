@@ -155,8 +155,15 @@ export class FanOut {
       // The first of the stream seen here (before the subscription's position): the baseline.
       route.epoch = Buffer.from(frame.subarray(view.epochStart, view.epochEnd));
     } else if (!sameBytes(route.epoch, frame, view.epochStart, view.epochEnd)) {
-      this.upstreamGaps++;
-      this.newEpoch(route, frame, view);
+      if (route.otherFreshEpochs === null || !this.beganElsewhere(route, frame.toString('latin1', view.epochStart, view.epochEnd))) {
+        this.upstreamGaps++;
+        this.newEpoch(route, frame, view);
+      } else if (view.offset !== 1) {
+        // The new stream's first messages did not arrive: repaired like any gap.
+        this.upstreamGaps++;
+        this.startRepair(route, view.offset - 1);
+        return this.hold(route, route.repair!, frame);
+      }
     } else if (view.offset !== route.offset + 1) {
       if (view.offset <= route.offset) return this.drop('duplicate');
       this.upstreamGaps++;
@@ -179,9 +186,16 @@ export class FanOut {
       route.epoch = Buffer.from(frame.subarray(view.epochStart, view.epochEnd));
       route.offset = view.offset;
     } else if (!sameBytes(route.epoch, frame, view.epochStart, view.epochEnd)) {
-      this.upstreamGaps++;
-      this.newEpoch(route, frame, view);
-      route.offset = view.offset;
+      if (route.otherFreshEpochs !== null && this.beganElsewhere(route, frame.toString('latin1', view.epochStart, view.epochEnd))) {
+        if (view.offset > 0) {
+          this.upstreamGaps++;
+          this.startRepair(route, view.offset);
+        }
+      } else {
+        this.upstreamGaps++;
+        this.newEpoch(route, frame, view);
+        route.offset = view.offset;
+      }
     } else if (route.repair !== null) {
       if (view.offset > route.repair.until) route.repair.until = view.offset;
     } else if (view.offset > route.offset) {
@@ -199,6 +213,13 @@ export class FanOut {
   checkPosition(route: TopicRoute, epoch: string, top: number): void {
     if (!route.baseline || route.epoch === null || route.repair !== null || epoch === '') return;
     if (route.epoch.toString('latin1') !== epoch) {
+      if (route.otherFreshEpochs !== null && this.beganElsewhere(route, epoch)) {
+        if (top > 0) {
+          this.upstreamGaps++;
+          this.startRepair(route, top);
+        }
+        return;
+      }
       this.upstreamGaps++;
       this.unrepairedGaps++;
       for (const slot of route.slots) slot.gap(route.topic);
@@ -274,7 +295,25 @@ export class FanOut {
     if (route.baseline || route.unheld === null || route.unheld.length === 0) return;
     const seen = route.epoch?.toString('latin1');
     const [epoch, top] = route.unheld.find(([answered]) => answered === seen) ?? route.unheld[0]!;
+    const others = route.unheld.filter(([answered]) => answered !== epoch).map(([answered]) => answered);
     this.baseline(route, epoch, top);
+    if (route.offset === 0 && others.length > 0) route.otherFreshEpochs = others;
+  }
+
+  /**
+   * `epoch` differs from the one `route` holds. True when the baseline was adopted from MPCs' answers
+   * without a stream, nothing has passed since, and `epoch` is another of those MPCs' fresh epochs: the
+   * topic's first stream began on that MPC after the baseline (an MPC starts a stream in its fresh
+   * epoch, and renews that epoch when it forgets one), so nothing was missed and no gap is announced.
+   * Before, the first message of a topic nobody had published brought a gap notice whenever it came
+   * through another MPC than the one whose answer the ack carried. The route moves to offset 0 of it.
+   */
+  private beganElsewhere(route: TopicRoute, epoch: string): boolean {
+    const fresh = route.otherFreshEpochs!;
+    route.otherFreshEpochs = null;
+    if (route.offset !== 0 || route.repair !== null || !fresh.includes(epoch)) return false;
+    route.epoch = Buffer.from(epoch, 'latin1');
+    return true;
   }
 
   private newEpoch(route: TopicRoute, frame: Buffer, view: StreamFrameView): void {

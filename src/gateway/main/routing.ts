@@ -59,6 +59,12 @@ export class TopicRoute {
    * that holds it may still answer (several MPCs: fan-out.ts, unheldPosition).
    */
   unheld: Array<readonly [epoch: string, top: number]> | null = null;
+  /**
+   * A baseline adopted from such answers (a topic nobody had published): the other MPCs' fresh epochs.
+   * While nothing has passed (offset 0), a stream starting in one of them began on that MPC after the
+   * baseline, so nothing was missed (fan-out.ts, beganElsewhere).
+   */
+  otherFreshEpochs: string[] | null = null;
   /** Marks owed once the route is settled. */
   readonly pendingMarks: Array<{ slot: RingSlot; seq: number }> = [];
 
@@ -152,6 +158,7 @@ export class Routing {
       for (const route of root.routes) {
         route.baseline = false;
         route.unheld = null;
+        route.otherFreshEpochs = null;
       }
     }
   }
