@@ -1,11 +1,12 @@
 /**
- * The MPC's own ZMTP XPUB on the gateway port (src/zmq/zmtp-publisher.ts). Real gateways (libzmq XSUB
- * through zeromq.js) link through it in every other e2e test; here it is driven with raw TCP: a
+ * The MPC's own ZMTP XPUB on the gateway port (src/zmq/zmtp-publisher.ts). Real gateways link through
+ * it in every other e2e test; here it is driven with raw TCP: a
  * hand-rolled XSUB subscribes with ZMTP 3.0 messages and 3.1 commands, peers that are not SUB/XSUB or
  * speak CURVE are refused and counted, frames too large or in too many parts are skipped and counted,
  * and a gateway that never reads has its frames dropped and counted at --gateway-queue-bytes while a
  * real gateway beside it gets every message. After each, a real gateway's client is still served.
- * The libzmq XPUB (`--no-zmtp-link`, and always with CURVE) still links a gateway.
+ * The libzmq XPUB (`--no-zmtp-link`, and always with CURVE) still links a gateway: every pairing of
+ * the two servers with the gateway's two clients is run.
  *
  * The gateway's own ZMTP XSUB client (src/zmq/zmtp-xsub.ts) is likewise what every other e2e test links
  * with; here it faces a hostile "MPC": a frame over its 16 MB limit, a message in two parts, bytes that
@@ -226,26 +227,6 @@ describe('the MPC\'s ZMTP link server under raw and hostile gateways', () => {
   });
 });
 
-describe('--no-zmtp-link', () => {
-  test('libzmq\'s XPUB serves the gateway port: a gateway links and its client gets a message', async () => {
-    const mpc = await startMpcProcess(undefined, ['--no-zmtp-link']);
-    const gateway = await startGatewayProcess(mpc.gatewayPort);
-    const client = await TestClient.connect(gateway.url);
-    const publisher = await connectedRawPublisher(mpc.publisherPort);
-    try {
-      await client.subscribe('nz:a');
-      await publisher.send(['nz', JSON.stringify({ topic: 'nz:a', data: 'through-libzmq' })]);
-      await client.waitFor((m) => m.includes('through-libzmq'));
-      assert.equal((await mpc.stats()).gatewayHandshakeFailures, 0);
-    } finally {
-      await client.close();
-      publisher.close();
-      await gateway.stop();
-      await mpc.stop();
-    }
-  });
-});
-
 describe('the gateway\'s ZMTP link client against a hostile MPC', () => {
   test('a 20 MB frame and a two-part message are skipped, garbage is a bad frame, an impossible size ends the connection; the gateway stays up and dials again', async () => {
     const connections: net.Socket[] = [];
@@ -293,30 +274,29 @@ describe('the gateway\'s ZMTP link client against a hostile MPC', () => {
   });
 });
 
-describe('tormq-gateway --zmtp-link', () => {
-  test('the gateway\'s own ZMTP client links to the MPC\'s own XPUB, and to libzmq\'s: its client gets a message through each', async () => {
-    for (const mpcFlags of [[], ['--no-zmtp-link']]) {
-      await throughZmtpClient(mpcFlags);
+describe('the gateway\'s two link clients and the MPC\'s two link servers', () => {
+  test('each pairing links, and a client gets a message through it: tormq\'s ZMTP client (the default) or libzmq\'s XSUB (--no-zmtp-link), to tormq\'s XPUB (the default) or libzmq\'s (--no-zmtp-link)', async () => {
+    for (const gatewayFlags of [[], ['--no-zmtp-link']]) {
+      for (const mpcFlags of [[], ['--no-zmtp-link']]) await throughPairing(mpcFlags, gatewayFlags);
     }
   });
 });
 
-async function throughZmtpClient(mpcFlags: string[]): Promise<void> {
-  {
-    const mpc = await startMpcProcess(undefined, mpcFlags);
-    const gateway = await startGatewayProcess(mpc.gatewayPort, ['--zmtp-link']);
-    const client = await TestClient.connect(gateway.url);
-    const publisher = await connectedRawPublisher(mpc.publisherPort);
-    try {
-      await client.subscribe('ng:a');
-      await publisher.send(['ng', JSON.stringify({ topic: 'ng:a', data: `gateway-zmtp-client${mpcFlags.join('')}` })]);
-      await client.waitFor((m) => m.includes(`gateway-zmtp-client${mpcFlags.join('')}`));
-    } finally {
-      await client.close();
-      publisher.close();
-      await gateway.stop();
-      await mpc.stop();
-    }
+async function throughPairing(mpcFlags: string[], gatewayFlags: string[]): Promise<void> {
+  const mpc = await startMpcProcess(undefined, mpcFlags);
+  const gateway = await startGatewayProcess(mpc.gatewayPort, gatewayFlags);
+  const client = await TestClient.connect(gateway.url);
+  const publisher = await connectedRawPublisher(mpc.publisherPort);
+  const data = `pairing mpc[${mpcFlags.join(' ')}] gateway[${gatewayFlags.join(' ')}]`;
+  try {
+    await client.subscribe('ng:a');
+    await publisher.send(['ng', JSON.stringify({ topic: 'ng:a', data })]);
+    await client.waitFor((m) => m.includes(data));
+    assert.equal((await mpc.stats()).gatewayHandshakeFailures, 0);
+  } finally {
+    await client.close();
+    publisher.close();
+    await gateway.stop();
+    await mpc.stop();
   }
 }
-
