@@ -378,7 +378,10 @@ describe('recovery: the MPC restarts', () => {
   });
 });
 
-describe('recovery: messages lost between the MPC and the gateway', () => {
+// Both of the gateway's link clients: its own (the default on plain TCP) and libzmq's XSUB (CURVE, or
+// --no-zmtp-link), whose high-water mark drops as well.
+for (const link of [{ name: 'tormq\'s ZMTP client', flags: [] as string[] }, { name: 'libzmq\'s XSUB', flags: ['--no-zmtp-link'] }]) {
+describe(`recovery: messages lost between the MPC and the gateway (${link.name})`, () => {
   let mpc: MpcProcess;
   let gateway: GatewayProcess;
   let publisher: Publisher;
@@ -388,7 +391,7 @@ describe('recovery: messages lost between the MPC and the gateway', () => {
     // Small buffers on both sides of the link, history large enough to repair from.
     mpc = await startMpcProcess(undefined, ['--hwm', '20', '--gateway-queue-bytes', '65536', '--history-size', '100000']);
     // The test process reads 20,000 messages of 1 KB while it also runs the publisher: not a slow client.
-    gateway = await startGatewayProcess(mpc.gatewayPort, ['--upstream-hwm', '10', '--position-check-ms', '500', '--slow-client-bytes', String(256 << 20)]);
+    gateway = await startGatewayProcess(mpc.gatewayPort, [...link.flags, '--upstream-hwm', '10', '--position-check-ms', '500', '--slow-client-bytes', String(256 << 20)]);
     publisher = new Publisher('127.0.0.1', mpc.publisherPort, { sendHighWaterMark: 0 });
     await publisher.ready({ timeoutMs: 10_000 });
   });
@@ -458,6 +461,7 @@ describe('recovery: messages lost between the MPC and the gateway', () => {
       `quiet root ${quietOffsets.length}/${QUIET}, gaps ${quiet.gaps().length}`);
   });
 });
+}
 
 describe('recovery: a slow client under --slow-client-policy drop', () => {
   const sys = useSystem({
