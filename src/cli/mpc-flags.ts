@@ -3,7 +3,7 @@ import { HTTP_INGRESS_OPTIONS } from '../ingress/http-ingress.js';
 import { LOG_LEVELS } from '../log.js';
 import { isLoopbackHost } from '../loopback.js';
 import { tlsPairProblem } from '../tls-files.js';
-import { MPC_OPTIONS } from '../mpc/mpc.js';
+import { gatewayQueueProblem, MPC_OPTIONS } from '../mpc/mpc.js';
 import { anyString, defineOptions, int, integerFromText, nonEmptyString, oneOf, type AnyOption, type CliSpec } from '../options/options.js';
 import type { CliDefinition } from './flags.js';
 
@@ -113,6 +113,8 @@ export const MPC_CLI_OPTIONS = defineOptions('a tormq-mpc', {
   if (c.curveKeyFile === '' && (c.curveAllowPublishers !== '' || c.curveAllowGateways !== '')) {
     fail(c.curveAllowPublishers !== '' ? 'curveAllowPublishers' : 'curveAllowGateways', `used together with ${name('curveKeyFile')}`);
   }
+  const queue = gatewayQueueProblem(c.gatewayQueueBytes, c.maxMessageBytes, c.zmtpLink && c.curveKeyFile === '', name);
+  if (queue !== null) fail('gatewayQueueBytes', queue);
 });
 
 export const MPC_CLI: CliDefinition<typeof MPC_CLI_OPTIONS.specs> = {

@@ -26,7 +26,7 @@ import { encodeBatch } from '../zmq/gateway-link.js';
 
 /** A batch leaves once it holds this many messages or bytes, even if more are readable. */
 const MAX_BATCH_MESSAGES = 512;
-const MAX_BATCH_BYTES = 256 * 1024;
+export const MAX_BATCH_BYTES = 256 * 1024;
 
 /** Where frames to gateways go: zeromq.js's XPUB (through a SerialSender) or the ZMTP link server. */
 export interface FrameSink {
@@ -59,6 +59,8 @@ export class LinkBatcher {
     private readonly sender: FrameSink,
     /** At most one flush per this many ms while messages keep coming; 0: every read's leave at once. */
     private readonly holdMs = 0,
+    /** A batch leaves once it holds this many bytes (the MPC sizes it to the gateway queue). */
+    private readonly maxBatchBytes = MAX_BATCH_BYTES,
   ) {}
 
   gatewayLinked(id: string): void {
@@ -106,7 +108,7 @@ export class LinkBatcher {
     if (batch.frames.length === 0) this.pending.push(batch);
     batch.frames.push(frame);
     batch.bytes += frame.length;
-    if (batch.frames.length >= MAX_BATCH_MESSAGES || batch.bytes >= MAX_BATCH_BYTES) this.flush();
+    if (batch.frames.length >= MAX_BATCH_MESSAGES || batch.bytes >= this.maxBatchBytes) this.flush();
   }
 
   /** Any other frame (a root's own message, a position, a reply): after everything pending. */

@@ -27,7 +27,7 @@ import { receiveLoop } from '../zmq/receive-loop.js';
 import { SerialSender } from '../zmq/serial-sender.js';
 import { registerZapDomain } from '../zmq/zap-handler.js';
 import { Forwarder, type PublishDropReason } from './forwarder.js';
-import { LinkBatcher } from './link-batcher.js';
+import { LinkBatcher, MAX_BATCH_BYTES } from './link-batcher.js';
 import { GatewayControl } from './gateway-control.js';
 import { PresenceTable, type PresenceStats } from './presence.js';
 import { EvictionReclaimer } from './reclaim.js';
@@ -69,7 +69,7 @@ export const MPC_OPTIONS = defineOptions('an MPC', {
   gatewayQueueBytes: {
     default: 32 * 1024 * 1024,
     check: int(64 * 1024),
-    help: 'bytes the ZMTP link server queues for one gateway that reads too slowly before it drops frames to it (counted in sendQueueDrops; the gateway sees the offsets skip and repairs from history)',
+    help: 'bytes the ZMTP link server queues for one gateway that reads too slowly before it drops frames to it (counted in sendQueueDrops; the gateway sees the offsets skip and repairs from history). At least twice --max-message-bytes; batches leave at a quarter of it at most, history pages at half',
   },
   gatewayQueueTotalBytes: {
     default: 256 * 1024 * 1024,
@@ -127,7 +127,21 @@ export const MPC_OPTIONS = defineOptions('an MPC', {
     secret: true,
     help: 'CURVE on every port: encrypted links, and with allowlists, only known keys may connect',
   },
+}, (c, fail, name) => {
+  const queue = gatewayQueueProblem(c.gatewayQueueBytes, c.maxMessageBytes, c.zmtpLink && c.curve === undefined, name);
+  if (queue !== null) fail('gatewayQueueBytes', queue);
 });
+
+/**
+ * The ZMTP link server drops a frame that does not fit a gateway's queue, and answers a gateway's
+ * requests only while half its queue is free: the largest message, and so a history page of it, must
+ * fit in half of it, or it could never reach a gateway nor be repaired. Null when it does (or when
+ * libzmq's XPUB serves gateways: CURVE, --no-zmtp-link); else what the queue must be.
+ */
+export function gatewayQueueProblem(queueBytes: number, maxMessageBytes: number, linkServer: boolean, name: (key: 'maxMessageBytes') => string): string | null {
+  if (!linkServer || queueBytes >= 2 * maxMessageBytes) return null;
+  return `at least twice ${name('maxMessageBytes')} (${2 * maxMessageBytes}): a larger message would be dropped whenever the queue is half full, and could not be repaired from history`;
+}
 
 export type MpcOptions = InputOf<typeof MPC_OPTIONS.specs> & {
   /** Called for each publisher message dropped (the CLI logs them, rate-limited). */
@@ -153,6 +167,8 @@ export const MPC_DEFAULTS = MPC_OPTIONS.defaults;
 /** Most messages and bytes one history reply carries; the gateway asks again for the rest. */
 const MAX_REPLY_MESSAGES = 1000;
 const MAX_REPLY_BYTES = 4 * 1024 * 1024;
+/** A reply's bytes besides its bodies: 4 per body (at most MAX_REPLY_MESSAGES), its header, the ZMTP frame's. */
+const REPLY_FRAMING_BYTES = 4 * MAX_REPLY_MESSAGES + 4096;
 const SWEEP_INTERVAL_MS = 1000;
 /** The gateway port's share of the connection budget: a quarter, at most this (gateways are few). */
 const MAX_GATEWAY_CONNECTIONS = 256;
@@ -265,14 +281,20 @@ export async function startMpc(options: MpcOptions = {}): Promise<Mpc> {
   );
   const toGateways = gateways === null ? zmtpLink! : new SerialSender(gateways);
   const toPlain = plain === null ? null : new SerialSender(plain);
-  const link = new LinkBatcher(toGateways, config.coalesceMs);
+  // With the ZMTP link server, frames are sized to the gateway queue (libzmq's XPUB counts messages):
+  // a batch to a quarter of it (plus its last message), a history page to half of it, less the
+  // reply's framing. The page then fits, since requests are answered only while half the queue is
+  // free. Before, with --gateway-queue-bytes below 256 KB every full batch was dropped, and below
+  // 4 MB every large page: such a gateway could never repair a burst (test/e2e/recovery).
+  const linkFrameBytes = zmtpLink === null ? Infinity : Math.floor(config.gatewayQueueBytes / 2);
+  const link = new LinkBatcher(toGateways, config.coalesceMs, Math.min(MAX_BATCH_BYTES, Math.floor(linkFrameBytes / 2)));
   const forwarder = new Forwarder(config, streams, link, toPlain, onDrop);
   const presence = new PresenceTable(
     { maxEntries: config.presenceMaxEntries, maxGateways: MAX_PRESENCE_GATEWAYS, maxCardLength: config.maxTopicLength },
     (gw) => link.send(encodeReply(Buffer.from(gw, 'base64url'), { type: 'presence-resync' })),
   );
   const control = new GatewayControl(
-    { maxTopicLength: config.maxTopicLength, maxReplyMessages: MAX_REPLY_MESSAGES, maxReplyBytes: MAX_REPLY_BYTES },
+    { maxTopicLength: config.maxTopicLength, maxReplyMessages: MAX_REPLY_MESSAGES, maxReplyBytes: Math.min(MAX_REPLY_BYTES, linkFrameBytes - REPLY_FRAMING_BYTES) },
     streams,
     link,
     instance,

@@ -74,7 +74,7 @@ describe('the MPC\'s ZMTP link server under raw and hostile gateways', () => {
   };
 
   before(async () => {
-    mpc = await startMpcProcess(undefined, ['--gateway-queue-bytes', String(1024 * 1024), '--gateway-queue-total-bytes', String(TOTAL_QUEUE_BYTES)]);
+    mpc = await startMpcProcess(undefined, ['--gateway-queue-bytes', String(1024 * 1024), '--max-message-bytes', String(256 * 1024), '--gateway-queue-total-bytes', String(TOTAL_QUEUE_BYTES)]);
     gateway = await startGatewayProcess(mpc.gatewayPort);
     client = await TestClient.connect(gateway.url);
     await client.subscribe('zl:x');

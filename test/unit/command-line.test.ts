@@ -88,6 +88,13 @@ describe('command line: flags, environment, config file', () => {
     // A cross-option rule names each option by its own source.
     const key = file('pem.txt', '-----BEGIN PUBLIC KEY-----\n');
     refused(['--auth-public-key', key], { TORMQ_AUTH_SECRET: SECRET }, /^--auth-public-key must be '' when TORMQ_AUTH_SECRET is set/);
+    // The MPC's gateway queue must hold its largest message twice (with its own link server).
+    const mpcRefused = (argv: string[], message: RegExp) =>
+      assert.throws(() => resolveCommandLine(MPC_CLI, argv, {}), (error: Error) => error instanceof UsageError && message.test(error.message));
+    mpcRefused(['--gateway-queue-bytes', '65536'], /^--gateway-queue-bytes must be at least twice --max-message-bytes \(2097152\)/);
+    mpcRefused(['--gateway-queue-bytes', '65536'], /could not be repaired from history, got 65536$/);
+    assert.doesNotThrow(() => resolveCommandLine(MPC_CLI, ['--gateway-queue-bytes', '65536', '--max-message-bytes', '32768'], {}));
+    assert.doesNotThrow(() => resolveCommandLine(MPC_CLI, ['--gateway-queue-bytes', '65536', '--no-zmtp-link'], {}));
   });
 
   test('TORMQ_AUTH_SECRET and TORMQ_HTTP_TOKEN keep working; one secret per source, precedence across sources', () => {

@@ -1,6 +1,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { GATEWAY_DEFAULTS, validateGatewayConfig } from '../../src/gateway/shared/config.js';
+import { MPC_OPTIONS } from '../../src/mpc/mpc.js';
 import { CloseCodes } from '../../src/protocol/close-codes.js';
 
 describe('gateway config: hardening options', () => {
@@ -35,5 +36,17 @@ describe('gateway config: hardening options', () => {
     assert.equal(CloseCodes.RATE_LIMITED, 4029);
     assert.equal(CloseCodes.SLOW_CLIENT, 4008);
     assert.equal(new Set(Object.values(CloseCodes)).size, Object.keys(CloseCodes).length);
+  });
+});
+
+describe('MPC config: the gateway queue holds the largest message twice', () => {
+  test('--gateway-queue-bytes below twice --max-message-bytes is refused with the ZMTP link server; allowed where libzmq\'s XPUB serves gateways', () => {
+    assert.equal(MPC_OPTIONS.validate({ gatewayQueueBytes: 2 * 1024 * 1024 }).gatewayQueueBytes, 2 * 1024 * 1024);
+    assert.throws(() => MPC_OPTIONS.validate({ gatewayQueueBytes: 2 * 1024 * 1024 - 1 }), {
+      name: 'RangeError',
+      message: /^options\.gatewayQueueBytes must be at least twice options\.maxMessageBytes \(2097152\): .*, got 2097151$/,
+    });
+    assert.equal(MPC_OPTIONS.validate({ gatewayQueueBytes: 65536, maxMessageBytes: 32768 }).gatewayQueueBytes, 65536);
+    assert.equal(MPC_OPTIONS.validate({ gatewayQueueBytes: 65536, zmtpLink: false }).gatewayQueueBytes, 65536);
   });
 });
