@@ -113,8 +113,8 @@ export const MPC_CLI_OPTIONS = defineOptions('a tormq-mpc', {
   if (c.curveKeyFile === '' && (c.curveAllowPublishers !== '' || c.curveAllowGateways !== '')) {
     fail(c.curveAllowPublishers !== '' ? 'curveAllowPublishers' : 'curveAllowGateways', `used together with ${name('curveKeyFile')}`);
   }
-  const queue = gatewayQueueProblem(c.gatewayQueueBytes, c.maxMessageBytes, c.zmtpLink && c.curveKeyFile === '', name);
-  if (queue !== null) fail('gatewayQueueBytes', queue);
+  const queue = gatewayQueueProblem(c, c.zmtpLink && c.curveKeyFile === '', name);
+  if (queue !== null) fail(queue.key, queue.must);
 });
 
 export const MPC_CLI: CliDefinition<typeof MPC_CLI_OPTIONS.specs> = {

@@ -74,7 +74,7 @@ export const MPC_OPTIONS = defineOptions('an MPC', {
   gatewayQueueTotalBytes: {
     default: 256 * 1024 * 1024,
     check: int(64 * 1024),
-    help: 'bytes the ZMTP link server queues for all gateways together; past it, the gateway connection holding the most is closed (a gateway reconnects and repairs from history), counted in gatewayQueue.cutOverTotal and logged',
+    help: 'bytes the ZMTP link server queues for all gateways together; past it, the gateway connection holding the most is closed (a gateway reconnects and repairs from history), counted in gatewayQueue.cutOverTotal and logged. At least --gateway-queue-bytes',
   },
   zmtpReader: {
     default: true,
@@ -128,19 +128,29 @@ export const MPC_OPTIONS = defineOptions('an MPC', {
     help: 'CURVE on every port: encrypted links, and with allowlists, only known keys may connect',
   },
 }, (c, fail, name) => {
-  const queue = gatewayQueueProblem(c.gatewayQueueBytes, c.maxMessageBytes, c.zmtpLink && c.curve === undefined, name);
-  if (queue !== null) fail('gatewayQueueBytes', queue);
+  const queue = gatewayQueueProblem(c, c.zmtpLink && c.curve === undefined, name);
+  if (queue !== null) fail(queue.key, queue.must);
 });
+
+type QueueSizes = { gatewayQueueBytes: number; gatewayQueueTotalBytes: number; maxMessageBytes: number };
 
 /**
  * The ZMTP link server drops a frame that does not fit a gateway's queue, and answers a gateway's
  * requests only while half its queue is free: the largest message, and so a history page of it, must
- * fit in half of it, or it could never reach a gateway nor be repaired. Null when it does (or when
- * libzmq's XPUB serves gateways: CURVE, --no-zmtp-link); else what the queue must be.
+ * fit in half of it, or it could never reach a gateway nor be repaired. Past the total of all queues
+ * it closes the gateway holding the most: a total below one queue would close a lone gateway for a
+ * history page, again at each reconnect. Null when the sizes hold (or when libzmq's XPUB serves
+ * gateways: CURVE, --no-zmtp-link); else the option at fault and what it must be.
  */
-export function gatewayQueueProblem(queueBytes: number, maxMessageBytes: number, linkServer: boolean, name: (key: 'maxMessageBytes') => string): string | null {
-  if (!linkServer || queueBytes >= 2 * maxMessageBytes) return null;
-  return `at least twice ${name('maxMessageBytes')} (${2 * maxMessageBytes}): a larger message would be dropped whenever the queue is half full, and could not be repaired from history`;
+export function gatewayQueueProblem(c: QueueSizes, linkServer: boolean, name: (key: keyof QueueSizes) => string): { key: keyof QueueSizes; must: string } | null {
+  if (!linkServer) return null;
+  if (c.gatewayQueueBytes < 2 * c.maxMessageBytes) {
+    return { key: 'gatewayQueueBytes', must: `at least twice ${name('maxMessageBytes')} (${2 * c.maxMessageBytes}): a larger message would be dropped whenever the queue is half full, and could not be repaired from history` };
+  }
+  if (c.gatewayQueueTotalBytes < c.gatewayQueueBytes) {
+    return { key: 'gatewayQueueTotalBytes', must: `at least ${name('gatewayQueueBytes')} (${c.gatewayQueueBytes}): a gateway catching up would be closed at every history page` };
+  }
+  return null;
 }
 
 export type MpcOptions = InputOf<typeof MPC_OPTIONS.specs> & {

@@ -39,7 +39,7 @@ describe('gateway config: hardening options', () => {
   });
 });
 
-describe('MPC config: the gateway queue holds the largest message twice', () => {
+describe('MPC config: the gateway queue holds the largest message twice, the total at least one queue', () => {
   test('--gateway-queue-bytes below twice --max-message-bytes is refused with the ZMTP link server; allowed where libzmq\'s XPUB serves gateways', () => {
     assert.equal(MPC_OPTIONS.validate({ gatewayQueueBytes: 2 * 1024 * 1024 }).gatewayQueueBytes, 2 * 1024 * 1024);
     assert.throws(() => MPC_OPTIONS.validate({ gatewayQueueBytes: 2 * 1024 * 1024 - 1 }), {
@@ -48,5 +48,10 @@ describe('MPC config: the gateway queue holds the largest message twice', () => 
     });
     assert.equal(MPC_OPTIONS.validate({ gatewayQueueBytes: 65536, maxMessageBytes: 32768 }).gatewayQueueBytes, 65536);
     assert.equal(MPC_OPTIONS.validate({ gatewayQueueBytes: 65536, zmtpLink: false }).gatewayQueueBytes, 65536);
+    assert.throws(() => MPC_OPTIONS.validate({ gatewayQueueTotalBytes: 16 * 1024 * 1024 }), {
+      name: 'RangeError',
+      message: /^options\.gatewayQueueTotalBytes must be at least options\.gatewayQueueBytes \(33554432\): .*, got 16777216$/,
+    });
+    assert.equal(MPC_OPTIONS.validate({ gatewayQueueTotalBytes: 32 * 1024 * 1024 }).gatewayQueueTotalBytes, 32 * 1024 * 1024);
   });
 });
