@@ -462,7 +462,7 @@ describe(`recovery: messages lost between the MPC and the gateway (${link.name})
 
 describe('recovery: a slow client under --slow-client-policy drop', () => {
   const sys = useSystem({
-    gatewayArgs: ['--slow-client-policy', 'drop', '--slow-client-bytes', '65536', '--workers', '1', '--max-recovery-messages', '10000'],
+    gatewayArgs: ['--slow-client-policy', 'drop', '--slow-client-bytes', '65536', '--max-message-bytes', '32768', '--workers', '1', '--max-recovery-messages', '10000'],
     mpcArgs: ['--history-size', '10000'],
   });
 

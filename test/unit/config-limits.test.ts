@@ -55,3 +55,14 @@ describe('MPC config: the gateway queue holds the largest message twice, the tot
     assert.equal(MPC_OPTIONS.validate({ gatewayQueueTotalBytes: 32 * 1024 * 1024 }).gatewayQueueTotalBytes, 32 * 1024 * 1024);
   });
 });
+
+describe('gateway config: the slow-client threshold holds the largest message twice', () => {
+  test('--slow-client-bytes below twice --max-message-bytes is refused', () => {
+    assert.equal(validateGatewayConfig({ slowClientBytes: 2 * 1024 * 1024 }).slowClientBytes, 2 * 1024 * 1024);
+    assert.throws(() => validateGatewayConfig({ slowClientBytes: 65536 }), {
+      name: 'RangeError',
+      message: /^options\.slowClientBytes must be at least twice options\.maxMessageBytes \(2097152\): .*, got 65536$/,
+    });
+    assert.equal(validateGatewayConfig({ slowClientBytes: 65536, maxMessageBytes: 32768 }).slowClientBytes, 65536);
+  });
+});

@@ -182,7 +182,7 @@ export const GATEWAY_OPTIONS = defineOptions('a gateway', {
   slowClientBytes: {
     default: 4 * 1024 * 1024,
     check: int(1024),
-    help: 'outbound bytes buffered for one connection before the slow-client policy applies',
+    help: 'outbound bytes buffered for one connection before the slow-client policy applies; at least twice --max-message-bytes',
     cli: { flag: 'slow-client-bytes', arg: 'N' },
     section: LIMITS,
   },
@@ -329,6 +329,12 @@ export const GATEWAY_OPTIONS = defineOptions('a gateway', {
   const largestBody = maxBodyFor(c.ringBytes, c.maxTopicLength * 3);
   if (c.maxMessageBytes > largestBody) {
     fail('maxMessageBytes', `a positive integer at most ${largestBody} (half of ${name('ringBytes')}, less a record header and the longest topic)`);
+  }
+  // Judged per batch on what earlier batches left unsent: below two of the largest message, a client
+  // reading at full speed looks slow whenever one such message is still on its way (closed with 4008,
+  // or skipped under the drop policy), and a recovery cannot hold one for it.
+  if (c.slowClientBytes < 2 * c.maxMessageBytes) {
+    fail('slowClientBytes', `at least twice ${name('maxMessageBytes')} (${2 * c.maxMessageBytes}): a client reading at full speed would look slow whenever a message that large is still on its way`);
   }
   if (c.maxTopicDepth > c.maxSubscriptionSegments) fail('maxTopicDepth', `an integer from 1 to ${name('maxSubscriptionSegments')} (${c.maxSubscriptionSegments})`);
   if (c.authSecret !== '' && c.authPublicKey !== '') fail('authPublicKey', `'' when ${name('authSecret')} is set (choose one way to verify tokens)`, '<key>');
