@@ -381,83 +381,83 @@ describe('recovery: the MPC restarts', () => {
 // Both of the gateway's link clients: its own (the default on plain TCP) and libzmq's XSUB (CURVE, or
 // --no-zmtp-link), whose high-water mark drops as well.
 for (const link of [{ name: 'tormq\'s ZMTP client', flags: [] as string[] }, { name: 'libzmq\'s XSUB', flags: ['--no-zmtp-link'] }]) {
-describe(`recovery: messages lost between the MPC and the gateway (${link.name})`, () => {
-  let mpc: MpcProcess;
-  let gateway: GatewayProcess;
-  let publisher: Publisher;
-  const clients: TestClient[] = [];
+  describe(`recovery: messages lost between the MPC and the gateway (${link.name})`, () => {
+    let mpc: MpcProcess;
+    let gateway: GatewayProcess;
+    let publisher: Publisher;
+    const clients: TestClient[] = [];
 
-  before(async () => {
-    // Small buffers on both sides of the link (the smallest queue the MPC allows, twice the largest
-    // message), history large enough to repair from.
-    mpc = await startMpcProcess(undefined, ['--hwm', '20', '--gateway-queue-bytes', '65536', '--max-message-bytes', '32768', '--history-size', '100000']);
-    // The test process reads 20,000 messages of 1 KB while it also runs the publisher: not a slow client.
-    gateway = await startGatewayProcess(mpc.gatewayPort, [...link.flags, '--upstream-hwm', '10', '--position-check-ms', '500', '--slow-client-bytes', String(256 << 20)]);
-    publisher = new Publisher('127.0.0.1', mpc.publisherPort, { sendHighWaterMark: 0 });
-    await publisher.ready({ timeoutMs: 10_000 });
-  });
-  after(async () => {
-    for (const c of clients) await c.close();
-    await publisher?.close();
-    if (gateway?.child.signalCode === null && gateway.child.exitCode === null) gateway.child.kill('SIGCONT');
-    await gateway?.stop();
-    await mpc?.stop();
-  });
+    before(async () => {
+      // Small buffers on both sides of the link (the smallest queue the MPC allows, twice the largest
+      // message), history large enough to repair from.
+      mpc = await startMpcProcess(undefined, ['--hwm', '20', '--gateway-queue-bytes', '65536', '--max-message-bytes', '32768', '--history-size', '100000']);
+      // The test process reads 20,000 messages of 1 KB while it also runs the publisher: not a slow client.
+      gateway = await startGatewayProcess(mpc.gatewayPort, [...link.flags, '--upstream-hwm', '10', '--position-check-ms', '500', '--slow-client-bytes', String(256 << 20)]);
+      publisher = new Publisher('127.0.0.1', mpc.publisherPort, { sendHighWaterMark: 0 });
+      await publisher.ready({ timeoutMs: 10_000 });
+    });
+    after(async () => {
+      for (const c of clients) await c.close();
+      await publisher?.close();
+      if (gateway?.child.signalCode === null && gateway.child.exitCode === null) gateway.child.kill('SIGCONT');
+      await gateway?.stop();
+      await mpc?.stop();
+    });
 
-  test('the gateway stalls during a burst (SIGSTOP): ZeroMQ drops, the gateway repairs from history, for the flooded root and a quiet one alike; every message reaches the tormq.v2 clients once, in order (the MPC sizes its frames to the gateway queue)', async () => {
-    const COUNT = 20_000;
-    const v2 = await TestClient.v2(gateway.url);
-    const v1 = await TestClient.connect(gateway.url);
-    clients.push(v2, v1);
-    // Issue 10, item 7: a flood on one root past the high-water marks also loses another root's
-    // messages on the same link; that loss must be found and repaired too, not only the flooded root's.
-    const quiet = await TestClient.v2(gateway.url);
-    clients.push(quiet);
-    const start = (await subscribeV2(v2, ['burst'])).positions;
-    const quietStart = (await subscribeV2(quiet, ['quiet'])).positions;
-    await v1.subscribe('burst');
-    const data = 'x'.repeat(1000); // big enough that the socket buffers between the processes fill
-    const QUIET_EVERY = 1000;
-    gateway.child.kill('SIGSTOP');
-    try {
-      for (let n = 1; n <= COUNT; n++) {
-        await publisher.send('burst', { n, data });
-        if (n % QUIET_EVERY === 0) await publisher.send('quiet', { n });
+    test('the gateway stalls during a burst (SIGSTOP): ZeroMQ drops, the gateway repairs from history, for the flooded root and a quiet one alike; every message reaches the tormq.v2 clients once, in order (the MPC sizes its frames to the gateway queue)', async () => {
+      const COUNT = 20_000;
+      const v2 = await TestClient.v2(gateway.url);
+      const v1 = await TestClient.connect(gateway.url);
+      clients.push(v2, v1);
+      // Issue 10, item 7: a flood on one root past the high-water marks also loses another root's
+      // messages on the same link; that loss must be found and repaired too, not only the flooded root's.
+      const quiet = await TestClient.v2(gateway.url);
+      clients.push(quiet);
+      const start = (await subscribeV2(v2, ['burst'])).positions;
+      const quietStart = (await subscribeV2(quiet, ['quiet'])).positions;
+      await v1.subscribe('burst');
+      const data = 'x'.repeat(1000); // big enough that the socket buffers between the processes fill
+      const QUIET_EVERY = 1000;
+      gateway.child.kill('SIGSTOP');
+      try {
+        for (let n = 1; n <= COUNT; n++) {
+          await publisher.send('burst', { n, data });
+          if (n % QUIET_EVERY === 0) await publisher.send('quiet', { n });
+        }
+        await until('the MPC took the burst', async () => (await mpc.stats()).forwarded >= COUNT + COUNT / QUIET_EVERY, 30_000);
+      } finally {
+        gateway.child.kill('SIGCONT');
       }
-      await until('the MPC took the burst', async () => (await mpc.stats()).forwarded >= COUNT + COUNT / QUIET_EVERY, 30_000);
-    } finally {
-      gateway.child.kill('SIGCONT');
-    }
-    // Counted, not scanned: 20,000 messages of 1 KB.
-    let scanned = 0;
-    let gapped = false;
-    await until('every message or a gap arrived', () => {
-      for (; scanned < v2.messages.length; scanned++) if (v2.messages[scanned]!.startsWith('{"event":"gap"')) gapped = true;
-      return v2.messages.length > COUNT || gapped;
-    }, 60_000);
-    const stats = await gateway.stats() as unknown as { upstream: { gaps: number; repairedGaps: number; unrepairedGaps: number; repairedMessages: number } };
-    const offsets = v2.publications().map((p) => p.offset);
-    const base = start.burst!.offset;
-    // History holds every message, so the gateway repairs them all. Before, batches (256 KB) and
-    // history pages (up to 4 MB) larger than this 64 KB queue were dropped whole at the MPC: about
-    // 3,800 of the 20,000 arrived, then every repair timed out and the client got a gap.
-    assert.deepEqual(v2.gaps(), [], `no gap: ${JSON.stringify(stats.upstream)}`);
-    assert.deepEqual(offsets, Array.from({ length: COUNT }, (_, i) => base + i + 1), 'every message, once, in order');
-    assert.ok(stats.upstream.gaps > 0, `ZeroMQ dropped messages on the link (gaps ${stats.upstream.gaps})`);
-    assert.ok(stats.upstream.repairedMessages > 0 && stats.upstream.unrepairedGaps === 0, JSON.stringify(stats.upstream));
-    // The quiet root's messages sent while the link was full were lost on the way too; the position
-    // checks find that (no later message of its own would) and history repairs it.
-    const QUIET = COUNT / QUIET_EVERY;
-    await until('the quiet root\'s messages or a gap arrived', () => quiet.publications().length >= QUIET || quiet.gaps().length > 0, 30_000);
-    const quietOffsets = quiet.publications().map((p) => p.offset);
-    assert.deepEqual(quiet.gaps(), []);
-    assert.deepEqual(quietOffsets, Array.from({ length: QUIET }, (_, i) => quietStart.quiet!.offset + i + 1), 'every quiet message, once, in order');
-    const after = await gateway.stats() as unknown as typeof stats;
-    // Report what happened (the figures, not a timing).
-    console.log(`# burst of ${COUNT}: upstream ${JSON.stringify(after.upstream)}; tormq.v2 client got ${offsets.length}, gaps ${v2.gaps().length}; ` +
-      `quiet root ${quietOffsets.length}/${QUIET}, gaps ${quiet.gaps().length}`);
+      // Counted, not scanned: 20,000 messages of 1 KB.
+      let scanned = 0;
+      let gapped = false;
+      await until('every message or a gap arrived', () => {
+        for (; scanned < v2.messages.length; scanned++) if (v2.messages[scanned]!.startsWith('{"event":"gap"')) gapped = true;
+        return v2.messages.length > COUNT || gapped;
+      }, 60_000);
+      const stats = await gateway.stats() as unknown as { upstream: { gaps: number; repairedGaps: number; unrepairedGaps: number; repairedMessages: number } };
+      const offsets = v2.publications().map((p) => p.offset);
+      const base = start.burst!.offset;
+      // History holds every message, so the gateway repairs them all. Before, batches (256 KB) and
+      // history pages (up to 4 MB) larger than this 64 KB queue were dropped whole at the MPC: about
+      // 3,800 of the 20,000 arrived, then every repair timed out and the client got a gap.
+      assert.deepEqual(v2.gaps(), [], `no gap: ${JSON.stringify(stats.upstream)}`);
+      assert.deepEqual(offsets, Array.from({ length: COUNT }, (_, i) => base + i + 1), 'every message, once, in order');
+      assert.ok(stats.upstream.gaps > 0, `ZeroMQ dropped messages on the link (gaps ${stats.upstream.gaps})`);
+      assert.ok(stats.upstream.repairedMessages > 0 && stats.upstream.unrepairedGaps === 0, JSON.stringify(stats.upstream));
+      // The quiet root's messages sent while the link was full were lost on the way too; the position
+      // checks find that (no later message of its own would) and history repairs it.
+      const QUIET = COUNT / QUIET_EVERY;
+      await until('the quiet root\'s messages or a gap arrived', () => quiet.publications().length >= QUIET || quiet.gaps().length > 0, 30_000);
+      const quietOffsets = quiet.publications().map((p) => p.offset);
+      assert.deepEqual(quiet.gaps(), []);
+      assert.deepEqual(quietOffsets, Array.from({ length: QUIET }, (_, i) => quietStart.quiet!.offset + i + 1), 'every quiet message, once, in order');
+      const after = await gateway.stats() as unknown as typeof stats;
+      // Report what happened (the figures, not a timing).
+      console.log(`# burst of ${COUNT}: upstream ${JSON.stringify(after.upstream)}; tormq.v2 client got ${offsets.length}, gaps ${v2.gaps().length}; ` +
+        `quiet root ${quietOffsets.length}/${QUIET}, gaps ${quiet.gaps().length}`);
+    });
   });
-});
 }
 
 describe('recovery: a slow client under --slow-client-policy drop', () => {

@@ -58,6 +58,15 @@ function recordErrors(client: TormqClient): TormqClientError[] {
 const pub = (topic: string, epoch: string, offset: number, data: unknown = offset) => ({ topic, data, epoch, offset });
 const shown = (p: Publication) => `${p.topic}#${p.offset}`;
 
+/** A subscription to room:1 on a new client, acked at `positions`, and the client's fake socket. */
+async function roomAcked(positions: Record<string, { epoch: string; offset: number }>): Promise<{ sub: ReturnType<TormqClient['subscribe']>; ws: FakeWebSocket }> {
+  const client = makeClient();
+  const sub = client.subscribe('room:1');
+  const ws = await open(client);
+  ws.push({ event: 'ack', id: ws.frames()[0]!.id, recovered: false, positions });
+  return { sub, ws };
+}
+
 function nextEvent<T>(subscribe: (listener: (value: T) => void) => void): Promise<T> {
   return new Promise((resolve) => subscribe(resolve));
 }
@@ -197,10 +206,7 @@ describe('positions and dedup', () => {
   });
 
   test('an offset jump is not delivered: the subscription recovers from its last position first', async () => {
-    const client = makeClient();
-    const sub = client.subscribe('room:1');
-    const ws = await open(client);
-    ws.push({ event: 'ack', id: ws.frames()[0]!.id, recovered: false, positions: { room: { epoch: 'R', offset: 0 }, 'room:1': { epoch: 'E', offset: 2 } } });
+    const { sub, ws } = await roomAcked({ room: { epoch: 'R', offset: 0 }, 'room:1': { epoch: 'E', offset: 2 } });
     const seen: string[] = [];
     const events: string[] = [];
     sub.on('publication', (p) => seen.push(shown(p)));
@@ -222,10 +228,7 @@ describe('positions and dedup', () => {
 
 
   test('after a position at 0, offset 1 of another epoch is delivered (the stream began on another MPC); offset 2 is a jump', async () => {
-    const client = makeClient();
-    const sub = client.subscribe('room:1');
-    const ws = await open(client);
-    ws.push({ event: 'ack', id: ws.frames()[0]!.id, recovered: false, positions: { room: { epoch: 'R', offset: 0 }, 'room:1': { epoch: 'A', offset: 0 } } });
+    const { sub, ws } = await roomAcked({ room: { epoch: 'R', offset: 0 }, 'room:1': { epoch: 'A', offset: 0 } });
     const seen: string[] = [];
     sub.on('publication', (p) => seen.push(shown(p)));
     ws.push(pub('room:1', 'B', 1));
@@ -240,10 +243,7 @@ describe('positions and dedup', () => {
     assert.deepEqual(ws.frames()[1]!.since, { room: { epoch: 'R', offset: 0 }, 'room:1': { epoch: 'B', offset: 2 } });
   });
   test('a gap notice recovers first; only a failed recovery reaches the application as gap; a new epoch follows', async () => {
-    const client = makeClient();
-    const sub = client.subscribe('room:1');
-    const ws = await open(client);
-    ws.push({ event: 'ack', id: ws.frames()[0]!.id, recovered: false, positions: { room: { epoch: 'R', offset: 0 }, 'room:1': { epoch: 'E', offset: 2 } } });
+    const { sub, ws } = await roomAcked({ room: { epoch: 'R', offset: 0 }, 'room:1': { epoch: 'E', offset: 2 } });
     const log: string[] = [];
     sub.on('publication', (p) => log.push(`${p.epoch}:${shown(p)}`));
     sub.on('subscribed', (c) => log.push(`subscribed recovered=${c.recovered} wasRecovering=${c.wasRecovering}`));

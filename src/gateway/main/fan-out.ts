@@ -155,15 +155,8 @@ export class FanOut {
       // The first of the stream seen here (before the subscription's position): the baseline.
       route.epoch = Buffer.from(frame.subarray(view.epochStart, view.epochEnd));
     } else if (!sameBytes(route.epoch, frame, view.epochStart, view.epochEnd)) {
-      if (route.otherFreshEpochs === null || !this.beganElsewhere(route, frame.toString('latin1', view.epochStart, view.epochEnd))) {
-        this.upstreamGaps++;
-        this.newEpoch(route, frame, view);
-      } else if (view.offset !== 1) {
-        // The new stream's first messages did not arrive: repaired like any gap.
-        this.upstreamGaps++;
-        this.startRepair(route, view.offset - 1);
-        return this.hold(route, route.repair!, frame);
-      }
+      this.epochChanged(route, Buffer.from(frame.subarray(view.epochStart, view.epochEnd)), view.offset - 1);
+      if (route.repair !== null) return this.hold(route, route.repair, frame);
     } else if (view.offset !== route.offset + 1) {
       if (view.offset <= route.offset) return this.drop('duplicate');
       this.upstreamGaps++;
@@ -186,16 +179,7 @@ export class FanOut {
       route.epoch = Buffer.from(frame.subarray(view.epochStart, view.epochEnd));
       route.offset = view.offset;
     } else if (!sameBytes(route.epoch, frame, view.epochStart, view.epochEnd)) {
-      if (route.otherFreshEpochs !== null && this.beganElsewhere(route, frame.toString('latin1', view.epochStart, view.epochEnd))) {
-        if (view.offset > 0) {
-          this.upstreamGaps++;
-          this.startRepair(route, view.offset);
-        }
-      } else {
-        this.upstreamGaps++;
-        this.newEpoch(route, frame, view);
-        route.offset = view.offset;
-      }
+      this.epochChanged(route, Buffer.from(frame.subarray(view.epochStart, view.epochEnd)), view.offset);
     } else if (route.repair !== null) {
       if (view.offset > route.repair.until) route.repair.until = view.offset;
     } else if (view.offset > route.offset) {
@@ -213,18 +197,7 @@ export class FanOut {
   checkPosition(route: TopicRoute, epoch: string, top: number): void {
     if (!route.baseline || route.epoch === null || route.repair !== null || epoch === '') return;
     if (route.epoch.toString('latin1') !== epoch) {
-      if (route.otherFreshEpochs !== null && this.beganElsewhere(route, epoch)) {
-        if (top > 0) {
-          this.upstreamGaps++;
-          this.startRepair(route, top);
-        }
-        return;
-      }
-      this.upstreamGaps++;
-      this.unrepairedGaps++;
-      for (const slot of route.slots) slot.gap(route.topic);
-      route.epoch = Buffer.from(epoch, 'latin1');
-      route.offset = top;
+      this.epochChanged(route, Buffer.from(epoch, 'latin1'), top);
     } else if (top > route.offset) {
       this.upstreamGaps++;
       this.startRepair(route, top);
@@ -248,11 +221,7 @@ export class FanOut {
       route.epoch = bytes;
       route.offset = top;
     } else if (!route.epoch.equals(bytes)) {
-      this.upstreamGaps++;
-      this.unrepairedGaps++;
-      for (const slot of route.slots) slot.gap(route.topic);
-      route.epoch = bytes;
-      route.offset = top;
+      this.epochChanged(route, bytes, top);
     } else if (top > route.offset && route.repair === null) {
       this.upstreamGaps++;
       this.startRepair(route, top);
@@ -301,27 +270,41 @@ export class FanOut {
   }
 
   /**
-   * `epoch` differs from the one `route` holds. True when the baseline was adopted from MPCs' answers
-   * without a stream, nothing has passed since, and `epoch` is another of those MPCs' fresh epochs: the
-   * topic's first stream began on that MPC after the baseline (an MPC starts a stream in its fresh
-   * epoch, and renews that epoch when it forgets one), so nothing was missed and no gap is announced.
-   * Before, the first message of a topic nobody had published brought a gap notice whenever it came
-   * through another MPC than the one whose answer the ack carried. The route moves to offset 0 of it.
+   * `route`'s stream is in another `epoch` now, with messages up to `top` in it (a message's, a
+   * position's, a check's): the one place an epoch changes. Continuity across epochs cannot be vouched
+   * for, so the stream starts again at `top` for everyone routed, with a gap — unless it began
+   * elsewhere (beganElsewhere): then nothing was missed, and offsets below `top` are repaired.
    */
-  private beganElsewhere(route: TopicRoute, epoch: string): boolean {
-    const fresh = route.otherFreshEpochs!;
-    route.otherFreshEpochs = null;
-    if (route.offset !== 0 || route.repair !== null || !fresh.includes(epoch)) return false;
-    route.epoch = Buffer.from(epoch, 'latin1');
-    return true;
-  }
-
-  private newEpoch(route: TopicRoute, frame: Buffer, view: StreamFrameView): void {
-    // Continuity across epochs cannot be vouched for: the stream starts again for everyone routed.
+  private epochChanged(route: TopicRoute, epoch: Buffer, top: number): void {
+    if (this.beganElsewhere(route, epoch)) {
+      if (top > 0) {
+        this.upstreamGaps++;
+        this.startRepair(route, top);
+      }
+      return;
+    }
+    this.upstreamGaps++;
     this.unrepairedGaps++;
     for (const slot of route.slots) slot.gap(route.topic);
-    route.epoch = Buffer.from(frame.subarray(view.epochStart, view.epochEnd));
-    route.offset = view.offset - 1;
+    route.epoch = epoch;
+    route.offset = top;
+  }
+
+  /**
+   * True when `route`'s baseline was adopted from MPCs' answers without a stream, nothing has passed
+   * since, and `epoch` is another of those MPCs' fresh epochs: the topic's first stream began on that
+   * MPC after the baseline (an MPC starts a stream in its fresh epoch, and renews that epoch when it
+   * forgets one), so nothing was missed. Before, the first message of a topic nobody had published
+   * brought a gap notice whenever it came through another MPC than the one whose answer the ack
+   * carried. The route moves to offset 0 of it.
+   */
+  private beganElsewhere(route: TopicRoute, epoch: Buffer): boolean {
+    const fresh = route.otherFreshEpochs;
+    if (fresh === null) return false;
+    route.otherFreshEpochs = null;
+    if (route.offset !== 0 || route.repair !== null || !fresh.includes(epoch.toString('latin1'))) return false;
+    route.epoch = epoch;
+    return true;
   }
 
   private startRepair(route: TopicRoute, until: number): void {
