@@ -39,9 +39,9 @@ async function whileStopped<T>(p: Started, body: () => Promise<T>): Promise<T> {
 }
 
 const pairings: Array<{ name: string; mpc: string[]; gateway: string[] }> = [
-  { name: 'libzmq XSUB to tormq\'s ZMTP XPUB', mpc: [], gateway: ['--no-zmtp-link'] },
-  { name: 'tormq\'s ZMTP client to tormq\'s ZMTP XPUB (the defaults)', mpc: [], gateway: [] },
-  { name: 'tormq\'s ZMTP client to libzmq\'s XPUB', mpc: ['--no-zmtp-link'], gateway: [] },
+  { name: 'libzmq XSUB to tormq\'s ZMTP XPUB (the defaults)', mpc: [], gateway: [] },
+  { name: 'tormq\'s ZMTP client to tormq\'s ZMTP XPUB', mpc: [], gateway: ['--zmtp-link'] },
+  { name: 'tormq\'s ZMTP client to libzmq\'s XPUB', mpc: ['--no-zmtp-link'], gateway: ['--zmtp-link'] },
 ];
 
 describe('link heartbeats: a stopped MPC is marked down within seconds', () => {

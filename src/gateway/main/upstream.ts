@@ -200,7 +200,7 @@ export class Upstream {
     /** Sees every socket event first (the LinkMonitor, which explains links that stay down). */
     private readonly onLinkEvent: (event: LinkEvent) => void = () => {},
     /** tormq's own ZMTP client on a plain link (CURVE always uses libzmq's XSUB); see GatewayConfig.zmtpLink. */
-    zmtpLink = true,
+    zmtpLink = false,
     /** A frame from an MPC skipped (too large, or in several parts). */
     badFrame: () => void = () => {},
     /** --link-heartbeat-ms (0: none): see zmtp-peer.ts heartbeatEvery. */

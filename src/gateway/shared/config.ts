@@ -98,7 +98,7 @@ export const GATEWAY_OPTIONS = defineOptions('a gateway', {
   upstreamHighWaterMark: {
     default: 100_000,
     check: int(1),
-    help: 'messages the gateway\'s libzmq XSUB buffers from the MPC before ZeroMQ drops (with --no-zmtp-link or CURVE; tormq\'s own client reads as fast as the gateway handles)',
+    help: 'messages the gateway\'s libzmq XSUB buffers from the MPC before ZeroMQ drops (with --zmtp-link tormq\'s own client reads as fast as the gateway handles)',
     cli: { flag: 'upstream-hwm', arg: 'N' },
     section: LIMITS,
   },
@@ -260,10 +260,10 @@ export const GATEWAY_OPTIONS = defineOptions('a gateway', {
     cli: { flag: 'batch-delay-ms', arg: 'N' },
   },
   zmtpLink: {
-    default: true,
+    default: false,
     check: boolean,
-    help: 'read the MPC link with tormq\'s own ZMTP client on plain TCP (CURVE always uses libzmq\'s XSUB): the main thread reads the link itself, without libzmq\'s I/O thread between. Measured 2026-12-07 (unicast, 2 workers, MPC + gateway CPU per message): 29.7-30.7 against 36.5-38.5 µs at 10k msgs/s, 16.0-16.3 against 17.8-18.4 at 40k, 13.2 against 13.5 at 60k; broadcast unchanged',
-    cli: { flag: 'zmtp-link', negatable: true, help: 'read the MPC link with libzmq\'s XSUB instead of tormq\'s own ZMTP client (CURVE always does)' },
+    help: 'read the MPC link with tormq\'s own ZMTP client instead of libzmq\'s XSUB (plain TCP only; CURVE always uses libzmq): the main thread reads the link itself. Measured 2026-12-07 (unicast, 2 workers, MPC + gateway CPU per message): 29.7-30.7 against 36.5-38.5 µs at 10k msgs/s, 16.0-16.3 against 17.8-18.4 at 40k; but with 64 KiB messages the gateway\'s RSS grew 20-40 MiB more (test/e2e/slow-clients), so it stays off by default',
+    cli: { flag: 'zmtp-link' },
   },
   linkHeartbeatMs: {
     default: 1000,
